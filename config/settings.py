@@ -1,0 +1,89 @@
+"""Settings, read once at start-up from EASEL_* variables or `.env`; a bad value is one clear line, exit code 2."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DISCORD_API_URL = "https://discord.com/api/v10"
+DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
+
+IdList = Annotated[list[int], NoDecode]
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names it and says what is expected."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EASEL_", env_file=".env", extra="ignore", frozen=True)
+
+    discord_token: SecretStr | None = None
+    discord_api_url: str = DISCORD_API_URL
+    discord_gateway_url: str = DISCORD_GATEWAY_URL
+    dev_guild_id: int | None = None
+    admin_user_ids: IdList = Field(default_factory=list)
+    admin_role_ids: IdList = Field(default_factory=list)
+
+    default_model: str | None = None
+    models_dir: Path = Path("models")
+    loras_dir: Path | None = None  # default: <models_dir>/Lora
+    data_dir: Path = Path("data")
+    allow_ckpt: bool = False  # pickle checkpoints can run code; only an admin who trusts the files sets this
+    device: str = "auto"
+
+    max_steps: int = Field(default=150, ge=1, le=1000)
+    max_pixels: int = Field(default=1024 * 1024, ge=64 * 64)
+    max_batch: int = Field(default=4, ge=1, le=16)
+    max_queued_per_user: int = Field(default=3, ge=1)
+    max_queued_total: int = Field(default=50, ge=1)
+    log_level: str = "INFO"
+
+    @field_validator("admin_user_ids", "admin_role_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p for p in re.split(r"[,\s]+", value.strip()) if p]
+            if not all(p.isdigit() for p in parts):
+                raise ValueError("expected Discord ids (digits) separated by commas")
+            return [int(p) for p in parts]
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
+            raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("discord_api_url", "discord_gateway_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not re.match(r"^(https?|wss?)://[^\s/]+", value):
+            raise ValueError("expected an http(s):// or ws(s):// URL")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @property
+    def lora_dir(self) -> Path:
+        return self.loras_dir if self.loras_dir is not None else self.models_dir / "Lora"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning pydantic's report into one line that names the EASEL_ variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        first = err.errors()[0]
+        name = "EASEL_" + "_".join(str(p) for p in first["loc"][:1]).upper()
+        raise SettingsError(f"{name}: {first['msg']} (got {first.get('input')!r})") from None

@@ -1,0 +1,25 @@
+"""The engine's typed errors: every message is safe to show to the user who caused it."""
+
+
+class EaselError(Exception):
+    """Base of every error the engine raises on purpose; `str(err)` is a message for the user."""
+
+
+class InvalidParamsError(EaselError):
+    """A request asked for something impossible or over a limit; nothing was queued."""
+
+
+class QueueFullError(EaselError):
+    """The queue (the user's share or the whole) is full; try again when a job finishes."""
+
+
+class ModelUnavailableError(EaselError):
+    """A model cannot be found, is refused (e.g. a pickle `.ckpt`), or failed to load."""
+
+
+class GenerationFailedError(EaselError):
+    """Diffusion itself failed (out of memory, a bad tensor...); other jobs are unaffected."""
+
+
+class Cancelled(EaselError):  # noqa: N818 - reads as a state, per house style
+    """The job was cancelled before it finished."""

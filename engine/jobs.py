@@ -1,0 +1,103 @@
+"""Jobs, their results and events, and the `Executor` protocol the transport talks to.
+
+Everything here is plain, serialisable data so that a remote worker pool (e.g. over Redis) can later stand in for
+the in-process `GpuExecutor` without the Discord layer noticing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from engine.errors import EaselError
+from engine.params import GenerationParams
+
+
+@dataclass(frozen=True)
+class Job:
+    """A queued unit of work: who asked, and the immutable params. No transport objects, ever."""
+
+    job_id: str
+    user_id: str
+    params: GenerationParams
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One finished image, already encoded (PNG with the A1111 `parameters` chunk)."""
+
+    png: bytes
+    seed: int
+    infotext: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class JobResult:
+    images: tuple[GeneratedImage, ...]
+    infotext: str  # the first image's parameter text, as A1111 shows it for a batch
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Queued:
+    position: int  # 1 = next to run
+    ahead: int  # jobs in front of this one, the running ones included
+
+
+@dataclass(frozen=True)
+class Started:
+    pass
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    result: JobResult
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: EaselError
+
+
+@dataclass(frozen=True)
+class WasCancelled:
+    pass
+
+
+JobEvent = Queued | Started | Progress | Finished | Failed | WasCancelled
+TERMINAL_EVENTS = (Finished, Failed, WasCancelled)
+
+
+@dataclass
+class Ticket:
+    """What `submit` hands back: the job and the stream of its events, ending with a terminal one."""
+
+    job: Job
+    events: AsyncIterator[JobEvent] = field(repr=False)
+
+
+class Executor(Protocol):
+    """Runs jobs somewhere (in-process GPU workers today, a remote pool later)."""
+
+    async def submit(self, job: Job) -> Ticket:
+        """Queue a job, or raise QueueFullError/InvalidParamsError at once; never blocks on the GPU."""
+        ...
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job; False if it is unknown or already finished."""
+        ...
+
+    def position(self, job_id: str) -> int | None:
+        """1-based place in the queue, 0 while running, None when unknown or finished."""
+        ...
+
+    async def close(self) -> None: ...

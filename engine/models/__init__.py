@@ -1,0 +1,1 @@
+"""Model registry, built-in models, single-file loading and hashing."""

@@ -1,0 +1,119 @@
+"""Diffusers configs for known architectures, written locally so single-file checkpoints load with no hub access.
+
+`from_single_file(path, config=<folder>, local_files_only=True)` needs a folder with the component configs and
+tokenizer files but no weights; diffusers would otherwise fetch them from the hub.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from engine.models.tokenizer import write_clip_tokenizer
+
+SD15_SCHEDULER: dict[str, Any] = {
+    "_class_name": "PNDMScheduler",
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "beta_start": 0.00085,
+    "clip_sample": False,
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "timestep_spacing": "leading",
+    "trained_betas": None,
+}
+
+SD15_UNET: dict[str, Any] = {
+    "_class_name": "UNet2DConditionModel",
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": [320, 640, 1280, 1280],
+    "center_input_sample": False,
+    "cross_attention_dim": 768,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "downsample_padding": 1,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "in_channels": 4,
+    "layers_per_block": 2,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "norm_num_groups": 32,
+    "out_channels": 4,
+    "sample_size": 64,
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+}
+
+SD15_VAE: dict[str, Any] = {
+    "_class_name": "AutoencoderKL",
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 512,
+    "scaling_factor": 0.18215,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+}
+
+SD15_TEXT_ENCODER: dict[str, Any] = {
+    "architectures": ["CLIPTextModel"],
+    "model_type": "clip_text_model",
+    "attention_dropout": 0.0,
+    "bos_token_id": 49406,
+    "eos_token_id": 49407,
+    "pad_token_id": 49407,
+    "hidden_act": "quick_gelu",
+    "hidden_size": 768,
+    "initializer_factor": 1.0,
+    "initializer_range": 0.02,
+    "intermediate_size": 3072,
+    "layer_norm_eps": 1e-05,
+    "max_position_embeddings": 77,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "projection_dim": 768,
+    "vocab_size": 49408,
+}
+
+SD15_INDEX: dict[str, Any] = {
+    "_class_name": "StableDiffusionPipeline",
+    "feature_extractor": [None, None],
+    "requires_safety_checker": False,
+    "safety_checker": [None, None],
+    "scheduler": ["diffusers", "PNDMScheduler"],
+    "text_encoder": ["transformers", "CLIPTextModel"],
+    "tokenizer": ["transformers", "CLIPTokenizer"],
+    "unet": ["diffusers", "UNet2DConditionModel"],
+    "vae": ["diffusers", "AutoencoderKL"],
+}
+
+
+def write_config_folder(folder: Path, components: dict[str, dict[str, Any]], index: dict[str, Any]) -> Path:
+    """Write a weight-less diffusers folder: model_index.json, each component's config, CLIP tokenizer."""
+    for name, config in components.items():
+        sub = folder / name
+        sub.mkdir(parents=True, exist_ok=True)
+        filename = "scheduler_config.json" if name == "scheduler" else "config.json"
+        (sub / filename).write_text(json.dumps(config, indent=1), encoding="utf-8")
+    write_clip_tokenizer(folder / "tokenizer")
+    (folder / "model_index.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
+    return folder
+
+
+def sd15_config_folder(cache_dir: Path) -> Path:
+    folder = cache_dir / "configs" / "sd15"
+    if not (folder / "model_index.json").exists():
+        write_config_folder(
+            folder,
+            {"unet": SD15_UNET, "vae": SD15_VAE, "text_encoder": SD15_TEXT_ENCODER, "scheduler": SD15_SCHEDULER},
+            SD15_INDEX,
+        )
+    return folder

@@ -1,0 +1,177 @@
+"""Single-file (A1111/civitai "original" layout) checkpoints: architecture detection from the header, offline
+loading with local config folders, and export of a diffusers SD 1.x pipeline back to a single file.
+
+diffusers has no converter from its own layout to the original one; `export_single_file` is the inverse of
+diffusers' `convert_ldm_*_checkpoint`, generalised to any number of blocks so tiny models round-trip too.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+EASEL_CONFIG_KEY = "easel.config"  # metadata naming the built-in config an exported checkpoint was made from
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The safetensors JSON header (tensor names, shapes, metadata) without reading any weights."""
+    with path.open("rb") as fh:
+        raw = fh.read(8)
+        if len(raw) != 8:
+            raise ValueError("not a safetensors file (too short)")
+        (length,) = struct.unpack("<Q", raw)
+        if length > _MAX_HEADER:
+            raise ValueError("not a safetensors file (header too large)")
+        try:
+            header: dict[str, Any] = json.loads(fh.read(length))
+        except ValueError:
+            raise ValueError("not a safetensors file (unreadable header)") from None
+    return header
+
+
+def detect_architecture(path: Path) -> str:
+    """"sd1", "sd2", "sdxl", or "easel" (an export of a built-in model); ValueError if it is no SD checkpoint."""
+    header = read_header(path)
+    metadata = header.get("__metadata__") or {}
+    if EASEL_CONFIG_KEY in metadata:
+        return "easel"
+    keys = header.keys()
+    if "conditioner.embedders.1.model.ln_final.weight" in keys or any(
+        k.startswith("conditioner.embedders.") for k in keys
+    ):
+        return "sdxl"
+    if any(k.startswith("cond_stage_model.model.") for k in keys):
+        return "sd2"
+    if any(k.startswith("model.diffusion_model.") for k in keys) and any(
+        k.startswith("cond_stage_model.transformer.") for k in keys
+    ):
+        return "sd1"
+    if any(k.startswith("lora_") or ".lora_" in k for k in keys):
+        raise ValueError("this is a LoRA, not a checkpoint: put it in the Lora folder")
+    raise ValueError("not a Stable Diffusion checkpoint this version recognises")
+
+
+def _unet_map(config: dict[str, Any], keys: list[str]) -> dict[str, str]:
+    n = len(config["block_out_channels"])
+    per = config["layers_per_block"]
+    down_attn = ["CrossAttn" in t for t in config["down_block_types"]]
+    up_attn = ["CrossAttn" in t for t in config["up_block_types"]]
+    layer: list[tuple[str, str]] = []
+    for i in range(n):
+        for j in range(per):
+            layer.append((f"input_blocks.{(per + 1) * i + j + 1}.0.", f"down_blocks.{i}.resnets.{j}."))
+            if down_attn[i]:
+                layer.append((f"input_blocks.{(per + 1) * i + j + 1}.1.", f"down_blocks.{i}.attentions.{j}."))
+        for j in range(per + 1):
+            layer.append((f"output_blocks.{(per + 1) * i + j}.0.", f"up_blocks.{i}.resnets.{j}."))
+            if up_attn[i]:
+                layer.append((f"output_blocks.{(per + 1) * i + j}.1.", f"up_blocks.{i}.attentions.{j}."))
+        if i < n - 1:
+            layer.append((f"input_blocks.{(per + 1) * (i + 1)}.0.op.", f"down_blocks.{i}.downsamplers.0.conv."))
+            slot = 2 if up_attn[i] else 1
+            layer.append((f"output_blocks.{(per + 1) * i + per}.{slot}.", f"up_blocks.{i}.upsamplers.0."))
+    layer.append(("middle_block.1.", "mid_block.attentions.0."))
+    for j in range(2):
+        layer.append((f"middle_block.{2 * j}.", f"mid_block.resnets.{j}."))
+    direct = {
+        "time_embedding.linear_1.weight": "time_embed.0.weight",
+        "time_embedding.linear_1.bias": "time_embed.0.bias",
+        "time_embedding.linear_2.weight": "time_embed.2.weight",
+        "time_embedding.linear_2.bias": "time_embed.2.bias",
+        "conv_in.weight": "input_blocks.0.0.weight",
+        "conv_in.bias": "input_blocks.0.0.bias",
+        "conv_norm_out.weight": "out.0.weight",
+        "conv_norm_out.bias": "out.0.bias",
+        "conv_out.weight": "out.2.weight",
+        "conv_out.bias": "out.2.bias",
+    }
+    resnet = [
+        ("in_layers.0", "norm1"),
+        ("in_layers.2", "conv1"),
+        ("out_layers.0", "norm2"),
+        ("out_layers.3", "conv2"),
+        ("emb_layers.1", "time_emb_proj"),
+        ("skip_connection", "conv_shortcut"),
+    ]
+    mapping: dict[str, str] = {}
+    for key in keys:
+        new = direct.get(key, key)
+        if "resnets" in key:
+            for sd_part, hf_part in resnet:
+                new = new.replace(hf_part, sd_part)
+        for sd_part, hf_part in layer:
+            new = new.replace(hf_part, sd_part)
+        mapping[key] = "model.diffusion_model." + new
+    return mapping
+
+
+def _vae_map(config: dict[str, Any], keys: list[str]) -> dict[str, str]:
+    n = len(config["block_out_channels"])
+    per = config["layers_per_block"]
+    layer: list[tuple[str, str]] = [
+        ("nin_shortcut", "conv_shortcut"),
+        ("norm_out", "conv_norm_out"),
+        ("mid.attn_1.", "mid_block.attentions.0."),
+    ]
+    for i in range(n):
+        for j in range(per):
+            layer.append((f"encoder.down.{i}.block.{j}.", f"encoder.down_blocks.{i}.resnets.{j}."))
+        if i < n - 1:
+            layer.append((f"down.{i}.downsample.", f"down_blocks.{i}.downsamplers.0."))
+            layer.append((f"up.{n - 1 - i}.upsample.", f"up_blocks.{i}.upsamplers.0."))
+        for j in range(per + 1):
+            layer.append((f"decoder.up.{n - 1 - i}.block.{j}.", f"decoder.up_blocks.{i}.resnets.{j}."))
+    for j in range(2):
+        layer.append((f"mid.block_{j + 1}.", f"mid_block.resnets.{j}."))
+    attn = [("norm.", "group_norm."), ("q.", "to_q."), ("k.", "to_k."), ("v.", "to_v."), ("proj_out.", "to_out.0.")]
+    mapping: dict[str, str] = {}
+    for key in keys:
+        new = key
+        for sd_part, hf_part in layer:
+            new = new.replace(hf_part, sd_part)
+        if "attentions" in key:
+            for sd_part, hf_part in attn:
+                new = new.replace(hf_part, sd_part)
+        mapping[key] = "first_stage_model." + new
+    return mapping
+
+
+def export_single_file(pipe: Any, path: Path, *, easel_config: str | None = None) -> None:
+    """Write an SD 1.x diffusers pipeline as one original-layout `.safetensors` checkpoint."""
+    from safetensors.torch import save_file
+
+    unet = pipe.unet.state_dict()
+    vae = pipe.vae.state_dict()
+    state: dict[str, Any] = {}
+    for hf, sd in _unet_map(dict(pipe.unet.config), list(unet)).items():
+        state[sd] = unet[hf]
+    for hf, sd in _vae_map(dict(pipe.vae.config), list(vae)).items():
+        tensor = vae[hf]
+        if "mid.attn_1." in sd and tensor.ndim == 2:
+            tensor = tensor.reshape(*tensor.shape, 1, 1)  # the original VAE attention uses 1x1 convolutions
+        state[sd] = tensor
+    for key, tensor in pipe.text_encoder.state_dict().items():
+        # Real SD 1.x files name the CLIP weights `...transformer.text_model.*`; transformers 5 drops that level.
+        key = key if key.startswith("text_model.") else "text_model." + key
+        state["cond_stage_model.transformer." + key] = tensor
+    metadata = {EASEL_CONFIG_KEY: easel_config} if easel_config else None
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=metadata)
+
+
+def load_single_file(path: Path, config_folder: Path, *, dtype: Any = None) -> Any:
+    """Load an SD 1.x single-file checkpoint fully offline, using a local config folder."""
+    from diffusers import StableDiffusionPipeline
+
+    kwargs: dict[str, Any] = {"config": str(config_folder), "local_files_only": True}
+    if dtype is not None:
+        kwargs["torch_dtype"] = dtype
+    return StableDiffusionPipeline.from_single_file(str(path), **kwargs)
+
+
+def easel_config_of(path: Path) -> str | None:
+    metadata = read_header(path).get("__metadata__") or {}
+    value = metadata.get(EASEL_CONFIG_KEY)
+    return str(value) if value else None
