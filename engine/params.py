@@ -7,6 +7,7 @@ Raw input (slash options, CLI flags, pasted parameter text) becomes a `Generatio
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -120,7 +121,7 @@ def _as_float(name: str, value: Any) -> float:
         result = float(str(value).strip())
     except ValueError:
         raise InvalidParamsError(f"{name} must be a number, not {value!r}.") from None
-    if result != result or result in (float("inf"), float("-inf")):
+    if not math.isfinite(result):
         raise InvalidParamsError(f"{name} must be a finite number, not {value!r}.")
     return result
 

@@ -144,7 +144,9 @@ def resolve_sampler(name: str, schedule: str | None = None) -> tuple[str, str]:
         # A1111 ignores the schedule type for timestep samplers; record what actually runs.
         schedule_info = _SCHEDULE_BY_LOWER["automatic"]
     if schedule_info.unsupported:
-        raise InvalidParamsError(f"Schedule type {schedule_info.label!r} is not available: {schedule_info.unsupported}.")
+        raise InvalidParamsError(
+            f"Schedule type {schedule_info.label!r} is not available: {schedule_info.unsupported}."
+        )
     return sampler.name, schedule_info.label
 
 
@@ -189,7 +191,7 @@ def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, see
     missing = [k for k, v in options.items() if k not in accepted and v not in (False, None)]
     if missing:
         raise InvalidParamsError(f"Schedule type {kind!r} is not available with sampler {sampler!r}.")
-    config = {k: v for k, v in base_config.items() if not k.startswith("_")}
+    config = {k: v for k, v in base_config.items() if k in accepted}
     for key in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
         config.pop(key, None)
     config.update(options)
@@ -214,6 +216,7 @@ _DIFFUSERS: dict[str, tuple[str, dict[str, Any]]] = {
     "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
     "DDIM": ("DDIMScheduler", {}),
     "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
-    "UniPC": ("UniPCMultistepScheduler", {"solver_type": "bh1", "solver_order": 3}),
+    # A1111 runs UniPC as bh1, order 3; diffusers' bh1 yields NaN latents on SD schedules, so bh2 at order 3.
+    "UniPC": ("UniPCMultistepScheduler", {"solver_type": "bh2", "solver_order": 3}),
     "LCM": ("LCMScheduler", {}),
 }

@@ -65,7 +65,12 @@ def tiny_config_folder(cache_dir: Path) -> Path:
     if not (folder / "model_index.json").exists():
         write_config_folder(
             folder,
-            {"unet": TINY_UNET, "vae": TINY_VAE, "text_encoder": TINY_TEXT_ENCODER, "scheduler": SD15_SCHEDULER},
+            {
+                "unet": TINY_UNET,
+                "vae": TINY_VAE,
+                "text_encoder": TINY_TEXT_ENCODER,
+                "scheduler": SD15_SCHEDULER,
+            },
             SD15_INDEX,
         )
     return folder

@@ -34,7 +34,12 @@ SD15_UNET: dict[str, Any] = {
     "block_out_channels": [320, 640, 1280, 1280],
     "center_input_sample": False,
     "cross_attention_dim": 768,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
     "downsample_padding": 1,
     "flip_sin_to_cos": True,
     "freq_shift": 0,
@@ -113,7 +118,12 @@ def sd15_config_folder(cache_dir: Path) -> Path:
     if not (folder / "model_index.json").exists():
         write_config_folder(
             folder,
-            {"unet": SD15_UNET, "vae": SD15_VAE, "text_encoder": SD15_TEXT_ENCODER, "scheduler": SD15_SCHEDULER},
+            {
+                "unet": SD15_UNET,
+                "vae": SD15_VAE,
+                "text_encoder": SD15_TEXT_ENCODER,
+                "scheduler": SD15_SCHEDULER,
+            },
             SD15_INDEX,
         )
     return folder

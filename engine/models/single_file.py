@@ -33,7 +33,7 @@ def read_header(path: Path) -> dict[str, Any]:
 
 
 def detect_architecture(path: Path) -> str:
-    """"sd1", "sd2", "sdxl", or "easel" (an export of a built-in model); ValueError if it is no SD checkpoint."""
+    """ "sd1", "sd2", "sdxl", or "easel" (an export of a built-in model); ValueError if it is no SD checkpoint."""
     header = read_header(path)
     metadata = header.get("__metadata__") or {}
     if EASEL_CONFIG_KEY in metadata:
@@ -126,7 +126,13 @@ def _vae_map(config: dict[str, Any], keys: list[str]) -> dict[str, str]:
             layer.append((f"decoder.up.{n - 1 - i}.block.{j}.", f"decoder.up_blocks.{i}.resnets.{j}."))
     for j in range(2):
         layer.append((f"mid.block_{j + 1}.", f"mid_block.resnets.{j}."))
-    attn = [("norm.", "group_norm."), ("q.", "to_q."), ("k.", "to_k."), ("v.", "to_v."), ("proj_out.", "to_out.0.")]
+    attn = [
+        ("norm.", "group_norm."),
+        ("q.", "to_q."),
+        ("k.", "to_k."),
+        ("v.", "to_v."),
+        ("proj_out.", "to_out.0."),
+    ]
     mapping: dict[str, str] = {}
     for key in keys:
         new = key
@@ -155,8 +161,8 @@ def export_single_file(pipe: Any, path: Path, *, easel_config: str | None = None
         state[sd] = tensor
     for key, tensor in pipe.text_encoder.state_dict().items():
         # Real SD 1.x files name the CLIP weights `...transformer.text_model.*`; transformers 5 drops that level.
-        key = key if key.startswith("text_model.") else "text_model." + key
-        state["cond_stage_model.transformer." + key] = tensor
+        name = key if key.startswith("text_model.") else "text_model." + key
+        state["cond_stage_model.transformer." + name] = tensor
     metadata = {EASEL_CONFIG_KEY: easel_config} if easel_config else None
     save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=metadata)
 
@@ -167,7 +173,7 @@ def load_single_file(path: Path, config_folder: Path, *, dtype: Any = None) -> A
 
     kwargs: dict[str, Any] = {"config": str(config_folder), "local_files_only": True}
     if dtype is not None:
-        kwargs["torch_dtype"] = dtype
+        kwargs["dtype"] = dtype
     return StableDiffusionPipeline.from_single_file(str(path), **kwargs)
 
 

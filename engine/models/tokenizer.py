@@ -28,7 +28,8 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 def clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
-    lines = gzip.open(BPE_PATH).read().decode("utf-8").split("\n")[1 : N_MERGES + 1]
+    with gzip.open(BPE_PATH) as fh:
+        lines = fh.read().decode("utf-8").split("\n")[1 : N_MERGES + 1]
     base = list(_bytes_to_unicode().values())
     tokens = base + [t + "</w>" for t in base] + ["".join(line.split()) for line in lines] + [BOS, EOS]
     return {t: i for i, t in enumerate(tokens)}, lines

@@ -1,0 +1,98 @@
+"""Easel's own cost per job: one job through the engine + executor vs a bare `pipe(...)` call, same process.
+
+    python -m bench.overhead [--model builtin:tiny] [--steps 20] [--size 64] [--repeats 5]
+
+Both sides use the same loaded pipeline, scheduler, latents and seed; the ratio is Easel's end-to-end time (queue,
+callbacks, PNG encoding, events) over the bare call's (which returns PIL images, not PNG bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from engine.executor import GpuExecutor
+from engine.jobs import Finished, Job
+from engine.models.registry import ModelRegistry
+from engine.params import GenerationParams
+from engine.pipeline import DiffusersEngine
+from engine.samplers import make_scheduler
+from engine.seeds import initial_noise
+
+
+def bare_call(engine: DiffusersEngine, params: GenerationParams) -> float:
+    loaded = engine.load(params.model)
+    pipe = loaded.pipe
+    pipe.scheduler = make_scheduler(loaded.scheduler_config, params.sampler, params.schedule, seed=params.seed)
+    scale = pipe.vae_scale_factor
+    shape = (pipe.unet.config.in_channels, params.height // scale, params.width // scale)
+    started = time.perf_counter()
+    noise, generators = initial_noise(shape, params.image_seeds())
+    with torch.inference_mode():
+        pipe(
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt,
+            num_inference_steps=params.steps,
+            guidance_scale=params.cfg_scale,
+            width=params.width,
+            height=params.height,
+            latents=noise,
+            generator=generators,
+        )
+    return time.perf_counter() - started
+
+
+async def easel_job(executor: GpuExecutor, params: GenerationParams, n: int) -> float:
+    started = time.perf_counter()
+    ticket = await executor.submit(Job(job_id=f"bench{n}", user_id="bench", params=params))
+    async for event in ticket.events:
+        if isinstance(event, Finished):
+            break
+    return time.perf_counter() - started
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="builtin:tiny")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    data = Path(tempfile.gettempdir()) / "easel-bench"
+    registry = ModelRegistry(data / "models", data / "cache")
+    engine = DiffusersEngine(registry, args.device)
+    executor = GpuExecutor(engine, max_queued_per_user=10, max_queued_total=10)
+    await executor.start()
+    params = GenerationParams(
+        prompt="a red circle on a blue background", model=args.model, seed=42, steps=args.steps,
+        sampler="Euler", cfg_scale=5.0, width=args.size, height=args.size,
+    )  # fmt: skip
+    started = time.perf_counter()
+    engine.load(args.model)
+    load_seconds = time.perf_counter() - started
+    bare_call(engine, params)  # warm-up both paths
+    await easel_job(executor, params, -1)
+    bare, ours = [], []
+    for n in range(args.repeats):  # interleaved, so drift on a busy machine hits both sides alike
+        bare.append(bare_call(engine, params))
+        ours.append(await easel_job(executor, params, n))
+    await executor.close()
+    b, o = statistics.median(bare), statistics.median(ours)
+    print(f"model {args.model}, {args.size}x{args.size}, {args.steps} steps, Euler, {torch.get_num_threads()} threads")
+    print(f"load (first, incl. build if needed): {load_seconds:.2f} s")
+    print(f"bare pipe(...):        median {b * 1000:.1f} ms over {args.repeats}")
+    print(f"Easel engine+executor: median {o * 1000:.1f} ms over {args.repeats}")
+    print(f"ratio Easel / bare: {o / b:.3f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,177 @@
+"""Easel's composition root: read settings once, set up logging, build engine + executor (+ bot), run. No logic.
+
+python main.py                         start the Discord bot (needs EASEL_DISCORD_TOKEN)
+python main.py imagine "a prompt"      make an image locally, without Discord
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from config.logging import setup_logging
+from config.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("easel")
+
+
+def _cli() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description="Easel: Stable Diffusion for your Discord server.")
+    sub = parser.add_subparsers(dest="command")
+    img = sub.add_parser("imagine", help="make an image locally, without Discord")
+    img.add_argument("prompt")
+    img.add_argument("--negative", "--negative-prompt", dest="negative_prompt", default=None)
+    img.add_argument("--steps", default=None)
+    img.add_argument("--sampler", default=None, help='A1111 name, e.g. "DPM++ 2M", "Euler a", "DPM++ 2M Karras"')
+    img.add_argument("--schedule", default=None, help="schedule type: Automatic, Karras, Exponential, ...")
+    img.add_argument("--cfg", "--cfg-scale", dest="cfg_scale", default=None)
+    img.add_argument("--seed", default=None, help="-1 or empty for random")
+    img.add_argument("--width", default=None)
+    img.add_argument("--height", default=None)
+    img.add_argument("--batch", dest="batch_size", default=None)
+    img.add_argument("--subseed", default=None, help="variation seed")
+    img.add_argument("--subseed-strength", dest="subseed_strength", default=None, help="variation strength 0..1")
+    img.add_argument("--clip-skip", dest="clip_skip", default=None)
+    img.add_argument("--model", default=None, help="model name (see `python main.py models`)")
+    img.add_argument("--out", default="out.png", help="output PNG path (batches add -1, -2, ...)")
+    sub.add_parser("models", help="list the models Easel can use, and refused files")
+    return parser
+
+
+def _build_engine(settings: Settings) -> tuple[Any, Any, Any]:
+    from engine.executor import GpuExecutor
+    from engine.models.registry import ModelRegistry
+    from engine.pipeline import DiffusersEngine
+
+    registry = ModelRegistry(settings.models_dir, settings.data_dir / "cache", allow_ckpt=settings.allow_ckpt)
+    engine = DiffusersEngine(registry, settings.device)
+    executor = GpuExecutor(
+        engine,
+        max_queued_per_user=settings.max_queued_per_user,
+        max_queued_total=settings.max_queued_total,
+    )
+    return registry, engine, executor
+
+
+def _default_model(settings: Settings, registry: Any) -> str:
+    name: str = registry.default_model(settings.default_model)
+    if name.startswith("builtin:") and not settings.default_model:
+        log.warning(
+            "No model in %s: using %s. Put a .safetensors checkpoint (or a diffusers folder) in %s, "
+            "or set EASEL_DEFAULT_MODEL.",
+            settings.models_dir,
+            name,
+            settings.models_dir,
+        )
+    return name
+
+
+async def _imagine(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.errors import EaselError
+    from engine.jobs import Failed, Finished, Job, Progress, Queued, WasCancelled
+    from engine.params import Limits, build_params
+
+    registry, _, executor = _build_engine(settings)
+    try:
+        model = registry.resolve(args.model).name if args.model else _default_model(settings, registry)
+        options = {
+            k: getattr(args, k)
+            for k in ("prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width",
+                      "height", "batch_size", "subseed", "subseed_strength", "clip_skip")
+        }  # fmt: skip
+        limits = Limits(max_steps=settings.max_steps, max_pixels=settings.max_pixels, max_batch=settings.max_batch)
+        params = build_params(options, model=model, limits=limits, defaults=registry.defaults_for(model))
+        ticket = await executor.submit(Job(job_id=uuid.uuid4().hex[:12], user_id="cli", params=params))
+        bar = tqdm(total=params.steps, desc=f"{model} seed {params.seed}", unit="step", file=sys.stderr)
+        async for event in ticket.events:
+            if isinstance(event, Queued):
+                bar.set_postfix_str(f"queued #{event.position}")
+            elif isinstance(event, Progress):
+                bar.total = event.total
+                bar.n = event.step
+                bar.refresh()
+            elif isinstance(event, Finished):
+                bar.close()
+                out = Path(args.out)
+                for i, image in enumerate(event.result.images):
+                    path = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
+                    path.write_bytes(image.png)
+                    print(f"saved {path}", file=sys.stderr)
+                print(event.result.infotext)
+                return 0
+            elif isinstance(event, Failed):
+                bar.close()
+                print(f"error: {event.error}", file=sys.stderr)
+                return 1
+            elif isinstance(event, WasCancelled):
+                bar.close()
+                print("cancelled", file=sys.stderr)
+                return 1
+        return 1
+    except EaselError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        await executor.close()
+
+
+def _models(settings: Settings) -> int:
+    from engine.models.registry import ModelRegistry
+
+    registry = ModelRegistry(settings.models_dir, settings.data_dir / "cache", allow_ckpt=settings.allow_ckpt)
+    for entry in registry.entries():
+        status = f"refused: {entry.refused}" if entry.refused else entry.kind
+        print(f"{entry.name}\t{status}")
+    return 0
+
+
+async def _run_bot(settings: Settings) -> int:
+    from bot.client import build_bot
+    from bot.store import JobStore
+
+    registry, _, executor = _build_engine(settings)
+    _default_model(settings, registry)
+    store = JobStore(settings.data_dir / "easel.sqlite3")
+    bot = build_bot(settings, executor, registry, store)
+    assert settings.discord_token is not None
+    try:
+        async with bot:
+            await bot.start(settings.discord_token.get_secret_value())
+    finally:
+        await executor.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _cli().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as err:
+        print(f"easel: bad setting: {err}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.command == "imagine":
+        return asyncio.run(_imagine(settings, args))
+    if args.command == "models":
+        return _models(settings)
+    if settings.discord_token is None:
+        print(
+            "easel: set EASEL_DISCORD_TOKEN (in the environment or .env) to start the bot, or try "
+            '`python main.py imagine "a red circle on a blue background"` to make an image locally.',
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(_run_bot(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

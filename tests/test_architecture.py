@@ -1,0 +1,44 @@
+"""The house's dependency rules, checked on the source: engine/ stays free of Discord and config; torch and
+diffusers are imported only under engine/."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def sources(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def test_engine_never_imports_discord_bot_commands_or_config() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(imported_modules(path) & {"discord", "bot", "commands", "config"})
+        for path in sources("engine")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_torch_and_diffusers_are_imported_only_under_engine() -> None:
+    heavy = {"torch", "diffusers", "transformers", "peft"}
+    files = [*sources("bot"), *sources("commands"), *sources("config"), ROOT / "main.py"]
+    offenders = {str(p.relative_to(ROOT)): sorted(imported_modules(p) & heavy) for p in files}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_rule_checker_sees_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import discord\nfrom config.settings import Settings\n", encoding="utf-8")
+    assert {"discord", "config"} <= imported_modules(bad)

@@ -1,0 +1,70 @@
+"""The command line: settings errors, the no-token hint, and a local image end to end."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_main(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_")}
+    clean.update(
+        HF_HUB_OFFLINE="1",
+        EASEL_DATA_DIR=str(tmp_path / "data"),
+        EASEL_MODELS_DIR=str(tmp_path / "models"),
+        OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"),
+    )
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        cwd=tmp_path,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_bad_setting_is_one_line_naming_it_with_exit_code_2(tmp_path: Path) -> None:
+    result = run_main(["imagine", "x"], tmp_path, EASEL_MAX_STEPS="lots")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "EASEL_MAX_STEPS" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_device_is_refused_at_start_up(tmp_path: Path) -> None:
+    result = run_main([], tmp_path, EASEL_DEVICE="gpu9000")
+    assert result.returncode == 2 and "EASEL_DEVICE" in result.stderr
+
+
+def test_no_token_says_what_to_set(tmp_path: Path) -> None:
+    result = run_main([], tmp_path)
+    assert result.returncode == 2
+    assert "EASEL_DISCORD_TOKEN" in result.stderr and result.stderr.strip().count("\n") == 0
+
+
+def test_imagine_writes_a_png_with_parameters_and_prints_them(tmp_path: Path) -> None:
+    result = run_main(
+        ["imagine", "a lighthouse at dusk", "--seed", "42", "--model", "builtin:tiny", "--steps", "3",
+         "--out", "out.png"],
+        tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Seed: 42" in result.stdout and "Steps: 3" in result.stdout
+    image = Image.open(io.BytesIO((tmp_path / "out.png").read_bytes()))
+    assert image.info["parameters"] == result.stdout.strip()
+    assert "3/3" in result.stderr  # the progress bar reached the end
+
+
+def test_imagine_refuses_bad_input_without_traceback(tmp_path: Path) -> None:
+    result = run_main(["imagine", "x", "--model", "builtin:tiny", "--width", "100"], tmp_path)
+    assert result.returncode == 2
+    assert "multiple of 8" in result.stderr and "Traceback" not in result.stderr
