@@ -1,0 +1,334 @@
+"""Parameter text ("infotext") <-> params, written and read exactly as A1111 v1.10.1 does.
+
+`create_infotext` writes what A1111's `processing.create_infotext` writes; `parse_infotext` is
+`infotext_utils.parse_generation_parameters`; `options_from_infotext` is the paste step: parsed fields become
+the raw options of `engine.params.build_params`, with a note for every field Easel does not honour.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from engine.errors import InvalidParamsError
+from engine.params import GenerationParams
+from engine.prompts.attention import parse_prompt_attention
+from engine.samplers import infotext_schedule
+
+_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+_RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
+_RE_VERSION_HEAD = re.compile(r"([^-]+-[^-]+)-.*")
+
+# The fixed slots of create_infotext, in order. An `extra` entry with one of these keys lands in its slot, as
+# A1111's `**p.extra_generation_params` does for e.g. "Denoising strength".
+_FIXED_SLOTS = (
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Face restoration",
+    "Size", "Model hash", "Model", "FP8 weight", "Cache FP16 weight for LoRA", "VAE hash", "VAE",
+    "Variation seed", "Variation seed strength", "Seed resize from", "Denoising strength",
+    "Conditional mask weight", "Clip skip", "ENSD", "Token merging ratio", "Token merging ratio hr",
+    "Init image hash", "RNG", "Tiling",
+)  # fmt: skip
+
+# Added by parse_generation_parameters when missing: typed values, not strings (Clip skip is the string "1").
+_DEFAULTS: dict[str, Any] = {
+    "Clip skip": "1",
+    "Hires resize-1": 0,
+    "Hires resize-2": 0,
+    "Hires sampler": "Use same sampler",
+    "Hires schedule type": "Use same scheduler",
+    "Hires checkpoint": "Use same checkpoint",
+    "Hires prompt": "",
+    "Hires negative prompt": "",
+    "Mask mode": "Inpaint masked",
+    "Masked content": "original",
+    "Inpaint area": "Whole picture",
+    "Masked area padding": 32,
+    "RNG": "GPU",
+    "Schedule type": "Automatic",
+    "Schedule max sigma": 0,
+    "Schedule min sigma": 0,
+    "Schedule rho": 0,
+    "VAE Encoder": "Full",
+    "VAE Decoder": "Full",
+    "FP8 weight": "Disable",
+    "Cache FP16 weight for LoRA": False,
+    "Refiner switch by sampling steps": False,
+}
+
+_V160 = Version("1.6.0")
+_V170_TSNR = Version("v1.7.0-225")
+_V180 = Version("1.8.0")
+
+
+def quote(v: str) -> str:
+    """A1111's quote: JSON-quote a value holding `,`, a newline or `:`; leave any other value as is."""
+    if "," not in v and "\n" not in v and ":" not in v:
+        return v
+    return json.dumps(v, ensure_ascii=False)
+
+
+def unquote(v: str) -> str:
+    """A1111's unquote: a value in double quotes is JSON-decoded; if that fails the raw text is kept."""
+    if len(v) == 0 or v[0] != '"' or v[-1] != '"':
+        return v
+    try:
+        decoded = json.loads(v)
+    except ValueError:
+        return v
+    return decoded if isinstance(decoded, str) else v
+
+
+def _ui_number(value: float) -> str:
+    """A number as the web UI sends it: the browser's JSON turns 7.0 into 7 (`CFG scale: 7`); 7.5 stays."""
+    if math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return repr(float(value))
+
+
+def create_infotext(
+    params: GenerationParams,
+    *,
+    model_name: str,
+    model_hash: str | None,
+    image_index: int = 0,
+    extra: Mapping[str, str | None] | None = None,
+    version: str = "Easel 0.1.0",
+) -> str:
+    """The parameter text of image `image_index` of a job, in A1111's shape and fixed field order.
+
+    `extra` holds what the engine adds after the fixed fields (RNG, Lora hashes, hires keys...), in insertion
+    order; a key that names a fixed slot (e.g. "Denoising strength") is written in that slot. None values are
+    left out.
+    """
+    variation = params.subseed_strength != 0
+    fields: dict[str, str | None] = dict.fromkeys(_FIXED_SLOTS)
+    fields.update(
+        {
+            "Steps": str(params.steps),
+            "Sampler": params.sampler,
+            "Schedule type": infotext_schedule(params.sampler, params.schedule),
+            "CFG scale": _ui_number(params.cfg_scale),
+            "Seed": str(params.image_seeds()[image_index]),
+            "Size": f"{params.width}x{params.height}",
+            "Model hash": model_hash,
+            "Model": model_name,
+            "Variation seed": str(params.image_subseeds()[image_index]) if variation else None,
+            "Variation seed strength": _ui_number(params.subseed_strength) if variation else None,
+            "Clip skip": str(params.clip_skip) if params.clip_skip > 1 else None,
+        }
+    )
+    fields.update(extra or {})
+    fields["Version"] = version
+
+    line = ", ".join(k if k == v else f"{k}: {quote(v)}" for k, v in fields.items() if v is not None)
+    negative = f"\nNegative prompt: {params.negative_prompt}" if params.negative_prompt else ""
+    return f"{params.prompt}{negative}\n{line}".strip()
+
+
+def parse_infotext(text: str) -> dict[str, Any]:
+    """A1111's parse_generation_parameters (with no styles defined and no fields skipped).
+
+    Values read from the text are strings; `WxH` values become `key-1`/`key-2`; the defaults A1111 adds for
+    missing keys keep their Python types (see `_DEFAULTS`).
+    """
+    res: dict[str, Any] = {}
+    prompt = ""
+    negative_prompt = ""
+    done_with_prompt = False
+
+    *lines, lastline = text.strip().split("\n")
+    if len(_RE_PARAM.findall(lastline)) < 3:
+        lines.append(lastline)
+        lastline = ""
+
+    for raw_line in lines:
+        line = raw_line.strip()
+        if line.startswith("Negative prompt:"):
+            done_with_prompt = True
+            line = line[16:].strip()
+        if done_with_prompt:
+            negative_prompt += ("" if negative_prompt == "" else "\n") + line
+        else:
+            prompt += ("" if prompt == "" else "\n") + line
+
+    for key, raw in _RE_PARAM.findall(lastline):
+        if not raw:
+            continue  # A1111 fails on v[0], prints an error and drops the key
+        value = unquote(raw)
+        size = _RE_IMAGESIZE.match(value)
+        if size is not None:
+            res[f"{key}-1"] = size.group(1)
+            res[f"{key}-2"] = size.group(2)
+        else:
+            res[key] = value
+
+    res["Prompt"] = prompt
+    res["Negative prompt"] = negative_prompt
+
+    if "Clip skip" not in res:
+        res["Clip skip"] = _DEFAULTS["Clip skip"]
+    hypernet = res.get("Hypernet")
+    if hypernet is not None:
+        res["Prompt"] += f"<hypernet:{hypernet}:{res.get('Hypernet strength', '1.0')}>"
+    if "Hires resize-1" not in res:
+        res["Hires resize-1"] = 0
+        res["Hires resize-2"] = 0
+    for key in (
+        "Hires sampler", "Hires schedule type", "Hires checkpoint", "Hires prompt", "Hires negative prompt",
+        "Mask mode", "Masked content", "Inpaint area", "Masked area padding",
+    ):  # fmt: skip
+        res.setdefault(key, _DEFAULTS[key])
+
+    _restore_old_hires_fix_params(res)
+
+    for key in (
+        "RNG", "Schedule type", "Schedule max sigma", "Schedule min sigma", "Schedule rho", "VAE Encoder",
+        "VAE Decoder", "FP8 weight",
+    ):  # fmt: skip
+        res.setdefault(key, _DEFAULTS[key])
+    if "Cache FP16 weight for LoRA" not in res and res["FP8 weight"] != "Disable":
+        res["Cache FP16 weight for LoRA"] = False
+
+    if "Emphasis" not in res and _uses_emphasis(prompt, negative_prompt):
+        res["Emphasis"] = "Original"
+    res.setdefault("Refiner switch by sampling steps", False)
+
+    _backcompat(res)
+    return res
+
+
+def _restore_old_hires_fix_params(res: dict[str, Any]) -> None:
+    """Before 1.0, `Size` was the final size and `First pass size` the small one; convert to today's keys."""
+    first_width, first_height = res.get("First pass size-1"), res.get("First pass size-2")
+    if first_width is None or first_height is None:
+        return
+    first_width, first_height = int(first_width), int(first_height)
+    width, height = int(res.get("Size-1", 512)), int(res.get("Size-2", 512))
+    if first_width == 0 or first_height == 0:
+        # processing.old_hires_fix_first_pass_dimensions: about 512x512 pixels, sides rounded up to 64.
+        scale = math.sqrt(512 * 512 / (width * height))
+        first_width = math.ceil(scale * width / 64) * 64
+        first_height = math.ceil(scale * height / 64) * 64
+    res["Size-1"], res["Size-2"] = first_width, first_height
+    res["Hires resize-1"], res["Hires resize-2"] = width, height
+
+
+def _uses_emphasis(prompt: str, negative_prompt: str) -> bool:
+    try:
+        pieces = parse_prompt_attention(prompt) + parse_prompt_attention(negative_prompt)
+    except InvalidParamsError:
+        return False  # A1111 crashes here (`(a:1.2.3)`); the prompt is refused later with a clear message
+    return any(weight != 1.0 and piece != "BREAK" for piece, weight in pieces)
+
+
+def _parse_version(text: Any) -> Version | None:
+    """infotext_versions.parse_version: keep the first two `-` fields, then PEP 440 (Forge strings fail)."""
+    if not isinstance(text, str):
+        return None
+    head = _RE_VERSION_HEAD.match(text)
+    try:
+        return Version(head.group(1) if head else text)
+    except InvalidVersion:
+        return None
+
+
+def _backcompat(res: dict[str, Any]) -> None:
+    """infotext_versions.backcompat: switch on the settings that images from older versions were made with."""
+    version = _parse_version(res.get("Version"))
+    if version is None:
+        return
+    if version < _V160 and "[" in res.get("Prompt", ""):
+        res["Old prompt editing timelines"] = True
+    if version < _V160 and res.get("Sampler", "") in ("DDIM", "PLMS"):
+        res["Pad conds v0"] = True
+    if version < _V170_TSNR:
+        res["Downcast alphas_cumprod"] = True
+    if version < _V180 and res.get("Refiner"):
+        res["Refiner switch by sampling steps"] = True
+
+
+def looks_like_infotext(text: str) -> bool:
+    """True for a pasted parameter block: a last line of 3+ `key: value` pairs, among them Steps/Sampler/Seed."""
+    lastline = text.strip().split("\n")[-1]
+    pairs = _RE_PARAM.findall(lastline)
+    return len(pairs) >= 3 and any(key in ("Steps", "Sampler", "Seed") for key, _ in pairs)
+
+
+@dataclass(frozen=True)
+class ModelHint:
+    """The checkpoint an infotext names: `Model` (the file name without extension) and `Model hash`."""
+
+    name: str | None
+    hash: str | None
+
+
+def model_from_infotext(fields: Mapping[str, Any]) -> ModelHint:
+    """The model a parsed infotext asks for; the registry resolves it (hash first, as A1111 does) and says so
+    to the user when it has no such model."""
+    name, model_hash = fields.get("Model"), fields.get("Model hash")
+    return ModelHint(
+        name if isinstance(name, str) and name else None,
+        model_hash if isinstance(model_hash, str) and model_hash else None,
+    )
+
+
+# Parsed key -> build_params option.
+_OPTIONS = {
+    "Prompt": "prompt",
+    "Negative prompt": "negative_prompt",
+    "Steps": "steps",
+    "Sampler": "sampler",
+    "Schedule type": "schedule",
+    "CFG scale": "cfg_scale",
+    "Seed": "seed",
+    "Size-1": "width",
+    "Size-2": "height",
+    "Variation seed": "subseed",
+    "Variation seed strength": "subseed_strength",
+    "Clip skip": "clip_skip",
+}
+
+# Keys that change nothing about the image, or that the parser already folded into other keys.
+_SILENT = {
+    "Version", "User", "Model", "Model hash", "Lora hashes", "TI hashes", "Hashes", "VAE hash",
+    "Civitai resources", "Civitai metadata", "Hypernet", "Hypernet strength", "Hypernet hash",
+    "First pass size-1", "First pass size-2", "Refiner switch by sampling steps",
+}  # fmt: skip
+
+# What Easel does anyway, so saying so would be noise.
+_HONOURED = {"Emphasis": "Original", "RNG": "GPU"}
+
+
+def options_from_infotext(fields: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Raw `build_params` options from parsed fields, and one readable note per field Easel does not honour.
+
+    The model is not an option (build_params takes it resolved): read it with `model_from_infotext`. Combined
+    sampler names (`DPM++ 2M Karras`) are passed on whole; resolve_sampler splits them. Values are passed as
+    strings, so build_params' messages quote exactly what was pasted.
+    """
+    options = {option: fields[key] for key, option in _OPTIONS.items() if key in fields}
+    notes: list[str] = []
+    for key, value in fields.items():
+        if key in _OPTIONS or key in _SILENT or _HONOURED.get(key) == value:
+            continue
+        if key in _DEFAULTS and _DEFAULTS[key] == value:
+            continue
+        base = key[:-2]
+        if key.endswith("-1") and f"{base}-2" in fields:  # a `WxH` value the parser split: one note
+            notes.append(_note(base, f"{value}x{fields[base + '-2']}"))
+        elif not (key.endswith("-2") and f"{base}-1" in fields):
+            notes.append(_note(key, value))
+    return options, notes
+
+
+def _note(key: str, value: Any) -> str:
+    shown = str(value).replace("\n", " ")
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{key}: {shown} is not supported yet and was ignored"

@@ -1,0 +1,92 @@
+"""Extra-network tags such as `<lora:name:0.8>`: found, removed from the prompt and returned in order.
+
+A port of A1111 v1.10.1 `modules/extra_networks.py: parse_prompt` and the LoRA argument rules of
+`extensions-builtin/Lora/extra_networks_lora.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from engine.errors import InvalidParamsError
+
+_RE_EXTRA_NET = re.compile(r"<(\w+):([^>]+)>")
+
+
+@dataclass(frozen=True)
+class ExtraNetworkCall:
+    """One `<kind:arg1:arg2...>` tag; an argument `k=v` (exactly one `=`) is named, the rest positional."""
+
+    kind: str
+    items: tuple[str, ...]
+    positional: tuple[str, ...] = field(init=False)
+    named: tuple[tuple[str, str], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        positional: list[str] = []
+        named: dict[str, str] = {}
+        for item in self.items:
+            parts = item.split("=", 2)
+            if len(parts) == 2:
+                named[parts[0]] = parts[1]
+            else:
+                positional.append(item)
+        object.__setattr__(self, "positional", tuple(positional))
+        object.__setattr__(self, "named", tuple(named.items()))
+
+    def arg(self, name: str) -> str | None:
+        return dict(self.named).get(name)
+
+
+@dataclass(frozen=True)
+class LoraCall:
+    """`<lora:name[:te[:unet[:dyn]]]>` resolved: the UNet multiplier defaults to the text-encoder one."""
+
+    name: str
+    te_multiplier: float = 1.0
+    unet_multiplier: float = 1.0
+    dyn_dim: int | None = None
+
+
+def parse_extra_networks(prompt: str) -> tuple[str, list[ExtraNetworkCall]]:
+    """The prompt without its tags (whitespace untouched: `a, <lora:x:1>, b` -> `a, , b`), and the tags."""
+    calls: list[ExtraNetworkCall] = []
+
+    def found(match: re.Match[str]) -> str:
+        calls.append(ExtraNetworkCall(match.group(1), tuple(match.group(2).split(":"))))
+        return ""
+
+    return _RE_EXTRA_NET.sub(found, prompt), calls
+
+
+def lora_call(call: ExtraNetworkCall) -> LoraCall:
+    """A1111's LoRA arguments: positional te, unet, dyn, overridden by named `te=`, `unet=`, `dyn=`."""
+    tag = f"<{call.kind}:{':'.join(call.items)}>"
+    if not call.positional or not call.positional[0]:
+        raise InvalidParamsError(f"{tag} names no LoRA; write it like <lora:name:0.8>.")
+    te = _number(tag, "te", _argument(call, "te", 1), 1.0)
+    unet = _number(tag, "unet", _argument(call, "unet", 2), te)
+    dyn_text = _argument(call, "dyn", 3)
+    try:
+        dyn = int(dyn_text) if dyn_text is not None else None
+    except ValueError:
+        raise InvalidParamsError(f"{tag}: dyn must be a whole number, not {dyn_text!r}.") from None
+    return LoraCall(call.positional[0], te, unet, dyn)
+
+
+def _argument(call: ExtraNetworkCall, name: str, index: int) -> str | None:
+    """The named argument if given, else the positional one at `index`, else None."""
+    named = call.arg(name)
+    if named is not None:
+        return named
+    return call.positional[index] if len(call.positional) > index else None
+
+
+def _number(tag: str, label: str, text: str | None, default: float) -> float:
+    if text is None:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidParamsError(f"{tag}: the {label} multiplier must be a number, not {text!r}.") from None
