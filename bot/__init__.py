@@ -1,0 +1,1 @@
+"""The Discord side of Easel: client, job store, reply rendering, buttons and the error handler."""

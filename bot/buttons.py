@@ -1,0 +1,151 @@
+"""Job buttons as `DynamicItem`s (`easel:<action>:<job_id>`): their state lives in the job store, so they keep
+working after a restart."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
+
+import discord
+
+from bot.checks import is_admin
+from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral
+from bot.store import JobRecord, JobStatus
+from engine.params import RANDOM_SEED_RANGE, GenerationParams, build_params
+
+if TYPE_CHECKING:
+    from bot.client import EaselBot
+
+log = logging.getLogger(__name__)
+
+JOB_ID_PATTERN = r"(?P<job_id>[0-9a-f]{6,32})"
+VARIATION_STRENGTH = 0.15  # A1111's "Variation strength" for a subtle variation
+_REPLAYED_FIELDS = (
+    "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
+    "batch_size", "subseed", "subseed_strength", "clip_skip",
+)  # fmt: skip
+
+Button = discord.ui.Button[discord.ui.View]
+
+
+def replay(params: GenerationParams, bot: EaselBot, **changes: Any) -> GenerationParams:
+    """Stored params with `changes`, checked again against today's limits and models (an admin may have
+    changed them since the job ran)."""
+    options = {name: getattr(params, name) for name in _REPLAYED_FIELDS} | changes
+    model = bot.registry.resolve(params.model).name
+    return build_params(options, model=model, limits=bot.limits, defaults=bot.registry.defaults_for(model))
+
+
+class _JobButton(discord.ui.DynamicItem[Button], template=r"easel:[a-z]+:" + JOB_ID_PATTERN):
+    action: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    emoji: ClassVar[str] = ""
+    style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=self.label,
+                emoji=self.emoji,
+                style=self.style,
+                custom_id=f"easel:{self.action}:{job_id}",
+            )
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any, /) -> Self:
+        return cls(match["job_id"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        interaction.extras[JOB_ID_KEY] = self.job_id
+        bot = cast("EaselBot", interaction.client)
+        record = bot.store.get_job(self.job_id)
+        if record is None:
+            await send_ephemeral(interaction, "This job is no longer known to the bot.")
+            return
+        try:
+            await self.run(interaction, bot, record)
+        except Exception as err:  # the buttons' outermost boundary: same policy as the tree's handler
+            await handle_error(interaction, err)
+
+    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def may_manage(interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> bool:
+        return interaction.user.id == record.user_id or is_admin(interaction, bot.settings)
+
+
+def _new_seed() -> int:
+    return random.SystemRandom().randrange(RANDOM_SEED_RANGE)
+
+
+class RerollButton(_JobButton, template=r"easel:reroll:" + JOB_ID_PATTERN):
+    """Same params, a new random seed."""
+
+    action, label, emoji = "reroll", "Reroll", "🎲"
+
+    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+        params = replay(record.params, bot, seed=_new_seed())
+        await bot.runner.start_job(interaction, params)
+
+
+class VaryButton(_JobButton, template=r"easel:vary:" + JOB_ID_PATTERN):
+    """Same seed, a new variation seed at a subtle strength (A1111's variation seed)."""
+
+    action, label, emoji = "vary", "Vary", "🌀"
+
+    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+        params = replay(record.params, bot, subseed=_new_seed(), subseed_strength=VARIATION_STRENGTH)
+        await bot.runner.start_job(interaction, params)
+
+
+class DeleteButton(_JobButton, template=r"easel:delete:" + JOB_ID_PATTERN):
+    """Delete the result message: the requester or an admin only, checked here on the server side."""
+
+    action, label, emoji = "delete", "Delete", "🗑️"
+    style = discord.ButtonStyle.danger
+
+    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+        if not self.may_manage(interaction, bot, record):
+            await send_ephemeral(interaction, "Only the person who asked for this image, or an admin, can delete it.")
+            return
+        await interaction.response.defer()
+        await interaction.delete_original_response()
+        bot.store.set_status(record.job_id, JobStatus.DELETED)
+        log.info("job %s: result deleted by user %s", record.job_id, interaction.user.id)
+
+
+class CancelButton(_JobButton, template=r"easel:cancel:" + JOB_ID_PATTERN):
+    """Cancel a queued or running job: the requester or an admin only."""
+
+    action, label, emoji = "cancel", "Cancel", "✖️"
+
+    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+        if not self.may_manage(interaction, bot, record):
+            await send_ephemeral(interaction, "Only the person who asked for this image, or an admin, can cancel it.")
+            return
+        if not bot.executor.cancel(record.job_id):
+            await send_ephemeral(interaction, "This job has already finished.")
+            return
+        # The job's own follower edits the message to "Cancelled" when the executor confirms.
+        await interaction.response.defer()
+        log.info("job %s: cancel requested by user %s", record.job_id, interaction.user.id)
+
+
+DYNAMIC_ITEMS: tuple[type[_JobButton], ...] = (RerollButton, VaryButton, DeleteButton, CancelButton)
+
+
+def result_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for button in (RerollButton, VaryButton, DeleteButton):
+        view.add_item(button(job_id))
+    return view
+
+
+def cancel_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_id))
+    return view

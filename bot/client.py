@@ -1,0 +1,124 @@
+"""The discord.py client: cogs, buttons, the job runner and the error handler, put together by `build_bot`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from bot import render
+from bot.buttons import DYNAMIC_ITEMS
+from bot.errors import handle_error
+from bot.ports import ModelCatalog
+from bot.runner import EDIT_INTERVAL, TOKEN_LIFETIME, JobRunner
+from bot.store import JobStore
+from config.settings import Settings
+from engine.jobs import Executor
+from engine.params import Limits
+
+log = logging.getLogger(__name__)
+
+
+class EaselTree(app_commands.CommandTree["EaselBot"]):
+    async def on_error(self, interaction: discord.Interaction[EaselBot], error: app_commands.AppCommandError) -> None:
+        await handle_error(interaction, error)
+
+
+class EaselBot(commands.Bot):
+    """Holds plain collaborators (settings, executor, registry, store); Discord objects never reach them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        executor: Executor,
+        registry: ModelCatalog,
+        store: JobStore,
+        *,
+        guild_ready_timeout: float = 2.0,
+        edit_interval: float = EDIT_INTERVAL,
+        token_lifetime: timedelta = TOKEN_LIFETIME,
+    ) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=discord.Intents(guilds=True),
+            tree_cls=EaselTree,
+            guild_ready_timeout=guild_ready_timeout,
+            # Prompts are user text: nothing the bot echoes may ping anyone unless a call says so.
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.settings = settings
+        self.executor = executor
+        self.registry = registry
+        self.store = store
+        self.limits = Limits(
+            max_steps=settings.max_steps,
+            max_pixels=settings.max_pixels,
+            max_batch=min(settings.max_batch, render.MAX_FILES),
+        )
+        self.runner = JobRunner(executor, store, edit_interval=edit_interval, token_lifetime=token_lifetime)
+
+    async def setup_hook(self) -> None:
+        from commands.imagine import ImagineCog
+        from commands.models import ModelsCog
+
+        interrupted = self.store.interrupt_open_jobs()
+        if interrupted:
+            log.info("marked %d job(s) from the previous run as interrupted", interrupted)
+        await self.add_cog(ImagineCog(self))
+        await self.add_cog(ModelsCog(self))
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        if self.settings.dev_guild_id is not None:
+            guild = discord.Object(id=self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d command(s) to dev guild %s", len(synced), guild.id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global command(s)", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (%s) in %d guild(s)", self.user, self.user and self.user.id, len(self.guilds))
+
+    async def close(self) -> None:
+        await self.runner.close()
+        await super().close()
+
+
+def point_at(api_url: str, gateway_url: str) -> None:
+    """Send REST and gateway traffic to the given endpoints (a REST proxy in production, a stand-in in tests).
+
+    discord.py keeps both as class attributes, so this is process-wide.
+    """
+    discord.http.Route.BASE = api_url.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def build_bot(
+    settings: Settings,
+    executor: Executor,
+    registry: ModelCatalog,
+    store: JobStore,
+    *,
+    guild_ready_timeout: float = 2.0,
+    edit_interval: float = EDIT_INTERVAL,
+    token_lifetime: timedelta = TOKEN_LIFETIME,
+) -> EaselBot:
+    """Build the bot; run it with `await bot.start(token)`. The caller owns the executor's and store's life.
+
+    The keyword arguments exist for tests, which shorten them.
+    """
+    point_at(settings.discord_api_url, settings.discord_gateway_url)
+    return EaselBot(
+        settings,
+        executor,
+        registry,
+        store,
+        guild_ready_timeout=guild_ready_timeout,
+        edit_interval=edit_interval,
+        token_lifetime=token_lifetime,
+    )

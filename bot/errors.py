@@ -1,0 +1,71 @@
+"""The one error handler: EaselErrors and failed checks become short ephemeral replies; anything else is
+logged with the job id and the user gets a generic line (never a traceback)."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+
+from engine.errors import EaselError
+
+log = logging.getLogger(__name__)
+
+UNEXPECTED = "Something went wrong on our side; it has been logged."
+JOB_ID_KEY = "easel_job_id"  # interaction.extras key: the job a handler was working on, for the log line
+
+
+async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
+    """Reply ephemerally whether or not the interaction was already acknowledged."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not send an error reply for interaction %s", interaction.id, exc_info=True)
+
+
+def user_message(error: BaseException) -> str | None:
+    """The text a user may see for an expected error; None for an unexpected one."""
+    if isinstance(error, app_commands.CommandInvokeError | app_commands.TransformerError):
+        error = error.__cause__ or error
+        if isinstance(error, app_commands.CommandInvokeError):
+            error = error.original
+    if isinstance(error, EaselError):
+        return str(error)
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down: try again in {error.retry_after:.0f} s."
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or "You cannot use this command here."
+    return None
+
+
+async def handle_error(interaction: discord.Interaction, error: BaseException) -> None:
+    """Tree-level handler (also called by the buttons): expected errors to the user, the rest to the log."""
+    message = user_message(error)
+    if message is None:
+        original = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        log.error(
+            "unexpected error in %s (job %s)",
+            _describe(interaction),
+            interaction.extras.get(JOB_ID_KEY, "-"),
+            exc_info=original,
+        )
+        message = UNEXPECTED
+    await send_ephemeral(interaction, message)
+
+
+def _describe(interaction: discord.Interaction) -> str:
+    if interaction.command is not None:
+        return f"/{interaction.command.qualified_name}"
+    data: dict[str, object] = dict(interaction.data or {})
+    return str(data.get("custom_id", interaction.type.name))
+
+
+def install(tree: app_commands.CommandTree[discord.Client]) -> None:
+    async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await handle_error(interaction, error)
+
+    tree.on_error = on_error  # type: ignore[method-assign]

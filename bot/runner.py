@@ -1,0 +1,236 @@
+"""Submits jobs for an interaction and follows their events, turning each into (at most) one message edit.
+
+The executor never calls back into Discord: the runner reads the ticket's event stream on the event loop, so a
+slow or failed edit only delays this job's message, never the GPU or another job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import discord
+
+from bot import render
+from bot.buttons import cancel_view, result_view
+from bot.errors import JOB_ID_KEY
+from bot.store import JobStatus, JobStore
+from engine.jobs import (
+    Executor,
+    Failed,
+    Finished,
+    Job,
+    JobResult,
+    Progress,
+    Queued,
+    Started,
+    Ticket,
+    WasCancelled,
+)
+from engine.params import GenerationParams
+
+log = logging.getLogger(__name__)
+
+# Discord lets an interaction token edit its reply for 15 minutes; leave a margin for a slow upload.
+TOKEN_LIFETIME = timedelta(minutes=14)
+EDIT_INTERVAL = 2.0
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(6)
+
+
+class JobRunner:
+    """Owns the follower tasks of running jobs; one per bot."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        store: JobStore,
+        *,
+        edit_interval: float = EDIT_INTERVAL,
+        token_lifetime: timedelta = TOKEN_LIFETIME,
+    ) -> None:
+        self.executor = executor
+        self.store = store
+        self.edit_interval = edit_interval
+        self.token_lifetime = token_lifetime
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start_job(
+        self, interaction: discord.Interaction, params: GenerationParams, notes: Sequence[str] = ()
+    ) -> str:
+        """Queue `params` for the interaction's user, then acknowledge it with a "thinking" reply.
+
+        Submitting first means a full queue is refused with an ephemeral message and nothing public appears;
+        submit never waits on the GPU, so this stays well inside Discord's 3 s.
+        """
+        job_id = new_job_id()
+        interaction.extras[JOB_ID_KEY] = job_id
+        ticket = await self.executor.submit(Job(job_id, str(interaction.user.id), params))
+        self.store.add_job(
+            job_id,
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            params=params,
+        )
+        log.info("job %s queued for user %s (model %s)", job_id, interaction.user.id, params.model)
+        log.debug("job %s prompt %r", job_id, params.prompt)
+        try:
+            await interaction.response.defer(thinking=True)
+        except discord.HTTPException:
+            self.executor.cancel(job_id)
+            self.store.set_status(job_id, JobStatus.CANCELLED, error="could not acknowledge the interaction")
+            raise
+        task = asyncio.create_task(self._follow(interaction, ticket, tuple(notes)), name=f"easel-job-{job_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job_id
+
+    async def wait_idle(self) -> None:
+        """Wait until every followed job has delivered its last message (tests, graceful shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _follow(self, interaction: discord.Interaction, ticket: Ticket, notes: tuple[str, ...]) -> None:
+        job = ticket.job
+        reply = _ReplyTarget(interaction, self.token_lifetime, self.edit_interval)
+        try:
+            async for event in ticket.events:
+                if isinstance(event, Queued):
+                    await reply.edit(
+                        render.queued(job.job_id, job.params, event.position, event.ahead, notes),
+                        throttled=reply.edits > 0,
+                    )
+                elif isinstance(event, Started):
+                    self.store.set_status(job.job_id, JobStatus.RUNNING)
+                    log.info("job %s started", job.job_id)
+                    await reply.edit(render.started(job.job_id, job.params, notes), throttled=False)
+                elif isinstance(event, Progress):
+                    await reply.edit(
+                        render.progress(job.job_id, job.params, event.step, event.total, notes),
+                        throttled=True,
+                    )
+                elif isinstance(event, Finished):
+                    log.info("job %s finished in %.1f s", job.job_id, event.result.seconds)
+                    message_id = await reply.deliver(job, event.result, notes)
+                    self.store.set_status(job.job_id, JobStatus.FINISHED)
+                    if message_id is not None:
+                        self.store.set_message(job.job_id, message_id)
+                    return
+                elif isinstance(event, Failed):
+                    log.info("job %s failed: %s", job.job_id, event.error)
+                    self.store.set_status(job.job_id, JobStatus.FAILED, error=str(event.error))
+                    await reply.edit(render.failed(job.job_id, str(event.error)), throttled=False, final=True)
+                    return
+                elif isinstance(event, WasCancelled):
+                    log.info("job %s cancelled", job.job_id)
+                    self.store.set_status(job.job_id, JobStatus.CANCELLED)
+                    await reply.edit(render.cancelled(job.job_id), throttled=False, final=True)
+                    return
+        except asyncio.CancelledError:
+            self.store.set_status(job.job_id, JobStatus.INTERRUPTED)
+            raise
+        except Exception:
+            log.exception("job %s: reporting failed", job.job_id)
+            self.store.set_status(job.job_id, JobStatus.FAILED, error="reporting failed")
+            await reply.edit(render.failed(job.job_id, "Could not deliver the result."), throttled=False, final=True)
+
+
+class _ReplyTarget:
+    """The message a job reports into: the interaction's reply while its token lives, the channel after."""
+
+    def __init__(self, interaction: discord.Interaction, token_lifetime: timedelta, edit_interval: float) -> None:
+        self.interaction = interaction
+        self.deadline = interaction.created_at + token_lifetime
+        self.edit_interval = edit_interval
+        self.edits = 0
+        self._last_edit = float("-inf")
+        self._loop = asyncio.get_running_loop()
+        self.job_id = str(interaction.extras.get(JOB_ID_KEY, "-"))
+
+    def token_alive(self) -> bool:
+        return datetime.now(UTC) < self.deadline
+
+    async def edit(self, content: str, *, throttled: bool, final: bool = False) -> None:
+        """Edit the reply unless an edit went out less than `edit_interval` ago (for throttled updates)."""
+        now = self._loop.time()
+        if throttled and now - self._last_edit < self.edit_interval:
+            return
+        if not self.token_alive():
+            if final:  # a terminal state must reach the user even without the token
+                await self._channel_send(f"{self.interaction.user.mention} {content}")
+            return
+        self._last_edit = now
+        self.edits += 1
+        try:
+            view = None if final else cancel_view(self.job_id)
+            await self.interaction.edit_original_response(content=content, view=view)
+        except discord.HTTPException as err:
+            # The user may have dismissed or deleted the reply; the job itself carries on.
+            log.warning("job %s: edit failed (%s)", self.job_id, err)
+
+    async def deliver(self, job: Job, result: JobResult, notes: Sequence[str]) -> int | None:
+        """Send the finished images (split over several messages if needed); returns the main message's id."""
+        groups = render.split_images([len(image.png) for image in result.images])
+        alive = self.token_alive()
+        mention = "" if alive else self.interaction.user.mention
+        first = render.finished(job.job_id, result, notes, mention=mention, images=groups[0])
+        files = _files(first)
+        view = result_view(job.job_id)
+        message: discord.Message | None = None
+        if alive:
+            try:
+                message = await self.interaction.edit_original_response(
+                    content=first.content, attachments=files, view=view
+                )
+            except discord.HTTPException as err:
+                if err.status not in (401, 404):  # 401: the token died early; 404: the reply was deleted
+                    raise
+                log.warning("job %s: reply gone (%s); posting in the channel instead", job.job_id, err)
+                alive = False
+                first = render.finished(job.job_id, result, notes, mention=self.interaction.user.mention,
+                                        images=groups[0])  # fmt: skip
+                files = _files(first)
+        if message is None:
+            message = await self._channel_send(first.content, files=files, view=view)
+        for group in groups[1:]:
+            more = [
+                discord.File(io.BytesIO(result.images[i].png), render.image_filename(job.job_id, i, result.images[i]))
+                for i in group
+            ]
+            if alive:
+                await self.interaction.followup.send(files=more, wait=True)
+            else:
+                await self._channel_send("", files=more)
+        return message.id
+
+    async def _channel_send(
+        self, content: str, *, files: Sequence[discord.File] = (), view: discord.ui.View | None = None
+    ) -> discord.Message:
+        interaction = self.interaction
+        channel: discord.abc.Messageable
+        if isinstance(interaction.channel, discord.abc.Messageable):
+            channel = interaction.channel
+        else:
+            channel = interaction.client.get_partial_messageable(
+                interaction.channel_id or 0, guild_id=interaction.guild_id
+            )
+        mentions = discord.AllowedMentions(everyone=False, roles=False, users=[interaction.user])
+        if view is None:
+            return await channel.send(content, files=list(files), allowed_mentions=mentions)
+        return await channel.send(content, files=list(files), view=view, allowed_mentions=mentions)
+
+
+def _files(reply: render.Reply) -> list[discord.File]:
+    return [discord.File(io.BytesIO(upload.data), filename=upload.filename) for upload in reply.uploads]

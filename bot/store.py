@@ -1,0 +1,167 @@
+"""The job store: one SQLite file under the data dir with every job's params and outcome, and guild settings.
+
+Buttons read their state from here, so they keep working after a restart. Every query is a single-row read or
+write on a local file, cheap enough to run on the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from engine.params import GenerationParams
+
+DB_NAME = "easel.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id      TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    guild_id    TEXT,
+    channel_id  TEXT,
+    params      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    message_id  TEXT,
+    error       TEXT,
+    created_at  REAL NOT NULL,
+    finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS guild_settings (
+    guild_id      TEXT PRIMARY KEY,
+    default_model TEXT
+);
+"""
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # the bot stopped while the job was queued or running
+    DELETED = "deleted"  # finished, then its message was deleted
+
+
+_OPEN = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    user_id: int
+    guild_id: int | None
+    channel_id: int | None
+    params: GenerationParams
+    status: JobStatus
+    message_id: int | None
+    error: str | None
+    created_at: float
+    finished_at: float | None
+
+
+def _opt_int(value: str | None) -> int | None:
+    return int(value) if value is not None else None
+
+
+def _opt_str(value: int | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+class JobStore:
+    """SQLite-backed store; open once per process with `JobStore.open(data_dir)`, close on shutdown."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, data_dir: Path) -> JobStore:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(data_dir / DB_NAME)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- jobs ------------------------------------------------------------------------------------------------
+
+    def add_job(
+        self,
+        job_id: str,
+        *,
+        user_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        params: GenerationParams,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO jobs (job_id, user_id, guild_id, channel_id, params, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                job_id,
+                str(user_id),
+                _opt_str(guild_id),
+                _opt_str(channel_id),
+                json.dumps(params.to_dict()),
+                JobStatus.QUEUED.value,
+                time.time(),
+            ),
+        )
+
+    def get_job(self, job_id: str) -> JobRecord | None:
+        row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        return JobRecord(
+            job_id=row["job_id"],
+            user_id=int(row["user_id"]),
+            guild_id=_opt_int(row["guild_id"]),
+            channel_id=_opt_int(row["channel_id"]),
+            params=GenerationParams.from_dict(json.loads(row["params"])),
+            status=JobStatus(row["status"]),
+            message_id=_opt_int(row["message_id"]),
+            error=row["error"],
+            created_at=row["created_at"],
+            finished_at=row["finished_at"],
+        )
+
+    def set_status(self, job_id: str, status: JobStatus, *, error: str | None = None) -> None:
+        finished = None if status in _OPEN else time.time()
+        self._db.execute(
+            "UPDATE jobs SET status = ?, error = COALESCE(?, error),"
+            " finished_at = COALESCE(finished_at, ?) WHERE job_id = ?",
+            (status.value, error, finished, job_id),
+        )
+
+    def set_message(self, job_id: str, message_id: int) -> None:
+        self._db.execute("UPDATE jobs SET message_id = ? WHERE job_id = ?", (str(message_id), job_id))
+
+    def interrupt_open_jobs(self) -> int:
+        """Mark jobs left queued or running by a previous process as interrupted; returns how many."""
+        cursor = self._db.execute(
+            "UPDATE jobs SET status = ?, finished_at = ? WHERE status IN (?, ?)",
+            (JobStatus.INTERRUPTED.value, time.time(), *(s.value for s in _OPEN)),
+        )
+        return cursor.rowcount
+
+    # -- guild settings --------------------------------------------------------------------------------------
+
+    def guild_default_model(self, guild_id: int) -> str | None:
+        row = self._db.execute(
+            "SELECT default_model FROM guild_settings WHERE guild_id = ?", (str(guild_id),)
+        ).fetchone()
+        return None if row is None else row["default_model"]
+
+    def set_guild_default_model(self, guild_id: int, model: str | None) -> None:
+        self._db.execute(
+            "INSERT INTO guild_settings (guild_id, default_model) VALUES (?, ?)"
+            " ON CONFLICT(guild_id) DO UPDATE SET default_model = excluded.default_model",
+            (str(guild_id), model),
+        )

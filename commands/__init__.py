@@ -1,0 +1,1 @@
+"""Slash commands, one module per feature. Import `from commands import imagine`, never `import commands`."""

@@ -1,0 +1,155 @@
+"""`/imagine`: slash options (or a pasted A1111 parameter block) -> validated params -> the executor."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from engine.errors import ModelUnavailableError
+from engine.params import build_params
+from engine.samplers import sampler_names, schedule_names
+
+if TYPE_CHECKING:
+    from bot.client import EaselBot
+
+log = logging.getLogger(__name__)
+
+MAX_CHOICES = 25  # Discord's cap on autocomplete choices
+# The keys build_params understands; anything else a pasted block asks for is reported, never dropped.
+ACCEPTED_OPTIONS = frozenset(
+    {
+        "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
+        "batch_size", "subseed", "subseed_strength", "clip_skip",
+    }
+)  # fmt: skip
+
+
+def matching(names: list[str], current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete choices: names starting with what was typed first, then names containing it."""
+    typed = current.strip().lower()
+    starts = [n for n in names if n.lower().startswith(typed)]
+    contains = [n for n in names if typed in n.lower() and n not in starts]
+    return [app_commands.Choice(name=n[:100], value=n[:100]) for n in (starts + contains)[:MAX_CHOICES]]
+
+
+def read_pasted(text: str) -> tuple[dict[str, Any], str | None, list[str]]:
+    """A pasted A1111/civitai block -> (options for build_params, the model it names, notes for the user)."""
+    from engine.infotext import model_from_infotext, options_from_infotext, parse_infotext
+
+    fields = parse_infotext(text)
+    raw, raw_notes = options_from_infotext(fields)
+    options = dict(raw)
+    notes = [str(note) for note in raw_notes]
+    for key in sorted(set(options) - ACCEPTED_OPTIONS):
+        notes.append(f"Ignored `{key}` from the pasted parameters: not supported here.")
+        del options[key]
+    return options, model_from_infotext(fields).name, notes
+
+
+class ImagineCog(commands.Cog):
+    def __init__(self, bot: EaselBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="imagine", description="Draw images from a text prompt with Stable Diffusion")
+    @app_commands.describe(
+        prompt="What to draw (A1111 syntax; a whole pasted parameter block works too)",
+        negative_prompt="What to avoid",
+        steps="Denoising steps",
+        sampler="Sampler, e.g. DPM++ 2M or Euler a",
+        schedule="Schedule type, e.g. Karras (Automatic = the sampler's own)",
+        cfg_scale="How closely to follow the prompt (CFG scale)",
+        seed="Seed, 0 to 18446744073709551615; -1 or empty for a random one",
+        width="Width in pixels, a multiple of 8",
+        height="Height in pixels, a multiple of 8",
+        model="Model (default: this server's default model)",
+        batch_size="How many images",
+        parameters="A pasted A1111 / civitai parameter block; the other options override it",
+    )
+    async def imagine(  # noqa: PLR0917 - discord.py maps slash options to parameters
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        negative_prompt: str | None = None,
+        steps: int | None = None,
+        sampler: str | None = None,
+        schedule: str | None = None,
+        cfg_scale: float | None = None,
+        seed: str | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        model: str | None = None,
+        batch_size: int | None = None,
+        parameters: str | None = None,
+    ) -> None:
+        options: dict[str, Any] = {}
+        notes: list[str] = []
+        pasted_model: str | None = None
+        block = parameters
+        if not block:
+            from engine.infotext import looks_like_infotext
+
+            if looks_like_infotext(prompt):
+                block, prompt = prompt, ""
+        if block:
+            options, pasted_model, notes = read_pasted(block)
+        explicit = {
+            "prompt": prompt,
+            "negative_prompt": negative_prompt,
+            "steps": steps,
+            "sampler": sampler,
+            "schedule": schedule,
+            "cfg_scale": cfg_scale,
+            "seed": seed,
+            "width": width,
+            "height": height,
+            "batch_size": batch_size,
+        }
+        options.update({key: value for key, value in explicit.items() if value not in (None, "")})
+        model_name = self.choose_model(interaction, model, pasted_model, notes)
+        params = build_params(
+            options,
+            model=model_name,
+            limits=self.bot.limits,
+            defaults=self.bot.registry.defaults_for(model_name),
+        )
+        await self.bot.runner.start_job(interaction, params, notes)
+
+    def choose_model(
+        self, interaction: discord.Interaction, requested: str | None, pasted: str | None, notes: list[str]
+    ) -> str:
+        """The model option, else the pasted block's model if we have it, else the guild's or the default."""
+        registry = self.bot.registry
+        if requested:
+            return registry.resolve(requested).name
+        if pasted:
+            try:
+                return registry.resolve(pasted).name
+            except ModelUnavailableError:
+                pass
+        fallback = registry.default_model(self.bot.settings.default_model)
+        stored = None if interaction.guild_id is None else self.bot.store.guild_default_model(interaction.guild_id)
+        if stored:
+            try:
+                fallback = registry.resolve(stored).name
+            except ModelUnavailableError:
+                log.warning("guild %s: default model %r is unavailable", interaction.guild_id, stored)
+                notes.append(f"This server's default model `{stored}` is unavailable; used `{fallback}`.")
+        if pasted:
+            notes.append(f"The pasted model `{pasted}` is not available here; used `{fallback}`.")
+        return fallback
+
+    @imagine.autocomplete("sampler")
+    async def _sampler_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return matching(sampler_names(), current)
+
+    @imagine.autocomplete("schedule")
+    async def _schedule_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return matching(schedule_names(), current)
+
+    @imagine.autocomplete("model")
+    async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return matching(self.bot.registry.names(), current)

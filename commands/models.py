@@ -1,0 +1,91 @@
+"""`/model list|set|refresh`: admin commands for the model folder and this server's default model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.checks import NotAdminError, is_admin
+from bot.ports import ModelEntryView
+from bot.render import MAX_CONTENT
+from commands.imagine import matching
+
+if TYPE_CHECKING:
+    from bot.client import EaselBot
+
+log = logging.getLogger(__name__)
+
+
+def model_list_text(entries: Sequence[ModelEntryView], default: str, limit: int = MAX_CONTENT) -> str:
+    """Usable models (the default marked), then refused files with the reason; cut to fit one message."""
+    usable = [e for e in entries if e.refused is None]
+    refused = [e for e in entries if e.refused is not None]
+    lines = [f"**Models** ({len(usable)} usable)"]
+    lines += [f"- `{e.name}` ({e.kind}){' ← default' if e.name == default else ''}" for e in usable]
+    if refused:
+        lines.append(f"**Refused** ({len(refused)})")
+        lines += [f"- `{e.name}`: {e.refused}" for e in refused]
+    text = ""
+    for shown, line in enumerate(lines):
+        more = f"\n… and {len(lines) - shown} more lines"
+        if len(text) + len(line) + 1 + len(more) > limit:
+            return text + more
+        text += ("\n" if text else "") + line
+    return text
+
+
+class ModelsCog(commands.Cog):
+    model = app_commands.Group(
+        name="model",
+        description="Manage the models this server can use (admins)",
+        guild_only=True,
+        # Only hides the commands; `interaction_check` below is the real gate.
+        default_permissions=discord.Permissions(administrator=True),
+    )
+
+    def __init__(self, bot: EaselBot) -> None:
+        self.bot = bot
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if not is_admin(interaction, self.bot.settings):
+            raise NotAdminError("manage models")
+        return True
+
+    def _default(self, guild_id: int | None) -> str:
+        stored = None if guild_id is None else self.bot.store.guild_default_model(guild_id)
+        return stored or self.bot.registry.default_model(self.bot.settings.default_model)
+
+    @model.command(name="list", description="List usable models, and files refused with the reason")
+    async def list_models(self, interaction: discord.Interaction) -> None:
+        text = model_list_text(self.bot.registry.entries(), self._default(interaction.guild_id))
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @model.command(name="set", description="Set this server's default model")
+    @app_commands.describe(name="The model to use when /imagine does not name one")
+    async def set_default(self, interaction: discord.Interaction, name: str) -> None:
+        entry = self.bot.registry.resolve(name)
+        guild_id = interaction.guild_id
+        assert guild_id is not None  # guild_only
+        self.bot.store.set_guild_default_model(guild_id, entry.name)
+        log.info("guild %s: default model set to %s by user %s", guild_id, entry.name, interaction.user.id)
+        await interaction.response.send_message(f"This server's default model is now `{entry.name}`.", ephemeral=True)
+
+    @set_default.autocomplete("name")
+    async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return matching(self.bot.registry.names(), current)
+
+    @model.command(name="refresh", description="Rescan the models folder")
+    async def refresh(self, interaction: discord.Interaction) -> None:
+        self.bot.registry.refresh()
+        entries = self.bot.registry.entries()
+        refused = sum(1 for e in entries if e.refused is not None)
+        log.info("models rescanned by user %s: %d entries", interaction.user.id, len(entries))
+        await interaction.response.send_message(
+            f"Rescanned: {len(entries) - refused} usable model(s), {refused} refused. See `/model list`.",
+            ephemeral=True,
+        )

@@ -1,0 +1,95 @@
+"""Runs a real EaselBot against the stand-in: start, restart (same data dir), stop; plus the test users."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from bot.client import EaselBot, build_bot
+from bot.ports import ModelCatalog
+from bot.store import JobStore
+from config.settings import Settings
+from engine.jobs import Executor
+from tests.bot.standin import (
+    ADMIN_ROLE_ID,
+    ADMINISTRATOR,
+    EVERYONE_PERMISSIONS,
+    GUILD_ID,
+    InteractionHandle,
+    Standin,
+    StandinUser,
+)
+
+ALICE = StandinUser(2000000000000000001, "alice")
+BOB = StandinUser(2000000000000000002, "bob")
+LISTED_ADMIN = StandinUser(2000000000000000003, "listed-admin")
+ROLE_ADMIN = StandinUser(2000000000000000004, "role-admin", roles=(ADMIN_ROLE_ID,))
+SERVER_ADMIN = StandinUser(2000000000000000005, "server-admin", permissions=EVERYONE_PERMISSIONS | ADMINISTRATOR)
+
+
+def make_settings(standin: Standin, data_dir: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        discord_api_url=standin.api_url,
+        discord_gateway_url=standin.gateway_url,
+        dev_guild_id=GUILD_ID,
+        admin_user_ids=[LISTED_ADMIN.id],
+        admin_role_ids=[ADMIN_ROLE_ID],
+        data_dir=data_dir,
+        default_model="builtin:tiny",
+        max_batch=4,
+    )
+
+
+@dataclass
+class Harness:
+    standin: Standin
+    settings: Settings
+    executor: Executor
+    registry: ModelCatalog
+    token_lifetime: timedelta = timedelta(minutes=14)
+    bot: EaselBot | None = None
+    store: JobStore | None = None
+    _task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    async def start(self) -> EaselBot:
+        self.store = JobStore.open(self.settings.data_dir)
+        self.bot = build_bot(
+            self.settings,
+            self.executor,
+            self.registry,
+            self.store,
+            guild_ready_timeout=0.01,
+            edit_interval=0.0,
+            token_lifetime=self.token_lifetime,
+        )
+        self._task = asyncio.create_task(self.bot.start("standin-token"))
+        ready = asyncio.create_task(self.bot.wait_until_ready())
+        await asyncio.wait({ready, self._task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        if self._task.done():
+            ready.cancel()
+            self._task.result()  # raises the start-up error
+        assert ready.done(), "bot did not become ready"
+        return self.bot
+
+    async def stop(self) -> None:
+        if self.bot is not None:
+            await self.bot.close()
+        if self._task is not None:
+            await self._task
+        if self.store is not None:
+            self.store.close()
+        self.bot = self.store = self._task = None
+
+    async def restart(self) -> EaselBot:
+        await self.stop()
+        return await self.start()
+
+    async def settle(self, handle: InteractionHandle | None = None) -> None:
+        """Wait for the bot's answer to `handle`, then until every job it follows has sent its last message."""
+        assert self.bot is not None
+        if handle is not None:
+            await self.standin.callback(handle)
+        await self.bot.runner.wait_idle()

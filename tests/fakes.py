@@ -1,0 +1,181 @@
+"""Fakes for the engine side of the Discord tests: an executor that emits real event streams with small real PNGs,
+and a model registry with a few names. They live in tests/, never in the product."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from engine.errors import GenerationFailedError, ModelUnavailableError, QueueFullError
+from engine.jobs import (
+    Failed,
+    Finished,
+    GeneratedImage,
+    Job,
+    JobEvent,
+    JobResult,
+    Progress,
+    Queued,
+    Started,
+    Ticket,
+    WasCancelled,
+)
+from engine.params import GenerationParams, ModelDefaults
+
+
+def tiny_png(width: int, height: int, seed: int) -> bytes:
+    """A real PNG, one flat colour picked from the seed (so different seeds give different bytes)."""
+    colour = (seed % 251, (seed // 251) % 251, (seed // 63001) % 251)
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def fake_infotext(params: GenerationParams, seed: int) -> str:
+    """A1111-shaped parameter text (enough for the bot, which only shows it)."""
+    lines = [params.prompt]
+    if params.negative_prompt:
+        lines.append(f"Negative prompt: {params.negative_prompt}")
+    fields = [
+        f"Steps: {params.steps}",
+        f"Sampler: {params.sampler}",
+        f"Schedule type: {params.schedule}",
+        f"CFG scale: {params.cfg_scale:g}",
+        f"Seed: {seed}",
+        f"Size: {params.width}x{params.height}",
+        f"Model: {params.model}",
+    ]
+    if params.subseed_strength > 0:
+        fields += [f"Variation seed: {params.subseed}", f"Variation seed strength: {params.subseed_strength:g}"]
+    lines.append(", ".join(fields))
+    return "\n".join(lines)
+
+
+@dataclass
+class FakeExecutor:
+    """Queued -> Started -> Progress x steps -> Finished, instantly unless `hold` is cleared.
+
+    `fail_prompts`: prompts that end in Failed. `full`: refuse every submit with QueueFullError.
+    """
+
+    max_queued_total: int = 50
+    full: bool = False
+    fail_prompts: set[str] = field(default_factory=set)
+    hold: asyncio.Event | None = None  # when set: jobs wait after Started until it is set (or cancelled)
+    submitted: list[Job] = field(default_factory=list)
+    cancelled: set[str] = field(default_factory=set)
+    running: set[str] = field(default_factory=set)
+    _cancel_events: dict[str, asyncio.Event] = field(default_factory=dict)
+
+    async def submit(self, job: Job) -> Ticket:
+        if self.full or len(self.running) >= self.max_queued_total:
+            raise QueueFullError("The queue is full; try again when a job finishes.")
+        self.submitted.append(job)
+        self.running.add(job.job_id)
+        self._cancel_events[job.job_id] = asyncio.Event()
+        return Ticket(job, self._events(job))
+
+    async def _events(self, job: Job) -> AsyncIterator[JobEvent]:
+        params = job.params
+        try:
+            yield Queued(position=1, ahead=len(self.running) - 1)
+            yield Started()
+            cancel = self._cancel_events[job.job_id]
+            if self.hold is not None:
+                hold_task = asyncio.ensure_future(self.hold.wait())
+                cancel_task = asyncio.ensure_future(cancel.wait())
+                await asyncio.wait({hold_task, cancel_task}, return_when=asyncio.FIRST_COMPLETED)
+                hold_task.cancel()
+                cancel_task.cancel()
+            for step in range(1, params.steps + 1):
+                if cancel.is_set():
+                    yield WasCancelled()
+                    return
+                yield Progress(step, params.steps)
+            if params.prompt in self.fail_prompts:
+                yield Failed(GenerationFailedError("Out of memory at this size; try 512x512."))
+                return
+            images = tuple(
+                GeneratedImage(
+                    png=tiny_png(params.width, params.height, seed),
+                    seed=seed,
+                    infotext=fake_infotext(params, seed),
+                    width=params.width,
+                    height=params.height,
+                )
+                for seed in params.image_seeds()
+            )
+            yield Finished(JobResult(images=images, infotext=images[0].infotext, seconds=0.25))
+        finally:
+            self.running.discard(job.job_id)
+
+    def cancel(self, job_id: str) -> bool:
+        if job_id not in self.running:
+            return False
+        self.cancelled.add(job_id)
+        self._cancel_events[job_id].set()
+        return True
+
+    def position(self, job_id: str) -> int | None:
+        return 0 if job_id in self.running else None
+
+    async def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class FakeEntry:
+    name: str
+    kind: str = "diffusers"
+    path: Path | None = None
+    refused: str | None = None
+
+
+@dataclass
+class FakeRegistry:
+    """A registry over fixed entries; `rescanned` holds what the next refresh() finds."""
+
+    entries_: list[FakeEntry] = field(
+        default_factory=lambda: [
+            FakeEntry("builtin:tiny", "builtin"),
+            FakeEntry("anime-v3"),
+            FakeEntry("photo-xl"),
+            FakeEntry("old-model", "single-file", refused="pickle checkpoint (.ckpt); convert it to .safetensors"),
+        ]
+    )
+    rescanned: list[FakeEntry] | None = None
+    defaults: ModelDefaults = field(default_factory=lambda: ModelDefaults(width=64, height=64, steps=4))
+
+    def refresh(self) -> None:
+        if self.rescanned is not None:
+            self.entries_ = self.rescanned
+
+    def entries(self) -> list[FakeEntry]:
+        return list(self.entries_)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries_ if e.refused is None]
+
+    def resolve(self, name: str) -> FakeEntry:
+        for entry in self.entries_:
+            if entry.name == name:
+                if entry.refused:
+                    raise ModelUnavailableError(f"Model {name!r} is refused: {entry.refused}.")
+                return entry
+        close = difflib.get_close_matches(name, self.names(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelUnavailableError(f"No model called {name!r}.{hint}")
+
+    def default_model(self, configured: str | None) -> str:
+        if configured and configured in self.names():
+            return configured
+        return self.names()[0]
+
+    def defaults_for(self, name: str) -> ModelDefaults:
+        return self.defaults
