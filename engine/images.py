@@ -1,0 +1,268 @@
+"""Image files in and out: A1111's metadata (PNG `parameters` text, JPEG/WebP EXIF UserComment) and upload checks.
+
+Writing follows A1111 v1.10.1 `modules/images.py: save_image_with_geninfo`; reading follows `read_info_from_image`.
+Reading and checking walk the file's own chunks and markers, so an upload's pixels are never decoded here.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import piexif
+import piexif.helper
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from engine.errors import InvalidParamsError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_USER_COMMENT = piexif.ExifIFD.UserComment
+_MAX_TEXT = 1 << 20  # a compressed text chunk may not inflate beyond 1 MiB
+# JPEG start-of-frame markers that carry the image size (not DHT C4, JPG C8, DAC CC).
+_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def encode_png(image: Image.Image, infotext: str) -> bytes:
+    """PNG with the infotext in a `parameters` chunk: tEXt when it is Latin-1, iTXt (UTF-8) otherwise."""
+    info = PngInfo()
+    info.add_text("parameters", infotext)
+    out = io.BytesIO()
+    image.save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def encode_jpeg(image: Image.Image, infotext: str, quality: int = 80) -> bytes:
+    """JPEG with the infotext as EXIF UserComment (`UNICODE\\0` + UTF-16BE, big-endian EXIF), as A1111."""
+    return _with_exif(_save_rgb(image, "JPEG", quality), infotext)
+
+
+def encode_webp(image: Image.Image, infotext: str, quality: int = 80) -> bytes:
+    """Lossy WebP with the same EXIF UserComment as encode_jpeg."""
+    return _with_exif(_save_rgb(image, "WEBP", quality), infotext)
+
+
+def _save_rgb(image: Image.Image, image_format: str, quality: int) -> bytes:
+    if image.mode == "RGBA":
+        image = image.convert("RGB")
+    out = io.BytesIO()
+    image.save(out, format=image_format, quality=quality)
+    return out.getvalue()
+
+
+def _with_exif(data: bytes, infotext: str) -> bytes:
+    exif = piexif.dump({"Exif": {_USER_COMMENT: piexif.helper.UserComment.dump(infotext, encoding="unicode")}})
+    out = io.BytesIO()
+    piexif.insert(exif, data, out)
+    return out.getvalue()
+
+
+def read_infotext(data: bytes) -> str | None:
+    """The parameter text in a PNG, JPEG or WebP file, read as A1111's read_info_from_image does, or None.
+
+    A non-empty EXIF UserComment wins over the PNG `parameters` text; without EXIF, a `comment` (a JPEG COM
+    marker or a PNG text chunk so named) does.
+    """
+    texts: dict[str, str] = {}
+    exif: bytes | None = None
+    if data.startswith(PNG_SIGNATURE):
+        texts, exif = _png_metadata(data)
+    elif data.startswith(b"\xff\xd8"):
+        texts, exif = _jpeg_metadata(data)
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        exif = _webp_exif(data)
+    else:
+        return None
+    info = texts.get("parameters")
+    if exif is not None:
+        comment = _user_comment(exif)
+        if comment:
+            info = comment
+    elif "comment" in texts:
+        info = texts["comment"]
+    return info
+
+
+def _user_comment(exif: bytes) -> str:
+    if not exif.startswith((b"Exif\x00\x00", b"MM", b"II")):
+        return ""
+    try:
+        raw = piexif.load(exif).get("Exif", {}).get(_USER_COMMENT, b"")
+    except (ValueError, KeyError, IndexError, struct.error):
+        return ""
+    if not isinstance(raw, bytes):
+        return ""
+    try:
+        return str(piexif.helper.UserComment.load(raw))
+    except ValueError:
+        # A1111 falls back to UTF-8 on the whole value; we also drop the 8-byte "undefined" prefix of NULs,
+        # which A1111 would leave at the start of the prompt.
+        return raw.decode("utf-8", errors="ignore").lstrip("\x00")
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks: list[tuple[bytes, bytes]] = []
+    pos = len(PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        if len(body) < length:
+            break
+        chunks.append((kind, body))
+        pos += 12 + length
+        if kind == b"IEND":
+            break
+    return chunks
+
+
+def _inflate(body: bytes) -> bytes | None:
+    inflater = zlib.decompressobj()
+    try:
+        text = inflater.decompress(body, _MAX_TEXT)
+    except zlib.error:
+        return None
+    return None if inflater.unconsumed_tail else text
+
+
+def _png_metadata(data: bytes) -> tuple[dict[str, str], bytes | None]:
+    """Text chunks (a later one of the same keyword wins, as in Pillow) and the eXIf chunk of a PNG."""
+    texts: dict[str, str] = {}
+    exif: bytes | None = None
+    for kind, body in _png_chunks(data):
+        if kind == b"eXIf":
+            exif = body
+            continue
+        keyword, sep, rest = body.partition(b"\x00")
+        if not sep:
+            continue
+        key = keyword.decode("latin-1")
+        if kind == b"tEXt":
+            texts[key] = rest.decode("latin-1")
+        elif kind == b"zTXt" and rest:
+            text = _inflate(rest[1:])
+            if text is not None:
+                texts[key] = text.decode("latin-1")
+        elif kind == b"iTXt" and len(rest) >= 2:
+            compressed, _method = rest[0], rest[1]
+            _language, _, rest = rest[2:].partition(b"\x00")
+            _translated, _, value = rest.partition(b"\x00")
+            text = _inflate(value) if compressed else value
+            if text is not None:
+                texts[key] = text.decode("utf-8", errors="replace")
+    return texts, exif
+
+
+def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
+    """(marker, body) for each JPEG header segment up to the start of scan."""
+    segments: list[tuple[int, bytes]] = []
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            break
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if length < 2:
+            break
+        segments.append((marker, data[pos + 4 : pos + 2 + length]))
+        if marker in (0xDA, 0xD9):  # start of scan / end of image: the header is over
+            break
+        pos += 2 + length
+    return segments
+
+
+def _jpeg_metadata(data: bytes) -> tuple[dict[str, str], bytes | None]:
+    texts: dict[str, str] = {}
+    exif: bytes | None = None
+    for marker, body in _jpeg_segments(data):
+        if marker == 0xE1 and body.startswith(b"Exif\x00\x00") and exif is None:
+            exif = body
+        elif marker == 0xFE:
+            texts["comment"] = body.decode("utf-8", errors="ignore")
+    return texts, exif
+
+
+def _webp_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks: list[tuple[bytes, bytes]] = []
+    pos = 12
+    while pos + 8 <= len(data):
+        kind, length = struct.unpack("<4sI", data[pos : pos + 8])
+        chunks.append((kind, data[pos + 8 : pos + 8 + length]))
+        pos += 8 + length + (length & 1)
+    return chunks
+
+
+def _webp_exif(data: bytes) -> bytes | None:
+    for kind, body in _webp_chunks(data):
+        if kind == b"EXIF":
+            return body if body.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + body
+    return None
+
+
+def check_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
+    """("PNG" | "JPEG" | "WEBP", width, height) of an attachment, read from its header before any decoding.
+
+    Raises InvalidParamsError if the file is too large, not one of those formats, or has too many pixels
+    (which also stops decompression bombs: a few KB that would inflate to gigabytes).
+    """
+    if len(data) > max_bytes:
+        raise InvalidParamsError(
+            f"The image is {_size(len(data))}; this server accepts files up to {_size(max_bytes)}."
+        )
+    if data.startswith(PNG_SIGNATURE):
+        image_format, size = "PNG", _png_size(data)
+    elif data.startswith(b"\xff\xd8\xff"):
+        image_format, size = "JPEG", _jpeg_size(data)
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        image_format, size = "WEBP", _webp_size(data)
+    else:
+        raise InvalidParamsError("That file is not a PNG, JPEG or WebP image.")
+    if size is None or size[0] <= 0 or size[1] <= 0:
+        raise InvalidParamsError(f"That {image_format} file is damaged: its size cannot be read.")
+    width, height = size
+    if width * height > max_pixels:
+        raise InvalidParamsError(
+            f"The image is {width}x{height} ({width * height:,} pixels); this server accepts at most "
+            f"{max_pixels:,} pixels."
+        )
+    return image_format, width, height
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 else f"{n / 1024:.0f} KiB"
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[12:16] != b"IHDR" or len(data) < 24:
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return int(width), int(height)
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    for marker, body in _jpeg_segments(data):
+        if marker in _SOF_MARKERS and len(body) >= 5:
+            height, width = struct.unpack(">HH", body[1:5])
+            return int(width), int(height)
+    return None
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    for kind, body in _webp_chunks(data):
+        if kind == b"VP8X" and len(body) >= 10:
+            width = int.from_bytes(body[4:7], "little") + 1
+            height = int.from_bytes(body[7:10], "little") + 1
+            return width, height
+        if kind == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+            width, height = struct.unpack("<HH", body[6:10])
+            return width & 0x3FFF, height & 0x3FFF
+        if kind == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+            bits = int.from_bytes(body[1:5], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    return None

@@ -1,0 +1,191 @@
+"""Image metadata written and read as A1111 v1.10.1 does, and upload checks that never decode pixels."""
+
+import io
+import struct
+import zlib
+
+import piexif
+import piexif.helper
+import pytest
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from engine.errors import InvalidParamsError
+from engine.images import check_upload, encode_jpeg, encode_png, encode_webp, read_infotext
+
+INFOTEXT = "a cat\nNegative prompt: dog\nSteps: 20, Sampler: DPM++ 2M, Seed: 1, Size: 64x48"
+UNICODE_INFOTEXT = "猫 — ñ\nSteps: 20, Sampler: Euler a, Seed: 1"
+
+
+def image(mode: str = "RGB") -> Image.Image:
+    return Image.new(mode, (64, 48), "red")
+
+
+def png_chunk_kinds(data: bytes) -> list[bytes]:
+    kinds, pos = [], 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        kinds.append(kind)
+        pos += 12 + length
+    return kinds
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def test_png_latin1_text_goes_in_a_text_chunk() -> None:
+    assert b"tEXt" in png_chunk_kinds(encode_png(image(), INFOTEXT))
+
+
+def test_png_unicode_text_goes_in_an_itxt_chunk() -> None:
+    assert b"iTXt" in png_chunk_kinds(encode_png(image(), UNICODE_INFOTEXT))
+
+
+def test_png_parameters_are_what_pillow_and_a1111_read() -> None:
+    assert Image.open(io.BytesIO(encode_png(image(), UNICODE_INFOTEXT))).info["parameters"] == UNICODE_INFOTEXT
+
+
+def test_png_round_trip() -> None:
+    assert read_infotext(encode_png(image(), INFOTEXT)) == INFOTEXT
+
+
+def test_png_unicode_round_trip() -> None:
+    assert read_infotext(encode_png(image(), UNICODE_INFOTEXT)) == UNICODE_INFOTEXT
+
+
+def test_png_compressed_text_chunks_are_read() -> None:
+    for text in (INFOTEXT, UNICODE_INFOTEXT):
+        info = PngInfo()
+        info.add_text("parameters", text, zip=True)
+        out = io.BytesIO()
+        image().save(out, format="PNG", pnginfo=info)
+        assert read_infotext(out.getvalue()) == text
+
+
+def test_png_text_after_the_image_data_is_read() -> None:
+    plain = io.BytesIO()
+    image().save(plain, format="PNG")
+    data = plain.getvalue()
+    iend = data.rindex(b"IEND") - 4
+    data = data[:iend] + png_chunk(b"tEXt", b"parameters\x00" + INFOTEXT.encode("latin-1")) + data[iend:]
+    assert read_infotext(data) == INFOTEXT
+
+
+def test_png_exif_user_comment_wins_over_parameters() -> None:
+    exif = piexif.dump({"Exif": {piexif.ExifIFD.UserComment: piexif.helper.UserComment.dump("from exif", "unicode")}})
+    info = PngInfo()
+    info.add_text("parameters", INFOTEXT)
+    out = io.BytesIO()
+    image().save(out, format="PNG", pnginfo=info, exif=exif)
+    assert read_infotext(out.getvalue()) == "from exif"
+
+
+def test_png_without_metadata_has_no_infotext() -> None:
+    out = io.BytesIO()
+    image().save(out, format="PNG")
+    assert read_infotext(out.getvalue()) is None
+
+
+def test_jpeg_carries_big_endian_exif_with_a_unicode_user_comment() -> None:
+    data = encode_jpeg(image(), UNICODE_INFOTEXT, quality=90)
+    exif_bytes = Image.open(io.BytesIO(data)).info["exif"]
+    assert exif_bytes[6:8] == b"MM"
+    comment = piexif.load(exif_bytes)["Exif"][piexif.ExifIFD.UserComment]
+    assert comment == b"UNICODE\x00" + UNICODE_INFOTEXT.encode("utf-16-be")
+
+
+def test_jpeg_round_trip() -> None:
+    assert read_infotext(encode_jpeg(image(), UNICODE_INFOTEXT)) == UNICODE_INFOTEXT
+
+
+def test_jpeg_from_rgba_is_converted_to_rgb() -> None:
+    data = encode_jpeg(image("RGBA"), INFOTEXT)
+    assert Image.open(io.BytesIO(data)).mode == "RGB" and read_infotext(data) == INFOTEXT
+
+
+def test_webp_round_trip() -> None:
+    assert read_infotext(encode_webp(image("RGBA"), UNICODE_INFOTEXT)) == UNICODE_INFOTEXT
+
+
+def test_jpeg_comment_counts_when_there_is_no_exif() -> None:
+    out = io.BytesIO()
+    image().save(out, format="JPEG", comment=INFOTEXT.encode())
+    assert read_infotext(out.getvalue()) == INFOTEXT
+
+
+def test_ascii_user_comment_is_read() -> None:
+    exif = piexif.dump({"Exif": {piexif.ExifIFD.UserComment: piexif.helper.UserComment.dump(INFOTEXT, "ascii")}})
+    out = io.BytesIO()
+    image().save(out, format="JPEG", exif=exif)
+    assert read_infotext(out.getvalue()) == INFOTEXT
+
+
+def test_undefined_user_comment_falls_back_to_utf8() -> None:
+    exif = piexif.dump({"Exif": {piexif.ExifIFD.UserComment: b"\x00" * 8 + UNICODE_INFOTEXT.encode()}})
+    out = io.BytesIO()
+    image().save(out, format="JPEG", exif=exif)
+    assert read_infotext(out.getvalue()) == UNICODE_INFOTEXT
+
+
+def test_non_image_has_no_infotext() -> None:
+    assert read_infotext(b"GIF89a not supported") is None
+
+
+def test_check_upload_reads_png_size() -> None:
+    assert check_upload(encode_png(image(), ""), max_bytes=10**6, max_pixels=10**6) == ("PNG", 64, 48)
+
+
+def test_check_upload_reads_jpeg_size() -> None:
+    assert check_upload(encode_jpeg(image(), INFOTEXT), max_bytes=10**6, max_pixels=10**6) == ("JPEG", 64, 48)
+
+
+def test_check_upload_reads_progressive_jpeg_size() -> None:
+    out = io.BytesIO()
+    image().save(out, format="JPEG", progressive=True)
+    assert check_upload(out.getvalue(), max_bytes=10**6, max_pixels=10**6) == ("JPEG", 64, 48)
+
+
+def test_check_upload_reads_lossy_webp_size() -> None:
+    out = io.BytesIO()
+    image().save(out, format="WEBP", quality=80)
+    assert check_upload(out.getvalue(), max_bytes=10**6, max_pixels=10**6) == ("WEBP", 64, 48)
+
+
+def test_check_upload_reads_lossless_webp_size() -> None:
+    out = io.BytesIO()
+    image().save(out, format="WEBP", lossless=True)
+    assert check_upload(out.getvalue(), max_bytes=10**6, max_pixels=10**6) == ("WEBP", 64, 48)
+
+
+def test_check_upload_reads_extended_webp_size() -> None:
+    data = encode_webp(image(), INFOTEXT)
+    assert b"VP8X" in data[:40]
+    assert check_upload(data, max_bytes=10**6, max_pixels=10**6) == ("WEBP", 64, 48)
+
+
+def test_check_upload_refuses_too_many_bytes() -> None:
+    with pytest.raises(InvalidParamsError, match="accepts files up to"):
+        check_upload(encode_png(image(), ""), max_bytes=100, max_pixels=10**6)
+
+
+def test_check_upload_refuses_too_many_pixels() -> None:
+    with pytest.raises(InvalidParamsError, match="64x48"):
+        check_upload(encode_png(image(), ""), max_bytes=10**6, max_pixels=1000)
+
+
+def test_check_upload_refuses_a_decompression_bomb_from_its_header() -> None:
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+    with pytest.raises(InvalidParamsError, match="100000x100000"):
+        check_upload(bomb, max_bytes=10**6, max_pixels=4 * 1024 * 1024)
+
+
+def test_check_upload_refuses_other_formats() -> None:
+    with pytest.raises(InvalidParamsError, match="not a PNG, JPEG or WebP"):
+        check_upload(b"GIF89a\x01\x00\x01\x00", max_bytes=10**6, max_pixels=10**6)
+
+
+def test_check_upload_refuses_a_truncated_header() -> None:
+    with pytest.raises(InvalidParamsError, match="damaged"):
+        check_upload(b"\x89PNG\r\n\x1a\n\x00\x00", max_bytes=10**6, max_pixels=10**6)
