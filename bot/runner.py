@@ -104,7 +104,7 @@ class JobRunner:
 
     async def _follow(self, interaction: discord.Interaction, ticket: Ticket, notes: tuple[str, ...]) -> None:
         job = ticket.job
-        reply = _ReplyTarget(interaction, self.token_lifetime, self.edit_interval)
+        reply = _ReplyTarget(interaction, job.job_id, self.token_lifetime, self.edit_interval)
         try:
             async for event in ticket.events:
                 if isinstance(event, Queued):
@@ -150,14 +150,16 @@ class JobRunner:
 class _ReplyTarget:
     """The message a job reports into: the interaction's reply while its token lives, the channel after."""
 
-    def __init__(self, interaction: discord.Interaction, token_lifetime: timedelta, edit_interval: float) -> None:
+    def __init__(
+        self, interaction: discord.Interaction, job_id: str, token_lifetime: timedelta, edit_interval: float
+    ) -> None:
         self.interaction = interaction
+        self.job_id = job_id
         self.deadline = interaction.created_at + token_lifetime
         self.edit_interval = edit_interval
         self.edits = 0
         self._last_edit = float("-inf")
         self._loop = asyncio.get_running_loop()
-        self.job_id = str(interaction.extras.get(JOB_ID_KEY, "-"))
 
     def token_alive(self) -> bool:
         return datetime.now(UTC) < self.deadline

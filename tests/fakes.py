@@ -150,6 +150,7 @@ class FakeRegistry:
         ]
     )
     rescanned: list[FakeEntry] | None = None
+    broken: bool = False  # resolve() raises an unexpected error (a bug, not an EaselError)
     defaults: ModelDefaults = field(default_factory=lambda: ModelDefaults(width=64, height=64, steps=4))
 
     def refresh(self) -> None:
@@ -163,6 +164,8 @@ class FakeRegistry:
         return [e.name for e in self.entries_ if e.refused is None]
 
     def resolve(self, name: str) -> FakeEntry:
+        if self.broken:
+            raise RuntimeError("registry bug")
         for entry in self.entries_:
             if entry.name == name:
                 if entry.refused:

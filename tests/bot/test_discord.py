@@ -314,6 +314,19 @@ async def test_button_for_an_unknown_job_says_so(harness: Harness) -> None:
     assert_ephemeral(harness.standin, clicked, "no longer known")
 
 
+async def test_unexpected_error_is_logged_with_the_job_id_and_hidden_from_the_user(
+    harness: Harness, registry: FakeRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = await imagine(harness, prompt="a red fox")
+    job_id = job_id_of(harness.standin, first)
+    registry.broken = True
+    clicked = await click(harness, first, "reroll", ALICE)
+    text = assert_ephemeral(harness.standin, clicked, "Something went wrong")
+    assert "registry bug" not in text and "Traceback" not in text
+    [record] = [r for r in caplog.records if r.name == "bot.errors"]
+    assert f"(job {job_id})" in record.getMessage() and record.exc_info is not None
+
+
 # -- /model -----------------------------------------------------------------------------------------------------
 
 
