@@ -127,16 +127,16 @@ def resolve_sampler(name: str, schedule: str | None = None) -> tuple[str, str]:
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise InvalidParamsError(f"Unknown sampler {name!r}.{hint}")
         sampler, schedule_info = split
-        # The combined name's scheduler, when it is the sampler's own default, reads back as Automatic.
-        if schedule_info.label == sampler.automatic:
-            schedule_info = _SCHEDULE_BY_LOWER["automatic"]
-    if schedule is not None and schedule.strip():
+    # As in A1111's get_sampler_and_scheduler, a combined name's suffix wins over the schedule given with it
+    # (an old infotext's `DPM++ 2M SDE Karras` arrives with the parser's default `Schedule type: Automatic`).
+    if schedule is not None and schedule.strip() and schedule_info is None:
         schedule_info = _SCHEDULE_BY_LOWER.get(" ".join(schedule.split()).lower())
         if schedule_info is None:
             close = difflib.get_close_matches(schedule, [s.label for s in SCHEDULES], n=3, cutoff=0.4)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise InvalidParamsError(f"Unknown schedule type {schedule!r}.{hint}")
-    if schedule_info is None:
+    if schedule_info is None or schedule_info.label == sampler.automatic:
+        # The sampler's own default schedule reads back as Automatic, as A1111 converts it on paste.
         schedule_info = _SCHEDULE_BY_LOWER["automatic"]
     if sampler.unsupported:
         raise InvalidParamsError(f"Sampler {sampler.name!r} is not available: {sampler.unsupported}.")
