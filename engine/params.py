@@ -20,6 +20,19 @@ from engine.samplers import resolve_sampler
 RANDOM_SEED_RANGE = 4294967294
 MAX_SEED = 2**64 - 1
 MAX_PROMPT_CHARS = 4000
+RNG_SOURCES = ("GPU", "CPU", "NV")
+# Latent upscalers (A1111 `latent_upscale_modes`) and the plain image resamplers that need no model.
+HIRES_UPSCALERS = (
+    "Latent",
+    "Latent (antialiased)",
+    "Latent (bicubic)",
+    "Latent (bicubic antialiased)",
+    "Latent (nearest)",
+    "Latent (nearest-exact)",
+    "None",
+    "Lanczos",
+    "Nearest",
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +75,20 @@ class GenerationParams:
     subseed: int = 0
     subseed_strength: float = 0.0
     clip_skip: int = 1
+    # img2img: the init image is a content hash in the blob store, so a stored job can be replayed.
+    init_image: str | None = None
+    denoising_strength: float | None = None
+    # hires fix (A1111 §6): the first pass is width x height; the second upscales by hr_scale or to hr_resize.
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    hr_resize_x: int = 0
+    hr_resize_y: int = 0
+    hr_upscaler: str = "Latent"
+    hr_steps: int = 0
+    seed_resize_from_w: int = 0
+    seed_resize_from_h: int = 0
+    rng: str = "GPU"  # A1111 RNG source: GPU (the device's torch.randn), CPU, or NV (NVIDIA's numbers anywhere)
+    ensd: int = 0  # eta noise seed delta
     extra: tuple[tuple[str, str], ...] = field(default=())
 
     def image_seeds(self) -> list[int]:
@@ -147,7 +174,9 @@ def build_params(
     d = defaults or ModelDefaults()
     unknown = set(options) - {
         "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
-        "batch_size", "subseed", "subseed_strength", "clip_skip",
+        "batch_size", "subseed", "subseed_strength", "clip_skip", "init_image", "denoising_strength", "enable_hr",
+        "hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_steps", "seed_resize_from_w",
+        "seed_resize_from_h", "rng", "ensd",
     }  # fmt: skip
     if unknown:
         raise InvalidParamsError(f"Unknown option(s): {', '.join(sorted(unknown))}.")
@@ -195,6 +224,46 @@ def build_params(
     clip_skip = _as_int("Clip skip", opt("clip_skip") or 1)
     _check_range("Clip skip", clip_skip, 1, 12)
 
+    init_image = str(opt("init_image")) if opt("init_image") is not None else None
+    enable_hr = _as_bool("Hires fix", opt("enable_hr") or False)
+    if init_image is not None and enable_hr:
+        raise InvalidParamsError("Hires fix is for text-to-image; with an init image, set the size directly.")
+    denoise_default = 0.75 if init_image is not None else 0.7 if enable_hr else None
+    denoise_raw = opt("denoising_strength")
+    denoise = _as_float("Denoising strength", denoise_raw) if denoise_raw is not None else denoise_default
+    if denoise is not None:
+        _check_range("Denoising strength", denoise, 0.0, 1.0)
+        if init_image is None and not enable_hr:
+            denoise = None  # A1111 ignores it for plain txt2img; it has nothing to act on
+
+    hr_scale = _as_float("Hires upscale", opt("hr_scale") if opt("hr_scale") is not None else 2.0)
+    hr_x = _as_int("Hires width", opt("hr_resize_x") or 0)
+    hr_y = _as_int("Hires height", opt("hr_resize_y") or 0)
+    hr_steps = _as_int("Hires steps", opt("hr_steps") or 0)
+    hr_upscaler = str(opt("hr_upscaler") or "Latent")
+    if enable_hr:
+        _check_range("Hires upscale", hr_scale, 1.0, 4.0)
+        _check_range("Hires steps", hr_steps, 0, limits.max_steps)
+        if hr_upscaler not in HIRES_UPSCALERS:
+            raise InvalidParamsError(
+                f"Hires upscaler {hr_upscaler!r} is not available (it needs an upscaler model); "
+                f"use one of: {', '.join(HIRES_UPSCALERS)}."
+            )
+        final_w, final_h = hires_size(width, height, hr_scale, hr_x, hr_y)
+        if final_w * final_h > limits.max_pixels or max(final_w, final_h) > limits.max_side:
+            raise InvalidParamsError(
+                f"Hires fix would make {final_w}x{final_h}; this server allows at most {limits.max_pixels:,} pixels."
+            )
+
+    rng_source = str(opt("rng") or "GPU").upper()
+    if rng_source not in RNG_SOURCES:
+        raise InvalidParamsError(f"RNG must be one of {', '.join(RNG_SOURCES)}, not {rng_source!r}.")
+    ensd = _as_int("ENSD", opt("ensd") or 0)
+    resize_w = _as_int("Seed resize width", opt("seed_resize_from_w") or 0)
+    resize_h = _as_int("Seed resize height", opt("seed_resize_from_h") or 0)
+    if resize_w < 0 or resize_h < 0 or resize_w * resize_h > limits.max_pixels:
+        raise InvalidParamsError("Seed resize from must be a size within this server's limits.")
+
     seed = resolve_seed(opt("seed"), rng)
     subseed = resolve_seed(opt("subseed"), rng) if strength > 0 else 0
     return GenerationParams(
@@ -212,7 +281,43 @@ def build_params(
         subseed=subseed,
         subseed_strength=strength,
         clip_skip=clip_skip,
+        init_image=init_image,
+        denoising_strength=denoise,
+        enable_hr=enable_hr,
+        hr_scale=hr_scale,
+        hr_resize_x=hr_x,
+        hr_resize_y=hr_y,
+        hr_upscaler=hr_upscaler,
+        hr_steps=hr_steps,
+        seed_resize_from_w=resize_w,
+        seed_resize_from_h=resize_h,
+        rng=rng_source,
+        ensd=ensd,
     )
+
+
+def hires_size(width: int, height: int, scale: float, resize_x: int, resize_y: int) -> tuple[int, int]:
+    """A1111's `calculate_target_resolution`: the hires pass size (before any crop to the asked aspect)."""
+    if resize_x == 0 and resize_y == 0:
+        return int(width * scale), int(height * scale)
+    if resize_y == 0:
+        return resize_x, resize_x * height // width
+    if resize_x == 0:
+        return resize_y * width // height, resize_y
+    if width / height < resize_x / resize_y:
+        return resize_x, resize_x * height // width
+    return resize_y * width // height, resize_y
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "1", "yes", "on"}:
+        return True
+    if text in {"false", "0", "no", "off"}:
+        return False
+    raise InvalidParamsError(f"{name} must be true or false, not {value!r}.")
 
 
 def _fit_hint(width: int, height: int, max_pixels: int) -> str:

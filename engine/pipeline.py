@@ -6,37 +6,42 @@ Runs only on the executor's worker thread, which owns torch. A call reads as num
 from __future__ import annotations
 
 import gc
+import io
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from engine.errors import (
-    Cancelled,
-    EaselError,
-    GenerationFailedError,
-    InvalidParamsError,
-    ModelUnavailableError,
-)
+from engine.blobs import BlobStore
+from engine.conditioning import Conditioner
+from engine.denoise import Guidance, Schedule, decode, encode, img2img_steps, run_scheduler, upscale_latents
+from engine.errors import Cancelled, EaselError, GenerationFailedError, InvalidParamsError, ModelUnavailableError
 from engine.infotext import create_infotext
+from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes
 from engine.models import builtin
 from engine.models.configs import sd15_config_folder
 from engine.models.registry import BUILTIN_TINY, ModelEntry, ModelRegistry
 from engine.models.single_file import easel_config_of, load_single_file
-from engine.params import GenerationParams
-from engine.samplers import make_scheduler
-from engine.seeds import initial_noise
+from engine.params import GenerationParams, hires_size
+from engine.prompts.and_split import split_and
+from engine.prompts.extra_networks import ExtraNetworkCall, LoraCall, lora_call, parse_extra_networks
+from engine.prompts.schedules import get_learned_conditioning_prompt_schedules
+from engine.samplers import make_scheduler, sampler_info
+from engine.seeds import ImageRNG
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+# Samplers that write ENSD to the infotext (A1111's `uses_ensd`: their per-step noise depends on it).
+ENSD_SAMPLERS = frozenset({"Euler a", "DPM2 a", "DPM++ 2S a", "DPM fast", "DPM adaptive"})
 CancelledFn = Callable[[], bool]
 
 
@@ -56,6 +61,8 @@ class LoadedModel:
     scheduler_config: dict[str, Any]
     model_hash: str | None
     load_seconds: float
+    conditioner: Conditioner
+    adapters: set[str] = field(default_factory=set)
 
 
 def resolve_device(device: str) -> str:
@@ -71,8 +78,18 @@ def resolve_device(device: str) -> str:
 class DiffusersEngine:
     """Loads and caches pipelines; `generate` runs one job. Not thread-safe: one worker thread owns it."""
 
-    def __init__(self, registry: ModelRegistry, device: str = "auto", *, max_loaded: int = 2) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        device: str = "auto",
+        *,
+        max_loaded: int = 2,
+        lora_dirs: list[Path] | None = None,
+        blobs: BlobStore | None = None,
+    ) -> None:
         self.registry = registry
+        self.loras = LoraLibrary([*(lora_dirs or []), builtin.SHAPES_LORAS_DIR], registry.hashes)
+        self.blobs = blobs or BlobStore(registry.cache_dir / "blobs")
         self.device = resolve_device(device)
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         self.max_loaded = max_loaded
@@ -106,6 +123,7 @@ class DiffusersEngine:
             scheduler_config=dict(pipe.scheduler.config),
             model_hash=self.registry.model_hash(entry),
             load_seconds=time.perf_counter() - started,
+            conditioner=Conditioner(pipe.tokenizer, pipe.text_encoder, self.device),
         )
         log.info("loaded model %s in %.2f s on %s", entry.name, loaded.load_seconds, self.device)
         with self._lock:
@@ -166,50 +184,9 @@ class DiffusersEngine:
         is_cancelled: CancelledFn | None = None,
     ) -> list[RawImage]:
         """Run one job: returns one decoded image per batch item, each with its seed and parameter text."""
-        # 1. Model and scheduler for this job (the cached pipeline is shared; its scheduler is swapped per job).
-        loaded = self.load(params.model)
-        pipe = loaded.pipe
-        seeds = params.image_seeds()
-        pipe.scheduler = make_scheduler(loaded.scheduler_config, params.sampler, params.schedule, seed=seeds[0])
-
-        # 2. Initial noise the A1111 way: one generator per image, variation seeds slerped in.
-        scale = int(getattr(pipe, "vae_scale_factor", 8))
-        if params.width % scale or params.height % scale:
-            raise InvalidParamsError(f"Width and height must be multiples of {scale} for this model.")
-        shape = (int(pipe.unet.config.in_channels), params.height // scale, params.width // scale)
-        rng_device = self.device if self.device.startswith("cuda") else "cpu"
-        noise, generators = initial_noise(
-            shape,
-            seeds,
-            subseeds=params.image_subseeds(),
-            subseed_strength=params.subseed_strength,
-            rng_device=rng_device,
-        )
-
-        # 3. Progress and cancellation: raising from the step callback stops cleanly, before the VAE decode.
-        def on_step_end(pipeline: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            if is_cancelled is not None and is_cancelled():
-                raise Cancelled("The job was cancelled.")
-            if on_step is not None:
-                on_step(step + 1, int(getattr(pipeline, "_num_timesteps", 0) or params.steps))
-            return kwargs
-
-        # 4. Denoise and decode.
         try:
             with torch.inference_mode():
-                output = pipe(
-                    prompt=[params.prompt] * params.batch_size,
-                    negative_prompt=[params.negative_prompt] * params.batch_size,
-                    num_inference_steps=params.steps,
-                    guidance_scale=params.cfg_scale,
-                    width=params.width,
-                    height=params.height,
-                    latents=noise.to(self.device, self.dtype),
-                    generator=generators,
-                    clip_skip=params.clip_skip - 1 or None,
-                    callback_on_step_end=on_step_end,
-                    output_type="np",
-                )
+                return self._generate(params, on_step, is_cancelled)
         except EaselError:
             raise
         except torch.cuda.OutOfMemoryError as err:
@@ -221,24 +198,223 @@ class DiffusersEngine:
             log.exception("generation failed")
             raise GenerationFailedError(f"Generation failed: {_short(err)}") from err
 
-        # 5. A diverged sampler gives NaN: say so instead of returning a black image.
-        if np.isnan(output.images).any():
+    def _generate(
+        self, params: GenerationParams, on_step: ProgressFn | None, is_cancelled: CancelledFn | None
+    ) -> list[RawImage]:
+        # 1. Model, and the LoRAs named in the prompt (tags removed from the text, kept in the infotext).
+        loaded = self.load(params.model)
+        pipe = loaded.pipe
+        prompt, calls = parse_extra_networks(params.prompt)
+        negative, negative_calls = parse_extra_networks(params.negative_prompt)
+        loras = self._resolve_loras(calls + negative_calls)
+        apply_loras(pipe, loaded.adapters, loras)
+        lora_state = ";".join(f"{lora.name}:{c.te_multiplier}" for lora, c in loras)
+
+        # 2. Conditioning schedules (prompt editing counts steps the A1111 way; AND parts are weighted).
+        info = sampler_info(params.sampler)
+        total_steps = params.steps * 2 if info.second_order else params.steps
+        guidance = self._guidance(loaded, prompt, negative, params, total_steps, None, lora_state)
+
+        # 3. Noise: one generator per image, variation seeds slerped in, A1111's RNG source.
+        scale = int(pipe.vae_scale_factor)
+        if params.width % scale or params.height % scale:
+            raise InvalidParamsError(f"Width and height must be multiples of {scale} for this model.")
+        channels = int(pipe.unet.config.in_channels)
+        seeds = params.image_seeds()
+
+        def image_rng(width: int, height: int) -> ImageRNG:
+            resize = None
+            if params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0:
+                resize = (params.seed_resize_from_h // scale, params.seed_resize_from_w // scale)
+            return ImageRNG(
+                (channels, height // scale, width // scale),
+                seeds,
+                subseeds=params.image_subseeds(),
+                subseed_strength=params.subseed_strength,
+                seed_resize_from=resize,
+                source=params.rng,
+                device=self.device,
+                ensd=params.ensd,
+            )
+
+        # 4. First pass: txt2img from noise, or img2img from the init image.
+        passes = 2 if params.enable_hr else 1
+        progress = _PassProgress(on_step, passes)
+        rng = image_rng(params.width, params.height)
+        noise = rng.first().to(self.device)
+        init_latents = None
+        if params.init_image is not None:
+            init_latents = self._init_latents(pipe, params).repeat(params.batch_size, 1, 1, 1)
+        latents = self._sample(
+            loaded, params, guidance, rng, noise, init_latents, params.denoising_strength, params.steps,
+            progress.for_pass(0), is_cancelled,
+        )  # fmt: skip
+        extra: dict[str, str | None] = {}
+        if params.init_image is not None:
+            extra["Denoising strength"] = _num(params.denoising_strength)
+
+        # 5. Hires fix: upscale (in latent space, or decode-resize-encode), then img2img at the new size.
+        width, height = params.width, params.height
+        if params.enable_hr:
+            width, height = hires_size(params.width, params.height, params.hr_scale, params.hr_resize_x,
+                                       params.hr_resize_y)  # fmt: skip
+            width, height = width // scale * scale, height // scale * scale
+            if params.hr_upscaler.startswith("Latent"):
+                latents = upscale_latents(latents, (height // scale, width // scale), params.hr_upscaler)
+            else:
+                images = decode(pipe.vae, latents).permute(0, 3, 1, 2)
+                resample = "nearest" if params.hr_upscaler == "Nearest" else "bicubic"
+                images = F.interpolate(images, size=(height, width), mode=resample, antialias=resample != "nearest")
+                latents = encode(pipe.vae, images.clamp(0, 1).to(self.device))
+            hr_steps = params.hr_steps or params.steps
+            hr_total = hr_steps * 2 if info.second_order else hr_steps
+            hr_guidance = self._guidance(loaded, prompt, negative, params, total_steps, hr_total, lora_state)
+            hr_rng = image_rng(width, height)
+            latents = self._sample(
+                loaded, params, hr_guidance, hr_rng, hr_rng.first().to(self.device), latents,
+                params.denoising_strength, hr_steps, progress.for_pass(1), is_cancelled, hires=True,
+            )  # fmt: skip
+            extra["Denoising strength"] = _num(params.denoising_strength)
+            if params.hr_resize_x or params.hr_resize_y:
+                extra["Hires resize"] = f"{params.hr_resize_x}x{params.hr_resize_y}"
+            else:
+                extra["Hires upscale"] = _num(params.hr_scale)
+            extra["Hires steps"] = str(params.hr_steps) if params.hr_steps else None
+            extra["Hires upscaler"] = params.hr_upscaler
+
+        # 6. Decode; a diverged sampler gives NaN: say so instead of returning a black image.
+        if is_cancelled is not None and is_cancelled():
+            raise Cancelled("The job was cancelled.")
+        pixels = decode(pipe.vae, latents)
+        if torch.isnan(pixels).any():
             raise GenerationFailedError(
                 f"Sampler {params.sampler!r} diverged (NaN) on this model; try another sampler or more steps."
             )
-        images = pipe.numpy_to_pil(output.images)
+        images = pipe.numpy_to_pil(pixels.numpy())
 
-        # 6. Parameter text per image (each image carries its own seed).
+        # 7. Parameter text per image (each image carries its own seed).
+        if params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0:
+            extra["Seed resize from"] = f"{params.seed_resize_from_w}x{params.seed_resize_from_h}"
+        if params.ensd and params.sampler in ENSD_SAMPLERS:
+            extra["ENSD"] = str(params.ensd)
+        if params.rng != "GPU":
+            extra["RNG"] = params.rng
+        if loras:
+            hashes = [(lora.alias or lora.name, self.loras.short_hash(lora)) for lora, _ in loras]
+            extra["Lora hashes"] = infotext_hashes(list(dict.fromkeys(hashes)))
         return [
             RawImage(
                 image=image,
                 seed=seeds[i],
                 infotext=create_infotext(
-                    params, model_name=loaded.entry.name, model_hash=loaded.model_hash, image_index=i
+                    params, model_name=loaded.entry.name, model_hash=loaded.model_hash, image_index=i, extra=extra
                 ),
             )
             for i, image in enumerate(images)
         ]
+
+    def _resolve_loras(self, calls: list[ExtraNetworkCall]) -> list[tuple[LoraFile, LoraCall]]:
+        loras = []
+        for call in calls:
+            if call.kind != "lora":
+                raise InvalidParamsError(f"<{call.kind}:...> is not supported; only <lora:name:weight> tags are.")
+            lora = lora_call(call)
+            loras.append((self.loras.resolve(lora.name), lora))
+        return loras
+
+    def _guidance(
+        self,
+        loaded: LoadedModel,
+        prompt: str,
+        negative: str,
+        params: GenerationParams,
+        total_steps: int,
+        hires_steps: int | None,
+        state: str,
+    ) -> Guidance:
+        def schedule(text: str) -> Schedule:
+            [entries] = get_learned_conditioning_prompt_schedules([text], total_steps, hires_steps)
+            return [(int(end), loaded.conditioner.encode(str(t), params.clip_skip, state)) for end, t in entries]
+
+        parts = split_and(prompt)
+        return Guidance(
+            unet=loaded.pipe.unet,
+            conds=[(schedule(text), weight) for text, weight in parts],
+            uncond=schedule(negative),
+            cfg_scale=params.cfg_scale,
+        )
+
+    def _init_latents(self, pipe: Any, params: GenerationParams) -> torch.Tensor:
+        from PIL import Image
+
+        assert params.init_image is not None
+        data = self.blobs.get(params.init_image)
+        with Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("RGB").resize((params.width, params.height), Image.Resampling.LANCZOS)
+        tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
+        return encode(pipe.vae, tensor.to(self.device))
+
+    def _sample(
+        self,
+        loaded: LoadedModel,
+        params: GenerationParams,
+        guidance: Guidance,
+        rng: ImageRNG,
+        noise: torch.Tensor,
+        init_latents: torch.Tensor | None,
+        denoise: float | None,
+        steps: int,
+        on_step: ProgressFn | None,
+        is_cancelled: CancelledFn | None,
+        *,
+        hires: bool = False,
+    ) -> torch.Tensor:
+        """One sampling pass with A1111's img2img step arithmetic."""
+        if init_latents is None:
+            schedule_steps, run_steps = steps, steps
+        elif not denoise:
+            return init_latents  # strength 0 changes nothing, as in A1111
+        elif hires:
+            schedule_steps, run_steps = int(steps / denoise), steps  # the hires pass runs exactly `steps`
+        else:
+            schedule_steps, run_steps = steps, img2img_steps(steps, denoise)
+        scheduler = make_scheduler(loaded.scheduler_config, params.sampler, params.schedule, seed=rng.seeds[0])
+        torch_generators = [g for g in rng.generators if isinstance(g, torch.Generator)]
+        return run_scheduler(
+            scheduler,
+            guidance,
+            noise,
+            schedule_steps=schedule_steps,
+            run_steps=run_steps,
+            init_latents=init_latents,
+            generator=torch_generators if len(torch_generators) == len(rng.generators) else None,
+            on_step=on_step,
+            is_cancelled=is_cancelled,
+        )
+
+
+class _PassProgress:
+    """Progress across the first and hires passes as one bar: pass k of n maps to [k/n, (k+1)/n]."""
+
+    def __init__(self, on_step: ProgressFn | None, passes: int) -> None:
+        self.on_step = on_step
+        self.passes = passes
+
+    def for_pass(self, index: int) -> ProgressFn | None:
+        if self.on_step is None:
+            return None
+        report = self.on_step
+
+        def step(i: int, total: int) -> None:
+            report(index * total + i, total * self.passes)
+
+        return step
+
+
+def _num(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def _short(err: BaseException) -> str:

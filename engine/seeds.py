@@ -1,9 +1,13 @@
-"""Initial noise the A1111 way (`modules/rng.py`): one generator per image seeded with that image's seed, the
-variation seed's noise mixed in by A1111's slerp, and the same generators reused for later per-step noise."""
+"""Noise the A1111 way (`modules/rng.py`): one generator per image seeded with that image's seed, the variation
+seed's noise mixed in by A1111's slerp, seed resize, ENSD, and the RNG sources GPU, CPU and NV."""
 
 from __future__ import annotations
 
 import torch
+
+from engine.philox import PhiloxGenerator
+
+Generator = torch.Generator | PhiloxGenerator
 
 
 def slerp(val: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -19,25 +23,86 @@ def slerp(val: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high
 
 
-def make_generator(seed: int, device: str) -> torch.Generator:
-    return torch.Generator(device).manual_seed(seed)
+def rng_device(source: str, device: str) -> str:
+    """Where torch draws: "GPU" means the CUDA device when there is one (A1111 falls back to the CPU otherwise)."""
+    return device if source == "GPU" and device.startswith("cuda") else "cpu"
 
 
-def initial_noise(
-    shape: tuple[int, int, int],
-    seeds: list[int],
-    *,
-    subseeds: list[int] | None = None,
-    subseed_strength: float = 0.0,
-    rng_device: str = "cpu",
-) -> tuple[torch.Tensor, list[torch.Generator]]:
-    """Per-image noise (batch, C, H, W) on `rng_device`, and the per-image generators for later draws."""
-    generators = [make_generator(seed, rng_device) for seed in seeds]
-    noises = []
-    for i, generator in enumerate(generators):
-        noise = torch.randn(shape, generator=generator, device=rng_device)
-        if subseeds is not None and subseed_strength != 0:
-            subnoise = torch.randn(shape, generator=make_generator(subseeds[i], rng_device), device=rng_device)
-            noise = slerp(subseed_strength, noise, subnoise)
-        noises.append(noise)
-    return torch.stack(noises), generators
+def create_generator(seed: int, source: str, device: str) -> Generator:
+    if source == "NV":
+        return PhiloxGenerator(seed)
+    return torch.Generator(rng_device(source, device)).manual_seed(seed)
+
+
+def randn(shape: tuple[int, ...], generator: Generator, device: str) -> torch.Tensor:
+    if isinstance(generator, PhiloxGenerator):
+        return torch.from_numpy(generator.randn(shape)).to(device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+class ImageRNG:
+    """Per-image noise for one batch; `first()` is the initial latent noise, `next()` each later draw."""
+
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        seeds: list[int],
+        *,
+        subseeds: list[int] | None = None,
+        subseed_strength: float = 0.0,
+        seed_resize_from: tuple[int, int] | None = None,
+        source: str = "CPU",
+        device: str = "cpu",
+        ensd: int = 0,
+    ) -> None:
+        self.shape = shape
+        self.seeds = seeds
+        self.subseeds = subseeds
+        self.subseed_strength = subseed_strength
+        self.seed_resize_from = seed_resize_from  # latent (h, w) the seed was first used at
+        self.source = source
+        self.device = device
+        self.ensd = ensd
+        self.generators = [create_generator(seed, source, device) for seed in seeds]
+
+    def first(self) -> torch.Tensor:
+        noise_shape = self.shape
+        if self.seed_resize_from is not None:
+            noise_shape = (self.shape[0], *self.seed_resize_from)
+        xs = []
+        for i, (seed, generator) in enumerate(zip(self.seeds, self.generators, strict=True)):
+            if noise_shape != self.shape:
+                noise = randn(noise_shape, create_generator(seed, self.source, self.device), self.device)
+            else:
+                noise = randn(self.shape, generator, self.device)
+            if self.subseeds is not None and self.subseed_strength != 0:
+                sub = create_generator(self.subseeds[i], self.source, self.device)
+                noise = slerp(self.subseed_strength, noise, randn(noise_shape, sub, self.device))
+            if noise_shape != self.shape:
+                noise = _paste_centred(randn(self.shape, generator, self.device), noise)
+            xs.append(noise)
+        if self.ensd:
+            # ENSD re-seeds the generators after the initial noise: it changes only the later (ancestral) draws.
+            self.generators = [create_generator(seed + self.ensd, self.source, self.device) for seed in self.seeds]
+        return torch.stack(xs)
+
+    def next(self) -> torch.Tensor:
+        return torch.stack([randn(self.shape, g, self.device) for g in self.generators])
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        """The samplers' `torch.randn_like`, drawn per image so batched images match single ones."""
+        if tuple(x.shape[1:]) == self.shape and x.shape[0] == len(self.generators):
+            return self.next().to(x.dtype)
+        return torch.randn_like(x)
+
+
+def _paste_centred(target: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Seed resize: put the noise drawn at the old size into the centre of the new one (or crop its centre)."""
+    dx = (target.shape[2] - noise.shape[2]) // 2
+    dy = (target.shape[1] - noise.shape[1]) // 2
+    w = noise.shape[2] if dx >= 0 else noise.shape[2] + 2 * dx
+    h = noise.shape[1] if dy >= 0 else noise.shape[1] + 2 * dy
+    tx, ty = max(dx, 0), max(dy, 0)
+    dx, dy = max(-dx, 0), max(-dy, 0)
+    target[:, ty : ty + h, tx : tx + w] = noise[:, dy : dy + h, dx : dx + w]
+    return target

@@ -11,6 +11,7 @@ from engine.models.configs import SD15_INDEX, SD15_SCHEDULER, write_config_folde
 
 TINY_VERSION = "tiny-v1"
 SHAPES_DIR = Path(__file__).resolve().parent.parent / "data" / "builtin" / "shapes"
+SHAPES_LORAS_DIR = SHAPES_DIR.parent / "shapes_loras"
 
 TINY_UNET: dict[str, Any] = {
     "_class_name": "UNet2DConditionModel",

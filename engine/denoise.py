@@ -1,0 +1,159 @@
+"""The denoising loop Easel owns (rather than `pipe(...)`), so that A1111's rules can apply at every step:
+conditioning switched by prompt-editing schedules, `AND` parts, cond and uncond of different lengths, per-image
+noise, img2img/hires step arithmetic, and progress + cancellation per model call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from engine.errors import Cancelled
+
+Schedule = list[tuple[int, torch.Tensor]]  # (end_step, embeddings): applies while step <= end_step
+StepFn = Callable[[int, int], None]
+
+
+def pick(schedule: Schedule, step: int) -> torch.Tensor:
+    """A1111's `reconstruct_cond_batch`: the first entry whose end step is at or after the current step."""
+    for end, cond in schedule:
+        if step <= end:
+            return cond
+    return schedule[-1][1]
+
+
+@dataclass
+class Guidance:
+    """Classifier-free guidance over one negative schedule and weighted positive `AND` parts."""
+
+    unet: Any
+    conds: list[tuple[Schedule, float]]
+    uncond: Schedule
+    cfg_scale: float
+    step: int = 0  # counts model calls, as A1111's CFGDenoiser does (second-order samplers count twice)
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        batch = x.shape[0]
+        u = pick(self.uncond, self.step)
+        cs = [(pick(schedule, self.step), weight) for schedule, weight in self.conds]
+        self.step += 1
+        t_batch = torch.as_tensor(t, device=x.device).reshape(-1)
+        dtype = self.unet.dtype
+        embeds = [u, *(c for c, _ in cs)]
+        if all(e.shape == u.shape for e in embeds):
+            # One UNet call for uncond and every cond part, as diffusers batches CFG.
+            n = len(embeds)
+            out = self.unet(
+                torch.cat([x] * n).to(dtype),
+                t_batch.expand(batch * n) if t_batch.numel() == 1 else t_batch.repeat(n),
+                encoder_hidden_states=torch.cat([e.expand(batch, -1, -1) for e in embeds]).to(dtype),
+            ).sample.float()
+            outs = out.chunk(n)
+        else:
+            # A1111's default when lengths differ (a long prompt, a short negative): separate calls, no padding.
+            outs = tuple(
+                self.unet(
+                    x.to(dtype),
+                    t_batch.expand(batch) if t_batch.numel() == 1 else t_batch,
+                    encoder_hidden_states=e.expand(batch, -1, -1).to(dtype),
+                ).sample.float()
+                for e in embeds
+            )
+        eps_u = outs[0]
+        result: torch.Tensor = eps_u.clone()
+        for (_, weight), eps_c in zip(cs, outs[1:], strict=True):
+            result += weight * self.cfg_scale * (eps_c - eps_u)
+        return result
+
+
+def run_scheduler(
+    scheduler: Any,
+    guidance: Guidance,
+    noise: torch.Tensor,
+    *,
+    schedule_steps: int,
+    run_steps: int,
+    init_latents: torch.Tensor | None = None,
+    generator: Any = None,
+    on_step: StepFn | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> torch.Tensor:
+    """Sample with a diffusers scheduler: a schedule of `schedule_steps`, of which the last `run_steps` run.
+
+    From pure noise when `init_latents` is None (txt2img); otherwise the init latents are noised to where the
+    run starts (img2img and the hires pass).
+    """
+    device = noise.device
+    scheduler.set_timesteps(schedule_steps, device=device)
+    order = int(getattr(scheduler, "order", 1))
+    timesteps = scheduler.timesteps
+    start = max(len(timesteps) - run_steps * order, 0) if init_latents is not None else 0
+    timesteps = timesteps[start:]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start)
+    latents: torch.Tensor
+    if init_latents is None:
+        latents = noise * scheduler.init_noise_sigma
+    else:
+        latents = scheduler.add_noise(init_latents, noise, timesteps[:1])
+    total = len(timesteps)
+    for i, t in enumerate(timesteps):
+        if is_cancelled is not None and is_cancelled():
+            raise Cancelled("The job was cancelled.")
+        x_in = scheduler.scale_model_input(latents, t)
+        eps = guidance.eps(x_in, t)
+        kwargs = {"generator": generator} if generator is not None and _accepts_generator(scheduler) else {}
+        latents = torch.as_tensor(scheduler.step(eps, t, latents, **kwargs).prev_sample)
+        if on_step is not None:
+            on_step(i + 1, total)
+    return latents
+
+
+def _accepts_generator(scheduler: Any) -> bool:
+    import inspect
+
+    return "generator" in inspect.signature(scheduler.step).parameters
+
+
+def img2img_steps(steps: int, denoise: float) -> int:
+    """A1111's `setup_img2img_steps`: of a `steps`-long schedule, `int(min(denoise, 0.999) * steps) + 1` run."""
+    return int(min(denoise, 0.999) * steps) + 1
+
+
+def upscale_latents(latents: torch.Tensor, size: tuple[int, int], upscaler: str) -> torch.Tensor:
+    """A1111's latent upscale modes (bilinear, bicubic, nearest, with or without antialias)."""
+    modes = {
+        "Latent": ("bilinear", False),
+        "Latent (antialiased)": ("bilinear", True),
+        "Latent (bicubic)": ("bicubic", False),
+        "Latent (bicubic antialiased)": ("bicubic", True),
+        "Latent (nearest)": ("nearest", False),
+        "Latent (nearest-exact)": ("nearest-exact", False),
+    }
+    mode, antialias = modes[upscaler]
+    return F.interpolate(latents, size=size, mode=mode, antialias=antialias)
+
+
+def decode(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+    """Latents -> images in [0, 1], shape (B, H, W, 3), float32 on the CPU; NaN survives for the caller to see."""
+    scaled = latents / vae.config.scaling_factor
+    shift = getattr(vae.config, "shift_factor", None)
+    if shift:
+        scaled = scaled + shift
+    image: torch.Tensor = vae.decode(scaled.to(vae.dtype)).sample.float()
+    image = image / 2 + 0.5
+    return image.permute(0, 2, 3, 1).cpu().clamp(0, 1)  # clamp keeps NaN, so a diverged run stays visible
+
+
+def encode(vae: Any, images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1], (B, 3, H, W) -> latents. The posterior mean, so the same image always gives the same
+    latents (A1111 samples the posterior with the global RNG, which no seed controls)."""
+    dist = vae.encode((images * 2 - 1).to(vae.device, vae.dtype)).latent_dist
+    latents: torch.Tensor = dist.mean.float()
+    shift = getattr(vae.config, "shift_factor", None)
+    if shift:
+        latents = latents - shift
+    return latents * float(vae.config.scaling_factor)
