@@ -77,6 +77,7 @@ class JobStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -84,7 +85,6 @@ class JobStore:
 
     @classmethod
     def open(cls, data_dir: Path) -> JobStore:
-        data_dir.mkdir(parents=True, exist_ok=True)
         return cls(data_dir / DB_NAME)
 
     def close(self) -> None:

@@ -69,7 +69,7 @@ class ImagineCog(commands.Cog):
         batch_size="How many images",
         parameters="A pasted A1111 / civitai parameter block; the other options override it",
     )
-    async def imagine(  # noqa: PLR0917 - discord.py maps slash options to parameters
+    async def imagine(
         self,
         interaction: discord.Interaction,
         prompt: str,

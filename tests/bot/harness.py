@@ -50,6 +50,7 @@ class Harness:
     executor: Executor
     registry: ModelCatalog
     token_lifetime: timedelta = timedelta(minutes=14)
+    edit_interval: float = 0.0
     bot: EaselBot | None = None
     store: JobStore | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -62,7 +63,7 @@ class Harness:
             self.registry,
             self.store,
             guild_ready_timeout=0.01,
-            edit_interval=0.0,
+            edit_interval=self.edit_interval,
             token_lifetime=self.token_lifetime,
         )
         self._task = asyncio.create_task(self.bot.start("standin-token"))

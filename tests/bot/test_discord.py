@@ -216,6 +216,21 @@ async def test_job_outliving_the_interaction_token_posts_a_channel_message(
     ]
 
 
+async def test_progress_edits_are_throttled(
+    standin: Standin, executor: FakeExecutor, registry: FakeRegistry, tmp_path: Path
+) -> None:
+    rig = Harness(standin, make_settings(standin, tmp_path), executor, registry, edit_interval=60.0)
+    await rig.start()
+    try:
+        handle = await standin.slash("imagine", ALICE, prompt="a red fox", steps=20)
+        await rig.settle(handle)
+    finally:
+        await rig.stop()
+    texts = contents(standin, handle)
+    assert len(texts) == 3  # queued, started, final: the 20 progress steps came within one interval
+    assert "Queued" in texts[0] and "Starting" in texts[1] and texts[2].startswith("Done")
+
+
 # -- buttons ----------------------------------------------------------------------------------------------------
 
 
