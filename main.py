@@ -39,18 +39,33 @@ def _cli() -> argparse.ArgumentParser:
     img.add_argument("--subseed-strength", dest="subseed_strength", default=None, help="variation strength 0..1")
     img.add_argument("--clip-skip", dest="clip_skip", default=None)
     img.add_argument("--model", default=None, help="model name (see `python main.py models`)")
+    img.add_argument("--rng", default=None, help="RNG source: GPU (default; NVIDIA's numbers anywhere), CPU or NV")
+    img.add_argument("--ensd", default=None, help="eta noise seed delta (A1111 ENSD)")
+    img.add_argument("--init-image", dest="init_image", default=None, help="img2img: a PNG/JPEG/WebP file")
+    img.add_argument("--denoise", dest="denoising_strength", default=None, help="img2img / hires denoising 0..1")
+    img.add_argument("--hires", dest="enable_hr", action="store_true", help="hires fix (A1111)")
+    img.add_argument("--hr-scale", dest="hr_scale", default=None)
+    img.add_argument("--hr-steps", dest="hr_steps", default=None)
+    img.add_argument("--hr-upscaler", dest="hr_upscaler", default=None, help='"Latent" (default), "Lanczos", ...')
+    img.add_argument("--parameters", default=None, help="an A1111/civitai parameter block (the other flags win)")
     img.add_argument("--out", default="out.png", help="output PNG path (batches add -1, -2, ...)")
     sub.add_parser("models", help="list the models Easel can use, and refused files")
     return parser
 
 
 def _build_engine(settings: Settings) -> tuple[Any, Any, Any]:
+    from engine.blobs import BlobStore
     from engine.executor import GpuExecutor
     from engine.models.registry import ModelRegistry
     from engine.pipeline import DiffusersEngine
 
     registry = ModelRegistry(settings.models_dir, settings.data_dir / "cache", allow_ckpt=settings.allow_ckpt)
-    engine = DiffusersEngine(registry, settings.device)
+    engine = DiffusersEngine(
+        registry,
+        settings.device,
+        lora_dirs=[settings.lora_dir],
+        blobs=BlobStore(settings.data_dir / "blobs"),
+    )
     executor = GpuExecutor(
         engine,
         max_queued_per_user=settings.max_queued_per_user,
@@ -75,19 +90,39 @@ def _default_model(settings: Settings, registry: Any) -> str:
 async def _imagine(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from engine.blobs import BlobStore
     from engine.errors import EaselError
+    from engine.images import check_upload
+    from engine.infotext import options_from_infotext, parse_infotext
     from engine.jobs import Failed, Finished, Job, Progress, Queued, WasCancelled
     from engine.params import Limits, build_params
 
     registry, _, executor = _build_engine(settings)
     try:
         model = registry.resolve(args.model).name if args.model else _default_model(settings, registry)
-        options = {
-            k: getattr(args, k)
-            for k in ("prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width",
-                      "height", "batch_size", "subseed", "subseed_strength", "clip_skip")
-        }  # fmt: skip
-        limits = Limits(max_steps=settings.max_steps, max_pixels=settings.max_pixels, max_batch=settings.max_batch)
+        options: dict[str, Any] = {}
+        if args.parameters:
+            pasted, notes = options_from_infotext(parse_infotext(args.parameters))
+            options.update(pasted)
+            for note in notes:
+                print(f"note: {note}", file=sys.stderr)
+        for key in ("prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width",
+                    "height", "batch_size", "subseed", "subseed_strength", "clip_skip", "rng", "ensd",
+                    "denoising_strength", "hr_scale", "hr_steps", "hr_upscaler"):  # fmt: skip
+            if getattr(args, key) is not None:
+                options[key] = getattr(args, key)
+        if args.enable_hr:
+            options["enable_hr"] = True
+        if args.init_image:
+            data = Path(args.init_image).read_bytes()  # noqa: ASYNC240 - one small local file, before anything is queued
+            check_upload(data, max_bytes=20 * 1024 * 1024, max_pixels=settings.max_pixels * 4)
+            options["init_image"] = BlobStore(settings.data_dir / "blobs").put(data)
+        limits = Limits(
+            max_steps=settings.max_steps,
+            max_pixels=settings.max_pixels,
+            max_batch=settings.max_batch,
+            default_rng=settings.rng,
+        )
         params = build_params(options, model=model, limits=limits, defaults=registry.defaults_for(model))
         ticket = await executor.submit(Job(job_id=uuid.uuid4().hex[:12], user_id="cli", params=params))
         bar = tqdm(total=params.steps, desc=f"{model} seed {params.seed}", unit="step", file=sys.stderr)
@@ -116,7 +151,7 @@ async def _imagine(settings: Settings, args: argparse.Namespace) -> int:
                 print("cancelled", file=sys.stderr)
                 return 1
         return 1
-    except EaselError as err:
+    except (EaselError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
@@ -147,6 +182,7 @@ async def _run_bot(settings: Settings) -> int:
             await bot.start(settings.discord_token.get_secret_value())
     finally:
         await executor.close()
+        store.close()
     return 0
 
 

@@ -59,6 +59,7 @@ class EaselBot(commands.Bot):
             max_steps=settings.max_steps,
             max_pixels=settings.max_pixels,
             max_batch=min(settings.max_batch, render.MAX_FILES),
+            default_rng=settings.rng,
         )
         self.runner = JobRunner(executor, store, edit_interval=edit_interval, token_lifetime=token_lifetime)
 

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     allow_ckpt: bool = False  # pickle checkpoints can run code; only an admin who trusts the files sets this
     device: str = "auto"
+    embeddings_dir: Path | None = None  # default: <models_dir>/embeddings
+    # A1111's RNG source. GPU (A1111's default) gives NVIDIA's numbers on any host (see engine/seeds.py), so
+    # seeds copied from civitai reproduce; CPU gives torch's CPU numbers; NV is A1111's explicit Philox source.
+    rng: str = "GPU"
 
     max_steps: int = Field(default=150, ge=1, le=1000)
     max_pixels: int = Field(default=1024 * 1024, ge=64 * 64)
@@ -67,6 +71,13 @@ class Settings(BaseSettings):
             raise ValueError("expected an http(s):// or ws(s):// URL")
         return value.rstrip("/")
 
+    @field_validator("rng")
+    @classmethod
+    def _check_rng(cls, value: str) -> str:
+        if value.upper() not in {"GPU", "CPU", "NV"}:
+            raise ValueError("expected GPU, CPU or NV")
+        return value.upper()
+
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
@@ -77,6 +88,10 @@ class Settings(BaseSettings):
     @property
     def lora_dir(self) -> Path:
         return self.loras_dir if self.loras_dir is not None else self.models_dir / "Lora"
+
+    @property
+    def embedding_dir(self) -> Path:
+        return self.embeddings_dir if self.embeddings_dir is not None else self.models_dir / "embeddings"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -44,6 +44,7 @@ class Limits:
     max_side: int = 2048
     max_batch: int = 4
     min_side: int = 64
+    default_rng: str = "GPU"  # the server's RNG source when a request names none
 
 
 @dataclass(frozen=True)
@@ -255,7 +256,7 @@ def build_params(
                 f"Hires fix would make {final_w}x{final_h}; this server allows at most {limits.max_pixels:,} pixels."
             )
 
-    rng_source = str(opt("rng") or "GPU").upper()
+    rng_source = str(opt("rng") or limits.default_rng).upper()
     if rng_source not in RNG_SOURCES:
         raise InvalidParamsError(f"RNG must be one of {', '.join(RNG_SOURCES)}, not {rng_source!r}.")
     ensd = _as_int("ENSD", opt("ensd") or 0)

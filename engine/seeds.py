@@ -23,15 +23,13 @@ def slerp(val: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     return (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high
 
 
-def rng_device(source: str, device: str) -> str:
-    """Where torch draws: "GPU" means the CUDA device when there is one (A1111 falls back to the CPU otherwise)."""
-    return device if source == "GPU" and device.startswith("cuda") else "cpu"
-
-
 def create_generator(seed: int, source: str, device: str) -> Generator:
-    if source == "NV":
+    """A per-image generator. "GPU" draws with torch on the CUDA device; with no CUDA device it uses the Philox
+    port, which gives the numbers an NVIDIA GPU would, so civitai seeds mean the same noise on any host (A1111
+    itself falls back to the CPU's different numbers there)."""
+    if source == "NV" or (source == "GPU" and not device.startswith("cuda")):
         return PhiloxGenerator(seed)
-    return torch.Generator(rng_device(source, device)).manual_seed(seed)
+    return torch.Generator(device if source == "GPU" else "cpu").manual_seed(seed)
 
 
 def randn(shape: tuple[int, ...], generator: Generator, device: str) -> torch.Tensor:
