@@ -34,7 +34,8 @@ def test_batch_images_use_consecutive_seeds(engine: DiffusersEngine) -> None:
     batch = engine.generate(tiny_params(batch_size=2))
     assert [r.seed for r in batch] == [42, 43]
     assert "Seed: 43," in batch[1].infotext
-    assert np.array_equal(np.asarray(batch[1].image), pixels(engine, seed=43))
+    # Batched and single runs share the noise; batched matmuls may round the last bit differently.
+    assert np.abs(np.asarray(batch[1].image).astype(int) - pixels(engine, seed=43)).max() <= 1
 
 
 @pytest.mark.parametrize("sampler", sampler_names())
