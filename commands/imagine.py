@@ -10,7 +10,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from engine.errors import ModelUnavailableError
-from engine.params import build_params
+from engine.params import OPTION_KEYS, build_params
 from engine.samplers import sampler_names, schedule_names
 
 if TYPE_CHECKING:
@@ -19,13 +19,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CHOICES = 25  # Discord's cap on autocomplete choices
-# The keys build_params understands; anything else a pasted block asks for is reported, never dropped.
-ACCEPTED_OPTIONS = frozenset(
-    {
-        "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
-        "batch_size", "subseed", "subseed_strength", "clip_skip",
-    }
-)  # fmt: skip
 
 
 def matching(names: list[str], current: str) -> list[app_commands.Choice[str]]:
@@ -44,7 +37,7 @@ def read_pasted(text: str) -> tuple[dict[str, Any], str | None, list[str]]:
     raw, raw_notes = options_from_infotext(fields)
     options = dict(raw)
     notes = [str(note) for note in raw_notes]
-    for key in sorted(set(options) - ACCEPTED_OPTIONS):
+    for key in sorted(set(options) - OPTION_KEYS):  # reported, never silently dropped
         notes.append(f"Ignored `{key}` from the pasted parameters: not supported here.")
         del options[key]
     return options, model_from_infotext(fields).name, notes

@@ -21,6 +21,15 @@ RANDOM_SEED_RANGE = 4294967294
 MAX_SEED = 2**64 - 1
 MAX_PROMPT_CHARS = 4000
 RNG_SOURCES = ("GPU", "CPU", "NV")
+# The raw option names build_params understands (slash options, CLI flags, pasted parameter text).
+OPTION_KEYS = frozenset(
+    {
+        "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
+        "batch_size", "subseed", "subseed_strength", "clip_skip", "init_image", "denoising_strength", "enable_hr",
+        "hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_steps", "seed_resize_from_w",
+        "seed_resize_from_h", "rng", "ensd",
+    }
+)  # fmt: skip
 # Latent upscalers (A1111 `latent_upscale_modes`) and the plain image resamplers that need no model.
 HIRES_UPSCALERS = (
     "Latent",
@@ -173,12 +182,7 @@ def build_params(
     batch_size, subseed, subseed_strength, clip_skip. `model` is already resolved by the registry.
     """
     d = defaults or ModelDefaults()
-    unknown = set(options) - {
-        "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
-        "batch_size", "subseed", "subseed_strength", "clip_skip", "init_image", "denoising_strength", "enable_hr",
-        "hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_steps", "seed_resize_from_w",
-        "seed_resize_from_h", "rng", "ensd",
-    }  # fmt: skip
+    unknown = set(options) - OPTION_KEYS
     if unknown:
         raise InvalidParamsError(f"Unknown option(s): {', '.join(sorted(unknown))}.")
 
