@@ -2,8 +2,9 @@
 
     python -m bench.overhead [--model builtin:tiny] [--steps 20] [--size 64] [--repeats 5]
 
-Both sides use the same loaded pipeline, scheduler, latents and seed; the ratio is Easel's end-to-end time (queue,
-callbacks, PNG encoding, events) over the bare call's (which returns PIL images, not PNG bytes).
+Both sides use the same loaded pipeline, sampler, initial latents and seed. Easel's side is the whole job: queue,
+A1111-style prompt encoding, its own denoising loop, per-step events, and PNG encoding with the parameter text;
+the bare call returns PIL images. The ratio is Easel's median time over the bare call's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from engine.models.registry import ModelRegistry
 from engine.params import GenerationParams
 from engine.pipeline import DiffusersEngine
 from engine.samplers import make_scheduler
-from engine.seeds import initial_noise
+from engine.seeds import ImageRNG
 
 
 def bare_call(engine: DiffusersEngine, params: GenerationParams) -> float:
@@ -34,7 +35,8 @@ def bare_call(engine: DiffusersEngine, params: GenerationParams) -> float:
     scale = pipe.vae_scale_factor
     shape = (pipe.unet.config.in_channels, params.height // scale, params.width // scale)
     started = time.perf_counter()
-    noise, generators = initial_noise(shape, params.image_seeds())
+    rng = ImageRNG(shape, params.image_seeds(), source=params.rng)
+    noise = rng.first()
     with torch.inference_mode():
         pipe(
             prompt=params.prompt,
@@ -44,7 +46,7 @@ def bare_call(engine: DiffusersEngine, params: GenerationParams) -> float:
             width=params.width,
             height=params.height,
             latents=noise,
-            generator=generators,
+            generator=rng.generators,
         )
     return time.perf_counter() - started
 
@@ -74,7 +76,7 @@ async def main() -> None:
     await executor.start()
     params = GenerationParams(
         prompt="a red circle on a blue background", model=args.model, seed=42, steps=args.steps,
-        sampler="Euler", cfg_scale=5.0, width=args.size, height=args.size,
+        sampler="Euler", cfg_scale=5.0, width=args.size, height=args.size, rng="CPU",
     )  # fmt: skip
     started = time.perf_counter()
     engine.load(args.model)
