@@ -1,0 +1,147 @@
+"""k-diffusion's CompVis denoiser wrappers: a discrete DDPM schedule seen as continuous noise levels (sigmas), and
+the eps- or v-prediction UNet seen as a denoiser `D(x, sigma)`, which is what the k-diffusion samplers step on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+ModelFn = Callable[..., Tensor]
+"""`model_fn(x_in, t, **extra) -> eps (or v)`: the UNet (with CFG) at continuous timestep(s) t, one per image."""
+
+PredictionType = Literal["epsilon", "v_prediction"]
+
+
+def append_dims(x: Tensor, target_dims: int) -> Tensor:
+    """Append trailing singleton dimensions until `x` has `target_dims` dimensions."""
+    dims_to_append = target_dims - x.ndim
+    if dims_to_append < 0:
+        raise ValueError(f"input has {x.ndim} dims but target_dims is {target_dims}, which is less")
+    return x[(...,) + (None,) * dims_to_append]
+
+
+def append_zero(x: Tensor) -> Tensor:
+    return torch.cat([x, x.new_zeros([1])])
+
+
+def ldm_alphas_cumprod(
+    beta_start: float = 0.00085,
+    beta_end: float = 0.012,
+    num_train_timesteps: int = 1000,
+    beta_schedule: str = "scaled_linear",
+) -> Tensor:
+    """alphas_cumprod as the CompVis/LDM code A1111 runs computes them: betas and the product in float64, then
+    float32. (diffusers computes the betas in float32, which moves the sigmas by up to ~1e-5 relative.)"""
+    if beta_schedule == "scaled_linear":
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
+    elif beta_schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+    else:
+        raise ValueError(f"beta_schedule {beta_schedule!r} is not supported (use 'scaled_linear' or 'linear')")
+    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+
+
+class DiscreteSchedule:
+    """A mapping between continuous noise levels (sigmas) and the model's discrete timesteps (k-diffusion's
+    `DiscreteSchedule`): `sigmas` ascend with t, and t is interpolated linearly in log sigma."""
+
+    def __init__(self, sigmas: Tensor, quantize: bool = False) -> None:
+        self.sigmas = sigmas
+        self.log_sigmas = sigmas.log()
+        self.quantize = quantize
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0].item())
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1].item())
+
+    def get_sigmas(self, n: int | None = None) -> Tensor:
+        """k-diffusion's default discretisation: t spaced linearly from the last timestep to 0, then a final 0."""
+        if n is None:
+            return append_zero(self.sigmas.flip(0))
+        t_max = len(self.sigmas) - 1
+        t = torch.linspace(t_max, 0, n, device=self.sigmas.device)
+        return append_zero(self.t_to_sigma(t))
+
+    def sigma_to_t(self, sigma: Tensor, quantize: bool | None = None) -> Tensor:
+        quantize = self.quantize if quantize is None else quantize
+        log_sigma = sigma.log()
+        dists = log_sigma - self.log_sigmas[:, None]
+        if quantize:
+            return dists.abs().argmin(dim=0).view(sigma.shape)
+        low_idx = dists.ge(0).cumsum(dim=0).argmax(dim=0).clamp(max=self.log_sigmas.shape[0] - 2)
+        high_idx = low_idx + 1
+        low, high = self.log_sigmas[low_idx], self.log_sigmas[high_idx]
+        w = (low - log_sigma) / (low - high)
+        w = w.clamp(0, 1)
+        t = (1 - w) * low_idx + w * high_idx
+        return t.view(sigma.shape)
+
+    def t_to_sigma(self, t: Tensor) -> Tensor:
+        t = t.float()
+        low_idx, high_idx, w = t.floor().long(), t.ceil().long(), t.frac()
+        log_sigma = (1 - w) * self.log_sigmas[low_idx] + w * self.log_sigmas[high_idx]
+        return log_sigma.exp()
+
+
+class Denoiser(DiscreteSchedule):
+    """k-diffusion's `CompVisDenoiser` (eps) / `CompVisVDenoiser` (v) around a plain model function.
+
+    `model_fn(x * c_in, t, **extra)` returns eps or v for continuous timesteps t; calling the denoiser returns the
+    denoised estimate `x - eps * sigma` (eps) or `v * c_out + x * c_skip` (v), with `c_in = 1 / sqrt(sigma^2 + 1)`.
+    """
+
+    sigma_data = 1.0
+
+    def __init__(
+        self,
+        model_fn: ModelFn,
+        alphas_cumprod: Tensor,
+        *,
+        prediction_type: PredictionType = "epsilon",
+        quantize: bool = False,
+    ) -> None:
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"prediction_type must be 'epsilon' or 'v_prediction', not {prediction_type!r}")
+        super().__init__(((1 - alphas_cumprod) / alphas_cumprod) ** 0.5, quantize)
+        self.model_fn = model_fn
+        self.prediction_type: PredictionType = prediction_type
+
+    @classmethod
+    def from_scheduler_config(
+        cls, model_fn: ModelFn, config: Mapping[str, Any], *, device: torch.device | str = "cpu"
+    ) -> Denoiser:
+        """Build from a diffusers scheduler config (beta_start/end, beta_schedule, num_train_timesteps,
+        prediction_type), with alphas_cumprod computed the LDM way as A1111 has them."""
+        alphas_cumprod = ldm_alphas_cumprod(
+            float(config.get("beta_start", 0.00085)),
+            float(config.get("beta_end", 0.012)),
+            int(config.get("num_train_timesteps", 1000)),
+            str(config.get("beta_schedule", "scaled_linear")),
+        )
+        prediction_type = str(config.get("prediction_type", "epsilon"))
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise ValueError(f"prediction_type {prediction_type!r} is not supported by the k-diffusion samplers")
+        return cls(model_fn, alphas_cumprod.to(device), prediction_type=prediction_type)  # type: ignore[arg-type]
+
+    def get_scalings(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(c_skip, c_out, c_in) for this prediction type."""
+        c_in = 1 / (sigma**2 + self.sigma_data**2) ** 0.5
+        if self.prediction_type == "epsilon":
+            return torch.ones_like(sigma), -sigma, c_in
+        c_skip = self.sigma_data**2 / (sigma**2 + self.sigma_data**2)
+        c_out = -sigma * self.sigma_data / (sigma**2 + self.sigma_data**2) ** 0.5
+        return c_skip, c_out, c_in
+
+    def __call__(self, x: Tensor, sigma: Tensor, **extra: Any) -> Tensor:
+        c_skip, c_out, c_in = (append_dims(c, x.ndim) for c in self.get_scalings(sigma))
+        out = self.model_fn(x * c_in, self.sigma_to_t(sigma), **extra)
+        if self.prediction_type == "epsilon":
+            return x + out * c_out
+        return out * c_out + x * c_skip
