@@ -86,7 +86,8 @@ def encode_chunks(text_encoder: Any, chunks: list[PromptChunk], clip_skip: int, 
         tokens = torch.tensor([chunk.tokens], device=device)
         if clip_skip > 1:
             out = text_encoder(input_ids=tokens, output_hidden_states=True)
-            z = text_encoder.text_model.final_layer_norm(out.hidden_states[-clip_skip])
+            # transformers 5 flattened CLIPTextModel (no `.text_model`); 4.x nests it.
+            z = getattr(text_encoder, "text_model", text_encoder).final_layer_norm(out.hidden_states[-clip_skip])
         else:
             z = text_encoder(input_ids=tokens)[0]
         multipliers = torch.tensor([chunk.multipliers], device=device, dtype=z.dtype)

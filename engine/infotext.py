@@ -17,7 +17,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from engine.errors import InvalidParamsError
-from engine.params import GenerationParams
+from engine.params import HIRES_UPSCALERS, GenerationParams
 from engine.prompts.attention import parse_prompt_attention
 from engine.samplers import infotext_schedule
 
@@ -292,6 +292,32 @@ _OPTIONS = {
     "Variation seed": "subseed",
     "Variation seed strength": "subseed_strength",
     "Clip skip": "clip_skip",
+    "Seed resize from-1": "seed_resize_from_w",
+    "Seed resize from-2": "seed_resize_from_h",
+    "RNG": "rng",
+    "ENSD": "ensd",
+}
+
+# Read only when hires fix is switched on (A1111 pastes them into the hires controls).
+_HIRES_OPTIONS = {
+    "Denoising strength": "denoising_strength",
+    "Hires upscale": "hr_scale",
+    "Hires resize-1": "hr_resize_x",
+    "Hires resize-2": "hr_resize_y",
+    "Hires steps": "hr_steps",
+    "Hires upscaler": "hr_upscaler",
+}
+
+# With `Denoising strength`, any of these switches hires fix on when pasted (A1111's txt2img paste rule).
+_HIRES_SWITCHES = ("Hires upscale", "Hires upscaler", "Hires resize-1")
+
+# A hires-pass setting equal to its main-pass counterpart changes nothing (A1111 writes these only on a difference).
+_HIRES_SAME_AS = {
+    "Hires sampler": "Sampler",
+    "Hires schedule type": "Schedule type",
+    "Hires checkpoint": "Model",
+    "Hires prompt": "Prompt",
+    "Hires negative prompt": "Negative prompt",
 }
 
 # Keys that change nothing about the image, or that the parser already folded into other keys.
@@ -302,20 +328,46 @@ _SILENT = {
 }  # fmt: skip
 
 # What Easel does anyway, so saying so would be noise.
-_HONOURED = {"Emphasis": "Original", "RNG": "GPU"}
+_HONOURED = {"Emphasis": "Original"}
 
 
-def options_from_infotext(fields: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def options_from_infotext(
+    fields: Mapping[str, Any], *, init_image: str | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """Raw `build_params` options from parsed fields, and one readable note per field Easel does not honour.
 
     The model is not an option (build_params takes it resolved): read it with `model_from_infotext`. Combined
     sampler names (`DPM++ 2M Karras`) are passed on whole; resolve_sampler splits them. Values are passed as
     strings, so build_params' messages quote exactly what was pasted.
+
+    This is the txt2img paste: as in A1111, `Denoising strength` together with any of `Hires upscale`,
+    `Hires upscaler` or `Hires resize-1` switches hires fix on, and since the parser always adds `Hires resize-1`,
+    any `Denoising strength` does. With an `init_image` (an img2img paste) the strength is the img2img strength
+    instead and the hires keys are noted as ignored.
     """
     options = {option: fields[key] for key, option in _OPTIONS.items() if key in fields}
+    used = set(_OPTIONS)
     notes: list[str] = []
+    if init_image is not None:
+        options["init_image"] = init_image
+        if "Denoising strength" in fields:
+            options["denoising_strength"] = fields["Denoising strength"]
+            used.add("Denoising strength")
+    elif "Denoising strength" in fields and any(k in fields for k in _HIRES_SWITCHES):
+        options["enable_hr"] = True
+        options.update({option: fields[key] for key, option in _HIRES_OPTIONS.items() if key in fields})
+        used.update(_HIRES_OPTIONS)
+        upscaler = fields.get("Hires upscaler")
+        if upscaler is not None and upscaler not in HIRES_UPSCALERS:
+            # An upscaler model (ESRGAN...) Easel does not have: upscale the image with Lanczos rather than
+            # refuse the whole paste; the note says so, and the new image's infotext names what was used.
+            options["hr_upscaler"] = "Lanczos"
+            notes.append(f"Hires upscaler: {_shown(upscaler)} is not available here; Lanczos was used instead")
+        for key, main in _HIRES_SAME_AS.items():
+            if key in fields and fields[key] == fields.get(main):
+                used.add(key)
     for key, value in fields.items():
-        if key in _OPTIONS or key in _SILENT or _HONOURED.get(key) == value:
+        if key in used or key in _SILENT or _HONOURED.get(key) == value:
             continue
         if key in _DEFAULTS and _DEFAULTS[key] == value:
             continue
@@ -327,8 +379,10 @@ def options_from_infotext(fields: Mapping[str, Any]) -> tuple[dict[str, Any], li
     return options, notes
 
 
-def _note(key: str, value: Any) -> str:
+def _shown(value: Any) -> str:
     shown = str(value).replace("\n", " ")
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{key}: {shown} is not supported yet and was ignored"
+    return shown[:57] + "..." if len(shown) > 60 else shown
+
+
+def _note(key: str, value: Any) -> str:
+    return f"{key}: {_shown(value)} is not supported yet and was ignored"

@@ -16,6 +16,7 @@ from engine.infotext import (
     unquote,
 )
 from engine.params import GenerationParams, Limits, build_params
+from engine.pipeline import DiffusersEngine
 
 FIXTURES = Path(__file__).parent.parent / "data" / "a1111"
 LIMITS = Limits()
@@ -314,22 +315,95 @@ def test_options_from_a1111_text() -> None:
         "width": "512",
         "height": "768",
         "clip_skip": "2",
+        "rng": "GPU",
+        "enable_hr": True,
+        "denoising_strength": "0.45",
+        "hr_scale": "2",
+        "hr_resize_x": 0,
+        "hr_resize_y": 0,
+        "hr_steps": "15",
+        "hr_upscaler": "Lanczos",
     }
 
 
-def test_options_note_every_field_easel_ignores() -> None:
+def test_options_replace_an_upscaler_model_with_lanczos_and_say_so() -> None:
     _, notes = options_from_infotext(parse_infotext((FIXTURES / "v1_10_hires.txt").read_text(encoding="utf-8")))
-    assert notes == [
-        "Denoising strength: 0.45 is not supported yet and was ignored",
-        "Hires upscale: 2 is not supported yet and was ignored",
-        "Hires steps: 15 is not supported yet and was ignored",
-        "Hires upscaler: R-ESRGAN 4x+ Anime6B is not supported yet and was ignored",
-    ]
+    assert notes == ["Hires upscaler: R-ESRGAN 4x+ Anime6B is not available here; Lanczos was used instead"]
+
+
+def test_options_from_a1111_hires_text_build_valid_params() -> None:
+    options, _ = options_from_infotext(parse_infotext((FIXTURES / "v1_10_hires.txt").read_text(encoding="utf-8")))
+    p = build_params(options, model="m", limits=Limits(max_pixels=2048 * 2048))
+    hires = (p.enable_hr, p.denoising_strength, p.hr_scale, p.hr_steps, p.hr_upscaler)
+    assert hires == (True, 0.45, 2.0, 15, "Lanczos")
+
+
+def test_options_any_denoising_strength_switches_hires_on_in_txt2img() -> None:
+    # A1111's quirk: the parser always adds `Hires resize-1`, so Denoising strength alone is enough.
+    options, notes = options_from_infotext(parse_infotext("a\nSteps: 1, Seed: 2, Denoising strength: 0.5"))
+    assert options["enable_hr"] is True
+    assert options["denoising_strength"] == "0.5"
+    assert notes == []
+
+
+def test_options_without_denoising_strength_leave_hires_off() -> None:
+    options, notes = options_from_infotext(parse_infotext("a\nSteps: 1, Seed: 2, Hires upscale: 2"))
+    assert "enable_hr" not in options and "hr_scale" not in options
+    assert notes == ["Hires upscale: 2 is not supported yet and was ignored"]
+
+
+def test_options_with_an_init_image_read_denoising_strength_as_img2img() -> None:
+    text = "a\nSteps: 1, Seed: 2, Denoising strength: 0.3, Hires upscale: 2"
+    options, notes = options_from_infotext(parse_infotext(text), init_image="ab" * 32)
+    assert options["init_image"] == "ab" * 32
+    assert options["denoising_strength"] == "0.3"
+    assert "enable_hr" not in options
+    assert notes == ["Hires upscale: 2 is not supported yet and was ignored"]
+    p = build_params(options, model="m", limits=LIMITS)
+    assert (p.init_image, p.denoising_strength, p.enable_hr) == ("ab" * 32, 0.3, False)
+
+
+def test_options_read_hires_resize() -> None:
+    options, _ = options_from_infotext(
+        parse_infotext("a\nSteps: 1, Seed: 2, Size: 512x512, Denoising strength: 0.6, Hires resize: 768x640")
+    )
+    p = build_params(options, model="m", limits=LIMITS)
+    assert (p.enable_hr, p.hr_resize_x, p.hr_resize_y, p.denoising_strength) == (True, 768, 640, 0.6)
+
+
+def test_options_note_a_hires_sampler_that_differs() -> None:
+    text = "a\nSteps: 1, Sampler: Euler, Seed: 2, Denoising strength: 0.5, Hires upscale: 2, Hires sampler: DDIM"
+    _, notes = options_from_infotext(parse_infotext(text))
+    assert notes == ["Hires sampler: DDIM is not supported yet and was ignored"]
+
+
+def test_options_keep_quiet_about_hires_settings_equal_to_the_main_ones() -> None:
+    text = (
+        "a\nNegative prompt: b\nSteps: 1, Sampler: Euler, Seed: 2, Denoising strength: 0.5, Hires upscale: 2, "
+        "Hires sampler: Euler, Hires prompt: a, Hires negative prompt: b"
+    )
+    _, notes = options_from_infotext(parse_infotext(text))
+    assert notes == []
+
+
+def test_options_read_seed_resize_rng_and_ensd() -> None:
+    text = "a\nSteps: 1, Seed: 2, Seed resize from: 512x768, ENSD: 31337, RNG: NV"
+    options, notes = options_from_infotext(parse_infotext(text))
+    p = build_params(options, model="m", limits=LIMITS)
+    assert (p.seed_resize_from_w, p.seed_resize_from_h, p.ensd, p.rng) == (512, 768, 31337, "NV")
+    assert notes == []
+
+
+def test_options_without_rng_mean_gpu_even_on_a_cpu_server() -> None:
+    # A1111's parser adds `RNG: GPU` when missing: an old infotext was made with the GPU's numbers.
+    options, _ = options_from_infotext(parse_infotext("a\nSteps: 1, Seed: 2, Size: 64x64"))
+    p = build_params(options, model="m", limits=Limits(default_rng="CPU"))
+    assert p.rng == "GPU"
 
 
 def test_options_note_a_size_pair_once() -> None:
-    _, notes = options_from_infotext(parse_infotext("a\nSteps: 1, Seed: 2, Seed resize from: 512x768"))
-    assert notes == ["Seed resize from: 512x768 is not supported yet and was ignored"]
+    _, notes = options_from_infotext(parse_infotext("a\nSteps: 1, Seed: 2, Hires resize: 512x768"))
+    assert notes == ["Hires resize: 512x768 is not supported yet and was ignored"]
 
 
 def test_options_note_old_hires_fix_as_hires_resize() -> None:
@@ -338,12 +412,9 @@ def test_options_note_old_hires_fix_as_hires_resize() -> None:
     assert notes == ["Hires resize: 1024x768 is not supported yet and was ignored"]
 
 
-def test_options_note_non_default_rng_and_emphasis() -> None:
+def test_options_note_non_default_emphasis() -> None:
     _, notes = options_from_infotext(parse_infotext("(a)\nSteps: 1, Seed: 2, RNG: NV, Emphasis: No norm"))
-    assert notes == [
-        "RNG: NV is not supported yet and was ignored",
-        "Emphasis: No norm is not supported yet and was ignored",
-    ]
+    assert notes == ["Emphasis: No norm is not supported yet and was ignored"]
 
 
 def test_options_shorten_long_notes() -> None:
@@ -391,3 +462,31 @@ def test_round_trip_gives_equal_params(options: dict[str, Any]) -> None:
     assert build_params(pasted, model=original.model, limits=LIMITS) == original
     assert notes == []
     assert model_from_infotext(fields) == ModelHint("merge, v2: final", "6ce0161689")
+
+
+# Round trip through the real engine: params -> generated image's infotext -> fields -> options -> params
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"enable_hr": True, "hr_scale": 1.5, "hr_steps": 2, "denoising_strength": 0.55, "rng": "NV"},
+        {"enable_hr": True, "hr_resize_x": 96, "hr_resize_y": 80, "hr_upscaler": "Latent (bicubic)", "rng": "CPU"},
+        {"enable_hr": True, "hr_upscaler": "Lanczos", "sampler": "Euler a", "ensd": 31337},
+        {"seed_resize_from_w": 128, "seed_resize_from_h": 96, "subseed": 5, "subseed_strength": 0.25},
+        {"sampler": "Euler a", "ensd": 1, "rng": "CPU", "clip_skip": 2, "negative_prompt": "fog, (rain:1.2)"},
+    ],
+)
+def test_engine_infotext_round_trips_to_the_same_params(engine: DiffusersEngine, options: dict[str, Any]) -> None:
+    original = build_params(
+        {"prompt": "a lighthouse, [dusk:night:0.5]", "seed": 42, "steps": 2, "sampler": "Euler", "width": 64,
+         "height": 64, **options},
+        model="builtin:tiny",
+        limits=LIMITS,
+    )  # fmt: skip
+    text = engine.generate(original)[0].infotext
+    fields = parse_infotext(text)
+    pasted, notes = options_from_infotext(fields)
+    assert notes == []
+    assert build_params(pasted, model="builtin:tiny", limits=LIMITS) == original
+    assert model_from_infotext(fields).name == "builtin:tiny"
