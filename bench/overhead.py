@@ -18,20 +18,20 @@ import time
 from pathlib import Path
 
 import torch
+from diffusers import EulerDiscreteScheduler
 
 from engine.executor import GpuExecutor
 from engine.jobs import Finished, Job
 from engine.models.registry import ModelRegistry
 from engine.params import GenerationParams
 from engine.pipeline import DiffusersEngine
-from engine.samplers import make_scheduler
 from engine.seeds import ImageRNG
 
 
 def bare_call(engine: DiffusersEngine, params: GenerationParams) -> float:
     loaded = engine.load(params.model)
     pipe = loaded.pipe
-    pipe.scheduler = make_scheduler(loaded.scheduler_config, params.sampler, params.schedule, seed=params.seed)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(loaded.scheduler_config, timestep_spacing="linspace")
     scale = pipe.vae_scale_factor
     shape = (pipe.unet.config.in_channels, params.height // scale, params.width // scale)
     started = time.perf_counter()

@@ -112,15 +112,67 @@ def run_scheduler(
     return latents
 
 
+def run_ksampler(
+    sampler: str,
+    schedule: str,
+    scheduler_config: dict[str, Any],
+    guidance: Guidance,
+    noise: torch.Tensor,
+    *,
+    schedule_steps: int,
+    run_steps: int,
+    init_latents: torch.Tensor | None = None,
+    randn_like: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    seeds: list[int] | None = None,
+    on_step: StepFn | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> torch.Tensor:
+    """Sample with a k-diffusion sampler exactly as A1111 drives it (`sd_samplers_kdiffusion.py`)."""
+    from engine.ksampling import Denoiser, sample, sampler_sigmas
+
+    denoiser = Denoiser.from_scheduler_config(guidance.eps, scheduler_config, device=noise.device)
+    sigmas = sampler_sigmas(sampler, schedule, schedule_steps, denoiser).to(noise.device)
+    full_sigmas = None
+    if init_latents is None:
+        x = noise * sigmas[0]  # k-diffusion starts from noise scaled to the largest sigma
+    else:
+        # A1111's sample_img2img: run the last `run_steps` of the schedule from the noised init latents.
+        full_sigmas = sigmas
+        sigmas = sigmas[max(len(sigmas) - 1 - run_steps, 0) :]
+        x = init_latents + noise * sigmas[0]
+
+    def callback(i: int, total: int | None) -> None:
+        if is_cancelled is not None and is_cancelled():
+            raise Cancelled("The job was cancelled.")
+        if on_step is not None:
+            expected = total if total is not None else len(sigmas) - 1
+            on_step(min(i + 1, expected), expected)
+
+    return sample(
+        sampler,
+        denoiser,
+        x,
+        sigmas,
+        noise=randn_like or torch.randn_like,
+        noise_sampler_seeds=seeds,
+        callback=callback,
+        full_sigmas=full_sigmas,
+    )
+
+
 def _accepts_generator(scheduler: Any) -> bool:
     import inspect
 
     return "generator" in inspect.signature(scheduler.step).parameters
 
 
-def img2img_steps(steps: int, denoise: float) -> int:
-    """A1111's `setup_img2img_steps`: of a `steps`-long schedule, `int(min(denoise, 0.999) * steps) + 1` run."""
-    return int(min(denoise, 0.999) * steps) + 1
+def img2img_steps(steps: int, denoise: float, *, hires: bool = False) -> tuple[int, int]:
+    """A1111's `setup_img2img_steps` as (schedule length, steps run): img2img runs the last
+    `int(min(denoise, 0.999) * steps) + 1` of a `steps` schedule; the hires pass runs exactly `steps` of an
+    `int(steps / min(denoise, 0.999))` schedule."""
+    if hires:
+        return int(steps / min(denoise, 0.999)), steps
+    return steps, int(min(denoise, 0.999) * steps) + 1
 
 
 def upscale_latents(latents: torch.Tensor, size: tuple[int, int], upscaler: str) -> torch.Tensor:

@@ -22,7 +22,16 @@ import torch.nn.functional as F
 
 from engine.blobs import BlobStore
 from engine.conditioning import Conditioner
-from engine.denoise import Guidance, Schedule, decode, encode, img2img_steps, run_scheduler, upscale_latents
+from engine.denoise import (
+    Guidance,
+    Schedule,
+    decode,
+    encode,
+    img2img_steps,
+    run_ksampler,
+    run_scheduler,
+    upscale_latents,
+)
 from engine.errors import Cancelled, EaselError, GenerationFailedError, InvalidParamsError, ModelUnavailableError
 from engine.infotext import create_infotext
 from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes
@@ -374,11 +383,24 @@ class DiffusersEngine:
             schedule_steps, run_steps = steps, steps
         elif not denoise:
             return init_latents  # strength 0 changes nothing, as in A1111
-        elif hires:
-            schedule_steps, run_steps = int(steps / denoise), steps  # the hires pass runs exactly `steps`
         else:
-            schedule_steps, run_steps = steps, img2img_steps(steps, denoise)
-        scheduler = make_scheduler(loaded.scheduler_config, params.sampler, params.schedule, seed=rng.seeds[0])
+            schedule_steps, run_steps = img2img_steps(steps, denoise, hires=hires)
+        if not sampler_info(params.sampler).timesteps:
+            return run_ksampler(
+                params.sampler,
+                params.schedule,
+                loaded.scheduler_config,
+                guidance,
+                noise,
+                schedule_steps=schedule_steps,
+                run_steps=run_steps,
+                init_latents=init_latents,
+                randn_like=rng.randn_like,
+                seeds=rng.seeds,
+                on_step=on_step,
+                is_cancelled=is_cancelled,
+            )
+        scheduler = make_scheduler(loaded.scheduler_config, params.sampler)
         torch_generators = [g for g in rng.generators if isinstance(g, torch.Generator)]
         return run_scheduler(
             scheduler,

@@ -33,7 +33,7 @@ class ScheduleInfo:
     unsupported: str | None = None
 
 
-_NOT_YET = "it has no diffusers equivalent and Easel's own implementation is not written yet"
+_CFGPP = "CFG++ needs its own guidance step, which Easel has not implemented yet"
 
 # UI order of A1111 v1.10.1; the first is the web UI's default.
 SAMPLERS: tuple[SamplerInfo, ...] = (
@@ -41,7 +41,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
     SamplerInfo("DPM++ SDE", ("k_dpmpp_sde",), "Karras", second_order=True),
     SamplerInfo("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), "Exponential"),
     SamplerInfo("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",), "Exponential"),
-    SamplerInfo("DPM++ 2S a", ("k_dpmpp_2s_a",), "Karras", second_order=True, unsupported=_NOT_YET),
+    SamplerInfo("DPM++ 2S a", ("k_dpmpp_2s_a",), "Karras", second_order=True),
     SamplerInfo("DPM++ 3M SDE", ("k_dpmpp_3m_sde",), "Exponential"),
     SamplerInfo("Euler a", ("k_euler_a", "k_euler_ancestral"), None),
     SamplerInfo("Euler", ("k_euler",), None),
@@ -49,11 +49,11 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
     SamplerInfo("Heun", ("k_heun",), None, second_order=True),
     SamplerInfo("DPM2", ("k_dpm_2",), "Karras", second_order=True),
     SamplerInfo("DPM2 a", ("k_dpm_2_a",), "Karras", second_order=True),
-    SamplerInfo("DPM fast", ("k_dpm_fast",), None, unsupported=_NOT_YET),
-    SamplerInfo("DPM adaptive", ("k_dpm_ad",), None, unsupported=_NOT_YET),
-    SamplerInfo("Restart", ("restart",), "Karras", second_order=True, unsupported=_NOT_YET),
+    SamplerInfo("DPM fast", ("k_dpm_fast",), None),
+    SamplerInfo("DPM adaptive", ("k_dpm_ad",), None),
+    SamplerInfo("Restart", ("restart",), "Karras", second_order=True),
     SamplerInfo("DDIM", ("ddim",), None, timesteps=True),
-    SamplerInfo("DDIM CFG++", ("ddim_cfgpp",), None, timesteps=True, unsupported=_NOT_YET),
+    SamplerInfo("DDIM CFG++", ("ddim_cfgpp",), None, timesteps=True, unsupported=_CFGPP),
     SamplerInfo("PLMS", ("plms",), None, timesteps=True),
     SamplerInfo("UniPC", ("unipc",), None, timesteps=True),
     SamplerInfo("LCM", ("k_lcm",), None, timesteps=True),
@@ -64,13 +64,13 @@ SCHEDULES: tuple[ScheduleInfo, ...] = (
     ScheduleInfo("Uniform", "uniform"),
     ScheduleInfo("Karras", "karras"),
     ScheduleInfo("Exponential", "exponential"),
-    ScheduleInfo("Polyexponential", "polyexponential", unsupported=_NOT_YET),
+    ScheduleInfo("Polyexponential", "polyexponential"),
     ScheduleInfo("SGM Uniform", "sgm_uniform", ("SGMUniform",)),
-    ScheduleInfo("KL Optimal", "kl_optimal", unsupported=_NOT_YET),
-    ScheduleInfo("Align Your Steps", "align_your_steps", unsupported=_NOT_YET),
+    ScheduleInfo("KL Optimal", "kl_optimal"),
+    ScheduleInfo("Align Your Steps", "align_your_steps"),
     ScheduleInfo("Simple", "simple"),
-    ScheduleInfo("Normal", "normal", unsupported=_NOT_YET),
-    ScheduleInfo("DDIM", "ddim", unsupported=_NOT_YET),
+    ScheduleInfo("Normal", "normal"),
+    ScheduleInfo("DDIM", "ddim"),
     ScheduleInfo("Beta", "beta"),
 )
 
@@ -150,14 +150,6 @@ def resolve_sampler(name: str, schedule: str | None = None) -> tuple[str, str]:
     return sampler.name, schedule_info.label
 
 
-def effective_schedule(sampler: str, schedule: str) -> str:
-    """The schedule that actually runs: "Automatic" resolved to the sampler's default, or "Uniform"."""
-    info = _BY_NAME[sampler]
-    if schedule == "Automatic":
-        return info.automatic or "Uniform"
-    return schedule
-
-
 def infotext_schedule(sampler: str, schedule: str) -> str:
     """What A1111 writes as `Schedule type`: Automatic resolves to a named default where the sampler has one."""
     info = _BY_NAME[sampler]
@@ -166,54 +158,23 @@ def infotext_schedule(sampler: str, schedule: str) -> str:
     return schedule
 
 
-def make_scheduler(base_config: dict[str, Any], sampler: str, schedule: str, seed: int | None = None) -> Any:
-    """Build the diffusers scheduler for an A1111 sampler + schedule from a pipeline's scheduler config."""
+def make_scheduler(base_config: dict[str, Any], sampler: str) -> Any:
+    """The diffusers scheduler for a timestep sampler (DDIM, PLMS, UniPC, LCM), from a pipeline's scheduler config.
+
+    The k-diffusion samplers run through `engine.ksampling` instead, exactly as A1111 runs them.
+    """
     import diffusers
 
-    kind = effective_schedule(sampler, schedule)
-    cls_name, extra = _DIFFUSERS[sampler]
+    cls_name, options = _TIMESTEP_SCHEDULERS[sampler]
     cls = getattr(diffusers, cls_name)
-    options: dict[str, Any] = dict(extra)
-    if not _BY_NAME[sampler].timesteps:
-        # A1111's default discretisation is linspace over t (k-diffusion's CompVisDenoiser), not "leading".
-        options["timestep_spacing"] = "linspace"
-        if kind == "Karras":
-            options["use_karras_sigmas"] = True
-        elif kind == "Exponential":
-            options["use_exponential_sigmas"] = True
-        elif kind == "Beta":
-            options["use_beta_sigmas"] = True
-        elif kind in ("SGM Uniform", "Simple"):
-            options["timestep_spacing"] = "trailing"
-    if sampler == "DPM++ SDE" and seed is not None:
-        options["noise_sampler_seed"] = seed
     accepted = set(inspect.signature(cls.__init__).parameters)
-    missing = [k for k, v in options.items() if k not in accepted and v not in (False, None)]
-    if missing:
-        raise InvalidParamsError(f"Schedule type {kind!r} is not available with sampler {sampler!r}.")
     config = {k: v for k, v in base_config.items() if k in accepted}
-    for key in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
-        config.pop(key, None)
     config.update(options)
     return cls.from_config(config)
 
 
-# sampler -> (diffusers class, fixed options); schedule options are added by make_scheduler.
-_DIFFUSERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "DPM++ SDE": ("DPMSolverSDEScheduler", {}),
-    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
-    "DPM++ 2M SDE Heun": (
-        "DPMSolverMultistepScheduler",
-        {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "solver_type": "heun"},
-    ),
-    "DPM++ 3M SDE": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++", "solver_order": 3}),
-    "Euler a": ("EulerAncestralDiscreteScheduler", {}),
-    "Euler": ("EulerDiscreteScheduler", {}),
-    "LMS": ("LMSDiscreteScheduler", {}),
-    "Heun": ("HeunDiscreteScheduler", {}),
-    "DPM2": ("KDPM2DiscreteScheduler", {}),
-    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+# A1111's timestep samplers -> diffusers classes (close to A1111's own implementations, not bit-identical).
+_TIMESTEP_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "DDIM": ("DDIMScheduler", {}),
     "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
     # A1111 runs UniPC as bh1, order 3; diffusers' bh1 yields NaN latents on SD schedules, so bh2 at order 3.
