@@ -34,6 +34,8 @@ class Guidance:
     uncond: Schedule
     cfg_scale: float
     step: int = 0  # counts model calls, as A1111's CFGDenoiser does (second-order samplers count twice)
+    cfg_multiplier: float = 1.0  # CFG++ maps the CFG scale from [0, 12.5] to [0, 1]
+    last_uncond: torch.Tensor | None = None  # the last unconditional prediction, which CFG++ steps along
 
     def eps(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         batch = x.shape[0]
@@ -63,10 +65,15 @@ class Guidance:
                 for e in embeds
             )
         eps_u = outs[0]
+        self.last_uncond = eps_u
         result: torch.Tensor = eps_u.clone()
         for (_, weight), eps_c in zip(cs, outs[1:], strict=True):
-            result += weight * self.cfg_scale * (eps_c - eps_u)
+            result += weight * self.cfg_scale * self.cfg_multiplier * (eps_c - eps_u)
         return result
+
+    def last_uncond_eps(self) -> torch.Tensor:
+        assert self.last_uncond is not None
+        return self.last_uncond
 
 
 def run_scheduler(
@@ -158,6 +165,60 @@ def run_ksampler(
         callback=callback,
         full_sigmas=full_sigmas,
     )
+
+
+def run_a1111_timesteps(
+    sampler: str,
+    scheduler_config: dict[str, Any],
+    guidance: Guidance,
+    noise: torch.Tensor,
+    *,
+    schedule_steps: int,
+    run_steps: int,
+    init_latents: torch.Tensor | None = None,
+    randn_like: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    on_step: StepFn | None = None,
+    is_cancelled: Callable[[], bool] | None = None,
+) -> torch.Tensor:
+    """DDIM, DDIM CFG++ and PLMS on A1111's timestep grid, as `sd_samplers_timesteps.py` runs them."""
+    from engine.ksampling import ldm_alphas_cumprod
+    from engine.ksampling.timesteps import a1111_timesteps, img2img_start, sample_ddim, sample_plms
+
+    alphas_cumprod = ldm_alphas_cumprod(
+        scheduler_config.get("beta_start", 0.00085),
+        scheduler_config.get("beta_end", 0.012),
+        scheduler_config.get("num_train_timesteps", 1000),
+        scheduler_config.get("beta_schedule", "scaled_linear"),
+    ).to(noise.device)
+    timesteps = a1111_timesteps(schedule_steps).to(noise.device)
+    x = noise
+    if init_latents is not None:
+        t_enc = run_steps - 1
+        x = img2img_start(alphas_cumprod, timesteps, t_enc, init_latents, noise)
+        timesteps = timesteps[:t_enc]
+
+    def callback(i: int, total: int) -> None:
+        if is_cancelled is not None and is_cancelled():
+            raise Cancelled("The job was cancelled.")
+        if on_step is not None:
+            on_step(i, total)
+
+    if len(timesteps) < 2:
+        return x  # A1111 runs no model call here either (e.g. img2img with a tiny strength)
+    if sampler == "PLMS":
+        return sample_plms(guidance.eps, x, timesteps, alphas_cumprod, callback=callback)
+    if sampler == "DDIM CFG++":
+        guidance.cfg_multiplier = 1 / 12.5
+        return sample_ddim(
+            guidance.eps, x, timesteps, alphas_cumprod, randn_like=randn_like or torch.randn_like,
+            uncond_eps=guidance.last_uncond_eps, callback=callback,
+        )  # fmt: skip
+    return sample_ddim(
+        guidance.eps, x, timesteps, alphas_cumprod, randn_like=randn_like or torch.randn_like, callback=callback
+    )
+
+
+A1111_TIMESTEP_SAMPLERS = frozenset({"DDIM", "DDIM CFG++", "PLMS"})
 
 
 def _accepts_generator(scheduler: Any) -> bool:

@@ -23,11 +23,13 @@ import torch.nn.functional as F
 from engine.blobs import BlobStore
 from engine.conditioning import Conditioner
 from engine.denoise import (
+    A1111_TIMESTEP_SAMPLERS,
     Guidance,
     Schedule,
     decode,
     encode,
     img2img_steps,
+    run_a1111_timesteps,
     run_ksampler,
     run_scheduler,
     upscale_latents,
@@ -397,6 +399,19 @@ class DiffusersEngine:
                 init_latents=init_latents,
                 randn_like=rng.randn_like,
                 seeds=rng.seeds,
+                on_step=on_step,
+                is_cancelled=is_cancelled,
+            )
+        if params.sampler in A1111_TIMESTEP_SAMPLERS:
+            return run_a1111_timesteps(
+                params.sampler,
+                loaded.scheduler_config,
+                guidance,
+                noise,
+                schedule_steps=schedule_steps,
+                run_steps=run_steps,
+                init_latents=init_latents,
+                randn_like=rng.randn_like,
                 on_step=on_step,
                 is_cancelled=is_cancelled,
             )

@@ -33,8 +33,6 @@ class ScheduleInfo:
     unsupported: str | None = None
 
 
-_CFGPP = "CFG++ needs its own guidance step, which Easel has not implemented yet"
-
 # UI order of A1111 v1.10.1; the first is the web UI's default.
 SAMPLERS: tuple[SamplerInfo, ...] = (
     SamplerInfo("DPM++ 2M", ("k_dpmpp_2m",), "Karras"),
@@ -53,7 +51,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
     SamplerInfo("DPM adaptive", ("k_dpm_ad",), None),
     SamplerInfo("Restart", ("restart",), "Karras", second_order=True),
     SamplerInfo("DDIM", ("ddim",), None, timesteps=True),
-    SamplerInfo("DDIM CFG++", ("ddim_cfgpp",), None, timesteps=True, unsupported=_CFGPP),
+    SamplerInfo("DDIM CFG++", ("ddim_cfgpp",), None, timesteps=True),
     SamplerInfo("PLMS", ("plms",), None, timesteps=True),
     SamplerInfo("UniPC", ("unipc",), None, timesteps=True),
     SamplerInfo("LCM", ("k_lcm",), None, timesteps=True),
@@ -173,10 +171,9 @@ def make_scheduler(base_config: dict[str, Any], sampler: str) -> Any:
     return cls.from_config(config)
 
 
-# A1111's timestep samplers -> diffusers classes (close to A1111's own implementations, not bit-identical).
+# A1111's UniPC and LCM -> diffusers classes (close to A1111's own implementations, not bit-identical);
+# DDIM, DDIM CFG++ and PLMS run A1111's own algorithms (engine/ksampling/timesteps.py).
 _TIMESTEP_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "DDIM": ("DDIMScheduler", {}),
-    "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
     # A1111 runs UniPC as bh1, order 3; diffusers' bh1 yields NaN latents on SD schedules, so bh2 at order 3.
     "UniPC": ("UniPCMultistepScheduler", {"solver_type": "bh2", "solver_order": 3}),
     "LCM": ("LCMScheduler", {}),

@@ -155,3 +155,23 @@ def test_png_is_deterministic_bytes(engine: DiffusersEngine) -> None:
     b = encode_raw(engine.generate(tiny_params())[0]).png
     assert a == b
     assert Image.open(io.BytesIO(a)).info["parameters"].startswith("a lighthouse at dusk")
+
+
+def test_ddim_makes_one_model_call_fewer_than_its_steps_as_a1111(engine: DiffusersEngine) -> None:
+    calls: list[tuple[int, int]] = []
+    engine.generate(tiny_params(sampler="DDIM", steps=10), on_step=lambda i, n: calls.append((i, n)))
+    assert calls[-1] == (9, 9)  # A1111's grid range(0, 1000, 100) + 1 has 10 points and 9 intervals
+
+
+def test_ddim_cfgpp_differs_from_ddim(engine: DiffusersEngine) -> None:
+    assert not np.array_equal(pixels(engine, sampler="DDIM"), pixels(engine, sampler="DDIM CFG++"))
+
+
+@pytest.mark.parametrize("sampler", ["DDIM", "PLMS", "Euler a", "DPM++ 2M", "UniPC"])
+def test_img2img_runs_with_each_sampler_family(engine: DiffusersEngine, sampler: str) -> None:
+    from engine.executor import encode_raw
+
+    init = encode_raw(engine.generate(tiny_params())[0]).png
+    digest = engine.blobs.put(init)
+    out = engine.generate(tiny_params(sampler=sampler, init_image=digest, denoising_strength=0.5))[0]
+    assert out.image.size == (64, 64) and "Denoising strength: 0.5" in out.infotext
