@@ -11,8 +11,9 @@ import discord
 
 from bot.checks import is_admin
 from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral
+from bot.replay import replay
 from bot.store import JobRecord, JobStatus
-from engine.params import RANDOM_SEED_RANGE, GenerationParams, build_params
+from engine.params import RANDOM_SEED_RANGE
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -21,20 +22,8 @@ log = logging.getLogger(__name__)
 
 JOB_ID_PATTERN = r"(?P<job_id>[0-9a-f]{6,32})"
 VARIATION_STRENGTH = 0.15  # A1111's "Variation strength" for a subtle variation
-_REPLAYED_FIELDS = (
-    "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
-    "batch_size", "subseed", "subseed_strength", "clip_skip",
-)  # fmt: skip
 
 Button = discord.ui.Button[discord.ui.View]
-
-
-def replay(params: GenerationParams, bot: EaselBot, **changes: Any) -> GenerationParams:
-    """Stored params with `changes`, checked again against today's limits and models (an admin may have
-    changed them since the job ran)."""
-    options = {name: getattr(params, name) for name in _REPLAYED_FIELDS} | changes
-    model = bot.registry.resolve(params.model).name
-    return build_params(options, model=model, limits=bot.limits, defaults=bot.registry.defaults_for(model))
 
 
 class _JobButton(discord.ui.DynamicItem[Button], template=r"easel:[a-z]+:" + JOB_ID_PATTERN):

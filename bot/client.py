@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
@@ -14,9 +15,11 @@ from bot import render
 from bot.buttons import DYNAMIC_ITEMS
 from bot.errors import handle_error
 from bot.ports import ModelCatalog
+from bot.resume import resume_open_jobs
 from bot.runner import EDIT_INTERVAL, TOKEN_LIFETIME, JobRunner
 from bot.store import JobStore
 from config.settings import Settings
+from engine.blobs import BlobStore
 from engine.jobs import Executor
 from engine.params import Limits
 
@@ -62,14 +65,13 @@ class EaselBot(commands.Bot):
             default_rng=settings.rng,
         )
         self.runner = JobRunner(executor, store, edit_interval=edit_interval, token_lifetime=token_lifetime)
+        self.blobs = BlobStore(settings.data_dir / "blobs")  # the folder the engine reads init images from
+        self.resume_task: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         from commands.imagine import ImagineCog
         from commands.models import ModelsCog
 
-        interrupted = self.store.interrupt_open_jobs()
-        if interrupted:
-            log.info("marked %d job(s) from the previous run as interrupted", interrupted)
         await self.add_cog(ImagineCog(self))
         await self.add_cog(ModelsCog(self))
         self.add_dynamic_items(*DYNAMIC_ITEMS)
@@ -81,11 +83,21 @@ class EaselBot(commands.Bot):
         else:
             synced = await self.tree.sync()
             log.info("synced %d global command(s)", len(synced))
+        self.resume_task = asyncio.create_task(self._resume_when_ready(), name="easel-resume")
+
+    async def _resume_when_ready(self) -> None:
+        """Jobs left open by the previous process are queued again once the gateway is up (they post to
+        channels, which needs a connected client)."""
+        await self.wait_until_ready()
+        await resume_open_jobs(self)
 
     async def on_ready(self) -> None:
         log.info("connected as %s (%s) in %d guild(s)", self.user, self.user and self.user.id, len(self.guilds))
 
     async def close(self) -> None:
+        if self.resume_task is not None:
+            self.resume_task.cancel()
+            await asyncio.gather(self.resume_task, return_exceptions=True)
         await self.runner.close()
         await super().close()
 

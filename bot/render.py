@@ -89,6 +89,15 @@ def cancelled(job_id: str) -> str:
     return f"🚫 Cancelled.{_footer(job_id)}"
 
 
+def not_resumed(job_id: str, params: GenerationParams, mention: str, reason: str) -> str:
+    """A job left waiting by a restart that could not be queued again."""
+    prompt = _escape(_preview(params.prompt, 80)) or "(empty prompt)"
+    return (
+        f"{mention} Easel restarted while your job **{prompt}** was waiting, and it could not be queued again: "
+        f"{reason}{_footer(job_id)}"
+    )
+
+
 def image_filename(job_id: str, index: int, image: GeneratedImage) -> str:
     return f"easel-{job_id}-{index}-{image.seed}.png"
 

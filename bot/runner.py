@@ -1,4 +1,5 @@
-"""Submits jobs for an interaction and follows their events, turning each into (at most) one message edit.
+"""Submits jobs for an interaction (or again after a restart) and follows their events, turning each into (at
+most) one message edit.
 
 The executor never calls back into Discord: the runner reads the ticket's event stream on the event loop, so a
 slow or failed edit only delays this job's message, never the GPU or another job.
@@ -10,15 +11,16 @@ import asyncio
 import io
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import discord
 
 from bot import render
 from bot.buttons import cancel_view, result_view
 from bot.errors import JOB_ID_KEY
-from bot.store import JobStatus, JobStore
+from bot.store import JobRecord, JobStatus, JobStore
 from engine.jobs import (
     Executor,
     Failed,
@@ -67,7 +69,8 @@ class JobRunner:
         """Queue `params` for the interaction's user, then acknowledge it with a "thinking" reply.
 
         Submitting first means a full queue is refused with an ephemeral message and nothing public appears;
-        submit never waits on the GPU, so this stays well inside Discord's 3 s.
+        submit never waits on the GPU, so this stays well inside Discord's 3 s. (A caller that had to defer
+        earlier, e.g. to download an attachment, has acknowledged it already.)
         """
         job_id = new_job_id()
         interaction.extras[JOB_ID_KEY] = job_id
@@ -81,16 +84,51 @@ class JobRunner:
         )
         log.info("job %s queued for user %s (model %s)", job_id, interaction.user.id, params.model)
         log.debug("job %s prompt %r", job_id, params.prompt)
-        try:
-            await interaction.response.defer(thinking=True)
-        except discord.HTTPException:
-            self.executor.cancel(job_id)
-            self.store.set_status(job_id, JobStatus.CANCELLED, error="could not acknowledge the interaction")
-            raise
-        task = asyncio.create_task(self._follow(interaction, ticket, tuple(notes)), name=f"easel-job-{job_id}")
+        if not interaction.response.is_done():
+            try:
+                await interaction.response.defer(thinking=True)
+            except discord.HTTPException:
+                self.executor.cancel(job_id)
+                self.store.set_status(job_id, JobStatus.CANCELLED, error="could not acknowledge the interaction")
+                raise
+        target = _ReplyTarget(
+            interaction.client,
+            job_id,
+            user_id=interaction.user.id,
+            channel_id=interaction.channel_id,
+            guild_id=interaction.guild_id,
+            interaction=interaction,
+            token_lifetime=self.token_lifetime,
+            edit_interval=self.edit_interval,
+        )
+        self._spawn(self._follow(target, ticket, tuple(notes)), job_id)
+        return job_id
+
+    async def resume_job(self, client: discord.Client, record: JobRecord, params: GenerationParams) -> None:
+        """Queue a job left open by a previous process again, under its own id (so its buttons still match).
+
+        No interaction token survives a restart: the job reports only its outcome, as a channel message that
+        mentions the requester. Raises what `submit` raises; the caller tells the user.
+        """
+        ticket = await self.executor.submit(Job(record.job_id, str(record.user_id), params))
+        self.store.mark_resumed(record.job_id)
+        log.info("job %s queued again after a restart (resume %d)", record.job_id, record.resumes + 1)
+        target = _ReplyTarget(
+            client,
+            record.job_id,
+            user_id=record.user_id,
+            channel_id=record.channel_id,
+            guild_id=record.guild_id,
+            interaction=None,
+            token_lifetime=self.token_lifetime,
+            edit_interval=self.edit_interval,
+        )
+        self._spawn(self._follow(target, ticket, ()), record.job_id)
+
+    def _spawn(self, follow: Coroutine[Any, Any, None], job_id: str) -> None:
+        task = asyncio.create_task(follow, name=f"easel-job-{job_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return job_id
 
     async def wait_idle(self) -> None:
         """Wait until every followed job has delivered its last message (tests, graceful shutdown)."""
@@ -98,13 +136,13 @@ class JobRunner:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def close(self) -> None:
+        """Stop following; the jobs stay open in the store, and the next start queues them again."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _follow(self, interaction: discord.Interaction, ticket: Ticket, notes: tuple[str, ...]) -> None:
+    async def _follow(self, reply: _ReplyTarget, ticket: Ticket, notes: tuple[str, ...]) -> None:
         job = ticket.job
-        reply = _ReplyTarget(interaction, job.job_id, self.token_lifetime, self.edit_interval)
         try:
             async for event in ticket.events:
                 if isinstance(event, Queued):
@@ -139,7 +177,7 @@ class JobRunner:
                     await reply.edit(render.cancelled(job.job_id), throttled=False, final=True)
                     return
         except asyncio.CancelledError:
-            self.store.set_status(job.job_id, JobStatus.INTERRUPTED)
+            # Shutting down: the job stays queued/running in the store, to be queued again at the next start.
             raise
         except Exception:
             log.exception("job %s: reporting failed", job.job_id)
@@ -148,30 +186,48 @@ class JobRunner:
 
 
 class _ReplyTarget:
-    """The message a job reports into: the interaction's reply while its token lives, the channel after."""
+    """Where a job reports: the interaction's reply while its token lives, a channel message after (or always,
+    for a job resumed after a restart, which has no interaction)."""
 
     def __init__(
-        self, interaction: discord.Interaction, job_id: str, token_lifetime: timedelta, edit_interval: float
+        self,
+        client: discord.Client,
+        job_id: str,
+        *,
+        user_id: int,
+        channel_id: int | None,
+        guild_id: int | None,
+        interaction: discord.Interaction | None,
+        token_lifetime: timedelta,
+        edit_interval: float,
     ) -> None:
-        self.interaction = interaction
+        self.client = client
         self.job_id = job_id
-        self.deadline = interaction.created_at + token_lifetime
+        self.user_id = user_id
+        self.channel_id = channel_id
+        self.guild_id = guild_id
+        self.interaction = interaction
+        self.deadline = interaction.created_at + token_lifetime if interaction is not None else None
         self.edit_interval = edit_interval
         self.edits = 0
         self._last_edit = float("-inf")
         self._loop = asyncio.get_running_loop()
 
+    @property
+    def mention(self) -> str:
+        return f"<@{self.user_id}>"
+
     def token_alive(self) -> bool:
-        return datetime.now(UTC) < self.deadline
+        return self.deadline is not None and datetime.now(UTC) < self.deadline
 
     async def edit(self, content: str, *, throttled: bool, final: bool = False) -> None:
         """Edit the reply unless an edit went out less than `edit_interval` ago (for throttled updates)."""
         now = self._loop.time()
         if throttled and now - self._last_edit < self.edit_interval:
             return
-        if not self.token_alive():
+        if self.interaction is None or not self.token_alive():
             if final:  # a terminal state must reach the user even without the token
-                await self._channel_send(f"{self.interaction.user.mention} {content}")
+                await self._channel_send(f"{self.mention} {content}")
             return
         self._last_edit = now
         self.edits += 1
@@ -185,13 +241,13 @@ class _ReplyTarget:
     async def deliver(self, job: Job, result: JobResult, notes: Sequence[str]) -> int | None:
         """Send the finished images (split over several messages if needed); returns the main message's id."""
         groups = render.split_images([len(image.png) for image in result.images])
-        alive = self.token_alive()
-        mention = "" if alive else self.interaction.user.mention
+        alive = self.interaction is not None and self.token_alive()
+        mention = "" if alive else self.mention
         first = render.finished(job.job_id, result, notes, mention=mention, images=groups[0])
         files = _files(first)
         view = result_view(job.job_id)
         message: discord.Message | None = None
-        if alive:
+        if alive and self.interaction is not None:
             try:
                 message = await self.interaction.edit_original_response(
                     content=first.content, attachments=files, view=view
@@ -201,8 +257,7 @@ class _ReplyTarget:
                     raise
                 log.warning("job %s: reply gone (%s); posting in the channel instead", job.job_id, err)
                 alive = False
-                first = render.finished(job.job_id, result, notes, mention=self.interaction.user.mention,
-                                        images=groups[0])  # fmt: skip
+                first = render.finished(job.job_id, result, notes, mention=self.mention, images=groups[0])
                 files = _files(first)
         if message is None:
             message = await self._channel_send(first.content, files=files, view=view)
@@ -211,7 +266,7 @@ class _ReplyTarget:
                 discord.File(io.BytesIO(result.images[i].png), render.image_filename(job.job_id, i, result.images[i]))
                 for i in group
             ]
-            if alive:
+            if alive and self.interaction is not None:
                 await self.interaction.followup.send(files=more, wait=True)
             else:
                 await self._channel_send("", files=more)
@@ -220,18 +275,22 @@ class _ReplyTarget:
     async def _channel_send(
         self, content: str, *, files: Sequence[discord.File] = (), view: discord.ui.View | None = None
     ) -> discord.Message:
-        interaction = self.interaction
-        channel: discord.abc.Messageable
-        if isinstance(interaction.channel, discord.abc.Messageable):
-            channel = interaction.channel
-        else:
-            channel = interaction.client.get_partial_messageable(
-                interaction.channel_id or 0, guild_id=interaction.guild_id
-            )
-        mentions = discord.AllowedMentions(everyone=False, roles=False, users=[interaction.user])
+        channel = messageable(self.client, self.interaction, self.channel_id, self.guild_id)
+        mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(self.user_id)])
         if view is None:
             return await channel.send(content, files=list(files), allowed_mentions=mentions)
         return await channel.send(content, files=list(files), view=view, allowed_mentions=mentions)
+
+
+def messageable(
+    client: discord.Client, interaction: discord.Interaction | None, channel_id: int | None, guild_id: int | None
+) -> discord.abc.Messageable:
+    """The interaction's channel if discord.py has it, else a partial one built from the stored ids."""
+    if interaction is not None and isinstance(interaction.channel, discord.abc.Messageable):
+        return interaction.channel
+    if channel_id is None:
+        raise ValueError("no channel to post in")
+    return client.get_partial_messageable(channel_id, guild_id=guild_id)
 
 
 def _files(reply: render.Reply) -> list[discord.File]:

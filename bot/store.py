@@ -1,4 +1,4 @@
-"""The job store: one SQLite file under the data dir with every job's params and outcome, and guild settings.
+"""The job store: one SQLite file under the data dir with every job's params and outcome, guild and user settings.
 
 Buttons read their state from here, so they keep working after a restart. Every query is a single-row read or
 write on a local file, cheap enough to run on the event loop.
@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from engine.params import GenerationParams
 
@@ -28,11 +30,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     message_id  TEXT,
     error       TEXT,
     created_at  REAL NOT NULL,
-    finished_at REAL
+    finished_at REAL,
+    resumes     INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS guild_settings (
     guild_id      TEXT PRIMARY KEY,
     default_model TEXT
+);
+CREATE TABLE IF NOT EXISTS user_settings (
+    user_id  TEXT PRIMARY KEY,
+    defaults TEXT NOT NULL
 );
 """
 
@@ -43,7 +50,7 @@ class JobStatus(StrEnum):
     FINISHED = "finished"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"  # the bot stopped while the job was queued or running
+    INTERRUPTED = "interrupted"  # left open by a restart, and could not be queued again
     DELETED = "deleted"  # finished, then its message was deleted
 
 
@@ -62,6 +69,7 @@ class JobRecord:
     error: str | None
     created_at: float
     finished_at: float | None
+    resumes: int = 0  # how many restarts have queued this job again
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -70,6 +78,22 @@ def _opt_int(value: str | None) -> int | None:
 
 def _opt_str(value: int | None) -> str | None:
     return str(value) if value is not None else None
+
+
+def _record(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        job_id=row["job_id"],
+        user_id=int(row["user_id"]),
+        guild_id=_opt_int(row["guild_id"]),
+        channel_id=_opt_int(row["channel_id"]),
+        params=GenerationParams.from_dict(json.loads(row["params"])),
+        status=JobStatus(row["status"]),
+        message_id=_opt_int(row["message_id"]),
+        error=row["error"],
+        created_at=row["created_at"],
+        finished_at=row["finished_at"],
+        resumes=row["resumes"],
+    )
 
 
 class JobStore:
@@ -82,6 +106,9 @@ class JobStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "resumes" not in columns:  # a data dir from before open jobs were resumed
+            self._db.execute("ALTER TABLE jobs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0")
 
     @classmethod
     def open(cls, data_dir: Path) -> JobStore:
@@ -117,19 +144,19 @@ class JobStore:
 
     def get_job(self, job_id: str) -> JobRecord | None:
         row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        if row is None:
-            return None
-        return JobRecord(
-            job_id=row["job_id"],
-            user_id=int(row["user_id"]),
-            guild_id=_opt_int(row["guild_id"]),
-            channel_id=_opt_int(row["channel_id"]),
-            params=GenerationParams.from_dict(json.loads(row["params"])),
-            status=JobStatus(row["status"]),
-            message_id=_opt_int(row["message_id"]),
-            error=row["error"],
-            created_at=row["created_at"],
-            finished_at=row["finished_at"],
+        return None if row is None else _record(row)
+
+    def open_jobs(self) -> list[JobRecord]:
+        """Jobs a previous process left queued or running, in the order they were queued."""
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY created_at, rowid", tuple(s.value for s in _OPEN)
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def mark_resumed(self, job_id: str) -> None:
+        """Queued again after a restart: back to QUEUED, one more resume counted."""
+        self._db.execute(
+            "UPDATE jobs SET status = ?, resumes = resumes + 1 WHERE job_id = ?", (JobStatus.QUEUED.value, job_id)
         )
 
     def set_status(self, job_id: str, status: JobStatus, *, error: str | None = None) -> None:
@@ -142,14 +169,6 @@ class JobStore:
 
     def set_message(self, job_id: str, message_id: int) -> None:
         self._db.execute("UPDATE jobs SET message_id = ? WHERE job_id = ?", (str(message_id), job_id))
-
-    def interrupt_open_jobs(self) -> int:
-        """Mark jobs left queued or running by a previous process as interrupted; returns how many."""
-        cursor = self._db.execute(
-            "UPDATE jobs SET status = ?, finished_at = ? WHERE status IN (?, ?)",
-            (JobStatus.INTERRUPTED.value, time.time(), *(s.value for s in _OPEN)),
-        )
-        return cursor.rowcount
 
     # -- guild settings --------------------------------------------------------------------------------------
 
@@ -164,4 +183,21 @@ class JobStore:
             "INSERT INTO guild_settings (guild_id, default_model) VALUES (?, ?)"
             " ON CONFLICT(guild_id) DO UPDATE SET default_model = excluded.default_model",
             (str(guild_id), model),
+        )
+
+    # -- user settings ---------------------------------------------------------------------------------------
+
+    def user_defaults(self, user_id: int) -> dict[str, Any]:
+        """A user's stored /imagine defaults (raw build_params options); empty when none."""
+        row = self._db.execute("SELECT defaults FROM user_settings WHERE user_id = ?", (str(user_id),)).fetchone()
+        return {} if row is None else dict(json.loads(row["defaults"]))
+
+    def set_user_defaults(self, user_id: int, defaults: Mapping[str, Any]) -> None:
+        if not defaults:
+            self._db.execute("DELETE FROM user_settings WHERE user_id = ?", (str(user_id),))
+            return
+        self._db.execute(
+            "INSERT INTO user_settings (user_id, defaults) VALUES (?, ?)"
+            " ON CONFLICT(user_id) DO UPDATE SET defaults = excluded.defaults",
+            (str(user_id), json.dumps(dict(defaults))),
         )

@@ -61,11 +61,13 @@ def fake_infotext(params: GenerationParams, seed: int) -> str:
 class FakeExecutor:
     """Queued -> Started -> Progress x steps -> Finished, instantly unless `hold` is cleared.
 
-    `fail_prompts`: prompts that end in Failed. `full`: refuse every submit with QueueFullError.
+    `fail_prompts`: prompts that end in Failed. `full`: refuse every submit with QueueFullError. `paused`: jobs
+    stay queued until cancelled (a GPU busy until the process stops).
     """
 
     max_queued_total: int = 50
     full: bool = False
+    paused: bool = False
     fail_prompts: set[str] = field(default_factory=set)
     hold: asyncio.Event | None = None  # when set: jobs wait after Started until it is set (or cancelled)
     submitted: list[Job] = field(default_factory=list)
@@ -85,8 +87,12 @@ class FakeExecutor:
         params = job.params
         try:
             yield Queued(position=1, ahead=len(self.running) - 1)
-            yield Started()
             cancel = self._cancel_events[job.job_id]
+            if self.paused:
+                await cancel.wait()
+                yield WasCancelled()
+                return
+            yield Started()
             if self.hold is not None:
                 hold_task = asyncio.ensure_future(self.hold.wait())
                 cancel_task = asyncio.ensure_future(cancel.wait())

@@ -93,4 +93,6 @@ class Harness:
         assert self.bot is not None
         if handle is not None:
             await self.standin.callback(handle)
+        if self.bot.resume_task is not None:
+            await self.bot.resume_task
         await self.bot.runner.wait_idle()

@@ -6,6 +6,8 @@ Each request is matched to its operation by method and path template; its JSON b
 - multipart bodies: `payload_json` is unwrapped first (the spec models the fields directly);
 - `attachments[].id`: discord.py sends the integer upload index, the spec says snowflake string; Discord accepts
   the integer, so integers there are turned into strings before validating.
+- `allowed_mentions.users` / `.roles`: discord.py sends the ids as integers (it always has, and Discord accepts
+  them); the spec says snowflake strings, so they are turned into strings too.
 """
 
 from __future__ import annotations
@@ -77,6 +79,11 @@ def _normalise(body: Any) -> Any:
             for attachment in target.get("attachments") or []:
                 if isinstance(attachment.get("id"), int):
                     attachment["id"] = str(attachment["id"])
+            mentions = target.get("allowed_mentions")
+            if isinstance(mentions, dict):
+                for key in ("users", "roles"):
+                    if isinstance(mentions.get(key), list):
+                        mentions[key] = [str(i) if isinstance(i, int) else i for i in mentions[key]]
     return body
 
 

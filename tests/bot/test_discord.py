@@ -12,56 +12,26 @@ from PIL import Image
 
 from bot.store import JobStatus
 from tests.bot.harness import ALICE, BOB, LISTED_ADMIN, ROLE_ADMIN, SERVER_ADMIN, Harness, make_settings
+from tests.bot.helpers import (
+    PNG_MAGIC,
+    assert_ephemeral,
+    callback_of,
+    click,
+    contents,
+    edits,
+    imagine,
+    job_id_of,
+)
 from tests.bot.spec import find_operation, validation_errors
 from tests.bot.standin import (
     CHANNEL_ID,
-    EPHEMERAL,
     GUILD_ID,
-    InteractionHandle,
     Recorded,
     Standin,
     StandinUser,
     custom_ids,
 )
 from tests.fakes import FakeExecutor, FakeRegistry
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def edits(standin: Standin, handle: InteractionHandle) -> list[Recorded]:
-    return [r for r in standin.sent(handle, "PATCH") if r.path.endswith("/messages/@original")]
-
-
-def contents(standin: Standin, handle: InteractionHandle) -> list[str]:
-    return [r.json["content"] for r in edits(standin, handle) if r.json and "content" in r.json]
-
-
-def job_id_of(standin: Standin, handle: InteractionHandle) -> str:
-    return custom_ids(standin.original(handle))[0].rsplit(":", 1)[1]
-
-
-async def imagine(harness: Harness, user: StandinUser = ALICE, **options: object) -> InteractionHandle:
-    handle = await harness.standin.slash("imagine", user, **options)
-    await harness.settle(handle)
-    return handle
-
-
-def callback_of(standin: Standin, handle: InteractionHandle) -> dict[str, object]:
-    [callback] = [r for r in standin.sent(handle, "POST") if r.path.endswith("/callback")]
-    assert isinstance(callback.json, dict)
-    return callback.json
-
-
-def assert_ephemeral(standin: Standin, handle: InteractionHandle, *phrases: str) -> str:
-    body = callback_of(standin, handle)
-    assert body["type"] == 4
-    data = body["data"]
-    assert isinstance(data, dict)
-    assert data["flags"] & EPHEMERAL
-    for phrase in phrases:
-        assert phrase in data["content"]
-    return str(data["content"])
-
 
 # -- start-up ---------------------------------------------------------------------------------------------------
 
@@ -232,14 +202,6 @@ async def test_progress_edits_are_throttled(
 
 
 # -- buttons ----------------------------------------------------------------------------------------------------
-
-
-async def click(harness: Harness, handle: InteractionHandle, action: str, user: StandinUser) -> InteractionHandle:
-    message = harness.standin.original(handle)
-    custom_id = next(c for c in custom_ids(message) if c.split(":")[1] == action)
-    clicked = await harness.standin.click(int(message["id"]), custom_id, user)
-    await harness.settle(clicked)
-    return clicked
 
 
 async def test_reroll_runs_the_same_params_with_a_new_seed(harness: Harness, executor: FakeExecutor) -> None:

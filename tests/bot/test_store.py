@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
-from bot.store import JobStatus, JobStore
+from bot.store import DB_NAME, JobStatus, JobStore
 from engine.params import GenerationParams
 
 PARAMS = GenerationParams(prompt="a fox", model="builtin:tiny", seed=2**64 - 1, subseed=3, subseed_strength=0.15)
@@ -26,14 +27,39 @@ def test_unknown_job_is_none(tmp_path: Path) -> None:
     assert JobStore.open(tmp_path).get_job("nope") is None
 
 
-def test_open_jobs_of_a_previous_run_are_marked_interrupted(tmp_path: Path) -> None:
+def test_open_jobs_come_back_in_queue_order_and_count_their_resumes(tmp_path: Path) -> None:
+    store = JobStore.open(tmp_path)
+    for job_id in ("a", "b", "c"):
+        store.add_job(job_id, user_id=1, guild_id=None, channel_id=None, params=PARAMS)
+    store.set_status("a", JobStatus.RUNNING)
+    store.set_status("b", JobStatus.FINISHED)
+    store.close()
+    store = JobStore.open(tmp_path)
+    assert [r.job_id for r in store.open_jobs()] == ["a", "c"]
+    store.mark_resumed("a")
+    record = store.get_job("a")
+    assert record is not None and (record.status, record.resumes) == (JobStatus.QUEUED, 1)
+
+
+def test_a_store_from_before_resumes_gains_the_column(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    db.execute(
+        "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, guild_id TEXT, channel_id TEXT,"
+        " params TEXT NOT NULL, status TEXT NOT NULL, message_id TEXT, error TEXT, created_at REAL NOT NULL,"
+        " finished_at REAL)"
+    )
+    db.close()
     store = JobStore.open(tmp_path)
     store.add_job("a", user_id=1, guild_id=None, channel_id=None, params=PARAMS)
-    store.add_job("b", user_id=1, guild_id=None, channel_id=None, params=PARAMS)
-    store.set_status("b", JobStatus.FINISHED)
-    assert store.interrupt_open_jobs() == 1
-    record = store.get_job("a")
-    assert record is not None and record.status is JobStatus.INTERRUPTED
+    assert [r.resumes for r in store.open_jobs()] == [0]
+
+
+def test_user_defaults_are_stored_per_user_and_cleared_when_empty(tmp_path: Path) -> None:
+    store = JobStore.open(tmp_path)
+    store.set_user_defaults(1, {"steps": 30, "sampler": "Euler a"})
+    assert (store.user_defaults(1), store.user_defaults(2)) == ({"steps": 30, "sampler": "Euler a"}, {})
+    store.set_user_defaults(1, {})
+    assert store.user_defaults(1) == {}
 
 
 def test_guild_default_model_is_stored_per_guild(tmp_path: Path) -> None:

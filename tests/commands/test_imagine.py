@@ -14,8 +14,8 @@ def test_matching_puts_prefix_matches_first_and_caps_at_25() -> None:
 
 def test_read_pasted_gives_options_model_and_notes() -> None:
     block = (
-        "a cat\nNegative prompt: blurry\nSteps: 5, Sampler: Euler a, Seed: 7, Size: 64x96, Model: anime-v3, ENSD: 31337, "
-        "Face restoration: CodeFormer"
+        "a cat\nNegative prompt: blurry\nSteps: 5, Sampler: Euler a, Seed: 7, Size: 64x96, Model: anime-v3, "
+        "ENSD: 31337, Face restoration: CodeFormer"
     )
     options, model, notes = read_pasted(block)
     assert options["prompt"] == "a cat" and options["negative_prompt"] == "blurry"

@@ -1,0 +1,63 @@
+"""Jobs a previous process left queued or running are queued again, in their original order, once the bot is
+ready; each reports its outcome in its channel (no interaction token survives a restart)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot import render
+from bot.replay import replay
+from bot.runner import messageable
+from bot.store import JobRecord, JobStatus
+from engine.errors import EaselError
+
+if TYPE_CHECKING:
+    from bot.client import EaselBot
+
+log = logging.getLogger(__name__)
+
+# A job that keeps dying with the process (say it is killed for memory) must not take every restart down with it.
+MAX_RESUMES = 3
+
+
+async def resume_open_jobs(bot: EaselBot) -> int:
+    """Queue every open job again; returns how many were. Refusals are told to their requester."""
+    resumed = 0
+    for record in bot.store.open_jobs():
+        try:
+            resumed += await _resume(bot, record)
+        except Exception:  # one bad record must not strand the jobs behind it
+            log.exception("job %s: could not be resumed", record.job_id)
+            bot.store.set_status(record.job_id, JobStatus.INTERRUPTED, error="could not be resumed")
+    if resumed:
+        log.info("queued %d job(s) from the previous run again", resumed)
+    return resumed
+
+
+async def _resume(bot: EaselBot, record: JobRecord) -> bool:
+    if record.channel_id is None:
+        bot.store.set_status(record.job_id, JobStatus.INTERRUPTED, error="no channel to report in")
+        log.info("job %s: not resumed, it has no channel", record.job_id)
+        return False
+    if record.resumes >= MAX_RESUMES:
+        reason = f"it was cut short by {record.resumes} restarts in a row, so it is not tried again."
+    else:
+        try:
+            await bot.runner.resume_job(bot, record, replay(record.params, bot))
+            return True
+        except EaselError as err:  # limits lowered, model removed, queue full...
+            reason = str(err)
+    bot.store.set_status(record.job_id, JobStatus.INTERRUPTED, error=reason)
+    log.info("job %s: not resumed after a restart: %s", record.job_id, reason)
+    channel = messageable(bot, None, record.channel_id, record.guild_id)
+    try:
+        await channel.send(
+            render.not_resumed(record.job_id, record.params, f"<@{record.user_id}>", reason),
+            allowed_mentions=discord.AllowedMentions(users=[discord.Object(record.user_id)]),
+        )
+    except discord.HTTPException as err:
+        log.warning("job %s: could not tell the user it was not resumed (%s)", record.job_id, err)
+    return False

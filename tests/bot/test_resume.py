@@ -1,0 +1,94 @@
+"""Jobs left queued by one bot instance are queued again by the next one on the same data dir, and their results
+are posted in the channel (the interaction token is gone)."""
+
+from __future__ import annotations
+
+from bot.resume import MAX_RESUMES
+from bot.store import JobStatus
+from tests.bot.harness import ALICE, BOB, Harness
+from tests.bot.helpers import PNG_MAGIC
+from tests.bot.standin import CHANNEL_ID, InteractionHandle, Recorded, Standin, custom_ids
+from tests.fakes import FakeEntry, FakeExecutor, FakeRegistry
+
+
+def channel_posts(standin: Standin) -> list[Recorded]:
+    return [r for r in standin.requests if r.method == "POST" and r.path == f"/channels/{CHANNEL_ID}/messages"]
+
+
+async def wait_queued(harness: Harness, handle: InteractionHandle) -> None:
+    await harness.standin.wait_for(lambda r: r.is_for(handle) and "Queued" in str(r.json))
+
+
+async def queue_and_restart(harness: Harness, executor: FakeExecutor, *prompts: str, **options: object) -> FakeExecutor:
+    """Queue jobs that never run, then restart the bot with a fresh executor (what a process restart gives)."""
+    executor.paused = True
+    users = [ALICE, BOB]
+    for index, prompt in enumerate(prompts):
+        await wait_queued(harness, await harness.standin.slash("imagine", users[index % 2], prompt=prompt, **options))
+    fresh = FakeExecutor()
+    harness.executor = fresh
+    await harness.restart()
+    await harness.settle()
+    return fresh
+
+
+async def test_a_job_queued_before_a_restart_is_finished_and_posted_by_the_next_instance(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    fresh = await queue_and_restart(harness, executor, "a red fox")
+    [before] = executor.submitted
+    [after] = fresh.submitted
+    assert (after.job_id, after.user_id, after.params) == (before.job_id, before.user_id, before.params)
+    [post] = channel_posts(harness.standin)
+    assert post.json["content"].startswith(f"<@{ALICE.id}> Done") and "a red fox" in post.json["content"]
+    assert [str(u) for u in post.json["allowed_mentions"]["users"]] == [str(ALICE.id)]
+    assert post.files[0].data.startswith(PNG_MAGIC)
+    message = harness.standin.messages[max(harness.standin.messages)]
+    assert [c.rsplit(":", 1)[1] for c in custom_ids(message)] == [before.job_id] * len(custom_ids(message))
+    assert harness.store is not None
+    record = harness.store.get_job(before.job_id)
+    assert record is not None and record.status is JobStatus.FINISHED and record.message_id == int(message["id"])
+
+
+async def test_open_jobs_are_queued_again_in_their_original_order(harness: Harness, executor: FakeExecutor) -> None:
+    fresh = await queue_and_restart(harness, executor, "first", "second", "third")
+    assert [job.params.prompt for job in fresh.submitted] == ["first", "second", "third"]
+    prompts = ["first", "second", "third"]
+    posts = [p.json["content"] for p in channel_posts(harness.standin)]
+    assert [next(w for w in prompts if w in text) for text in posts] == prompts
+
+
+async def test_a_job_whose_model_is_gone_is_not_queued_and_the_requester_is_told(
+    harness: Harness, executor: FakeExecutor, registry: FakeRegistry
+) -> None:
+    executor.paused = True
+    handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox", model="anime-v3")
+    await wait_queued(harness, handle)
+    registry.entries_ = [FakeEntry("builtin:tiny", "builtin")]
+    harness.executor = fresh = FakeExecutor()
+    await harness.restart()
+    await harness.settle()
+    assert fresh.submitted == []
+    [post] = channel_posts(harness.standin)
+    text = post.json["content"]
+    assert text.startswith(f"<@{ALICE.id}> Easel restarted") and "No model called 'anime-v3'" in text
+    assert post.json.get("components", []) == []
+    assert harness.store is not None
+    [job] = executor.submitted
+    record = harness.store.get_job(job.job_id)
+    assert record is not None and record.status is JobStatus.INTERRUPTED and record.error is not None
+
+
+async def test_a_job_cut_short_by_repeated_restarts_is_given_up(harness: Harness, executor: FakeExecutor) -> None:
+    executor.paused = True
+    handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox")
+    await wait_queued(harness, handle)
+    assert harness.store is not None
+    for _ in range(MAX_RESUMES):
+        harness.store.mark_resumed(executor.submitted[0].job_id)
+    harness.executor = fresh = FakeExecutor()
+    await harness.restart()
+    await harness.settle()
+    assert fresh.submitted == []
+    [post] = channel_posts(harness.standin)
+    assert f"{MAX_RESUMES} restarts in a row" in post.json["content"]
