@@ -20,6 +20,7 @@ from engine.prompts.attention import parse_prompt_attention
 
 CHUNK_LENGTH = 75
 COMMA_BACKTRACK = 20  # A1111's comma_padding_backtrack default
+_MEAN_EPSILON = 1e-4  # below this fraction of the mean magnitude, "restore the mean" is numerically meaningless
 PLACEHOLDER_TOKEN = 0  # what A1111 puts where an embedding's vectors go; the vectors replace its embedding
 
 
@@ -145,11 +146,17 @@ def encode_chunks(text_encoder: Any, chunks: list[PromptChunk], clip_skip: int, 
         finally:
             if handle is not None:
                 handle.remove()
-        multipliers = torch.tensor([chunk.multipliers], device=device, dtype=z.dtype)
-        original_mean = z.mean()
-        z = z * multipliers.unsqueeze(-1).expand(z.shape)
-        new_mean = z.mean()
-        z = z * (original_mean / new_mean)
+        if any(m != 1.0 for m in chunk.multipliers):
+            # With every multiplier 1.0, A1111's rescale is `z * (m / m)`: z itself, except that an exactly-zero
+            # mean gives NaN. Skipping it is bit-identical everywhere else.
+            multipliers = torch.tensor([chunk.multipliers], device=device, dtype=z.dtype)
+            original_mean = z.mean()
+            z = z * multipliers.unsqueeze(-1).expand(z.shape)
+            new_mean = z.mean()
+            # A text encoder whose final layer norm has no bias (builtin:tiny's random init) has a mean of ~0, and
+            # the ratio would be rounding noise over rounding noise (inf, NaN). Real CLIP models are far from it.
+            if new_mean.abs() > _MEAN_EPSILON * z.abs().mean():
+                z = z * (original_mean / new_mean)
         outputs.append(z)
     return torch.hstack(outputs)
 
