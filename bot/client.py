@@ -6,6 +6,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -67,8 +68,10 @@ class EaselBot(commands.Bot):
         self.runner = JobRunner(executor, store, edit_interval=edit_interval, token_lifetime=token_lifetime)
         self.blobs = BlobStore(settings.data_dir / "blobs")  # the folder the engine reads init images from
         self.resume_task: asyncio.Task[None] | None = None
+        self.downloads: aiohttp.ClientSession | None = None  # for attachments; opened in setup_hook
 
     async def setup_hook(self) -> None:
+        self.downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         from commands.imagine import ImagineCog
         from commands.models import ModelsCog
 
@@ -99,6 +102,8 @@ class EaselBot(commands.Bot):
             self.resume_task.cancel()
             await asyncio.gather(self.resume_task, return_exceptions=True)
         await self.runner.close()
+        if self.downloads is not None:
+            await self.downloads.close()
         await super().close()
 
 

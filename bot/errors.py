@@ -27,6 +27,16 @@ async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
         log.warning("could not send an error reply for interaction %s", interaction.id, exc_info=True)
 
 
+async def withdraw(interaction: discord.Interaction, text: str) -> None:
+    """Refuse after a public "thinking" defer: remove the placeholder, then tell only the user (a followup to a
+    deferred reply would fill the placeholder publicly, whatever its flags)."""
+    try:
+        await interaction.delete_original_response()
+    except discord.HTTPException:
+        log.warning("could not remove the placeholder of interaction %s", interaction.id, exc_info=True)
+    await send_ephemeral(interaction, text)
+
+
 def user_message(error: BaseException) -> str | None:
     """The text a user may see for an expected error; None for an unexpected one."""
     if isinstance(error, app_commands.CommandInvokeError | app_commands.TransformerError):

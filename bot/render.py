@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.jobs import GeneratedImage, JobResult
-from engine.params import GenerationParams
+from engine.params import GenerationParams, hires_size
 
 MAX_CONTENT = 2000
 MAX_FILES = 10
@@ -44,12 +44,17 @@ def summary(params: GenerationParams) -> str:
     """One line naming what is being drawn; the seed is always shown, it is known before queueing."""
     prompt = _escape(_preview(params.prompt)) or "(empty prompt)"
     batch = f", {params.batch_size} images" if params.batch_size > 1 else ""
+    source = f", img2img at {params.denoising_strength:g}" if params.init_image is not None else ""
+    if params.enable_hr:
+        final_w, final_h = hires_size(params.width, params.height, params.hr_scale, params.hr_resize_x,
+                                      params.hr_resize_y)  # fmt: skip
+        source += f", hires fix → {final_w}×{final_h}"
     variation = (
         f", variation seed {params.subseed} @ {params.subseed_strength:g}" if params.subseed_strength > 0 else ""
     )
     return (
         f"**{prompt}**\n{params.width}×{params.height}, {params.steps} steps, {params.sampler}, "
-        f"CFG {params.cfg_scale:g}, seed {params.seed}{variation}{batch} · `{params.model}`"
+        f"CFG {params.cfg_scale:g}, seed {params.seed}{variation}{source}{batch} · `{params.model}`"
     )
 
 

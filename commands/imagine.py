@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from engine.errors import ModelUnavailableError
-from engine.params import OPTION_KEYS, build_params
+from bot.errors import withdraw
+from bot.uploads import check_declared, store_init_image, upload_pixel_limit
+from commands.flags import read_flags, size_for_aspect
+from engine.errors import EaselError, ModelUnavailableError
+from engine.params import OPTION_KEYS, GenerationParams, build_params
 from engine.samplers import sampler_names, schedule_names
 
 if TYPE_CHECKING:
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CHOICES = 25  # Discord's cap on autocomplete choices
+_PENDING_HASH = "0" * 64  # stands in for the init image's hash while the options are checked before the download
 
 
 def matching(names: list[str], current: str) -> list[app_commands.Choice[str]]:
@@ -43,13 +48,21 @@ def read_pasted(text: str) -> tuple[dict[str, Any], str | None, list[str]]:
     return options, model_from_infotext(fields).name, notes
 
 
+def layered(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Options from lowest to highest precedence; an empty value (None, "") in a layer leaves the one below."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update({key: value for key, value in layer.items() if value is not None and value != ""})
+    return merged
+
+
 class ImagineCog(commands.Cog):
     def __init__(self, bot: EaselBot) -> None:
         self.bot = bot
 
     @app_commands.command(name="imagine", description="Draw images from a text prompt with Stable Diffusion")
     @app_commands.describe(
-        prompt="What to draw (A1111 syntax; a whole pasted parameter block works too)",
+        prompt="What to draw (A1111 syntax; trailing --ar 16:9 --no text --seed --steps --cfg; or a pasted block)",
         negative_prompt="What to avoid",
         steps="Denoising steps",
         sampler="Sampler, e.g. DPM++ 2M or Euler a",
@@ -61,6 +74,11 @@ class ImagineCog(commands.Cog):
         model="Model (default: this server's default model)",
         batch_size="How many images",
         parameters="A pasted A1111 / civitai parameter block; the other options override it",
+        init_image="Start from this image (img2img): PNG, JPEG or WebP, up to 20 MiB",
+        denoising_strength="How much to change: of the init image (default 0.75), or in the hires pass (0.7)",
+        hires="Hires fix: draw at the size, then upscale and refine",
+        hires_scale="Hires fix: upscale by (default 2)",
+        hires_steps="Hires fix: steps of the second pass (0 = same as steps)",
     )
     async def imagine(
         self,
@@ -77,8 +95,13 @@ class ImagineCog(commands.Cog):
         model: str | None = None,
         batch_size: int | None = None,
         parameters: str | None = None,
+        init_image: discord.Attachment | None = None,
+        denoising_strength: app_commands.Range[float, 0.0, 1.0] | None = None,
+        hires: bool | None = None,
+        hires_scale: app_commands.Range[float, 1.0, 4.0] | None = None,
+        hires_steps: app_commands.Range[int, 0, 150] | None = None,
     ) -> None:
-        options: dict[str, Any] = {}
+        pasted: dict[str, Any] = {}
         notes: list[str] = []
         pasted_model: str | None = None
         block = parameters
@@ -88,9 +111,13 @@ class ImagineCog(commands.Cog):
             if looks_like_infotext(prompt):
                 block, prompt = prompt, ""
         if block:
-            options, pasted_model, notes = read_pasted(block)
+            pasted, pasted_model, notes = read_pasted(block)
+        model_name = self.choose_model(interaction, model, pasted_model, notes)
+        defaults = self.bot.registry.defaults_for(model_name)
+        # Flags sit between a pasted block and the slash options: explicit options win over both.
+        flags = read_flags(prompt, base_pixels=defaults.width * defaults.height, max_pixels=self.bot.limits.max_pixels)
         explicit = {
-            "prompt": prompt,
+            "prompt": flags.prompt,
             "negative_prompt": negative_prompt,
             "steps": steps,
             "sampler": sampler,
@@ -100,16 +127,46 @@ class ImagineCog(commands.Cog):
             "width": width,
             "height": height,
             "batch_size": batch_size,
+            "denoising_strength": denoising_strength,
+            "enable_hr": hires,
+            "hr_scale": hires_scale,
+            "hr_steps": hires_steps,
         }
-        options.update({key: value for key, value in explicit.items() if value not in (None, "")})
-        model_name = self.choose_model(interaction, model, pasted_model, notes)
-        params = build_params(
-            options,
-            model=model_name,
-            limits=self.bot.limits,
-            defaults=self.bot.registry.defaults_for(model_name),
+        request = layered(pasted, flags.options, explicit)
+        options = layered(self.bot.store.user_defaults(interaction.user.id), request)
+        if flags.avoid:
+            options["negative_prompt"] = flags.negative_prompt(str(options.get("negative_prompt", "")))
+        if init_image is None:
+            params = self.build(options, model_name)
+            await self.bot.runner.start_job(interaction, params, notes)
+            return
+        # img2img: everything that can be refused without the file is refused first, ephemerally; the download
+        # may outlast Discord's 3 s, so it happens after a "thinking" defer.
+        upload_pixels = upload_pixel_limit(self.bot.limits.max_pixels)
+        check_declared(init_image, max_pixels=upload_pixels)
+        self.build(options | {"init_image": _PENDING_HASH}, model_name)
+        await interaction.response.defer(thinking=True)
+        try:
+            assert self.bot.downloads is not None  # opened in setup_hook
+            digest, image_w, image_h = await store_init_image(
+                self.bot.downloads, self.bot.blobs, init_image, max_pixels=upload_pixels
+            )
+            if "width" not in request and "height" not in request:  # keep the image's aspect
+                options["width"], options["height"] = size_for_aspect(
+                    image_w,
+                    image_h,
+                    base_pixels=defaults.width * defaults.height,
+                    max_pixels=self.bot.limits.max_pixels,
+                )
+            params = self.build(options | {"init_image": digest}, model_name)
+            await self.bot.runner.start_job(interaction, params, notes)
+        except EaselError as err:
+            await withdraw(interaction, str(err))
+
+    def build(self, options: Mapping[str, Any], model_name: str) -> GenerationParams:
+        return build_params(
+            options, model=model_name, limits=self.bot.limits, defaults=self.bot.registry.defaults_for(model_name)
         )
-        await self.bot.runner.start_job(interaction, params, notes)
 
     def choose_model(
         self, interaction: discord.Interaction, requested: str | None, pasted: str | None, notes: list[str]

@@ -43,6 +43,24 @@ def make_settings(standin: Standin, data_dir: Path) -> Settings:
     )
 
 
+# The tasks discord.py runs a command, button or modal handler in: a handler may go on after its callback (an
+# attachment download after a defer), and a test must see everything it sent.
+_HANDLER_TASKS = (
+    "CommandTree-invoker",
+    "discord-ui-view-dispatch-",
+    "discord-ui-modal-dispatch-",
+    "discord-ui-dynamic-item-",
+)
+
+
+async def _handlers_done() -> None:
+    current = asyncio.current_task()
+    while pending := [
+        t for t in asyncio.all_tasks() if t is not current and not t.done() and t.get_name().startswith(_HANDLER_TASKS)
+    ]:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
 @dataclass
 class Harness:
     standin: Standin
@@ -93,6 +111,7 @@ class Harness:
         assert self.bot is not None
         if handle is not None:
             await self.standin.callback(handle)
+        await _handlers_done()
         if self.bot.resume_task is not None:
             await self.bot.resume_task
         await self.bot.runner.wait_idle()

@@ -56,6 +56,28 @@ class StandinUser:
 
 
 @dataclass(frozen=True)
+class StandinAttachment:
+    """A file a user attached to a slash command option; `size`, `width`, `height` are what Discord declares."""
+
+    id: int
+    filename: str
+    data: bytes
+    content_type: str | None
+    size: int
+    width: int | None
+    height: int | None
+
+    def payload(self, base_url: str) -> Json:
+        url = f"{base_url}/attachments/{self.id}/{self.filename}"
+        payload: Json = {"id": str(self.id), "filename": self.filename, "size": self.size, "url": url, "proxy_url": url}
+        if self.content_type is not None:
+            payload["content_type"] = self.content_type
+        if self.width is not None and self.height is not None:
+            payload["width"], payload["height"] = self.width, self.height
+        return payload
+
+
+@dataclass(frozen=True)
 class RecordedFile:
     field: str
     filename: str
@@ -109,6 +131,8 @@ class Standin:
     commands: dict[str, Json] = field(default_factory=dict)
     expired_tokens: set[str] = field(default_factory=set)
     guild_member_count: int = 3
+    attachments: dict[int, StandinAttachment] = field(default_factory=dict)
+    downloads: list[int] = field(default_factory=list)  # attachment ids the bot fetched, in order
 
     def __post_init__(self) -> None:
         self._counter: Iterator[int] = itertools.count()
@@ -148,6 +172,7 @@ class Standin:
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{aid}/{name}", self._download)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -160,6 +185,10 @@ class Standin:
             await self._ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -357,6 +386,13 @@ class Standin:
         if self.messages.pop(int(mid), None) is None:
             return _json({"message": "Unknown Message", "code": 10008}, 404)
         return web.Response(status=204)
+
+    async def _download(self, request: web.Request) -> web.Response:
+        attachment = self.attachments.get(int(request.match_info["aid"]))
+        if attachment is None:
+            return web.Response(status=404)
+        self.downloads.append(attachment.id)
+        return web.Response(body=attachment.data, content_type=attachment.content_type or "application/octet-stream")
 
     # -- messages -----------------------------------------------------------------------------------------------
 
@@ -599,12 +635,33 @@ class Standin:
         await self._dispatch("INTERACTION_CREATE", payload)
         return handle
 
-    def _options(self, declared: list[Json], values: dict[str, Any], focused: str | None) -> list[Json]:
+    def attachment(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        content_type: str | None = "image/png",
+        size: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> StandinAttachment:
+        """A file a user uploads with a command; pass it as an option value. `size` defaults to the real one."""
+        attachment = StandinAttachment(
+            self._snowflake(), filename, data, content_type, len(data) if size is None else size, width, height
+        )
+        self.attachments[attachment.id] = attachment
+        return attachment
+
+    def _options(self, declared: list[Json], values: dict[str, Any], focused: str | None, resolved: Json) -> list[Json]:
         types = {o["name"]: o["type"] for o in declared}
         options = []
-        for name, value in values.items():
+        for name, given in values.items():
             if name not in types:
                 raise KeyError(f"option {name!r} is not declared; declared: {sorted(types)}")
+            value = given
+            if isinstance(given, StandinAttachment):
+                resolved.setdefault("attachments", {})[str(given.id)] = given.payload(self.base_url)
+                value = str(given.id)
             option: Json = {"name": name, "type": types[name], "value": value}
             if name == focused:
                 option["focused"] = True
@@ -615,14 +672,18 @@ class Standin:
         top, *sub = name.split()
         command = self.commands[top]
         declared = command.get("options", [])
+        resolved: Json = {}
         options: list[Json]
         if sub:
             subcommand = next(o for o in declared if o["name"] == sub[0])
-            inner = self._options(subcommand.get("options", []), values, focused)
+            inner = self._options(subcommand.get("options", []), values, focused, resolved)
             options = [{"name": sub[0], "type": 1, "options": inner}]
         else:
-            options = self._options(declared, values, focused)
-        return {"id": command["id"], "name": top, "type": 1, "options": options, "guild_id": str(GUILD_ID)}
+            options = self._options(declared, values, focused, resolved)
+        data = {"id": command["id"], "name": top, "type": 1, "options": options, "guild_id": str(GUILD_ID)}
+        if resolved:
+            data["resolved"] = resolved
+        return data
 
     async def slash(self, name: str, user: StandinUser, /, **values: Any) -> InteractionHandle:
         """Run `/name` (or `/group sub`) with option values; types come from the synced command."""
@@ -634,6 +695,35 @@ class Standin:
     async def click(self, message_id: int, custom_id: str, user: StandinUser) -> InteractionHandle:
         data = {"custom_id": custom_id, "component_type": 2}
         return await self._interact(3, data, user, message_id=message_id)
+
+    def modal(self, handle: InteractionHandle) -> Json:
+        """The modal the bot opened in answer to `handle` (a type 9 callback)."""
+        [callback] = [r for r in self.sent(handle, "POST") if r.path.endswith("/callback")]
+        assert callback.json["type"] == 9, callback.json
+        data: Json = callback.json["data"]
+        return data
+
+    async def submit_modal(self, handle: InteractionHandle, **values: str) -> InteractionHandle:
+        """Submit the modal opened for `handle` by the same user: text inputs keep their prefilled value unless
+        `values` (by custom_id) changes them."""
+        modal = self.modal(handle)
+        components = []
+        for label in modal["components"]:
+            assert label["type"] == 18, "Easel's modals put each text input in a Label"
+            text_input = label["component"]
+            value = values.pop(text_input["custom_id"], text_input.get("value", ""))
+            components.append(
+                {
+                    "type": 18,
+                    "id": label.get("id", 0),
+                    "component": {"type": 4, "id": text_input.get("id", 0), "custom_id": text_input["custom_id"],
+                                  "value": value},
+                }
+            )  # fmt: skip
+        assert not values, f"no such text inputs: {sorted(values)}"
+        state = self._interactions[handle.token]
+        data = {"custom_id": modal["custom_id"], "components": components}
+        return await self._interact(5, data, handle.user, message_id=state.message_id)
 
 
 def custom_ids(message: Json) -> list[str]:

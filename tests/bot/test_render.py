@@ -37,6 +37,11 @@ def test_variation_seed_is_shown_in_the_summary() -> None:
     assert "variation seed 7 @ 0.15" in render.summary(varied)
 
 
+def test_img2img_and_hires_fix_are_shown_in_the_summary() -> None:
+    assert ", img2img at 0.6 ·" in render.summary(PARAMS.replace(init_image="ab" * 32, denoising_strength=0.6))
+    assert ", hires fix → 1024×1024" in render.summary(PARAMS.replace(enable_hr=True, hr_scale=2.0))
+
+
 def test_finished_puts_the_parameter_text_in_a_code_block() -> None:
     reply = render.finished("abc123", result("a red fox\nSteps: 20, Seed: 42"), ["Hires upscale ignored"])
     assert "```\na red fox\nSteps: 20, Seed: 42\n```" in reply.content
