@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 import discord
 
 from bot.checks import is_admin
+from bot.edit import EditModal
 from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral
 from bot.replay import replay
 from bot.store import JobRecord, JobStatus
-from engine.params import RANDOM_SEED_RANGE
+from engine.params import RANDOM_SEED_RANGE, hires_size
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 JOB_ID_PATTERN = r"(?P<job_id>[0-9a-f]{6,32})"
 VARIATION_STRENGTH = 0.15  # A1111's "Variation strength" for a subtle variation
+UPSCALE_FACTOR = 2
+UPSCALER = "Latent"
+UPSCALE_DENOISING = 0.5  # A1111's usual value for a Latent hires pass: sharper detail, same composition
 
 Button = discord.ui.Button[discord.ui.View]
 
@@ -91,6 +95,54 @@ class VaryButton(_JobButton, template=r"easel:vary:" + JOB_ID_PATTERN):
         await bot.runner.start_job(interaction, params)
 
 
+class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
+    """The same image at twice the size: hires fix x2 (Latent, denoising 0.5) on the same first pass and seed."""
+
+    action, label, emoji = "upscale", "Upscale", "⏫"
+
+    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+        params = record.params
+        if params.init_image is not None:
+            await send_ephemeral(
+                interaction, "Upscale works on text-to-image results; for this one, draw again at a larger size."
+            )
+            return
+        shown_w, shown_h = (
+            hires_size(params.width, params.height, params.hr_scale, params.hr_resize_x, params.hr_resize_y)
+            if params.enable_hr
+            else (params.width, params.height)
+        )
+        width, height = shown_w * UPSCALE_FACTOR, shown_h * UPSCALE_FACTOR
+        limits = bot.limits
+        if width * height > limits.max_pixels or max(width, height) > limits.max_side:
+            await send_ephemeral(
+                interaction,
+                f"Upscaling ×{UPSCALE_FACTOR} would make {width}×{height} ({width * height:,} pixels); this server "
+                f"allows at most {limits.max_pixels:,} pixels and {limits.max_side} per side.",
+            )
+            return
+        upscaled = replay(
+            params,
+            bot,
+            enable_hr=True,
+            hr_scale=width / params.width,
+            hr_resize_x=0,
+            hr_resize_y=0,
+            hr_upscaler=UPSCALER,
+            denoising_strength=UPSCALE_DENOISING,
+        )
+        await bot.runner.start_job(interaction, upscaled)
+
+
+class EditButton(_JobButton, template=r"easel:edit:" + JOB_ID_PATTERN):
+    """A modal with the job's prompt, negative prompt and parameters; submitting it queues a new job."""
+
+    action, label, emoji = "edit", "Edit", "✏️"
+
+    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+        await interaction.response.send_modal(EditModal(record.job_id, record.params))
+
+
 class DeleteButton(_JobButton, template=r"easel:delete:" + JOB_ID_PATTERN):
     """Delete the result message: the requester or an admin only, checked here on the server side."""
 
@@ -124,12 +176,14 @@ class CancelButton(_JobButton, template=r"easel:cancel:" + JOB_ID_PATTERN):
         log.info("job %s: cancel requested by user %s", record.job_id, interaction.user.id)
 
 
-DYNAMIC_ITEMS: tuple[type[_JobButton], ...] = (RerollButton, VaryButton, DeleteButton, CancelButton)
+DYNAMIC_ITEMS: tuple[type[_JobButton], ...] = (
+    RerollButton, VaryButton, UpscaleButton, EditButton, DeleteButton, CancelButton,
+)  # fmt: skip
 
 
 def result_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    for button in (RerollButton, VaryButton, DeleteButton):
+    for button in (RerollButton, VaryButton, UpscaleButton, EditButton, DeleteButton):  # one row of five
         view.add_item(button(job_id))
     return view
 

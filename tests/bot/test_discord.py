@@ -72,13 +72,11 @@ async def test_result_is_a_real_png_upload(harness: Harness) -> None:
     assert harness.standin.original(handle)["attachments"][0]["filename"] == upload.filename
 
 
-async def test_result_has_reroll_vary_delete_buttons_with_job_ids(harness: Harness) -> None:
+async def test_result_has_reroll_vary_upscale_edit_delete_buttons_with_job_ids(harness: Harness) -> None:
     handle = await imagine(harness, prompt="a red fox")
     job_id = job_id_of(harness.standin, handle)
     assert custom_ids(harness.standin.original(handle)) == [
-        f"easel:reroll:{job_id}",
-        f"easel:vary:{job_id}",
-        f"easel:delete:{job_id}",
+        f"easel:{action}:{job_id}" for action in ("reroll", "vary", "upscale", "edit", "delete")
     ]
     assert harness.store is not None
     record = harness.store.get_job(job_id)
@@ -182,6 +180,8 @@ async def test_job_outliving_the_interaction_token_posts_a_channel_message(
     assert [c["custom_id"].split(":")[1] for c in post.json["components"][0]["components"]] == [
         "reroll",
         "vary",
+        "upscale",
+        "edit",
         "delete",
     ]
 
