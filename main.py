@@ -64,6 +64,7 @@ def _build_engine(settings: Settings) -> tuple[Any, Any, Any]:
         registry,
         settings.device,
         lora_dirs=[settings.lora_dir],
+        embedding_dirs=[settings.embedding_dir],
         blobs=BlobStore(settings.data_dir / "blobs"),
     )
     executor = GpuExecutor(

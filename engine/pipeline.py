@@ -34,6 +34,7 @@ from engine.denoise import (
     run_scheduler,
     upscale_latents,
 )
+from engine.embeddings import EmbeddingDB, ti_hashes
 from engine.errors import Cancelled, EaselError, GenerationFailedError, InvalidParamsError, ModelUnavailableError
 from engine.infotext import create_infotext
 from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes
@@ -97,10 +98,12 @@ class DiffusersEngine:
         max_loaded: int = 2,
         lora_dirs: list[Path] | None = None,
         blobs: BlobStore | None = None,
+        embedding_dirs: list[Path] | None = None,
     ) -> None:
         self.registry = registry
         self.loras = LoraLibrary([*(lora_dirs or []), builtin.SHAPES_LORAS_DIR], registry.hashes)
         self.blobs = blobs or BlobStore(registry.cache_dir / "blobs")
+        self.embeddings = EmbeddingDB(embedding_dirs or [])
         self.device = resolve_device(device)
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         self.max_loaded = max_loaded
@@ -134,7 +137,7 @@ class DiffusersEngine:
             scheduler_config=dict(pipe.scheduler.config),
             model_hash=self.registry.model_hash(entry),
             load_seconds=time.perf_counter() - started,
-            conditioner=Conditioner(pipe.tokenizer, pipe.text_encoder, self.device),
+            conditioner=Conditioner(pipe.tokenizer, pipe.text_encoder, self.device, embeddings=self.embeddings),
         )
         log.info("loaded model %s in %.2f s on %s", entry.name, loaded.load_seconds, self.device)
         with self._lock:
@@ -222,6 +225,7 @@ class DiffusersEngine:
         lora_state = ";".join(f"{lora.name}:{c.te_multiplier}" for lora, c in loras)
 
         # 2. Conditioning schedules (prompt editing counts steps the A1111 way; AND parts are weighted).
+        loaded.conditioner.take_used()  # forget what an earlier (perhaps failed) job encoded
         info = sampler_info(params.sampler)
         total_steps = params.steps * 2 if info.second_order else params.steps
         guidance = self._guidance(loaded, prompt, negative, params, total_steps, None, lora_state)
@@ -313,6 +317,7 @@ class DiffusersEngine:
         if loras:
             hashes = [(lora.alias or lora.name, self.loras.short_hash(lora)) for lora, _ in loras]
             extra["Lora hashes"] = infotext_hashes(list(dict.fromkeys(hashes)))
+        extra["TI hashes"] = ti_hashes(loaded.conditioner.take_used())
         return [
             RawImage(
                 image=image,
@@ -417,6 +422,9 @@ class DiffusersEngine:
             )
         scheduler = make_scheduler(loaded.scheduler_config, params.sampler)
         torch_generators = [g for g in rng.generators if isinstance(g, torch.Generator)]
+        if len(torch_generators) != len(rng.generators):
+            # diffusers' schedulers draw only from torch generators: seed CPU ones so LCM stays deterministic.
+            torch_generators = [torch.Generator("cpu").manual_seed(s + params.ensd) for s in rng.seeds]
         return run_scheduler(
             scheduler,
             guidance,
@@ -424,7 +432,7 @@ class DiffusersEngine:
             schedule_steps=schedule_steps,
             run_steps=run_steps,
             init_latents=init_latents,
-            generator=torch_generators if len(torch_generators) == len(rng.generators) else None,
+            generator=torch_generators,
             on_step=on_step,
             is_cancelled=is_cancelled,
         )

@@ -254,22 +254,7 @@ def test_ensd_changes_restarts_image_too(engine: DiffusersEngine) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    "sampler",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="pipeline._sample passes generator=None to diffusers' LCMScheduler when the RNG source is "
-                "Philox (NV, or GPU on a CUDA-less host), so its per-step noise comes from torch's global RNG",
-            ),
-        )
-        if name == "LCM"
-        else name
-        for name in sampler_names()
-    ],
-)
+@pytest.mark.parametrize("sampler", sampler_names())
 def test_every_sampler_is_deterministic_with_the_default_rng(engine: DiffusersEngine, sampler: str) -> None:
     assert np.array_equal(pixels(engine, sampler=sampler, steps=3), pixels(engine, sampler=sampler, steps=3))
 

@@ -1,6 +1,5 @@
 """A1111 sampler and schedule names -> canonical (sampler, schedule), as pasted or typed."""
 
-
 import pytest
 
 from engine.errors import InvalidParamsError
