@@ -74,9 +74,11 @@ class EaselBot(commands.Bot):
         self.downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         from commands.imagine import ImagineCog
         from commands.models import ModelsCog
+        from commands.settings import SettingsCog
 
         await self.add_cog(ImagineCog(self))
         await self.add_cog(ModelsCog(self))
+        await self.add_cog(SettingsCog(self))
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         if self.settings.dev_guild_id is not None:
             guild = discord.Object(id=self.settings.dev_guild_id)

@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.errors import withdraw
 from bot.uploads import check_declared, store_init_image, upload_pixel_limit
+from commands.defaults import usable_defaults
 from commands.flags import read_flags, size_for_aspect
 from engine.errors import EaselError, ModelUnavailableError
 from engine.params import OPTION_KEYS, GenerationParams, build_params
@@ -133,7 +134,14 @@ class ImagineCog(commands.Cog):
             "hr_steps": hires_steps,
         }
         request = layered(pasted, flags.options, explicit)
-        options = layered(self.bot.store.user_defaults(interaction.user.id), request)
+        mine = usable_defaults(
+            self.bot.store.user_defaults(interaction.user.id),
+            model=model_name,
+            limits=self.bot.limits,
+            model_defaults=defaults,
+            notes=notes,
+        )
+        options = layered(mine, request)
         if flags.avoid:
             options["negative_prompt"] = flags.negative_prompt(str(options.get("negative_prompt", "")))
         if init_image is None:

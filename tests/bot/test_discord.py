@@ -40,7 +40,10 @@ async def test_commands_are_synced_to_the_dev_guild(harness: Harness) -> None:
     [sync] = [r for r in harness.standin.requests if r.method == "PUT"]
     assert sync.path == f"/applications/1100000000000000001/guilds/{GUILD_ID}/commands"
     by_name = {c["name"]: c for c in sync.json}
-    assert set(by_name) == {"imagine", "model"}
+    assert set(by_name) == {"imagine", "model", "settings"}
+    assert {o["name"] for o in by_name["settings"]["options"]} == {"set", "show", "reset"}
+    init_image = next(o for o in by_name["imagine"]["options"] if o["name"] == "init_image")
+    assert init_image["type"] == 11  # an attachment
     seed = next(o for o in by_name["imagine"]["options"] if o["name"] == "seed")
     assert seed["type"] == 3  # a string: seeds go past Discord's integer range
     assert str(by_name["model"]["default_member_permissions"]) == "8"  # hidden from non-admins
