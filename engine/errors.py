@@ -23,3 +23,9 @@ class GenerationFailedError(EaselError):
 
 class Cancelled(EaselError):  # noqa: N818 - reads as a state, per house style
     """The job was cancelled before it finished."""
+
+
+def short_reason(err: BaseException) -> str:
+    """The first line of an unexpected library error, short enough for a user-facing message."""
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__

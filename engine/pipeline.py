@@ -5,14 +5,10 @@ Runs only on the executor's worker thread, which owns torch. A call reads as num
 
 from __future__ import annotations
 
-import gc
 import io
 import logging
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from engine.blobs import BlobStore
-from engine.conditioning import Conditioner
 from engine.denoise import (
     A1111_TIMESTEP_SAMPLERS,
     Guidance,
@@ -35,13 +30,12 @@ from engine.denoise import (
     upscale_latents,
 )
 from engine.embeddings import EmbeddingDB, ti_hashes
-from engine.errors import Cancelled, EaselError, GenerationFailedError, InvalidParamsError, ModelUnavailableError
+from engine.errors import Cancelled, EaselError, GenerationFailedError, InvalidParamsError, short_reason
 from engine.infotext import create_infotext
 from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes
 from engine.models import builtin
-from engine.models.configs import sd15_config_folder
-from engine.models.registry import BUILTIN_TINY, ModelEntry, ModelRegistry
-from engine.models.single_file import easel_config_of, load_single_file
+from engine.models.loader import LoadedModel, ModelLoader
+from engine.models.registry import ModelRegistry
 from engine.params import GenerationParams, hires_size
 from engine.prompts.and_split import split_and
 from engine.prompts.extra_networks import ExtraNetworkCall, LoraCall, lora_call, parse_extra_networks
@@ -66,29 +60,8 @@ class RawImage:
     infotext: str
 
 
-@dataclass
-class LoadedModel:
-    entry: ModelEntry
-    pipe: Any
-    scheduler_config: dict[str, Any]
-    model_hash: str | None
-    load_seconds: float
-    conditioner: Conditioner
-    adapters: set[str] = field(default_factory=set)
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        return "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelUnavailableError(f"Device {device!r} was asked for, but CUDA is not available to torch.")
-    return device
-
-
 class DiffusersEngine:
-    """Loads and caches pipelines; `generate` runs one job. Not thread-safe: one worker thread owns it."""
+    """Runs jobs on the pipelines its `ModelLoader` keeps. Not thread-safe: one worker thread owns it."""
 
     def __init__(
         self,
@@ -103,90 +76,12 @@ class DiffusersEngine:
         self.registry = registry
         self.loras = LoraLibrary([*(lora_dirs or []), builtin.SHAPES_LORAS_DIR], registry.hashes)
         self.blobs = blobs or BlobStore(registry.cache_dir / "blobs")
-        self.embeddings = EmbeddingDB(embedding_dirs or [])
-        self.device = resolve_device(device)
-        self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        self.max_loaded = max_loaded
-        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
-        self._lock = threading.Lock()
-
-    # -- models -----------------------------------------------------------------------------------------------
-
-    def loaded_names(self) -> list[str]:
-        return list(self._loaded)
+        self.loader = ModelLoader(registry, device, max_loaded=max_loaded, embeddings=EmbeddingDB(embedding_dirs or []))
+        self.device = self.loader.device
 
     def load(self, name: str) -> LoadedModel:
         """The pipeline for a model name, from the cache when loaded before (no reload on switching back)."""
-        with self._lock:
-            if name in self._loaded:
-                self._loaded.move_to_end(name)
-                return self._loaded[name]
-        entry = self.registry.resolve(name)
-        started = time.perf_counter()
-        try:
-            pipe = self._load_pipe(entry)
-        except EaselError:
-            raise
-        except Exception as err:  # diffusers raises many types for broken or missing files
-            log.warning("loading model %s failed: %s", entry.name, err)
-            raise ModelUnavailableError(f"Model {entry.name!r} could not be loaded: {_short(err)}") from err
-        pipe.set_progress_bar_config(disable=True)
-        loaded = LoadedModel(
-            entry=entry,
-            pipe=pipe,
-            scheduler_config=dict(pipe.scheduler.config),
-            model_hash=self.registry.model_hash(entry),
-            load_seconds=time.perf_counter() - started,
-            conditioner=Conditioner(pipe.tokenizer, pipe.text_encoder, self.device, embeddings=self.embeddings),
-        )
-        log.info("loaded model %s in %.2f s on %s", entry.name, loaded.load_seconds, self.device)
-        with self._lock:
-            self._loaded[name] = loaded
-            while len(self._loaded) > self.max_loaded:
-                evicted, _ = self._loaded.popitem(last=False)
-                log.info("evicted model %s from memory", evicted)
-            gc.collect()
-        return loaded
-
-    def _load_pipe(self, entry: ModelEntry) -> Any:
-        from diffusers import DiffusionPipeline
-
-        if entry.name == BUILTIN_TINY:
-            folder: Path | str = builtin.build_tiny(self.registry.cache_dir)
-        elif entry.kind in ("builtin", "diffusers"):
-            assert entry.path is not None
-            folder = entry.path
-        elif entry.kind == "single-file":
-            assert entry.path is not None
-            config = self._config_folder_for(entry)
-            return load_single_file(entry.path, config, dtype=self.dtype).to(self.device)
-        else:  # a Hugging Face repo id
-            folder = entry.name
-        kwargs: dict[str, Any] = {"dtype": self.dtype}
-        if isinstance(folder, Path):
-            kwargs["local_files_only"] = True
-        kwargs.update(safety_checker=None, requires_safety_checker=False)
-        try:
-            pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
-        except OSError as err:
-            if entry.kind == "hub":
-                raise ModelUnavailableError(
-                    f"Model {entry.name!r} is not in the models folder and could not be fetched from the "
-                    "Hugging Face hub (is this machine offline?)."
-                ) from err
-            raise
-        return pipe.to(self.device)
-
-    def _config_folder_for(self, entry: ModelEntry) -> Path:
-        assert entry.path is not None
-        if entry.architecture == "easel":
-            base = easel_config_of(entry.path)
-            if base == BUILTIN_TINY:
-                return builtin.tiny_config_folder(self.registry.cache_dir)
-            if base == "builtin:shapes":
-                return builtin.SHAPES_DIR
-            raise ModelUnavailableError(f"Model {entry.name!r} names an unknown built-in config {base!r}.")
-        return sd15_config_folder(self.registry.cache_dir)
+        return self.loader.load(name)
 
     # -- generation -------------------------------------------------------------------------------------------
 
@@ -210,7 +105,7 @@ class DiffusersEngine:
             ) from err
         except Exception as err:
             log.exception("generation failed")
-            raise GenerationFailedError(f"Generation failed: {_short(err)}") from err
+            raise GenerationFailedError(f"Generation failed: {short_reason(err)}") from err
 
     def _generate(
         self, params: GenerationParams, on_step: ProgressFn | None, is_cancelled: CancelledFn | None
@@ -460,8 +355,3 @@ def _num(value: float | None) -> str | None:
     if value is None:
         return None
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return text[:300]
