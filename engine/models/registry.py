@@ -7,6 +7,7 @@ Names are what users type: a file or folder name in the models folder (without e
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ BUILTIN_SHAPES = "builtin:shapes"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 PICKLE_REFUSAL = "pickle checkpoint (.ckpt/.pt can run code when loaded); convert it to .safetensors"
+SD1_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -69,9 +71,18 @@ class ModelRegistry:
         if path.name.startswith("."):
             return None
         if path.is_dir():
-            if (path / "model_index.json").is_file():
-                return ModelEntry(path.name, "diffusers", path)
-            return None  # e.g. the Lora folder
+            index = path / "model_index.json"
+            if not index.is_file():
+                return None  # e.g. the Lora folder
+            try:
+                pipeline_class = str(json.loads(index.read_text(encoding="utf-8")).get("_class_name", ""))
+            except (OSError, ValueError):
+                return ModelEntry(path.name, "diffusers", path, refused="model_index.json is unreadable")
+            if pipeline_class not in SD1_PIPELINES:
+                return ModelEntry(
+                    path.name, "diffusers", path, refused=f"{pipeline_class} models are not supported yet (SD 1.x only)"
+                )
+            return ModelEntry(path.name, "diffusers", path)
         suffix = path.suffix.lower()
         if suffix not in CHECKPOINT_SUFFIXES:
             return None

@@ -175,3 +175,11 @@ def test_img2img_runs_with_each_sampler_family(engine: DiffusersEngine, sampler:
     digest = engine.blobs.put(init)
     out = engine.generate(tiny_params(sampler=sampler, init_image=digest, denoising_strength=0.5))[0]
     assert out.image.size == (64, 64) and "Denoising strength: 0.5" in out.infotext
+
+
+def test_an_sdxl_diffusers_folder_is_refused_with_the_reason(tmp_path: Path, engine_dirs: tuple[Path, Path]) -> None:
+    (tmp_path / "xl").mkdir()
+    (tmp_path / "xl" / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
+    registry = ModelRegistry(tmp_path, engine_dirs[1])
+    [entry] = [e for e in registry.entries() if e.name == "xl"]
+    assert entry.refused is not None and "StableDiffusionXLPipeline" in entry.refused
