@@ -95,7 +95,7 @@ async def _imagine(settings: Settings, args: argparse.Namespace) -> int:
     from engine.errors import EaselError
     from engine.images import check_upload
     from engine.infotext import options_from_infotext, parse_infotext
-    from engine.jobs import Failed, Finished, Job, Progress, Queued, WasCancelled
+    from engine.jobs import Failed, Finished, Job, Progress, Queued, Started, WasCancelled
     from engine.params import Limits, build_params
 
     registry, _, executor = _build_engine(settings)
@@ -130,6 +130,8 @@ async def _imagine(settings: Settings, args: argparse.Namespace) -> int:
         async for event in ticket.events:
             if isinstance(event, Queued):
                 bar.set_postfix_str(f"queued #{event.position}")
+            elif isinstance(event, Started):
+                bar.set_postfix_str("")
             elif isinstance(event, Progress):
                 bar.total = event.total
                 bar.n = event.step
