@@ -250,6 +250,12 @@ def upscale_latents(latents: torch.Tensor, size: tuple[int, int], upscaler: str)
     return F.interpolate(latents, size=size, mode=mode, antialias=antialias)
 
 
+def crop_latents(latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A1111's hires truncation: cut (h - height) and (w - width) latent rows/columns, split around the centre."""
+    ty, tx = latents.shape[2] - height, latents.shape[3] - width
+    return latents[:, :, ty // 2 : latents.shape[2] - (ty + 1) // 2, tx // 2 : latents.shape[3] - tx // 2]
+
+
 def decode(vae: Any, latents: torch.Tensor) -> torch.Tensor:
     """Latents -> images in [0, 1], shape (B, H, W, 3), float32 on the CPU; NaN survives for the caller to see."""
     scaled = latents / vae.config.scaling_factor

@@ -21,6 +21,7 @@ from engine.denoise import (
     A1111_TIMESTEP_SAMPLERS,
     Guidance,
     Schedule,
+    crop_latents,
     decode,
     encode,
     img2img_steps,
@@ -176,6 +177,10 @@ class DiffusersEngine:
                 resample = "nearest" if params.hr_upscaler == "Nearest" else "bicubic"
                 images = F.interpolate(images, size=(height, width), mode=resample, antialias=resample != "nearest")
                 latents = encode(pipe.vae, images.clamp(0, 1).to(self.device))
+            if params.hr_resize_x and params.hr_resize_y:
+                # Both sides given: the upscale covered the target; crop the overhang as A1111's truncate_x/y do.
+                latents = crop_latents(latents, params.hr_resize_y // scale, params.hr_resize_x // scale)
+                height, width = latents.shape[2] * scale, latents.shape[3] * scale
             hr_steps = params.hr_steps or params.steps
             hr_total = hr_steps * 2 if info.second_order else hr_steps
             hr_guidance = self._guidance(loaded, prompt, negative, params, total_steps, hr_total, lora_state)

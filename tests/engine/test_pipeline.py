@@ -183,3 +183,11 @@ def test_an_sdxl_diffusers_folder_is_refused_with_the_reason(tmp_path: Path, eng
     registry = ModelRegistry(tmp_path, engine_dirs[1])
     [entry] = [e for e in registry.entries() if e.name == "xl"]
     assert entry.refused is not None and "StableDiffusionXLPipeline" in entry.refused
+
+
+def test_hires_to_a_size_of_another_aspect_is_cropped_to_that_size(engine: DiffusersEngine) -> None:
+    [out] = engine.generate(
+        tiny_params(enable_hr=True, hr_resize_x=128, hr_resize_y=96, denoising_strength=0.5, steps=3)
+    )
+    assert out.image.size == (128, 96)
+    assert "Hires resize: 128x96" in out.infotext and "Size: 64x64" in out.infotext
