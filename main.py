@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -180,10 +181,22 @@ async def _run_bot(settings: Settings) -> int:
     store = JobStore(settings.data_dir / "easel.sqlite3")
     bot = build_bot(settings, executor, registry, store)
     assert settings.discord_token is not None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    stopper = asyncio.create_task(stop.wait())
     try:
         async with bot:
-            await bot.start(settings.discord_token.get_secret_value())
+            runner = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if runner in done and runner.exception() is not None:
+                # A refused token or an unreachable gateway: one clear line, not a traceback.
+                print(f"easel: could not connect to Discord: {runner.exception()}", file=sys.stderr)
+                return 1
+            log.info("stopping: jobs still queued are kept and resume at the next start")
     finally:
+        stopper.cancel()
         await executor.close()
         store.close()
     return 0

@@ -1,0 +1,69 @@
+"""`python main.py` with a token: the real composition root connects to a Discord stand-in and syncs its commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from tests.bot.standin import Recorded, Standin
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_main_starts_the_bot_and_syncs_commands_to_the_dev_guild(standin: Standin, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_")}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        EASEL_DISCORD_TOKEN="not-a-real-token",
+        EASEL_DISCORD_API_URL=standin.api_url,
+        EASEL_DISCORD_GATEWAY_URL=standin.gateway_url,
+        EASEL_DEV_GUILD_ID="111111111111111111",
+        EASEL_DATA_DIR=str(tmp_path / "data"),
+        EASEL_MODELS_DIR=str(tmp_path / "models"),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "main.py"), cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+
+        def is_guild_sync(r: Recorded) -> bool:
+            return r.method == "PUT" and r.path.endswith("/guilds/111111111111111111/commands")
+
+        [sync] = await standin.wait_for(is_guild_sync, limit_s=60)
+        names = {command["name"] for command in sync.json}
+        assert {"imagine", "model", "settings"} <= names
+        assert (tmp_path / "data" / "easel.sqlite3").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+    stderr = (await process.stderr.read()).decode() if process.stderr else ""
+    assert "not-a-real-token" not in stderr  # the token is never logged
+    assert "Traceback" not in stderr, stderr  # Ctrl-C is a clean shutdown
+
+
+async def test_an_unreachable_discord_is_one_clear_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_")}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        EASEL_DISCORD_TOKEN="not-a-real-token",
+        EASEL_DISCORD_API_URL="http://127.0.0.1:9/api/v10",  # the discard port: nothing listens
+        EASEL_DISCORD_GATEWAY_URL="ws://127.0.0.1:9/gateway",
+        EASEL_DATA_DIR=str(tmp_path / "data"),
+        EASEL_MODELS_DIR=str(tmp_path / "models"),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "main.py"), cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert "could not connect to Discord" in stderr.decode()
+    assert "Traceback" not in stderr.decode() and "not-a-real-token" not in stderr.decode()
