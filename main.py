@@ -175,11 +175,14 @@ def _models(settings: Settings) -> int:
 async def _run_bot(settings: Settings) -> int:
     from bot.client import build_bot
     from bot.store import JobStore
+    from engine.catalog import ExtraNetworks
 
-    registry, _, executor = _build_engine(settings)
+    registry, engine, executor = _build_engine(settings)
     _default_model(settings, registry)
     store = JobStore(settings.data_dir / "easel.sqlite3")
-    bot = build_bot(settings, executor, registry, store)
+    # The engine's own LoRA library and embeddings: a rescan from Discord is what the next job sees.
+    networks = ExtraNetworks(engine.loras, engine.loader.embeddings)
+    bot = build_bot(settings, executor, registry, store, networks=networks)
     assert settings.discord_token is not None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -198,6 +201,7 @@ async def _run_bot(settings: Settings) -> int:
     finally:
         stopper.cancel()
         await executor.close()
+        networks.close()
         store.close()
     return 0
 

@@ -15,7 +15,7 @@ from discord.ext import commands
 from bot import render
 from bot.buttons import DYNAMIC_ITEMS
 from bot.errors import handle_error
-from bot.ports import ModelCatalog
+from bot.ports import ModelCatalog, NetworkCatalog
 from bot.resume import resume_open_jobs
 from bot.runner import EDIT_INTERVAL, TOKEN_LIFETIME, JobRunner
 from bot.store import JobStore
@@ -33,7 +33,7 @@ class EaselTree(app_commands.CommandTree["EaselBot"]):
 
 
 class EaselBot(commands.Bot):
-    """Holds plain collaborators (settings, executor, registry, store); Discord objects never reach them."""
+    """Holds plain collaborators (settings, executor, registry, networks, store); Discord objects never reach them."""
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class EaselBot(commands.Bot):
         registry: ModelCatalog,
         store: JobStore,
         *,
+        networks: NetworkCatalog,
         guild_ready_timeout: float = 2.0,
         edit_interval: float = EDIT_INTERVAL,
         token_lifetime: timedelta = TOKEN_LIFETIME,
@@ -58,6 +59,7 @@ class EaselBot(commands.Bot):
         self.settings = settings
         self.executor = executor
         self.registry = registry
+        self.networks = networks
         self.store = store
         self.limits = Limits(
             max_steps=settings.max_steps,
@@ -73,10 +75,12 @@ class EaselBot(commands.Bot):
     async def setup_hook(self) -> None:
         self.downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         from commands.imagine import ImagineCog
+        from commands.loras import LorasCog
         from commands.models import ModelsCog
         from commands.settings import SettingsCog
 
         await self.add_cog(ImagineCog(self))
+        await self.add_cog(LorasCog(self))
         await self.add_cog(ModelsCog(self))
         await self.add_cog(SettingsCog(self))
         self.add_dynamic_items(*DYNAMIC_ITEMS)
@@ -124,6 +128,7 @@ def build_bot(
     registry: ModelCatalog,
     store: JobStore,
     *,
+    networks: NetworkCatalog,
     guild_ready_timeout: float = 2.0,
     edit_interval: float = EDIT_INTERVAL,
     token_lifetime: timedelta = TOKEN_LIFETIME,
@@ -138,6 +143,7 @@ def build_bot(
         executor,
         registry,
         store,
+        networks=networks,
         guild_ready_timeout=guild_ready_timeout,
         edit_interval=edit_interval,
         token_lifetime=token_lifetime,

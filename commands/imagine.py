@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MAX_CHOICES = 25  # Discord's cap on autocomplete choices
 _PENDING_HASH = "0" * 64  # stands in for the init image's hash while the options are checked before the download
+_LORA_TAG = re.compile(r"<lora:([^:>]+)[^>]*>")
 
 
 def matching(names: list[str], current: str) -> list[app_commands.Choice[str]]:
@@ -47,6 +49,22 @@ def read_pasted(text: str) -> tuple[dict[str, Any], str | None, list[str]]:
         notes.append(f"Ignored `{key}` from the pasted parameters: not supported here.")
         del options[key]
     return options, model_from_infotext(fields).name, notes
+
+
+def with_lora(prompt: str, name: str, weight: float, notes: list[str]) -> str:
+    """The prompt with `<lora:name:weight>` appended after a space, as A1111's LoRA card does. A tag for the same
+    LoRA already in the prompt is replaced: the slash option wins, and a LoRA applied twice would double its effect.
+    """
+
+    def drop_same(match: re.Match[str]) -> str:
+        if match.group(1).strip().lower() != name.lower():
+            return match.group(0)
+        notes.append(f"The `lora` option replaced `{match.group(0)}` in the prompt.")
+        return ""
+
+    kept = _LORA_TAG.sub(drop_same, prompt).rstrip()
+    tag = f"<lora:{name}:{weight:g}>"
+    return f"{kept} {tag}" if kept else tag
 
 
 def layered(*layers: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,6 +98,8 @@ class ImagineCog(commands.Cog):
         hires="Hires fix: draw at the size, then upscale and refine",
         hires_scale="Hires fix: upscale by (default 2)",
         hires_steps="Hires fix: steps of the second pass (0 = same as steps)",
+        lora="A LoRA to add (appends <lora:name:weight>; add more as tags in the prompt)",
+        lora_weight="The LoRA's weight (default 1)",
     )
     async def imagine(
         self,
@@ -101,6 +121,8 @@ class ImagineCog(commands.Cog):
         hires: bool | None = None,
         hires_scale: app_commands.Range[float, 1.0, 4.0] | None = None,
         hires_steps: app_commands.Range[int, 0, 150] | None = None,
+        lora: str | None = None,
+        lora_weight: app_commands.Range[float, -5.0, 5.0] | None = None,
     ) -> None:
         pasted: dict[str, Any] = {}
         notes: list[str] = []
@@ -144,6 +166,14 @@ class ImagineCog(commands.Cog):
         options = layered(mine, request)
         if flags.avoid:
             options["negative_prompt"] = flags.negative_prompt(str(options.get("negative_prompt", "")))
+        networks = self.bot.networks
+        if lora:
+            weight = 1.0 if lora_weight is None else lora_weight
+            options["prompt"] = with_lora(str(options.get("prompt", "")), networks.resolve_lora(lora), weight, notes)
+        elif lora_weight is not None:
+            notes.append("Ignored `lora_weight`: no `lora` was chosen.")
+        # A LoRA the engine would refuse mid-queue is refused now, ephemerally, with the closest names.
+        networks.check_prompt(str(options.get("prompt", "")), str(options.get("negative_prompt", "")))
         if init_image is None:
             params = self.build(options, model_name)
             await self.bot.runner.start_job(interaction, params, notes)
@@ -211,3 +241,7 @@ class ImagineCog(commands.Cog):
     @imagine.autocomplete("model")
     async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return matching(self.bot.registry.names(), current)
+
+    @imagine.autocomplete("lora")
+    async def _lora_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return matching(self.bot.networks.lora_names(), current)

@@ -79,13 +79,27 @@ class ModelsCog(commands.Cog):
     async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return matching(self.bot.registry.names(), current)
 
-    @model.command(name="refresh", description="Rescan the models folder")
+    @model.command(name="refresh", description="Rescan the models, LoRA and embeddings folders")
     async def refresh(self, interaction: discord.Interaction) -> None:
+        # LoRA headers and embedding files are read on the catalog's thread; a slow disk may outlast 3 s.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         self.bot.registry.refresh()
+        await self.bot.networks.refresh()
         entries = self.bot.registry.entries()
         refused = sum(1 for e in entries if e.refused is not None)
-        log.info("models rescanned by user %s: %d entries", interaction.user.id, len(entries))
-        await interaction.response.send_message(
-            f"Rescanned: {len(entries) - refused} usable model(s), {refused} refused. See `/model list`.",
+        loras = len(self.bot.networks.lora_names())
+        embeddings = self.bot.networks.embeddings()
+        refused_embeddings = sum(1 for e in embeddings if e.refused is not None)
+        log.info(
+            "rescanned by user %s: %d model entries, %d LoRA(s), %d embedding(s)",
+            interaction.user.id,
+            len(entries),
+            loras,
+            len(embeddings),
+        )
+        await interaction.followup.send(
+            f"Rescanned: {len(entries) - refused} usable model(s), {refused} refused; {loras} LoRA(s); "
+            f"{len(embeddings) - refused_embeddings} embedding(s), {refused_embeddings} refused. "
+            "See `/model list` and `/lora list`.",
             ephemeral=True,
         )

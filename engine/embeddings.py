@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,10 +136,15 @@ class TokenLookup:
 
 
 class EmbeddingDB:
-    """The embedding files of some folders, rescanned when a folder changes (no restart needed, as in A1111)."""
+    """The embedding files of some folders, rescanned when a folder changes (no restart needed, as in A1111).
+
+    A rescan may come from another thread (the catalog's, on an admin's refresh) than the GPU worker's lookups,
+    hence the lock.
+    """
 
     def __init__(self, folders: Sequence[Path]) -> None:
         self.folders = list(folders)
+        self._lock = threading.RLock()
         self.version = 0  # bumped on every rescan; conditioning caches key on it
         self._embeddings: dict[str, Embedding] = {}
         self._refused: dict[str, RefusedEmbedding] = {}
@@ -147,6 +153,10 @@ class EmbeddingDB:
         self.refresh()
 
     def refresh(self) -> None:
+        with self._lock:
+            self._rescan()
+
+    def _rescan(self) -> None:
         embeddings: dict[str, Embedding] = {}
         refused: dict[str, RefusedEmbedding] = {}
         mtimes: dict[Path, float] = {}
@@ -179,10 +189,11 @@ class EmbeddingDB:
             if folder.is_dir():
                 current[folder] = folder.stat().st_mtime
                 current.update({p: p.stat().st_mtime for p in folder.rglob("*") if p.is_dir()})
-        if current == self._mtimes:
-            return False
-        self.refresh()
-        return True
+        with self._lock:
+            if current == self._mtimes:
+                return False
+            self._rescan()
+            return True
 
     def names(self) -> list[str]:
         return sorted(self._embeddings)
@@ -196,7 +207,11 @@ class EmbeddingDB:
     def lookup(self, tokenizer: Any, width: int) -> TokenLookup:
         """Names tokenized as prompts are (CLIP lower-cases, so `EasyNegative` = `easynegative`). An embedding
         of another width than the text encoder's is a refusal here: it was made for another model family."""
-        self.refresh_if_changed()
+        with self._lock:
+            self.refresh_if_changed()
+            return self._lookup(tokenizer, width)
+
+    def _lookup(self, tokenizer: Any, width: int) -> TokenLookup:
         key = (id(tokenizer), width)
         cached = self._lookups.get(key)
         if cached is not None and cached[0] is tokenizer:

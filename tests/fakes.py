@@ -1,5 +1,5 @@
 """Fakes for the engine side of the Discord tests: an executor that emits real event streams with small real PNGs,
-and a model registry with a few names. They live in tests/, never in the product."""
+a model registry with a few names, and a LoRA/embedding catalog. They live in tests/, never in the product."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from engine.errors import GenerationFailedError, ModelUnavailableError, QueueFullError
+from engine.errors import GenerationFailedError, InvalidParamsError, ModelUnavailableError, QueueFullError
 from engine.jobs import (
     Failed,
     Finished,
@@ -27,6 +27,7 @@ from engine.jobs import (
     WasCancelled,
 )
 from engine.params import GenerationParams, ModelDefaults
+from engine.prompts.extra_networks import lora_call, parse_extra_networks
 
 
 def tiny_png(width: int, height: int, seed: int) -> bytes:
@@ -188,3 +189,70 @@ class FakeRegistry:
 
     def defaults_for(self, name: str) -> ModelDefaults:
         return self.defaults
+
+
+@dataclass(frozen=True)
+class FakeLora:
+    name: str
+    short_hash: str | None = "0123456789ab"
+    trigger_words: tuple[str, ...] = ()
+    base_model: str | None = "sd_v1"
+
+
+@dataclass(frozen=True)
+class FakeEmbedding:
+    name: str
+    vectors: int | None = 1
+    refused: str | None = None
+
+
+@dataclass
+class FakeNetworks:
+    """A LoRA/embedding catalog over fixed entries; `rescanned` holds what the next refresh() finds. Names resolve
+    and prompts are checked by the engine's rules (case forgiven, closest names on a miss)."""
+
+    loras_: list[FakeLora] = field(
+        default_factory=lambda: [
+            FakeLora("green", "a1b2c3d4e5f6", ("green", "shape")),
+            FakeLora("add-detail", "0f0f0f0f0f0f", (), "sd_v1"),
+            FakeLora("anime-lineart", "123456789abc", ("lineart", "monochrome"), "sdxl_base_v1-0"),
+            FakeLora("more-details", None, (), None),
+        ]
+    )
+    embeddings_: list[FakeEmbedding] = field(
+        default_factory=lambda: [
+            FakeEmbedding("EasyNegative", 8),
+            FakeEmbedding("bad-hands-xl", None, "it is an SDXL embedding (clip_l/clip_g)"),
+        ]
+    )
+    rescanned: tuple[list[FakeLora], list[FakeEmbedding]] | None = None
+    refreshes: int = 0
+
+    def lora_names(self) -> list[str]:
+        return sorted(lora.name for lora in self.loras_)
+
+    def resolve_lora(self, name: str) -> str:
+        for lora in self.loras_:
+            if lora.name.lower() == name.strip().lower():
+                return lora.name
+        close = difflib.get_close_matches(name, self.lora_names(), n=3, cutoff=0.4)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise InvalidParamsError(f"Unknown LoRA {name!r}.{hint}")
+
+    def check_prompt(self, *prompts: str) -> None:
+        for prompt in prompts:
+            for call in parse_extra_networks(prompt)[1]:
+                if call.kind != "lora":
+                    raise InvalidParamsError(f"<{call.kind}:...> is not supported; only <lora:name:weight> tags are.")
+                self.resolve_lora(lora_call(call).name)
+
+    async def loras(self) -> list[FakeLora]:
+        return sorted(self.loras_, key=lambda lora: lora.name)
+
+    def embeddings(self) -> list[FakeEmbedding]:
+        return list(self.embeddings_)
+
+    async def refresh(self) -> None:
+        self.refreshes += 1
+        if self.rescanned is not None:
+            self.loras_, self.embeddings_ = self.rescanned

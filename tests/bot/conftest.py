@@ -8,7 +8,7 @@ import pytest
 from tests.bot.harness import Harness, make_settings
 from tests.bot.spec import validation_errors
 from tests.bot.standin import Standin
-from tests.fakes import FakeExecutor, FakeRegistry
+from tests.fakes import FakeExecutor, FakeNetworks, FakeRegistry
 
 
 @pytest.fixture
@@ -30,11 +30,16 @@ def registry() -> FakeRegistry:
 
 
 @pytest.fixture
+def networks() -> FakeNetworks:
+    return FakeNetworks()
+
+
+@pytest.fixture
 async def harness(
-    standin: Standin, executor: FakeExecutor, registry: FakeRegistry, tmp_path: Path
+    standin: Standin, executor: FakeExecutor, registry: FakeRegistry, networks: FakeNetworks, tmp_path: Path
 ) -> AsyncIterator[Harness]:
     """A running bot on fakes; on teardown every JSON body it sent must match Discord's API spec."""
-    rig = Harness(standin, make_settings(standin, tmp_path / "data"), executor, registry)
+    rig = Harness(standin, make_settings(standin, tmp_path / "data"), executor, registry, networks)
     await rig.start()
     yield rig
     await rig.stop()

@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bot.client import EaselBot, build_bot
-from bot.ports import ModelCatalog
+from bot.ports import ModelCatalog, NetworkCatalog
 from bot.store import JobStore
 from config.settings import Settings
 from engine.jobs import Executor
@@ -21,6 +21,7 @@ from tests.bot.standin import (
     Standin,
     StandinUser,
 )
+from tests.fakes import FakeNetworks
 
 ALICE = StandinUser(2000000000000000001, "alice")
 BOB = StandinUser(2000000000000000002, "bob")
@@ -67,6 +68,7 @@ class Harness:
     settings: Settings
     executor: Executor
     registry: ModelCatalog
+    networks: NetworkCatalog = field(default_factory=FakeNetworks)
     token_lifetime: timedelta = timedelta(minutes=14)
     edit_interval: float = 0.0
     bot: EaselBot | None = None
@@ -80,6 +82,7 @@ class Harness:
             self.executor,
             self.registry,
             self.store,
+            networks=self.networks,
             guild_ready_timeout=0.01,
             edit_interval=self.edit_interval,
             token_lifetime=self.token_lifetime,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.bot.harness import ALICE, Harness
-from tests.bot.standin import EPHEMERAL, InteractionHandle, Recorded, Standin, StandinUser, custom_ids
+from tests.bot.standin import EPHEMERAL, InteractionHandle, Json, Recorded, Standin, StandinUser, custom_ids
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -49,3 +49,15 @@ async def click(harness: Harness, handle: InteractionHandle, action: str, user: 
     clicked = await harness.standin.click(int(message["id"]), custom_id, user)
     await harness.settle(clicked)
     return clicked
+
+
+def assert_deferred_ephemeral(standin: Standin, handle: InteractionHandle) -> Json:
+    """The bot answered "thinking" only to the user, then filled that placeholder: the message as it ended."""
+    body = callback_of(standin, handle)
+    assert body["type"] == 5
+    data = body["data"]
+    assert isinstance(data, dict)
+    assert data["flags"] & EPHEMERAL
+    message = standin.original(handle)
+    assert message["flags"] & EPHEMERAL
+    return message

@@ -40,7 +40,7 @@ async def test_commands_are_synced_to_the_dev_guild(harness: Harness) -> None:
     [sync] = [r for r in harness.standin.requests if r.method == "PUT"]
     assert sync.path == f"/applications/1100000000000000001/guilds/{GUILD_ID}/commands"
     by_name = {c["name"]: c for c in sync.json}
-    assert set(by_name) == {"imagine", "model", "settings"}
+    assert set(by_name) == {"imagine", "lora", "model", "settings"}
     assert {o["name"] for o in by_name["settings"]["options"]} == {"set", "show", "reset"}
     init_image = next(o for o in by_name["imagine"]["options"] if o["name"] == "init_image")
     assert init_image["type"] == 11  # an attachment
@@ -324,13 +324,6 @@ async def test_model_set_changes_what_imagine_uses(harness: Harness, executor: F
     assert_ephemeral(harness.standin, handle, "now `photo-xl`")
     await imagine(harness, prompt="a red fox")
     assert executor.submitted[0].params.model == "photo-xl"
-
-
-async def test_model_refresh_rescans(harness: Harness, registry: FakeRegistry) -> None:
-    registry.rescanned = registry.entries_[:2]
-    handle = await harness.standin.slash("model refresh", SERVER_ADMIN)
-    await harness.settle(handle)
-    assert_ephemeral(harness.standin, handle, "2 usable model(s), 0 refused")
 
 
 async def test_model_commands_are_refused_for_a_non_admin(harness: Harness) -> None:

@@ -1,0 +1,162 @@
+"""What a prompt can use besides the model: the installed LoRAs (A1111 short hash, kohya trigger words, base model)
+and textual-inversion embeddings, as plain values for the bot. Reads only safetensors headers; no torch here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from engine.errors import InvalidParamsError
+from engine.loras import LoraLibrary
+from engine.models.single_file import read_header
+from engine.prompts.extra_networks import lora_call, parse_extra_networks
+
+log = logging.getLogger(__name__)
+
+MAX_TRIGGER_WORDS = 5
+
+
+@dataclass(frozen=True)
+class LoraInfo:
+    name: str  # what goes in `<lora:name:weight>`
+    short_hash: str | None  # A1111's 12-hex `Lora hashes` value; None when the file could not be read
+    trigger_words: tuple[str, ...]
+    base_model: str | None  # kohya's `ss_base_model_version`, e.g. `sd_v1`
+
+
+@dataclass(frozen=True)
+class EmbeddingInfo:
+    name: str  # what a prompt writes to use it
+    vectors: int | None  # None when refused
+    refused: str | None = None
+
+
+class _Embedding(Protocol):
+    @property
+    def count(self) -> int: ...
+
+
+class _RefusedEmbedding(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+class EmbeddingSource(Protocol):
+    """The part of `engine.embeddings.EmbeddingDB` used here (that module imports torch; this one does not)."""
+
+    def refresh(self) -> None: ...
+    def names(self) -> list[str]: ...
+    def get(self, name: str) -> _Embedding | None: ...
+    def refused(self) -> Sequence[_RefusedEmbedding]: ...
+
+
+def trigger_words(metadata: Mapping[str, object]) -> tuple[str, ...]:
+    """`modelspec.trigger_phrase` if the author set one, else the most frequent training tags (`ss_tag_frequency`,
+    summed over the dataset folders; ties by name)."""
+    phrase = metadata.get("modelspec.trigger_phrase")
+    if isinstance(phrase, str) and phrase.strip():
+        return (phrase.strip(),)
+    raw = metadata.get("ss_tag_frequency")
+    if not isinstance(raw, str):
+        return ()
+    try:
+        folders = json.loads(raw)
+    except ValueError:
+        return ()
+    counts: Counter[str] = Counter()
+    if isinstance(folders, dict):
+        for tags in folders.values():
+            if isinstance(tags, dict):
+                for tag, count in tags.items():
+                    if isinstance(count, int | float) and str(tag).strip():
+                        counts[str(tag).strip()] += int(count)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return tuple(tag for tag, _ in ranked[:MAX_TRIGGER_WORDS])
+
+
+def base_model(metadata: Mapping[str, object]) -> str | None:
+    for key in ("ss_base_model_version", "modelspec.architecture"):
+        value = metadata.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _metadata(path: Path) -> Mapping[str, object]:
+    try:
+        found = read_header(path).get("__metadata__")
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+class ExtraNetworks:
+    """LoRAs and embeddings for the bot. File reads and hashing (a LoRA's addnet hash reads the whole file) run on
+    this catalog's own thread, never on the event loop and never on the GPU worker."""
+
+    def __init__(self, loras: LoraLibrary, embeddings: EmbeddingSource) -> None:
+        self._loras = loras
+        self._embeddings = embeddings
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-catalog")
+
+    def lora_names(self) -> list[str]:
+        return self._loras.names()
+
+    def resolve_lora(self, name: str) -> str:
+        """The installed name for what a user typed (case and kohya alias forgiven); InvalidParamsError naming the
+        closest ones otherwise."""
+        return self._loras.resolve(name.strip()).name
+
+    def check_prompt(self, *prompts: str) -> None:
+        """Refuse, before anything is queued, the extra-network tags the pipeline would refuse at generation."""
+        for prompt in prompts:
+            for call in parse_extra_networks(prompt)[1]:
+                if call.kind != "lora":
+                    raise InvalidParamsError(f"<{call.kind}:...> is not supported; only <lora:name:weight> tags are.")
+                self._loras.resolve(lora_call(call).name)
+
+    async def loras(self) -> list[LoraInfo]:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._describe_loras)
+
+    def _describe_loras(self) -> list[LoraInfo]:
+        found = []
+        for name in self._loras.names():
+            lora = self._loras.resolve(name)
+            metadata = _metadata(lora.path)
+            try:
+                digest: str | None = self._loras.short_hash(lora)
+            except (OSError, ValueError):  # removed or truncated since the last scan
+                digest = None
+            found.append(LoraInfo(lora.name, digest, trigger_words(metadata), base_model(metadata)))
+        return found
+
+    def embeddings(self) -> list[EmbeddingInfo]:
+        usable = []
+        for name in self._embeddings.names():
+            embedding = self._embeddings.get(name)
+            if embedding is not None:
+                usable.append(EmbeddingInfo(name, embedding.count))
+        refused = [EmbeddingInfo(r.name, None, r.reason) for r in self._embeddings.refused()]
+        return sorted(usable + refused, key=lambda e: e.name.lower())
+
+    async def refresh(self) -> None:
+        """Rescan the LoRA and embedding folders (what `/model refresh` does besides the models)."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._refresh)
+
+    def _refresh(self) -> None:
+        self._loras.refresh()
+        self._embeddings.refresh()
+        log.info("rescanned: %d LoRA(s), %d embedding(s)", len(self._loras.names()), len(self._embeddings.names()))
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)
