@@ -54,9 +54,9 @@ def _cli() -> argparse.ArgumentParser:
     return parser
 
 
-def _build_engine(settings: Settings) -> tuple[Any, Any, Any]:
+def _build_engine(settings: Settings, *, previews: bool = False) -> tuple[Any, Any, Any]:
     from engine.blobs import BlobStore
-    from engine.executor import GpuExecutor
+    from engine.executor import PREVIEW_INTERVAL, GpuExecutor
     from engine.models.registry import ModelRegistry
     from engine.pipeline import DiffusersEngine
 
@@ -72,6 +72,7 @@ def _build_engine(settings: Settings) -> tuple[Any, Any, Any]:
         engine,
         max_queued_per_user=settings.max_queued_per_user,
         max_queued_total=settings.max_queued_total,
+        preview_interval=PREVIEW_INTERVAL if previews else None,
     )
     return registry, engine, executor
 
@@ -177,7 +178,7 @@ async def _run_bot(settings: Settings) -> int:
     from bot.store import JobStore
     from engine.catalog import ExtraNetworks
 
-    registry, engine, executor = _build_engine(settings)
+    registry, engine, executor = _build_engine(settings, previews=settings.previews)
     _default_model(settings, registry)
     store = JobStore(settings.data_dir / "easel.sqlite3")
     # The engine's own LoRA library and embeddings: a rescan from Discord is what the next job sees.

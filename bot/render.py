@@ -103,6 +103,10 @@ def not_resumed(job_id: str, params: GenerationParams, mention: str, reason: str
     )
 
 
+def preview_filename(job_id: str) -> str:
+    return f"easel-{job_id}-preview.jpg"
+
+
 def image_filename(job_id: str, index: int, image: GeneratedImage) -> str:
     return f"easel-{job_id}-{index}-{image.seed}.png"
 

@@ -155,6 +155,8 @@ class JobRunner:
                     log.info("job %s started", job.job_id)
                     await reply.edit(render.started(job.job_id, job.params, notes), throttled=False)
                 elif isinstance(event, Progress):
+                    if event.preview is not None:
+                        reply.preview = event.preview  # shown with the next edit that goes out
                     await reply.edit(
                         render.progress(job.job_id, job.params, event.step, event.total, notes),
                         throttled=True,
@@ -210,6 +212,8 @@ class _ReplyTarget:
         self.deadline = interaction.created_at + token_lifetime if interaction is not None else None
         self.edit_interval = edit_interval
         self.edits = 0
+        self.preview: bytes | None = None  # the latest preview not yet shown
+        self._showing_preview = False
         self._last_edit = float("-inf")
         self._loop = asyncio.get_running_loop()
 
@@ -231,9 +235,21 @@ class _ReplyTarget:
             return
         self._last_edit = now
         self.edits += 1
+        # The preview is the message's one attachment: replaced when a newer one came, removed at the end.
+        files: list[discord.File] | None = None
+        if final:
+            files = [] if self._showing_preview else None
+            self._showing_preview = False
+        elif self.preview is not None:
+            files = [discord.File(io.BytesIO(self.preview), filename=render.preview_filename(self.job_id))]
+            self.preview = None
+            self._showing_preview = True
         try:
             view = None if final else cancel_view(self.job_id)
-            await self.interaction.edit_original_response(content=content, view=view)
+            if files is None:
+                await self.interaction.edit_original_response(content=content, view=view)
+            else:
+                await self.interaction.edit_original_response(content=content, attachments=files, view=view)
         except discord.HTTPException as err:
             # The user may have dismissed or deleted the reply; the job itself carries on.
             log.warning("job %s: edit failed (%s)", self.job_id, err)

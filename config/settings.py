@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     # A1111's RNG source. GPU (A1111's default) gives NVIDIA's numbers on any host (see engine/seeds.py), so
     # seeds copied from civitai reproduce; CPU gives torch's CPU numbers; NV is A1111's explicit Philox source.
     rng: str = "GPU"
+    previews: bool = True  # a small live preview on the progress message (EASEL_PREVIEWS=false turns it off)
 
     max_steps: int = Field(default=150, ge=1, le=1000)
     max_pixels: int = Field(default=1024 * 1024, ge=64 * 64)

@@ -17,6 +17,23 @@ Schedule = list[tuple[int, torch.Tensor]]  # (end_step, embeddings): applies whi
 StepFn = Callable[[int, int], None]
 
 
+class Denoised:
+    """The latest denoised estimate (x0) of a sampling run, for previews. A runner given one records what it has
+    anyway (a reference, or the model input and output); x0 is computed only when `get()` is called."""
+
+    def __init__(self) -> None:
+        self._latest: Callable[[], torch.Tensor] | None = None
+
+    def set(self, x0: torch.Tensor) -> None:
+        self._latest = lambda: x0
+
+    def set_lazy(self, compute: Callable[[], torch.Tensor]) -> None:
+        self._latest = compute
+
+    def get(self) -> torch.Tensor | None:
+        return None if self._latest is None else self._latest()
+
+
 def pick(schedule: Schedule, step: int) -> torch.Tensor:
     """A1111's `reconstruct_cond_batch`: the first entry whose end step is at or after the current step."""
     for end, cond in schedule:
@@ -87,11 +104,13 @@ def run_scheduler(
     generator: Any = None,
     on_step: StepFn | None = None,
     is_cancelled: Callable[[], bool] | None = None,
+    denoised: Denoised | None = None,
 ) -> torch.Tensor:
     """Sample with a diffusers scheduler: a schedule of `schedule_steps`, of which the last `run_steps` run.
 
     From pure noise when `init_latents` is None (txt2img); otherwise the init latents are noised to where the
-    run starts (img2img and the hires pass).
+    run starts (img2img and the hires pass). `denoised` gets the step's x0: the scheduler's own
+    (`denoised` / `pred_original_sample`) where it gives one, else x0 from the model output and alphas_cumprod.
     """
     device = noise.device
     scheduler.set_timesteps(schedule_steps, device=device)
@@ -113,10 +132,37 @@ def run_scheduler(
         x_in = scheduler.scale_model_input(latents, t)
         eps = guidance.eps(x_in, t)
         kwargs = {"generator": generator} if generator is not None and _accepts_generator(scheduler) else {}
-        latents = torch.as_tensor(scheduler.step(eps, t, latents, **kwargs).prev_sample)
+        out = scheduler.step(eps, t, latents, **kwargs)
+        if denoised is not None:
+            _record_scheduler_x0(denoised, scheduler, out, x_in, eps, t)
+        latents = torch.as_tensor(out.prev_sample)
         if on_step is not None:
             on_step(i + 1, total)
     return latents
+
+
+def _record_scheduler_x0(
+    denoised: Denoised, scheduler: Any, out: Any, x_in: torch.Tensor, eps: torch.Tensor, t: Any
+) -> None:
+    given = getattr(out, "denoised", None)
+    if given is None:
+        given = getattr(out, "pred_original_sample", None)
+    if given is not None:
+        denoised.set(torch.as_tensor(given))
+        return
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None:
+        denoised.set(x_in)  # no way to tell x0: the current latents are the honest fallback
+        return
+    prediction = str(scheduler.config.get("prediction_type", "epsilon"))
+
+    def x0() -> torch.Tensor:
+        a = torch.as_tensor(alphas).to(x_in.device)[int(t)].float()
+        if prediction == "v_prediction":
+            return a.sqrt() * x_in - (1 - a).sqrt() * eps
+        return (x_in - (1 - a).sqrt() * eps) / a.sqrt()
+
+    denoised.set_lazy(x0)
 
 
 def run_ksampler(
@@ -133,11 +179,26 @@ def run_ksampler(
     seeds: list[int] | None = None,
     on_step: StepFn | None = None,
     is_cancelled: Callable[[], bool] | None = None,
+    denoised: Denoised | None = None,
 ) -> torch.Tensor:
-    """Sample with a k-diffusion sampler exactly as A1111 drives it (`sd_samplers_kdiffusion.py`)."""
-    from engine.ksampling import Denoiser, sample, sampler_sigmas
+    """Sample with a k-diffusion sampler exactly as A1111 drives it (`sd_samplers_kdiffusion.py`).
+
+    `denoised` gets the denoiser's output of the latest model evaluation (a reference: the samplers compute it
+    anyway), which for a second-order step is the corrector's estimate.
+    """
+    from engine.ksampling import Denoiser, Model, sample, sampler_sigmas
 
     denoiser = Denoiser.from_scheduler_config(guidance.eps, scheduler_config, device=noise.device)
+    model: Model = denoiser
+    if denoised is not None:
+        record = denoised
+
+        def recording(x: torch.Tensor, sigma: torch.Tensor, **extra: Any) -> torch.Tensor:
+            x0 = denoiser(x, sigma, **extra)
+            record.set(x0)
+            return x0
+
+        model = recording
     sigmas = sampler_sigmas(sampler, schedule, schedule_steps, denoiser).to(noise.device)
     full_sigmas = None
     if init_latents is None:
@@ -157,12 +218,13 @@ def run_ksampler(
 
     return sample(
         sampler,
-        denoiser,
+        model,
         x,
         sigmas,
         noise=randn_like or torch.randn_like,
         noise_sampler_seeds=seeds,
         callback=callback,
+        model_sigma_range=(denoiser.sigma_min, denoiser.sigma_max),  # what `sample` reads off a bare Denoiser
         full_sigmas=full_sigmas,
     )
 
@@ -179,8 +241,12 @@ def run_a1111_timesteps(
     randn_like: Callable[[torch.Tensor], torch.Tensor] | None = None,
     on_step: StepFn | None = None,
     is_cancelled: Callable[[], bool] | None = None,
+    denoised: Denoised | None = None,
 ) -> torch.Tensor:
-    """DDIM, DDIM CFG++ and PLMS on A1111's timestep grid, as `sd_samplers_timesteps.py` runs them."""
+    """DDIM, DDIM CFG++ and PLMS on A1111's timestep grid, as `sd_samplers_timesteps.py` runs them.
+
+    `denoised` gets, lazily, the `pred_x0` of the latest model call (what A1111 previews for these samplers).
+    """
     from engine.ksampling import ldm_alphas_cumprod
     from engine.ksampling.timesteps import a1111_timesteps, img2img_start, sample_ddim, sample_plms
 
@@ -203,18 +269,33 @@ def run_a1111_timesteps(
         if on_step is not None:
             on_step(i, total)
 
+    eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = guidance.eps
+    if denoised is not None:
+        record = denoised
+
+        def recording(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            e_t = guidance.eps(x_t, t)
+
+            def x0() -> torch.Tensor:
+                a = alphas_cumprod[t.long()].reshape(-1, 1, 1, 1).to(x_t.dtype)
+                return (x_t - (1 - a).sqrt() * e_t) / a.sqrt()
+
+            record.set_lazy(x0)
+            return e_t
+
+        eps_fn = recording
     if len(timesteps) < 2:
         return x  # A1111 runs no model call here either (e.g. img2img with a tiny strength)
     if sampler == "PLMS":
-        return sample_plms(guidance.eps, x, timesteps, alphas_cumprod, callback=callback)
+        return sample_plms(eps_fn, x, timesteps, alphas_cumprod, callback=callback)
     if sampler == "DDIM CFG++":
         guidance.cfg_multiplier = 1 / 12.5
         return sample_ddim(
-            guidance.eps, x, timesteps, alphas_cumprod, randn_like=randn_like or torch.randn_like,
+            eps_fn, x, timesteps, alphas_cumprod, randn_like=randn_like or torch.randn_like,
             uncond_eps=guidance.last_uncond_eps, callback=callback,
         )  # fmt: skip
     return sample_ddim(
-        guidance.eps, x, timesteps, alphas_cumprod, randn_like=randn_like or torch.randn_like, callback=callback
+        eps_fn, x, timesteps, alphas_cumprod, randn_like=randn_like or torch.randn_like, callback=callback
     )
 
 

@@ -1,7 +1,7 @@
 """The asyncio-guarded GPU executor: a bounded, fair queue and one worker thread per device that owns torch.
 
 The event loop only books jobs and forwards events; the worker thread runs the model, and a separate encoder
-thread turns images into PNG bytes so encoding never delays the next job's denoising.
+thread turns images into PNG bytes (and previews into JPEG bytes) so encoding never delays the next job's denoising.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from PIL import Image
 
 from engine.errors import Cancelled, EaselError, GenerationFailedError, QueueFullError
 from engine.images import encode_png
@@ -34,8 +36,12 @@ from engine.jobs import (
 )
 from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, ProgressFn, RawImage
+from engine.previews import PreviewFn, PreviewSource, encode_preview
 
 log = logging.getLogger(__name__)
+
+# Discord shows about one edit per 2 s; a preview more often than this would be made and never seen.
+PREVIEW_INTERVAL = 1.5
 
 
 class ImageEngine(Protocol):
@@ -47,6 +53,7 @@ class ImageEngine(Protocol):
         *,
         on_step: ProgressFn | None = None,
         is_cancelled: CancelledFn | None = None,
+        on_preview: PreviewFn | None = None,
     ) -> list[RawImage]: ...
 
 
@@ -57,6 +64,14 @@ class _Entry:
     events: asyncio.Queue[JobEvent]
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     started_at: float = 0.0
+    # Progress as last reported, so a preview finished on the encoder thread goes out with the current step
+    # (events stay in step order); the lock orders the worker's and the encoder's emits.
+    progress_lock: threading.Lock = field(default_factory=threading.Lock)
+    step: int = 0
+    total: int = 0
+    finished: bool = False
+    preview_at: float = 0.0
+    preview_busy: bool = False
 
 
 def fair_order(pending: list[tuple[str, int]], last_served: dict[str, int]) -> list[int]:
@@ -99,10 +114,13 @@ class GpuExecutor:
         max_queued_total: int,
         encode: Callable[[RawImage], GeneratedImage] = encode_raw,
         name: str = "gpu0",
+        preview_interval: float | None = PREVIEW_INTERVAL,
     ) -> None:
+        """`preview_interval`: least seconds between two previews of a job (None: no previews at all)."""
         self.engine = engine
         self.max_queued_per_user = max_queued_per_user
         self.max_queued_total = max_queued_total
+        self.preview_interval = preview_interval
         self._encode = encode
         self._name = name
         self._cond = threading.Condition()
@@ -242,14 +260,19 @@ class GpuExecutor:
 
     def _run(self, entry: _Entry) -> None:
         job = entry.job
-        entry.started_at = time.perf_counter()
+        entry.started_at = entry.preview_at = time.perf_counter()
         log.info("job %s started (%s)", job.job_id, job.params.model)
         self._emit(entry, Started())
+
+        def offer_preview(step: int, total: int, source: PreviewSource) -> None:
+            self._offer_preview(entry, source)
+
         try:
             raws = self.engine.generate(
                 job.params,
-                on_step=lambda step, total: self._emit(entry, Progress(step=step, total=total)),
+                on_step=lambda step, total: self._progress(entry, step, total),
                 is_cancelled=entry.cancel_requested.is_set,
+                on_preview=offer_preview if self.preview_interval is not None else None,
             )
         except Cancelled:
             log.info("job %s cancelled while running", job.job_id)
@@ -264,6 +287,39 @@ class GpuExecutor:
             self._finish(entry, Failed(GenerationFailedError(f"Generation failed unexpectedly: {type(err).__name__}")))
             return
         self._encoder.submit(self._encode_and_finish, entry, raws)
+
+    def _progress(self, entry: _Entry, step: int, total: int) -> None:
+        with entry.progress_lock:
+            entry.step, entry.total = step, total
+            self._emit(entry, Progress(step=step, total=total))
+
+    def _offer_preview(self, entry: _Entry, source: PreviewSource) -> None:
+        """Worker thread, after a step: render a preview only when one is due and the last is encoded."""
+        assert self.preview_interval is not None
+        now = time.perf_counter()
+        if entry.preview_busy or now - entry.preview_at < self.preview_interval:
+            return
+        entry.preview_at = now
+        try:
+            image = source.render()
+        except Exception:  # a preview is a nicety: never let it fail the job
+            log.exception("job %s: preview failed", entry.job.job_id)
+            return
+        entry.preview_busy = True
+        self._encoder.submit(self._send_preview, entry, image)
+
+    def _send_preview(self, entry: _Entry, image: Image.Image) -> None:
+        """Encoder thread: JPEG-encode the preview and report it with the latest step."""
+        try:
+            data = encode_preview(image)
+        except Exception:
+            log.exception("job %s: encoding a preview failed", entry.job.job_id)
+            return
+        finally:
+            entry.preview_busy = False
+        with entry.progress_lock:
+            if not entry.finished and entry.total:
+                self._emit(entry, Progress(step=entry.step, total=entry.total, preview=data))
 
     def _encode_and_finish(self, entry: _Entry, raws: list[RawImage]) -> None:
         try:
@@ -280,7 +336,9 @@ class GpuExecutor:
     def _finish(self, entry: _Entry, event: JobEvent) -> None:
         with self._cond:
             self._by_id.pop(entry.job.job_id, None)
-        self._emit(entry, event)
+        with entry.progress_lock:
+            entry.finished = True
+            self._emit(entry, event)
 
 
 def name_safe(name: str) -> str:

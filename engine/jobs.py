@@ -54,8 +54,11 @@ class Started:
 
 @dataclass(frozen=True)
 class Progress:
+    """Steps done of `total`; `preview`, when set, is a small JPEG (<= 256 px) of the current denoised estimate."""
+
     step: int
     total: int
+    preview: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from engine.blobs import BlobStore
 from engine.denoise import (
     A1111_TIMESTEP_SAMPLERS,
+    Denoised,
     Guidance,
     Schedule,
     crop_latents,
@@ -38,6 +39,7 @@ from engine.models import builtin
 from engine.models.loader import LoadedModel, ModelLoader
 from engine.models.registry import ModelRegistry
 from engine.params import GenerationParams, hires_size
+from engine.previews import LatentPreview, PreviewFn
 from engine.prompts.and_split import split_and
 from engine.prompts.extra_networks import ExtraNetworkCall, LoraCall, lora_call, parse_extra_networks
 from engine.prompts.schedules import get_learned_conditioning_prompt_schedules
@@ -92,11 +94,16 @@ class DiffusersEngine:
         *,
         on_step: ProgressFn | None = None,
         is_cancelled: CancelledFn | None = None,
+        on_preview: PreviewFn | None = None,
     ) -> list[RawImage]:
-        """Run one job: returns one decoded image per batch item, each with its seed and parameter text."""
+        """Run one job: returns one decoded image per batch item, each with its seed and parameter text.
+
+        `on_preview(step, total, source)` follows each `on_step`; `source.render()` (on this thread) makes a small
+        image of the current denoised estimate. Without `on_preview` nothing is recorded for previews at all.
+        """
         try:
             with torch.inference_mode():
-                return self._generate(params, on_step, is_cancelled)
+                return self._generate(params, on_step, is_cancelled, on_preview)
         except EaselError:
             raise
         except torch.cuda.OutOfMemoryError as err:
@@ -109,7 +116,11 @@ class DiffusersEngine:
             raise GenerationFailedError(f"Generation failed: {short_reason(err)}") from err
 
     def _generate(
-        self, params: GenerationParams, on_step: ProgressFn | None, is_cancelled: CancelledFn | None
+        self,
+        params: GenerationParams,
+        on_step: ProgressFn | None,
+        is_cancelled: CancelledFn | None,
+        on_preview: PreviewFn | None,
     ) -> list[RawImage]:
         # 1. Model, and the LoRAs named in the prompt (tags removed from the text, kept in the infotext).
         loaded = self.load(params.model)
@@ -150,7 +161,9 @@ class DiffusersEngine:
 
         # 4. First pass: txt2img from noise, or img2img from the init image.
         passes = 2 if params.enable_hr else 1
-        progress = _PassProgress(on_step, passes)
+        denoised = Denoised() if on_preview is not None else None
+        preview = LatentPreview(denoised.get, pipe.vae, scale) if denoised is not None else None
+        progress = _PassProgress(on_step, passes, on_preview, preview)
         rng = image_rng(params.width, params.height)
         noise = rng.first().to(self.device)
         init_latents = None
@@ -158,7 +171,7 @@ class DiffusersEngine:
             init_latents = self._init_latents(pipe, params).repeat(params.batch_size, 1, 1, 1)
         latents = self._sample(
             loaded, params, guidance, rng, noise, init_latents, params.denoising_strength, params.steps,
-            progress.for_pass(0), is_cancelled,
+            progress.for_pass(0), is_cancelled, denoised,
         )  # fmt: skip
         extra: dict[str, str | None] = {}
         if params.init_image is not None:
@@ -187,7 +200,7 @@ class DiffusersEngine:
             hr_rng = image_rng(width, height)
             latents = self._sample(
                 loaded, params, hr_guidance, hr_rng, hr_rng.first().to(self.device), latents,
-                params.denoising_strength, hr_steps, progress.for_pass(1), is_cancelled, hires=True,
+                params.denoising_strength, hr_steps, progress.for_pass(1), is_cancelled, denoised, hires=True,
             )  # fmt: skip
             extra["Denoising strength"] = _num(params.denoising_strength)
             if params.hr_resize_x or params.hr_resize_y:
@@ -282,6 +295,7 @@ class DiffusersEngine:
         steps: int,
         on_step: ProgressFn | None,
         is_cancelled: CancelledFn | None,
+        denoised: Denoised | None = None,
         *,
         hires: bool = False,
     ) -> torch.Tensor:
@@ -306,6 +320,7 @@ class DiffusersEngine:
                 seeds=rng.seeds,
                 on_step=on_step,
                 is_cancelled=is_cancelled,
+                denoised=denoised,
             )
         if params.sampler in A1111_TIMESTEP_SAMPLERS:
             return run_a1111_timesteps(
@@ -319,6 +334,7 @@ class DiffusersEngine:
                 randn_like=rng.randn_like,
                 on_step=on_step,
                 is_cancelled=is_cancelled,
+                denoised=denoised,
             )
         scheduler = make_scheduler(loaded.scheduler_config, params.sampler)
         torch_generators = [g for g in rng.generators if isinstance(g, torch.Generator)]
@@ -335,23 +351,37 @@ class DiffusersEngine:
             generator=torch_generators,
             on_step=on_step,
             is_cancelled=is_cancelled,
+            denoised=denoised,
         )
 
 
 class _PassProgress:
-    """Progress across the first and hires passes as one bar: pass k of n maps to [k/n, (k+1)/n]."""
+    """Progress across the first and hires passes as one bar: pass k of n maps to [k/n, (k+1)/n]; each step is
+    followed by a preview offer when someone listens for previews."""
 
-    def __init__(self, on_step: ProgressFn | None, passes: int) -> None:
+    def __init__(
+        self,
+        on_step: ProgressFn | None,
+        passes: int,
+        on_preview: PreviewFn | None = None,
+        preview: LatentPreview | None = None,
+    ) -> None:
         self.on_step = on_step
         self.passes = passes
+        self.on_preview = on_preview
+        self.preview = preview
 
     def for_pass(self, index: int) -> ProgressFn | None:
-        if self.on_step is None:
+        if self.on_step is None and self.on_preview is None:
             return None
-        report = self.on_step
+        report, offer, preview = self.on_step, self.on_preview, self.preview
 
         def step(i: int, total: int) -> None:
-            report(index * total + i, total * self.passes)
+            done, overall = index * total + i, total * self.passes
+            if report is not None:
+                report(done, overall)
+            if offer is not None and preview is not None:
+                offer(done, overall, preview)
 
         return step
 

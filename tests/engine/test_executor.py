@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,6 +26,7 @@ from engine.jobs import (
 )
 from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, ProgressFn, RawImage
+from engine.previews import PreviewFn
 from tests.engine.conftest import tiny_params
 
 
@@ -34,6 +37,14 @@ class GatedEngine:
         self.gate = threading.Event()
         self.gate.set()
         self.ran: list[str] = []
+        self.step_seconds = 0.0
+        self.renders = 0
+        self.offers = 0
+        self.preview_offered = False  # whether the executor asked for previews at all
+
+    def render(self) -> Image.Image:
+        self.renders += 1
+        return Image.new("RGB", (8, 8), (200, 30, 30))
 
     def generate(
         self,
@@ -41,15 +52,21 @@ class GatedEngine:
         *,
         on_step: ProgressFn | None = None,
         is_cancelled: CancelledFn | None = None,
+        on_preview: PreviewFn | None = None,
     ) -> list[RawImage]:
         if params.prompt == "boom":
             raise RuntimeError("CUDA exploded")
+        self.preview_offered = on_preview is not None
         for step in range(1, params.steps + 1):
             self.gate.wait(5)
+            time.sleep(self.step_seconds)
             if is_cancelled is not None and is_cancelled():
                 raise Cancelled("cancelled")
             if on_step is not None:
                 on_step(step, params.steps)
+            if on_preview is not None:
+                self.offers += 1
+                on_preview(step, params.steps, self)
         self.ran.append(params.prompt)
         return [RawImage(Image.new("RGB", (8, 8)), params.seed, f"{params.prompt}\nSeed: {params.seed}")]
 
@@ -173,3 +190,81 @@ async def test_unknown_job_cannot_be_cancelled(gated: tuple[GpuExecutor, GatedEn
     executor, _ = gated
     assert not executor.cancel("nope")
     assert executor.position("nope") is None
+
+
+# -- previews -----------------------------------------------------------------------------------------------------
+
+
+async def previewing(engine: GatedEngine, interval: float | None) -> GpuExecutor:
+    executor = GpuExecutor(
+        engine, max_queued_per_user=3, max_queued_total=5, encode=fake_encode, preview_interval=interval
+    )
+    await executor.start()
+    return executor
+
+
+async def test_progress_events_may_carry_small_jpeg_previews() -> None:
+    engine = GatedEngine()
+    executor = await previewing(engine, 0.0)
+    try:
+        events = await asyncio.wait_for(collect((await executor.submit(job("a", steps=6))).events), 5)
+    finally:
+        await executor.close()
+    progress = [e for e in events if isinstance(e, Progress)]
+    previews = [e.preview for e in progress if e.preview is not None]
+    assert previews, "no preview reached the event stream"
+    with Image.open(io.BytesIO(previews[0])) as image:
+        assert image.format == "JPEG" and max(image.size) <= 256
+    steps = [e.step for e in progress]
+    assert steps == sorted(steps)  # a preview goes out with the latest step, never an older one
+    assert isinstance(events[-1], Finished)
+
+
+async def test_previews_are_throttled_to_the_interval() -> None:
+    engine = GatedEngine()
+    engine.step_seconds = 0.03
+    executor = await previewing(engine, 0.1)
+    try:
+        started = time.perf_counter()
+        await asyncio.wait_for(collect((await executor.submit(job("a", steps=10))).events), 5)
+        elapsed = time.perf_counter() - started
+    finally:
+        await executor.close()
+    assert engine.offers == 10
+    assert 1 <= engine.renders <= elapsed / 0.1 + 1
+
+
+async def test_no_preview_is_rendered_when_none_is_due() -> None:
+    engine = GatedEngine()
+    executor = await previewing(engine, 60.0)
+    try:
+        events = await asyncio.wait_for(collect((await executor.submit(job("a"))).events), 5)
+    finally:
+        await executor.close()
+    assert engine.offers == 4 and engine.renders == 0
+    assert all(e.preview is None for e in events if isinstance(e, Progress))
+
+
+async def test_previews_off_means_the_engine_is_not_asked() -> None:
+    engine = GatedEngine()
+    executor = await previewing(engine, None)
+    try:
+        await asyncio.wait_for(collect((await executor.submit(job("a"))).events), 5)
+    finally:
+        await executor.close()
+    assert not engine.preview_offered and engine.renders == 0
+
+
+async def test_a_failing_preview_does_not_fail_the_job() -> None:
+    class Broken(GatedEngine):
+        def render(self) -> Image.Image:
+            self.renders += 1
+            raise RuntimeError("preview exploded")
+
+    engine = Broken()
+    executor = await previewing(engine, 0.0)
+    try:
+        events = await asyncio.wait_for(collect((await executor.submit(job("a"))).events), 5)
+    finally:
+        await executor.close()
+    assert engine.renders >= 1 and isinstance(events[-1], Finished)
