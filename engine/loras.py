@@ -94,6 +94,10 @@ def apply_loras(pipe: Any, loaded: set[str], loras: list[tuple[LoraFile, LoraCal
             pipe.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=name)
             loaded.add(name)
         names.append(name)
-        weights.append({"text_encoder": call.te_multiplier, "unet": call.unet_multiplier})
+    # Weights only for the components a LoRA really patches (diffusers warns on every job otherwise).
+    components = pipe.get_list_adapters()
+    for (_, call), name in zip(loras, names, strict=True):
+        multipliers = {"text_encoder": call.te_multiplier, "unet": call.unet_multiplier}
+        weights.append({part: w for part, w in multipliers.items() if name in components.get(part, [])})
     pipe.enable_lora()
     pipe.set_adapters(names, adapter_weights=weights)
