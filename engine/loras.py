@@ -87,7 +87,7 @@ def apply_loras(pipe: Any, loaded: set[str], loras: list[tuple[LoraFile, LoraCal
             pipe.disable_lora()
         return
     names, weights = [], []
-    for lora, call in loras:
+    for lora, _ in loras:
         name = adapter_name(lora)
         if name not in loaded:
             log.info("loading LoRA %s", lora.name)
