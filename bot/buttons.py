@@ -168,7 +168,7 @@ class CancelButton(_JobButton, template=r"easel:cancel:" + JOB_ID_PATTERN):
         if not self.may_manage(interaction, bot, record):
             await send_ephemeral(interaction, "Only the person who asked for this image, or an admin, can cancel it.")
             return
-        if not bot.executor.cancel(record.job_id):
+        if not bot.runner.cancel(record.job_id):
             await send_ephemeral(interaction, "This job has already finished.")
             return
         # The job's own follower edits the message to "Cancelled" when the executor confirms.

@@ -62,6 +62,7 @@ class JobRunner:
         self.edit_interval = edit_interval
         self.token_lifetime = token_lifetime
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cancel_requested: set[str] = set()
 
     async def start_job(
         self, interaction: discord.Interaction, params: GenerationParams, notes: Sequence[str] = ()
@@ -125,6 +126,18 @@ class JobRunner:
         )
         self._spawn(self._follow(target, ticket, ()), record.job_id)
 
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job at a user's request; False if it has already finished.
+
+        Only these cancellations close a job: a WasCancelled nobody asked for comes from the executor shutting
+        down, and that job stays open in the store for the next start to queue again.
+        """
+        self._cancel_requested.add(job_id)
+        if self.executor.cancel(job_id):
+            return True
+        self._cancel_requested.discard(job_id)
+        return False
+
     def _spawn(self, follow: Coroutine[Any, Any, None], job_id: str) -> None:
         task = asyncio.create_task(follow, name=f"easel-job-{job_id}")
         self._tasks.add(task)
@@ -174,6 +187,9 @@ class JobRunner:
                     await reply.edit(render.failed(job.job_id, str(event.error)), throttled=False, final=True)
                     return
                 elif isinstance(event, WasCancelled):
+                    if job.job_id not in self._cancel_requested:
+                        log.info("job %s stopped by a shutdown; it stays open for the next start", job.job_id)
+                        return
                     log.info("job %s cancelled", job.job_id)
                     self.store.set_status(job.job_id, JobStatus.CANCELLED)
                     await reply.edit(render.cancelled(job.job_id), throttled=False, final=True)
@@ -185,6 +201,8 @@ class JobRunner:
             log.exception("job %s: reporting failed", job.job_id)
             self.store.set_status(job.job_id, JobStatus.FAILED, error="reporting failed")
             await reply.edit(render.failed(job.job_id, "Could not deliver the result."), throttled=False, final=True)
+        finally:
+            self._cancel_requested.discard(job.job_id)
 
 
 class _ReplyTarget:

@@ -133,7 +133,9 @@ class FakeExecutor:
         return 0 if job_id in self.running else None
 
     async def close(self) -> None:
-        pass
+        """Stop as the real executor does: every job still open ends in WasCancelled."""
+        for job_id in list(self.running):
+            self._cancel_events[job_id].set()
 
 
 @dataclass(frozen=True)
