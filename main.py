@@ -55,21 +55,27 @@ def _cli() -> argparse.ArgumentParser:
 
 
 def _build_engine(settings: Settings, *, previews: bool = False) -> tuple[Any, Any, Any]:
+    """The registry, the first device's engine (its LoRA library and embeddings are everyone's) and the executor."""
     from engine.blobs import BlobStore
-    from engine.executor import PREVIEW_INTERVAL, GpuExecutor
+    from engine.executor import PREVIEW_INTERVAL, GpuExecutor, worker_devices
     from engine.models.registry import ModelRegistry
     from engine.pipeline import DiffusersEngine
 
     registry = ModelRegistry(settings.models_dir, settings.data_dir / "cache", allow_ckpt=settings.allow_ckpt)
+    blobs = BlobStore(settings.data_dir / "blobs")
+    first, *others = worker_devices(settings.devices)
     engine = DiffusersEngine(
-        registry,
-        settings.device,
-        lora_dirs=[settings.lora_dir],
-        embedding_dirs=[settings.embedding_dir],
-        blobs=BlobStore(settings.data_dir / "blobs"),
+        registry, first, lora_dirs=[settings.lora_dir], embedding_dirs=[settings.embedding_dir], blobs=blobs
     )
+    engines = [engine]
+    for device in others:
+        extra = DiffusersEngine(registry, device, blobs=blobs)
+        # One LoRA library and one embedding set for all devices, so a rescan from Discord reaches every worker.
+        extra.loras = engine.loras
+        extra.loader.embeddings = engine.loader.embeddings
+        engines.append(extra)
     executor = GpuExecutor(
-        engine,
+        engines,
         max_queued_per_user=settings.max_queued_per_user,
         max_queued_total=settings.max_queued_total,
         preview_interval=PREVIEW_INTERVAL if previews else None,
@@ -199,6 +205,9 @@ async def _run_bot(settings: Settings) -> int:
                 print(f"easel: could not connect to Discord: {runner.exception()}", file=sys.stderr)
                 return 1
             log.info("stopping: jobs still queued are kept and resume at the next start")
+            # Stopped mid-connect, the client would fail on its closed session as a stray "never retrieved" error.
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
     finally:
         stopper.cancel()
         await executor.close()

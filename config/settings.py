@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     loras_dir: Path | None = None  # default: <models_dir>/Lora
     data_dir: Path = Path("data")
     allow_ckpt: bool = False  # pickle checkpoints can run code; only an admin who trusts the files sets this
-    device: str = "auto"
+    device: str = "auto"  # or a comma-separated list, one worker each: cuda:0,cuda:1
     embeddings_dir: Path | None = None  # default: <models_dir>/embeddings
     # A1111's RNG source. GPU (A1111's default) gives NVIDIA's numbers on any host (see engine/seeds.py), so
     # seeds copied from civitai reproduce; CPU gives torch's CPU numbers; NV is A1111's explicit Philox source.
@@ -61,9 +61,14 @@ class Settings(BaseSettings):
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", value):
-            raise ValueError("expected auto, cpu, cuda, cuda:N or mps")
-        return value
+        devices = [d.strip() for d in value.split(",")]
+        if not all(re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", d) for d in devices):
+            raise ValueError("expected auto, cpu, cuda, cuda:N or mps, or a comma-separated list such as cuda:0,cuda:1")
+        if len(devices) > 1 and "auto" in devices:
+            raise ValueError("auto already means every CUDA device; list devices or say auto, not both")
+        if len(set(devices)) != len(devices):
+            raise ValueError("a device is listed twice; one worker per device")
+        return ",".join(devices)
 
     @field_validator("discord_api_url", "discord_gateway_url")
     @classmethod
@@ -85,6 +90,11 @@ class Settings(BaseSettings):
         if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
         return value.upper()
+
+    @property
+    def devices(self) -> list[str]:
+        """One entry per worker (`auto` stays one entry: the engine expands it to every CUDA device it sees)."""
+        return self.device.split(",")
 
     @property
     def lora_dir(self) -> Path:

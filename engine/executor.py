@@ -1,7 +1,7 @@
 """The asyncio-guarded GPU executor: a bounded, fair queue and one worker thread per device that owns torch.
 
-The event loop only books jobs and forwards events; the worker thread runs the model, and a separate encoder
-thread turns images into PNG bytes (and previews into JPEG bytes) so encoding never delays the next job's denoising.
+The event loop only books jobs and forwards events; each device's worker thread runs the model, and encoder
+threads turn images into PNG bytes (and previews into JPEG bytes) so encoding never delays the next job's denoising.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+import torch
 from PIL import Image
 
 from engine.errors import Cancelled, EaselError, GenerationFailedError, QueueFullError
@@ -37,6 +38,17 @@ from engine.jobs import (
 from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, ProgressFn, RawImage
 from engine.previews import PreviewFn, PreviewSource, encode_preview
+from engine.scheduling import RunTimes, fair_order, finish_times, job_cost, pick_job
+
+__all__ = [
+    "PREVIEW_INTERVAL",
+    "GpuExecutor",
+    "ImageEngine",
+    "encode_raw",
+    "fair_order",
+    "resident_models",
+    "worker_devices",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +75,7 @@ class _Entry:
     seq: int
     events: asyncio.Queue[JobEvent]
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    cost: float = 1.0  # job_cost(params): what the run-time estimate scales with
     started_at: float = 0.0
     # Progress as last reported, so a preview finished on the encoder thread goes out with the current step
     # (events stay in step order); the lock orders the worker's and the encoder's emits.
@@ -74,23 +87,38 @@ class _Entry:
     preview_busy: bool = False
 
 
-def fair_order(pending: list[tuple[str, int]], last_served: dict[str, int]) -> list[int]:
-    """Order of pending jobs (user, submission seq) under round-robin between users.
+@dataclass
+class _Worker:
+    """One device: its engine, its thread, and the job it runs (guarded by the executor's condition)."""
 
-    The next job belongs to the user served least recently (never served first), oldest job first; so one user
-    with ten jobs cannot starve another with one. Returns the seqs in run order.
+    name: str
+    engine: ImageEngine
+    running: _Entry | None = None
+    thread: threading.Thread | None = None
+
+
+@runtime_checkable
+class ResidentModels(Protocol):
+    def loaded_names(self) -> list[str]: ...
+
+
+def resident_models(engine: object) -> list[str]:
+    """The models an engine holds in memory: DiffusersEngine's loader says; an engine that cannot say holds none.
+
+    Called only by the engine's own worker while it is idle, so the loader is not changing underneath.
     """
-    served = dict(last_served)
-    remaining = sorted(pending, key=lambda p: p[1])
-    order: list[int] = []
-    clock = max(served.values(), default=0)
-    while remaining:
-        best = min(remaining, key=lambda p: (served.get(p[0], -1), p[1]))
-        remaining.remove(best)
-        order.append(best[1])
-        clock += 1
-        served[best[0]] = clock
-    return order
+    for source in (engine, getattr(engine, "loader", None)):
+        if isinstance(source, ResidentModels):
+            return list(source.loaded_names())
+    return []
+
+
+def worker_devices(devices: Sequence[str]) -> list[str]:
+    """The devices to run workers on: `auto` means every CUDA device torch sees (cpu when there is none)."""
+    if list(devices) != ["auto"]:
+        return list(devices)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(count)] or ["cpu"]
 
 
 def encode_raw(raw: RawImage) -> GeneratedImage:
@@ -104,41 +132,56 @@ def encode_raw(raw: RawImage) -> GeneratedImage:
 
 
 class GpuExecutor:
-    """In-process implementation of `engine.jobs.Executor` with one worker thread (one device)."""
+    """In-process implementation of `engine.jobs.Executor`: one worker thread per engine, each owning its device.
+
+    A job runs whole on one worker. The limits, the fair order and the queue positions are shared by all workers.
+    """
 
     def __init__(
         self,
-        engine: ImageEngine,
+        engines: ImageEngine | Sequence[ImageEngine],
         *,
         max_queued_per_user: int,
         max_queued_total: int,
         encode: Callable[[RawImage], GeneratedImage] = encode_raw,
-        name: str = "gpu0",
+        name: str = "gpu",
         preview_interval: float | None = PREVIEW_INTERVAL,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        """`preview_interval`: least seconds between two previews of a job (None: no previews at all)."""
-        self.engine = engine
+        """`preview_interval`: least seconds between two previews of a job (None: no previews at all).
+
+        `clock` times jobs for the ETA estimates (a fake one in tests).
+        """
+        engine_list = list(engines) if isinstance(engines, Sequence) else [engines]
+        if not engine_list:
+            raise ValueError("GpuExecutor needs at least one engine")
+        self.engines = engine_list
         self.max_queued_per_user = max_queued_per_user
         self.max_queued_total = max_queued_total
         self.preview_interval = preview_interval
         self._encode = encode
-        self._name = name
+        self._clock = clock
+        self._workers = [_Worker(f"{name}{i}", engine) for i, engine in enumerate(engine_list)]
         self._cond = threading.Condition()
         self._pending: dict[int, _Entry] = {}
         self._by_id: dict[str, _Entry] = {}
-        self._running: _Entry | None = None
+        self._passed_over: dict[int, int] = {}
         self._last_served: dict[str, int] = {}
         self._served_clock = 0
+        self._run_times = RunTimes()
         self._seq = itertools.count()
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._worker: threading.Thread | None = None
-        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"easel-encode-{name}")
+        # One encoder thread per worker, so that encoding one worker's images never queues behind another's.
+        self._encoder = ThreadPoolExecutor(max_workers=len(self._workers), thread_name_prefix=f"easel-encode-{name}")
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._worker = threading.Thread(target=self._work, name=f"easel-worker-{name_safe(self._name)}", daemon=True)
-        self._worker.start()
+        for worker in self._workers:
+            worker.thread = threading.Thread(
+                target=self._work, args=(worker,), name=f"easel-worker-{name_safe(worker.name)}", daemon=True
+            )
+            worker.thread.start()
 
     # -- the Executor protocol (event loop side) ----------------------------------------------------------------
 
@@ -158,7 +201,7 @@ class GpuExecutor:
                 )
             if len(self._by_id) >= self.max_queued_total:
                 raise QueueFullError(f"The queue is full ({self.max_queued_total} jobs); try again when it is shorter.")
-            entry = _Entry(job=job, seq=next(self._seq), events=asyncio.Queue())
+            entry = _Entry(job=job, seq=next(self._seq), events=asyncio.Queue(), cost=job_cost(job.params))
             self._pending[entry.seq] = entry
             self._by_id[job.job_id] = entry
             self._cond.notify_all()
@@ -174,6 +217,7 @@ class GpuExecutor:
             if entry.seq in self._pending:
                 del self._pending[entry.seq]
                 del self._by_id[job_id]
+                self._passed_over.pop(entry.seq, None)
                 queued = True
             else:
                 entry.cancel_requested.set()
@@ -189,7 +233,7 @@ class GpuExecutor:
             entry = self._by_id.get(job_id)
             if entry is None:
                 return None
-            if entry is self._running:
+            if entry.seq not in self._pending:
                 return 0
             order = self._order_locked()
         return order.index(entry.seq) + 1
@@ -201,12 +245,14 @@ class GpuExecutor:
     async def close(self) -> None:
         with self._cond:
             self._closing = True
-            if self._running is not None:
-                self._running.cancel_requested.set()
+            for worker in self._workers:
+                if worker.running is not None:
+                    worker.running.cancel_requested.set()
             self._cond.notify_all()
-        worker = self._worker
-        while worker is not None and worker.is_alive():  # noqa: ASYNC110 - a thread has no awaitable to wait on
-            await asyncio.sleep(0.02)
+        for worker in self._workers:
+            thread = worker.thread
+            while thread is not None and thread.is_alive():  # noqa: ASYNC110 - a thread has no awaitable to wait on
+                await asyncio.sleep(0.02)
         self._encoder.shutdown(wait=False, cancel_futures=False)
 
     # -- internals ----------------------------------------------------------------------------------------------
@@ -227,48 +273,73 @@ class GpuExecutor:
         self._loop.call_soon_threadsafe(entry.events.put_nowait, event)
 
     def _announce_positions(self) -> None:
-        """Tell every waiting job where it stands (a talkative queue)."""
+        """Tell every waiting job where it stands and when it should be done (a talkative queue)."""
         with self._cond:
             order = self._order_locked()
-            running = 1 if self._running is not None else 0
-            updates = [(self._pending[seq], i + 1) for i, seq in enumerate(order)]
-        for entry, position in updates:
-            self._emit(entry, Queued(position=position, ahead=position - 1 + running))
+            running = [w.running for w in self._workers if w.running is not None]
+            etas = self._etas_locked(order, running)
+            updates = [(self._pending[seq], i + 1, eta) for i, (seq, eta) in enumerate(zip(order, etas, strict=True))]
+        for entry, position, eta in updates:
+            self._emit(entry, Queued(position=position, ahead=position - 1 + len(running), eta_seconds=eta))
 
-    def _take_next(self) -> _Entry | None:
+    def _etas_locked(self, order: list[int], running: list[_Entry]) -> list[float | None]:
+        """Seconds until each waiting job is done, from the moving estimates; None while nothing is known."""
+        now = self._clock()
+        left: list[float] = []
+        waiting: list[float] = []
+        for entry in running:
+            seconds = self._run_times.estimate(entry.job.params.model, entry.cost)
+            if seconds is None:
+                return [None] * len(order)
+            left.append(seconds - (now - entry.started_at))
+        for seq in order:
+            entry = self._pending[seq]
+            seconds = self._run_times.estimate(entry.job.params.model, entry.cost)
+            if seconds is None:
+                return [None] * len(order)
+            waiting.append(seconds)
+        return list(finish_times(left, len(self._workers), waiting))
+
+    def _take_next(self, worker: _Worker) -> _Entry | None:
         with self._cond:
             while not self._pending and not self._closing:
                 self._cond.wait()
             if self._closing:
                 return None
-            seq = self._order_locked()[0]
+            order = self._order_locked()
+            model_of = {seq: e.job.params.model for seq, e in self._pending.items()}
+            seq = pick_job(order, model_of, resident_models(worker.engine), self._passed_over)
+            for ahead in order[: order.index(seq)]:
+                self._passed_over[ahead] = self._passed_over.get(ahead, 0) + 1
+            self._passed_over.pop(seq, None)
             entry = self._pending.pop(seq)
             self._served_clock += 1
             self._last_served[entry.job.user_id] = self._served_clock
-            self._running = entry
+            entry.started_at = self._clock()
+            worker.running = entry
             return entry
 
-    def _work(self) -> None:
+    def _work(self, worker: _Worker) -> None:
         while True:
-            entry = self._take_next()
+            entry = self._take_next(worker)
             if entry is None:
                 return
             self._announce_positions()
-            self._run(entry)
+            self._run(worker, entry)
             with self._cond:
-                self._running = None
+                worker.running = None
 
-    def _run(self, entry: _Entry) -> None:
+    def _run(self, worker: _Worker, entry: _Entry) -> None:
         job = entry.job
-        entry.started_at = entry.preview_at = time.perf_counter()
-        log.info("job %s started (%s)", job.job_id, job.params.model)
+        entry.preview_at = time.perf_counter()
+        log.info("job %s started (%s) on %s", job.job_id, job.params.model, worker.name)
         self._emit(entry, Started())
 
         def offer_preview(step: int, total: int, source: PreviewSource) -> None:
             self._offer_preview(entry, source)
 
         try:
-            raws = self.engine.generate(
+            raws = worker.engine.generate(
                 job.params,
                 on_step=lambda step, total: self._progress(entry, step, total),
                 is_cancelled=entry.cancel_requested.is_set,
@@ -286,6 +357,8 @@ class GpuExecutor:
             log.exception("job %s crashed", job.job_id)
             self._finish(entry, Failed(GenerationFailedError(f"Generation failed unexpectedly: {type(err).__name__}")))
             return
+        with self._cond:
+            self._run_times.record(job.params.model, entry.cost, self._clock() - entry.started_at)
         self._encoder.submit(self._encode_and_finish, entry, raws)
 
     def _progress(self, entry: _Entry, step: int, total: int) -> None:
@@ -328,7 +401,7 @@ class GpuExecutor:
             log.exception("job %s: encoding failed", entry.job.job_id)
             self._finish(entry, Failed(GenerationFailedError(f"Encoding the image failed: {type(err).__name__}")))
             return
-        seconds = time.perf_counter() - entry.started_at
+        seconds = self._clock() - entry.started_at
         result = JobResult(images=images, infotext=images[0].infotext if images else "", seconds=seconds)
         log.info("job %s finished in %.2f s", entry.job.job_id, seconds)
         self._finish(entry, Finished(result))

@@ -45,6 +45,7 @@ class JobResult:
 class Queued:
     position: int  # 1 = next to run
     ahead: int  # jobs in front of this one, the running ones included
+    eta_seconds: float | None = None  # expected seconds until this job is done; None until a job has finished
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from engine.errors import Cancelled, GenerationFailedError, QueueFullError
-from engine.executor import GpuExecutor, fair_order
+from engine.executor import GpuExecutor, fair_order, resident_models
 from engine.jobs import (
     Failed,
     Finished,
@@ -41,6 +41,11 @@ class GatedEngine:
         self.renders = 0
         self.offers = 0
         self.preview_offered = False  # whether the executor asked for previews at all
+        self.loaded: list[str] = []  # the model of the last job, as a real engine keeps it resident
+        self.together: threading.Barrier | None = None  # when set: a job starts only alongside another worker's
+
+    def loaded_names(self) -> list[str]:
+        return list(self.loaded)
 
     def render(self) -> Image.Image:
         self.renders += 1
@@ -56,6 +61,8 @@ class GatedEngine:
     ) -> list[RawImage]:
         if params.prompt == "boom":
             raise RuntimeError("CUDA exploded")
+        if self.together is not None:
+            self.together.wait(5)
         self.preview_offered = on_preview is not None
         for step in range(1, params.steps + 1):
             self.gate.wait(5)
@@ -68,6 +75,7 @@ class GatedEngine:
                 self.offers += 1
                 on_preview(step, params.steps, self)
         self.ran.append(params.prompt)
+        self.loaded = [params.model]
         return [RawImage(Image.new("RGB", (8, 8)), params.seed, f"{params.prompt}\nSeed: {params.seed}")]
 
 
@@ -268,3 +276,148 @@ async def test_a_failing_preview_does_not_fail_the_job() -> None:
     finally:
         await executor.close()
     assert engine.renders >= 1 and isinstance(events[-1], Finished)
+
+
+# -- several workers, model affinity, ETA ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def two_workers() -> AsyncIterator[tuple[GpuExecutor, GatedEngine, GatedEngine]]:
+    first, second = GatedEngine(), GatedEngine()
+    executor = GpuExecutor([first, second], max_queued_per_user=3, max_queued_total=6, encode=fake_encode, name="two")
+    await executor.start()
+    yield executor, first, second
+    first.gate.set()
+    second.gate.set()
+    await executor.close()
+
+
+async def test_two_workers_run_two_jobs_at_once(two_workers: tuple[GpuExecutor, GatedEngine, GatedEngine]) -> None:
+    executor, first, second = two_workers
+    first.together = second.together = threading.Barrier(2)  # a lone job would wait 5 s and break it
+    a = await executor.submit(job("a", "alice"))
+    b = await executor.submit(job("b", "bob"))
+    events = await asyncio.wait_for(asyncio.gather(collect(a.events), collect(b.events)), 5)
+    assert all(isinstance(e[-1], Finished) for e in events)
+    assert len(first.ran) == len(second.ran) == 1
+
+
+async def test_a_running_job_on_any_worker_has_position_zero(
+    two_workers: tuple[GpuExecutor, GatedEngine, GatedEngine],
+) -> None:
+    executor, first, second = two_workers
+    first.gate.clear()
+    second.gate.clear()
+    await executor.submit(job("a", "alice"))
+    await executor.submit(job("b", "bob"))
+    await executor.submit(job("c", "carol"))
+    await asyncio.sleep(0.05)
+    assert (executor.position("a"), executor.position("b"), executor.position("c")) == (0, 0, 1)
+
+
+async def test_a_crash_on_one_worker_leaves_both_workers_running(
+    two_workers: tuple[GpuExecutor, GatedEngine, GatedEngine],
+) -> None:
+    executor, first, second = two_workers
+    bad = await executor.submit(job("bad", "alice", prompt="boom"))
+    good = await executor.submit(job("good", "bob"))
+    assert isinstance((await asyncio.wait_for(collect(bad.events), 5))[-1], Failed)
+    assert isinstance((await asyncio.wait_for(collect(good.events), 5))[-1], Finished)
+    first.together = second.together = threading.Barrier(2)  # only both workers together can finish these
+    later = [await executor.submit(job(f"later{i}", f"user{i}")) for i in range(2)]
+    events = await asyncio.wait_for(asyncio.gather(*(collect(t.events) for t in later)), 5)
+    assert all(isinstance(e[-1], Finished) for e in events)
+
+
+async def test_close_stops_every_worker_and_cancels_their_jobs() -> None:
+    engines = [GatedEngine(), GatedEngine()]
+    executor = GpuExecutor(engines, max_queued_per_user=3, max_queued_total=6, encode=fake_encode, name="closing")
+    await executor.start()
+    for engine in engines:
+        engine.gate.clear()
+    tickets = [await executor.submit(job(f"j{i}", f"user{i}", steps=50)) for i in range(2)]
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(executor.close(), 5)
+    for engine in engines:
+        engine.gate.set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("easel-worker-closing")]
+    for ticket in tickets:
+        assert isinstance((await asyncio.wait_for(collect(ticket.events), 5))[-1], WasCancelled)
+
+
+async def test_a_free_worker_prefers_a_job_for_the_model_it_has_loaded(
+    gated: tuple[GpuExecutor, GatedEngine],
+) -> None:
+    executor, engine = gated
+    engine.gate.clear()
+    first = await executor.submit(job("first", "u0", prompt="first", model="m2"))
+    await asyncio.sleep(0.05)
+    other = await executor.submit(job("other", "u1", prompt="other model", model="m1"))
+    same = await executor.submit(job("same", "u2", prompt="same model", model="m2"))
+    assert executor.position("other") == 1  # the fair order alone would run it first
+    engine.gate.set()
+    for ticket in (first, other, same):
+        await asyncio.wait_for(collect(ticket.events), 5)
+    assert engine.ran == ["first", "same model", "other model"]
+
+
+def test_the_models_an_engine_holds_are_read_from_it_or_its_loader() -> None:
+    class Loader:
+        def loaded_names(self) -> list[str]:
+            return ["m1"]
+
+    class WithLoader:
+        loader = Loader()
+
+    assert resident_models(WithLoader()) == ["m1"]
+    assert resident_models(object()) == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TimedEngine(GatedEngine):
+    """Each job takes `seconds` on the fake clock."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.seconds = seconds
+
+    def generate(
+        self,
+        params: GenerationParams,
+        *,
+        on_step: ProgressFn | None = None,
+        is_cancelled: CancelledFn | None = None,
+        on_preview: PreviewFn | None = None,
+    ) -> list[RawImage]:
+        raws = super().generate(params, on_step=on_step, is_cancelled=is_cancelled, on_preview=on_preview)
+        self.clock.now += self.seconds
+        return raws
+
+
+async def test_queued_events_carry_an_eta_from_the_jobs_ahead() -> None:
+    clock = FakeClock()
+    engine = TimedEngine(clock, seconds=10.0)
+    executor = GpuExecutor(engine, max_queued_per_user=3, max_queued_total=5, encode=fake_encode, clock=clock)
+    await executor.start()
+    try:
+        first = await asyncio.wait_for(collect((await executor.submit(job("a", "u1"))).events), 5)
+        assert [e.eta_seconds for e in first if isinstance(e, Queued)] == [None]  # nothing known yet
+        assert isinstance(first[-1], Finished) and first[-1].result.seconds == 10.0
+        engine.gate.clear()
+        tickets = [await executor.submit(job(j, user)) for j, user in (("b", "u2"), ("c", "u3"), ("d", "u4"))]
+        engine.gate.set()
+        last = await asyncio.wait_for(collect(tickets[2].events), 5)
+    finally:
+        await executor.close()
+    etas = [e.eta_seconds for e in last if isinstance(e, Queued)]
+    # b (10 s, running or next) and c (10 s) run first, then d's own 10 s; once b is done, 20 s.
+    assert etas[0] == pytest.approx(30.0)
+    assert etas[-1] == pytest.approx(20.0)

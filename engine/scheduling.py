@@ -1,0 +1,110 @@
+"""Pure scheduling for the GPU executor: fair order between users, model affinity per worker, run-time estimates
+and queue ETAs. No threads and no clocks here: the executor passes in what it knows.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Collection, Mapping, Sequence
+
+from engine.params import GenerationParams, hires_size
+
+# A free worker looks this far into the fair order for a job whose model it already holds...
+AFFINITY_WINDOW = 4
+# ...but a job passed over this many times for another's model runs next, whatever is loaded.
+MAX_PASSES = 3
+# Weight of the newest run in the moving estimate of seconds per unit of work.
+ESTIMATE_WEIGHT = 0.3
+
+
+def fair_order(pending: list[tuple[str, int]], last_served: dict[str, int]) -> list[int]:
+    """Order of pending jobs (user, submission seq) under round-robin between users.
+
+    The next job belongs to the user served least recently (never served first), oldest job first; so one user
+    with ten jobs cannot starve another with one. Returns the seqs in run order.
+    """
+    served = dict(last_served)
+    remaining = sorted(pending, key=lambda p: p[1])
+    order: list[int] = []
+    clock = max(served.values(), default=0)
+    while remaining:
+        best = min(remaining, key=lambda p: (served.get(p[0], -1), p[1]))
+        remaining.remove(best)
+        order.append(best[1])
+        clock += 1
+        served[best[0]] = clock
+    return order
+
+
+def pick_job(
+    order: Sequence[int],
+    model_of: Mapping[int, str],
+    loaded: Collection[str],
+    passed_over: Mapping[int, int],
+    *,
+    window: int = AFFINITY_WINDOW,
+    max_passes: int = MAX_PASSES,
+) -> int:
+    """The job a free worker holding the `loaded` models takes next, from the fair `order` (seqs, non-empty).
+
+    Fairness first: only the first `window` jobs are considered, in fair order. Among them the first whose model
+    is already loaded wins, so a worker switches models less often; but a job that has already been passed over
+    `max_passes` times stops the search, so no job waits for ever behind other models' jobs. With nothing loaded
+    that fits, the head of the fair order runs. The caller counts a pass for every job ahead of the one picked.
+    """
+    for seq in order[:window]:
+        if passed_over.get(seq, 0) >= max_passes or model_of[seq] in loaded:
+            return seq
+    return order[0]
+
+
+def job_cost(params: GenerationParams) -> float:
+    """Work in a job, in units of one 512x512 step: steps x pixels x batch, img2img and hires fix included."""
+    strength = params.denoising_strength if params.denoising_strength is not None else 1.0
+    base_steps = params.steps * strength if params.init_image is not None else params.steps
+    cost = base_steps * params.width * params.height
+    if params.enable_hr:
+        width, height = hires_size(params.width, params.height, params.hr_scale, params.hr_resize_x,
+                                   params.hr_resize_y)  # fmt: skip
+        hr_steps = params.hr_steps or params.steps
+        hr_strength = params.denoising_strength if params.denoising_strength is not None else 0.7
+        cost += hr_steps * hr_strength * width * height
+    return max(cost, 1.0) * params.batch_size / (512 * 512)
+
+
+class RunTimes:
+    """A moving estimate of seconds per unit of `job_cost`, per model and over all models (for a new model)."""
+
+    def __init__(self, weight: float = ESTIMATE_WEIGHT) -> None:
+        self.weight = weight
+        self._per_model: dict[str, float] = {}
+        self._overall: float | None = None
+
+    def record(self, model: str, cost: float, seconds: float) -> None:
+        rate = seconds / max(cost, 1e-9)
+        self._per_model[model] = self._blend(self._per_model.get(model), rate)
+        self._overall = self._blend(self._overall, rate)
+
+    def estimate(self, model: str, cost: float) -> float | None:
+        """Expected seconds for a job of `cost` on `model`; None while no job has finished at all."""
+        rate = self._per_model.get(model, self._overall)
+        return None if rate is None else rate * cost
+
+    def _blend(self, old: float | None, new: float) -> float:
+        return new if old is None else old + self.weight * (new - old)
+
+
+def finish_times(running_left: Sequence[float], workers: int, waiting: Sequence[float]) -> list[float]:
+    """Seconds from now until each waiting job (in run order, by expected duration) is done.
+
+    `running_left`: seconds each busy worker still needs; the other workers are free now. Each waiting job goes
+    to the worker that is free first, as the executor would hand it out.
+    """
+    free = [max(left, 0.0) for left in running_left] + [0.0] * max(workers - len(running_left), 0)
+    heapq.heapify(free)
+    done: list[float] = []
+    for seconds in waiting:
+        finished = heapq.heappop(free) + seconds
+        done.append(finished)
+        heapq.heappush(free, finished)
+    return done

@@ -1,0 +1,64 @@
+"""Pure scheduling: model affinity within the fair order, its bound on passing a job over, estimates and ETAs."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.scheduling import MAX_PASSES, RunTimes, finish_times, job_cost, pick_job
+from tests.engine.conftest import tiny_params
+
+
+def test_with_nothing_loaded_the_head_of_the_fair_order_runs() -> None:
+    assert pick_job([3, 1, 2], {1: "a", 2: "b", 3: "c"}, [], {}) == 3
+
+
+def test_a_job_for_a_loaded_model_near_the_head_runs_first() -> None:
+    assert pick_job([3, 1, 2], {1: "a", 2: "b", 3: "c"}, ["b"], {}) == 2
+
+
+def test_affinity_looks_only_at_the_head_of_the_fair_order() -> None:
+    order = [1, 2, 3, 4, 5]
+    models = {1: "a", 2: "a", 3: "a", 4: "a", 5: "b"}
+    assert pick_job(order, models, ["b"], {}, window=4) == 1
+
+
+def test_a_job_passed_over_enough_times_runs_whatever_is_loaded() -> None:
+    assert pick_job([1, 2], {1: "a", 2: "b"}, ["b"], {1: MAX_PASSES}) == 1
+
+
+def test_no_job_waits_for_ever_behind_a_stream_of_jobs_for_the_loaded_model() -> None:
+    pending = {0: "cold"}
+    passed: dict[int, int] = {}
+    picks = 0
+    while 0 in pending:
+        pending[len(pending) + picks + 1] = "hot"  # someone always has a job for the loaded model
+        order = sorted(pending)
+        chosen = pick_job(order, pending, ["hot"], passed)
+        for seq in order[: order.index(chosen)]:
+            passed[seq] = passed.get(seq, 0) + 1
+        del pending[chosen]
+        picks += 1
+    assert picks == MAX_PASSES + 1
+
+
+def test_job_cost_scales_with_steps_pixels_and_batch() -> None:
+    base = job_cost(tiny_params(steps=20, width=512, height=512))
+    assert base == pytest.approx(20.0)
+    assert job_cost(tiny_params(steps=20, width=1024, height=512, batch_size=2)) == pytest.approx(4 * base)
+    assert job_cost(tiny_params(steps=20, width=512, height=512, enable_hr=True)) > base
+
+
+def test_run_times_know_nothing_until_a_job_finishes_then_fall_back_across_models() -> None:
+    times = RunTimes(weight=0.5)
+    assert times.estimate("a", 10.0) is None
+    times.record("a", 10.0, 20.0)
+    assert times.estimate("a", 5.0) == pytest.approx(10.0)
+    assert times.estimate("new", 10.0) == pytest.approx(20.0)
+    times.record("a", 10.0, 40.0)
+    assert times.estimate("a", 10.0) == pytest.approx(30.0)  # a moving average, not the last run alone
+
+
+def test_finish_times_spread_waiting_jobs_over_the_workers() -> None:
+    assert finish_times([5.0], 2, [10.0, 10.0, 10.0]) == [10.0, 15.0, 20.0]
+    assert finish_times([], 1, [3.0, 4.0]) == [3.0, 7.0]
+    assert finish_times([-2.0], 1, [3.0]) == [3.0]  # a job over its estimate is counted as nearly done
