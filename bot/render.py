@@ -66,9 +66,19 @@ def _footer(job_id: str) -> str:
     return f"\n-# job {job_id}"
 
 
-def queued(job_id: str, params: GenerationParams, position: int, ahead: int, notes: Sequence[str] = ()) -> str:
+def queued(
+    job_id: str,
+    params: GenerationParams,
+    position: int,
+    ahead: int,
+    notes: Sequence[str] = (),
+    *,
+    ready_at: int | None = None,
+) -> str:
+    """`ready_at`: when the job should be done (Unix seconds), shown as a Discord timestamp that counts down."""
     place = "next up" if ahead == 0 else f"position {position} in the queue, {ahead} ahead"
-    return f"{summary(params)}\n⏳ Queued: {place}.{_notes(notes)}{_footer(job_id)}"
+    eta = f", ready <t:{ready_at}:R>" if ready_at is not None else ""
+    return f"{summary(params)}\n⏳ Queued: {place}{eta}.{_notes(notes)}{_footer(job_id)}"
 
 
 def started(job_id: str, params: GenerationParams, notes: Sequence[str] = ()) -> str:

@@ -159,8 +159,11 @@ class JobRunner:
         try:
             async for event in ticket.events:
                 if isinstance(event, Queued):
+                    ready_at = None
+                    if event.eta_seconds is not None:
+                        ready_at = round(datetime.now(UTC).timestamp() + event.eta_seconds)
                     await reply.edit(
-                        render.queued(job.job_id, job.params, event.position, event.ahead, notes),
+                        render.queued(job.job_id, job.params, event.position, event.ahead, notes, ready_at=ready_at),
                         throttled=reply.edits > 0,
                     )
                 elif isinstance(event, Started):

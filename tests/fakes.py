@@ -71,6 +71,7 @@ class FakeExecutor:
     paused: bool = False
     fail_prompts: set[str] = field(default_factory=set)
     hold: asyncio.Event | None = None  # when set: jobs wait after Started until it is set (or cancelled)
+    eta_seconds: float | None = None  # what the Queued event says about when the job will be done
     submitted: list[Job] = field(default_factory=list)
     cancelled: set[str] = field(default_factory=set)
     running: set[str] = field(default_factory=set)
@@ -87,7 +88,7 @@ class FakeExecutor:
     async def _events(self, job: Job) -> AsyncIterator[JobEvent]:
         params = job.params
         try:
-            yield Queued(position=1, ahead=len(self.running) - 1)
+            yield Queued(position=1, ahead=len(self.running) - 1, eta_seconds=self.eta_seconds)
             cancel = self._cancel_events[job.job_id]
             if self.paused:
                 await cancel.wait()

@@ -23,6 +23,15 @@ def test_queued_first_in_line_says_next_up() -> None:
     assert "next up" in render.queued("abc123", PARAMS, position=1, ahead=0)
 
 
+def test_queued_shows_the_eta_as_a_discord_relative_timestamp() -> None:
+    text = render.queued("abc123", PARAMS, position=3, ahead=2, ready_at=1_700_000_000)
+    assert "<t:1700000000:R>" in text
+
+
+def test_queued_without_an_eta_shows_no_timestamp() -> None:
+    assert "<t:" not in render.queued("abc123", PARAMS, position=3, ahead=2)
+
+
 def test_summary_escapes_markdown_in_the_prompt() -> None:
     assert r"\*snow\*" in render.summary(PARAMS)
 
