@@ -75,14 +75,18 @@ class EaselBot(commands.Bot):
     async def setup_hook(self) -> None:
         self.downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         from commands.imagine import ImagineCog
+        from commands.info import InfoCog
         from commands.loras import LorasCog
         from commands.models import ModelsCog
         from commands.settings import SettingsCog
+        from commands.show import ShowCog
 
         await self.add_cog(ImagineCog(self))
         await self.add_cog(LorasCog(self))
         await self.add_cog(ModelsCog(self))
         await self.add_cog(SettingsCog(self))
+        await self.add_cog(InfoCog(self))
+        await self.add_cog(ShowCog(self))
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         if self.settings.dev_guild_id is not None:
             guild = discord.Object(id=self.settings.dev_guild_id)

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     resumes     INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, created_at);
 CREATE TABLE IF NOT EXISTS guild_settings (
     guild_id      TEXT PRIMARY KEY,
     default_model TEXT
@@ -55,6 +56,7 @@ class JobStatus(StrEnum):
 
 
 _OPEN = (JobStatus.QUEUED, JobStatus.RUNNING)
+CLOSED = tuple(status for status in JobStatus if status not in _OPEN)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,26 @@ class JobStore:
         """Jobs a previous process left queued or running, in the order they were queued."""
         rows = self._db.execute(
             "SELECT * FROM jobs WHERE status IN (?, ?) ORDER BY created_at, rowid", tuple(s.value for s in _OPEN)
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def user_open_jobs(self, user_id: int) -> list[JobRecord]:
+        """A user's queued and running jobs, oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM jobs WHERE user_id = ? AND status IN (?, ?) ORDER BY created_at, rowid",
+            (str(user_id), *(s.value for s in _OPEN)),
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def user_recent_jobs(
+        self, user_id: int, *, limit: int, statuses: tuple[JobStatus, ...] = CLOSED
+    ) -> list[JobRecord]:
+        """A user's latest jobs in `statuses` (by default every closed one), newest first."""
+        marks = ", ".join("?" * len(statuses))  # placeholders only: the values are bound, never formatted in
+        rows = self._db.execute(
+            f"SELECT * FROM jobs WHERE user_id = ? AND status IN ({marks})"
+            " ORDER BY COALESCE(finished_at, created_at) DESC, rowid DESC LIMIT ?",
+            (str(user_id), *(s.value for s in statuses), limit),
         ).fetchall()
         return [_record(row) for row in rows]
 

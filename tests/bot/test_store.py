@@ -68,3 +68,16 @@ def test_guild_default_model_is_stored_per_guild(tmp_path: Path) -> None:
     store.set_guild_default_model(1, "anime-v3")
     store.set_guild_default_model(1, "photo-xl")
     assert (store.guild_default_model(1), store.guild_default_model(2)) == ("photo-xl", None)
+
+
+def test_a_users_open_and_recent_jobs_are_their_own_in_order(tmp_path: Path) -> None:
+    store = JobStore.open(tmp_path)
+    for job_id, user in (("a1", 1), ("a2", 1), ("b1", 2), ("a3", 1)):
+        store.add_job(job_id, user_id=user, guild_id=2, channel_id=3, params=PARAMS)
+    store.set_status("a1", JobStatus.FINISHED)
+    store.set_status("b1", JobStatus.FINISHED)
+    store.set_status("a3", JobStatus.FAILED)
+    assert [r.job_id for r in store.user_open_jobs(1)] == ["a2"]
+    assert [r.job_id for r in store.user_recent_jobs(1, limit=10)] == ["a3", "a1"]
+    assert [r.job_id for r in store.user_recent_jobs(1, limit=1)] == ["a3"]
+    assert [r.job_id for r in store.user_recent_jobs(1, limit=10, statuses=(JobStatus.FINISHED,))] == ["a1"]
