@@ -27,8 +27,26 @@ from engine.ksampling._common import (
 )
 
 
-def _churn_gamma(sigmas: Tensor, i: int, s_churn: float, s_tmin: float, s_tmax: float) -> float:
-    return min(s_churn / (len(sigmas) - 1), 2**0.5 - 1) if s_tmin <= sigmas[i] <= s_tmax else 0.0
+def _churn(
+    x: Tensor,
+    sigmas: Tensor,
+    i: int,
+    noise: RandnLike,
+    s_churn: float,
+    s_tmin: float,
+    s_tmax: float,
+    s_noise: float,
+) -> tuple[Tensor, Tensor]:
+    """Karras et al.'s churn: raise sigma by gamma and add the matching noise; returns (x, sigma_hat).
+
+    The noise is drawn every step even without churn, as upstream: it advances the per-image generators the
+    same way, so later draws (and A1111's images) stay the same."""
+    gamma = min(s_churn / (len(sigmas) - 1), 2**0.5 - 1) if s_tmin <= sigmas[i] <= s_tmax else 0.0
+    eps = noise(x) * s_noise
+    sigma_hat = sigmas[i] * (gamma + 1)
+    if gamma > 0:
+        x = x + eps * (sigma_hat**2 - sigmas[i] ** 2) ** 0.5
+    return x, sigma_hat
 
 
 @torch.no_grad()
@@ -50,12 +68,7 @@ def sample_euler(
     s_in = x.new_ones([x.shape[0]])
     total = len(sigmas) - 1
     for i in range(total):
-        gamma = _churn_gamma(sigmas, i, s_churn, s_tmin, s_tmax)
-        # Drawn every step even without churn, as upstream: it advances the per-image generators the same way.
-        eps = noise(x) * s_noise
-        sigma_hat = sigmas[i] * (gamma + 1)
-        if gamma > 0:
-            x = x + eps * (sigma_hat**2 - sigmas[i] ** 2) ** 0.5
+        x, sigma_hat = _churn(x, sigmas, i, noise, s_churn, s_tmin, s_tmax, s_noise)
         denoised = model(x, sigma_hat * s_in, **extra)
         d = to_d(x, sigma_hat, denoised)
         notify(callback, i, total)
@@ -113,11 +126,7 @@ def sample_heun(
     s_in = x.new_ones([x.shape[0]])
     total = len(sigmas) - 1
     for i in range(total):
-        gamma = _churn_gamma(sigmas, i, s_churn, s_tmin, s_tmax)
-        eps = noise(x) * s_noise
-        sigma_hat = sigmas[i] * (gamma + 1)
-        if gamma > 0:
-            x = x + eps * (sigma_hat**2 - sigmas[i] ** 2) ** 0.5
+        x, sigma_hat = _churn(x, sigmas, i, noise, s_churn, s_tmin, s_tmax, s_noise)
         denoised = model(x, sigma_hat * s_in, **extra)
         d = to_d(x, sigma_hat, denoised)
         notify(callback, i, total)
@@ -152,11 +161,7 @@ def sample_dpm_2(
     s_in = x.new_ones([x.shape[0]])
     total = len(sigmas) - 1
     for i in range(total):
-        gamma = _churn_gamma(sigmas, i, s_churn, s_tmin, s_tmax)
-        eps = noise(x) * s_noise
-        sigma_hat = sigmas[i] * (gamma + 1)
-        if gamma > 0:
-            x = x + eps * (sigma_hat**2 - sigmas[i] ** 2) ** 0.5
+        x, sigma_hat = _churn(x, sigmas, i, noise, s_churn, s_tmin, s_tmax, s_noise)
         denoised = model(x, sigma_hat * s_in, **extra)
         d = to_d(x, sigma_hat, denoised)
         notify(callback, i, total)
