@@ -14,7 +14,8 @@ BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 
 @cache
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable character table (the one CLIPTokenizer uses)."""
     visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
     visible += list(range(ord("®"), ord("ÿ") + 1))
     chars = visible[:]
@@ -30,7 +31,7 @@ def _bytes_to_unicode() -> dict[int, str]:
 def clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
     with gzip.open(BPE_PATH) as fh:
         lines = fh.read().decode("utf-8").split("\n")[1 : N_MERGES + 1]
-    base = list(_bytes_to_unicode().values())
+    base = list(bytes_to_unicode().values())
     tokens = base + [t + "</w>" for t in base] + ["".join(line.split()) for line in lines] + [BOS, EOS]
     return {t: i for i, t in enumerate(tokens)}, lines
 

@@ -13,21 +13,26 @@ from tests.bot.standin import Recorded, Standin
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_main_starts_the_bot_and_syncs_commands_to_the_dev_guild(standin: Standin, tmp_path: Path) -> None:
+async def start_main(tmp_path: Path, api_url: str, gateway_url: str, **settings: str) -> asyncio.subprocess.Process:
+    """`python main.py` with a token, pointed at the given Discord endpoints, in a clean EASEL_ environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_")}
     env.update(
         HF_HUB_OFFLINE="1",
         EASEL_DISCORD_TOKEN="not-a-real-token",
-        EASEL_DISCORD_API_URL=standin.api_url,
-        EASEL_DISCORD_GATEWAY_URL=standin.gateway_url,
-        EASEL_DEV_GUILD_ID="111111111111111111",
+        EASEL_DISCORD_API_URL=api_url,
+        EASEL_DISCORD_GATEWAY_URL=gateway_url,
         EASEL_DATA_DIR=str(tmp_path / "data"),
         EASEL_MODELS_DIR=str(tmp_path / "models"),
+        **settings,
     )
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "main.py"), cwd=tmp_path, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+
+
+async def test_main_starts_the_bot_and_syncs_commands_to_the_dev_guild(standin: Standin, tmp_path: Path) -> None:
+    process = await start_main(tmp_path, standin.api_url, standin.gateway_url, EASEL_DEV_GUILD_ID="111111111111111111")
     try:
 
         def is_guild_sync(r: Recorded) -> bool:
@@ -50,19 +55,8 @@ async def test_main_starts_the_bot_and_syncs_commands_to_the_dev_guild(standin: 
 
 
 async def test_an_unreachable_discord_is_one_clear_line(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_")}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        EASEL_DISCORD_TOKEN="not-a-real-token",
-        EASEL_DISCORD_API_URL="http://127.0.0.1:9/api/v10",  # the discard port: nothing listens
-        EASEL_DISCORD_GATEWAY_URL="ws://127.0.0.1:9/gateway",
-        EASEL_DATA_DIR=str(tmp_path / "data"),
-        EASEL_MODELS_DIR=str(tmp_path / "models"),
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "main.py"), cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    # The discard port: nothing listens there.
+    process = await start_main(tmp_path, "http://127.0.0.1:9/api/v10", "ws://127.0.0.1:9/gateway")
     _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 1
     assert "could not connect to Discord" in stderr.decode()

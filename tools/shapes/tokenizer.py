@@ -10,30 +10,13 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from engine.models.tokenizer import bytes_to_unicode
 from tools.shapes.data import COLOURS, SHAPES
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 MAX_LENGTH = 77
 WORDS: tuple[str, ...] = ("a", "on", "background", *COLOURS, *SHAPES)
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte → printable character table (the same one CLIPTokenizer uses)."""
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    bs = printable[:]
-    cs = printable[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
 def learn_merges(words: tuple[str, ...]) -> list[tuple[str, str]]:
