@@ -14,7 +14,8 @@ from bot.edit import EditModal
 from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral
 from bot.replay import replay
 from bot.store import JobRecord, JobStatus
-from engine.params import RANDOM_SEED_RANGE, hires_size
+from engine.params import RANDOM_SEED_RANGE
+from engine.plan import output_size
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -107,11 +108,7 @@ class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
                 interaction, "Upscale works on text-to-image results; for this one, draw again at a larger size."
             )
             return
-        shown_w, shown_h = (
-            hires_size(params.width, params.height, params.hr_scale, params.hr_resize_x, params.hr_resize_y)
-            if params.enable_hr
-            else (params.width, params.height)
-        )
+        shown_w, shown_h = output_size(params)
         width, height = shown_w * UPSCALE_FACTOR, shown_h * UPSCALE_FACTOR
         limits = bot.limits
         if width * height > limits.max_pixels or max(width, height) > limits.max_side:

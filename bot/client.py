@@ -1,9 +1,13 @@
-"""The discord.py client: cogs, buttons, the job runner and the error handler, put together by `build_bot`."""
+"""The discord.py client: it loads the command extensions by name, registers the buttons, runs the job runner and
+the error handler, and syncs its slash commands when asked or when they changed."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 import aiohttp
@@ -26,6 +30,17 @@ from engine.params import Limits
 
 log = logging.getLogger(__name__)
 
+# The slash-command extensions, loaded by name (each one isolated: one that fails to load is logged and skipped).
+EXTENSIONS = (
+    "commands.imagine",
+    "commands.loras",
+    "commands.models",
+    "commands.settings",
+    "commands.info",
+    "commands.show",
+    "commands.admin",
+)
+
 
 class EaselTree(app_commands.CommandTree["EaselBot"]):
     async def on_error(self, interaction: discord.Interaction[EaselBot], error: app_commands.AppCommandError) -> None:
@@ -33,7 +48,8 @@ class EaselTree(app_commands.CommandTree["EaselBot"]):
 
 
 class EaselBot(commands.Bot):
-    """Holds plain collaborators (settings, executor, registry, networks, store); Discord objects never reach them."""
+    """Holds plain collaborators (settings, limits, executor, registry, networks, store, blobs), all built once by
+    the composition root; Discord objects never reach them."""
 
     def __init__(
         self,
@@ -43,10 +59,18 @@ class EaselBot(commands.Bot):
         store: JobStore,
         *,
         networks: NetworkCatalog,
+        limits: Limits,
+        blobs: BlobStore,
+        sync_commands: bool = False,
+        extensions: tuple[str, ...] = EXTENSIONS,
         guild_ready_timeout: float = 2.0,
         edit_interval: float = EDIT_INTERVAL,
         token_lifetime: timedelta = TOKEN_LIFETIME,
     ) -> None:
+        """`sync_commands`: sync the slash commands at start-up even if they did not change (the start-up flag).
+
+        The last four keyword arguments exist for tests, which shorten them.
+        """
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
@@ -61,42 +85,54 @@ class EaselBot(commands.Bot):
         self.registry = registry
         self.networks = networks
         self.store = store
-        self.limits = Limits(
-            max_steps=settings.max_steps,
-            max_pixels=settings.max_pixels,
-            max_batch=min(settings.max_batch, render.MAX_FILES),
-            default_rng=settings.rng,
-        )
+        # Discord takes at most this many files in one message; the images of a batch go out together.
+        self.limits = replace(limits, max_batch=min(limits.max_batch, render.MAX_FILES))
+        self.blobs = blobs  # where init images are stored; the engine reads them from the same store
+        self.force_sync = sync_commands
+        self.extensions_to_load = extensions
         self.runner = JobRunner(executor, store, edit_interval=edit_interval, token_lifetime=token_lifetime)
-        self.blobs = BlobStore(settings.data_dir / "blobs")  # the folder the engine reads init images from
         self.resume_task: asyncio.Task[None] | None = None
         self.downloads: aiohttp.ClientSession | None = None  # for attachments; opened in setup_hook
 
     async def setup_hook(self) -> None:
         self.downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-        from commands.imagine import ImagineCog
-        from commands.info import InfoCog
-        from commands.loras import LorasCog
-        from commands.models import ModelsCog
-        from commands.settings import SettingsCog
-        from commands.show import ShowCog
-
-        await self.add_cog(ImagineCog(self))
-        await self.add_cog(LorasCog(self))
-        await self.add_cog(ModelsCog(self))
-        await self.add_cog(SettingsCog(self))
-        await self.add_cog(InfoCog(self))
-        await self.add_cog(ShowCog(self))
+        for extension in self.extensions_to_load:
+            try:
+                await self.load_extension(extension)
+            except commands.ExtensionError:
+                log.exception("could not load the %s commands; the others run without them", extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)
-        if self.settings.dev_guild_id is not None:
-            guild = discord.Object(id=self.settings.dev_guild_id)
-            self.tree.copy_global_to(guild=guild)
-            synced = await self.tree.sync(guild=guild)
-            log.info("synced %d command(s) to dev guild %s", len(synced), guild.id)
-        else:
-            synced = await self.tree.sync()
-            log.info("synced %d global command(s)", len(synced))
+        await self.sync_commands(force=self.force_sync)
         self.resume_task = asyncio.create_task(self._resume_when_ready(), name="easel-resume")
+
+    def _sync_scope(self) -> tuple[discord.Object | None, str]:
+        if self.settings.dev_guild_id is None:
+            return None, "global"
+        return discord.Object(id=self.settings.dev_guild_id), f"guild:{self.settings.dev_guild_id}"
+
+    def command_signature(self) -> str:
+        """A digest of the slash commands as they would be synced (what Discord holds, if nothing changed)."""
+        guild, _ = self._sync_scope()
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+    async def sync_commands(self, *, force: bool) -> int | None:
+        """Sync the slash commands to Discord when forced (the start-up flag, `/admin sync`) or when they differ
+        from the last sync recorded in the store (a first start, an upgrade); returns how many, None if skipped.
+
+        Syncing on every start would spend Discord's daily command-update budget for nothing.
+        """
+        guild, scope = self._sync_scope()
+        signature = self.command_signature()
+        if not force and self.store.synced_commands(scope) == signature:
+            log.info("slash commands unchanged since the last sync (%s); not syncing", scope)
+            return None
+        synced = await self.tree.sync(guild=guild)
+        self.store.set_synced_commands(scope, signature)
+        log.info("synced %d command(s) (%s)", len(synced), scope)
+        return len(synced)
 
     async def _resume_when_ready(self) -> None:
         """Jobs left open by the previous process are queued again once the gateway is up (they post to
@@ -120,35 +156,7 @@ class EaselBot(commands.Bot):
 def point_at(api_url: str, gateway_url: str) -> None:
     """Send REST and gateway traffic to the given endpoints (a REST proxy in production, a stand-in in tests).
 
-    discord.py keeps both as class attributes, so this is process-wide.
+    discord.py keeps both as class attributes, so this is process-wide: the composition root calls it once.
     """
     discord.http.Route.BASE = api_url.rstrip("/")
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
-
-
-def build_bot(
-    settings: Settings,
-    executor: Executor,
-    registry: ModelCatalog,
-    store: JobStore,
-    *,
-    networks: NetworkCatalog,
-    guild_ready_timeout: float = 2.0,
-    edit_interval: float = EDIT_INTERVAL,
-    token_lifetime: timedelta = TOKEN_LIFETIME,
-) -> EaselBot:
-    """Build the bot; run it with `await bot.start(token)`. The caller owns the executor's and store's life.
-
-    The keyword arguments exist for tests, which shorten them.
-    """
-    point_at(settings.discord_api_url, settings.discord_gateway_url)
-    return EaselBot(
-        settings,
-        executor,
-        registry,
-        store,
-        networks=networks,
-        guild_ready_timeout=guild_ready_timeout,
-        edit_interval=edit_interval,
-        token_lifetime=token_lifetime,
-    )

@@ -72,10 +72,3 @@ def _describe(interaction: discord.Interaction) -> str:
         return f"/{interaction.command.qualified_name}"
     data: dict[str, object] = dict(interaction.data or {})
     return str(data.get("custom_id", interaction.type.name))
-
-
-def install(tree: app_commands.CommandTree[discord.Client]) -> None:
-    async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        await handle_error(interaction, error)
-
-    tree.on_error = on_error  # type: ignore[method-assign]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from engine.infotext import ModelHint
 from engine.params import ModelDefaults
 
 
@@ -29,6 +30,7 @@ class ModelCatalog(Protocol):
     def resolve(self, name: str) -> ModelEntryView: ...
     def default_model(self, configured: str | None) -> str: ...
     def defaults_for(self, name: str) -> ModelDefaults: ...
+    def match(self, hint: ModelHint) -> str | None: ...
 
 
 class LoraView(Protocol):

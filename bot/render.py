@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.jobs import GeneratedImage, JobResult
-from engine.params import GenerationParams, hires_size
+from engine.params import GenerationParams
+from engine.plan import output_size
 
 MAX_CONTENT = 2000
 MAX_FILES = 10
@@ -46,8 +47,7 @@ def summary(params: GenerationParams) -> str:
     batch = f", {params.batch_size} images" if params.batch_size > 1 else ""
     source = f", img2img at {params.denoising_strength:g}" if params.init_image is not None else ""
     if params.enable_hr:
-        final_w, final_h = hires_size(params.width, params.height, params.hr_scale, params.hr_resize_x,
-                                      params.hr_resize_y)  # fmt: skip
+        final_w, final_h = output_size(params)
         source += f", hires fix → {final_w}×{final_h}"
     variation = (
         f", variation seed {params.subseed} @ {params.subseed_strength:g}" if params.subseed_strength > 0 else ""

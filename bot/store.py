@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS user_settings (
     user_id  TEXT PRIMARY KEY,
     defaults TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS synced_commands (
+    scope     TEXT PRIMARY KEY,
+    signature TEXT NOT NULL
+);
 """
 
 
@@ -118,6 +122,18 @@ class JobStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def synced_commands(self, scope: str) -> str | None:
+        """The signature of the slash commands last synced to `scope` ("global" or "guild:<id>")."""
+        row = self._db.execute("SELECT signature FROM synced_commands WHERE scope = ?", (scope,)).fetchone()
+        return None if row is None else str(row["signature"])
+
+    def set_synced_commands(self, scope: str, signature: str) -> None:
+        self._db.execute(
+            "INSERT INTO synced_commands (scope, signature) VALUES (?, ?) "
+            "ON CONFLICT (scope) DO UPDATE SET signature = excluded.signature",
+            (scope, signature),
+        )
 
     # -- jobs ------------------------------------------------------------------------------------------------
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
@@ -13,10 +12,14 @@ from discord.ext import commands
 
 from bot.errors import withdraw
 from bot.uploads import check_declared, store_init_image, upload_pixel_limit
+from commands.choices import matching
 from commands.defaults import usable_defaults
 from commands.flags import read_flags, size_for_aspect
 from engine.errors import EaselError, ModelUnavailableError
-from engine.params import OPTION_KEYS, GenerationParams, build_params
+from engine.infotext import ModelHint, looks_like_infotext
+from engine.params import GenerationParams, build_params
+from engine.paste import pasted_model, read_pasted
+from engine.prompts.extra_networks import remove_lora
 from engine.samplers import sampler_names, schedule_names
 
 if TYPE_CHECKING:
@@ -24,45 +27,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_CHOICES = 25  # Discord's cap on autocomplete choices
 _PENDING_HASH = "0" * 64  # stands in for the init image's hash while the options are checked before the download
-_LORA_TAG = re.compile(r"<lora:([^:>]+)[^>]*>")
-
-
-def matching(names: list[str], current: str) -> list[app_commands.Choice[str]]:
-    """Autocomplete choices: names starting with what was typed first, then names containing it."""
-    typed = current.strip().lower()
-    starts = [n for n in names if n.lower().startswith(typed)]
-    contains = [n for n in names if typed in n.lower() and n not in starts]
-    return [app_commands.Choice(name=n[:100], value=n[:100]) for n in (starts + contains)[:MAX_CHOICES]]
-
-
-def read_pasted(text: str) -> tuple[dict[str, Any], str | None, list[str]]:
-    """A pasted A1111/civitai block -> (options for build_params, the model it names, notes for the user)."""
-    from engine.infotext import model_from_infotext, options_from_infotext, parse_infotext
-
-    fields = parse_infotext(text)
-    raw, raw_notes = options_from_infotext(fields)
-    options = dict(raw)
-    notes = [str(note) for note in raw_notes]
-    for key in sorted(set(options) - OPTION_KEYS):  # reported, never silently dropped
-        notes.append(f"Ignored `{key}` from the pasted parameters: not supported here.")
-        del options[key]
-    return options, model_from_infotext(fields).name, notes
 
 
 def with_lora(prompt: str, name: str, weight: float, notes: list[str]) -> str:
     """The prompt with `<lora:name:weight>` appended after a space, as A1111's LoRA card does. A tag for the same
     LoRA already in the prompt is replaced: the slash option wins, and a LoRA applied twice would double its effect.
     """
-
-    def drop_same(match: re.Match[str]) -> str:
-        if match.group(1).strip().lower() != name.lower():
-            return match.group(0)
-        notes.append(f"The `lora` option replaced `{match.group(0)}` in the prompt.")
-        return ""
-
-    kept = _LORA_TAG.sub(drop_same, prompt).rstrip()
+    kept, removed = remove_lora(prompt, name)
+    notes.extend(f"The `lora` option replaced `{tag}` in the prompt." for tag in removed)
+    kept = kept.rstrip()
     tag = f"<lora:{name}:{weight:g}>"
     return f"{kept} {tag}" if kept else tag
 
@@ -126,16 +100,15 @@ class ImagineCog(commands.Cog):
     ) -> None:
         pasted: dict[str, Any] = {}
         notes: list[str] = []
-        pasted_model: str | None = None
+        hint = ModelHint(None, None)
         block = parameters
-        if not block:
-            from engine.infotext import looks_like_infotext
-
-            if looks_like_infotext(prompt):
-                block, prompt = prompt, ""
+        if not block and looks_like_infotext(prompt):
+            block, prompt = prompt, ""
         if block:
-            pasted, pasted_model, notes = read_pasted(block)
-        model_name = self.choose_model(interaction, model, pasted_model, notes)
+            paste = read_pasted(block)
+            pasted, hint = paste.options, paste.model
+            notes.extend(paste.notes)
+        model_name = self.choose_model(interaction, model, hint, notes)
         defaults = self.bot.registry.defaults_for(model_name)
         # Flags sit between a pasted block and the slash options: explicit options win over both.
         flags = read_flags(prompt, base_pixels=defaults.width * defaults.height, max_pixels=self.bot.limits.max_pixels)
@@ -207,17 +180,12 @@ class ImagineCog(commands.Cog):
         )
 
     def choose_model(
-        self, interaction: discord.Interaction, requested: str | None, pasted: str | None, notes: list[str]
+        self, interaction: discord.Interaction, requested: str | None, pasted: ModelHint, notes: list[str]
     ) -> str:
-        """The model option, else the pasted block's model if we have it, else the guild's or the default."""
+        """The model option, else the pasted block's model where this server has it, else the server's default."""
         registry = self.bot.registry
         if requested:
             return registry.resolve(requested).name
-        if pasted:
-            try:
-                return registry.resolve(pasted).name
-            except ModelUnavailableError:
-                pass
         fallback = registry.default_model(self.bot.settings.default_model)
         stored = None if interaction.guild_id is None else self.bot.store.guild_default_model(interaction.guild_id)
         if stored:
@@ -226,9 +194,10 @@ class ImagineCog(commands.Cog):
             except ModelUnavailableError:
                 log.warning("guild %s: default model %r is unavailable", interaction.guild_id, stored)
                 notes.append(f"This server's default model `{stored}` is unavailable; used `{fallback}`.")
-        if pasted:
-            notes.append(f"The pasted model `{pasted}` is not available here; used `{fallback}`.")
-        return fallback
+        name, note = pasted_model(registry, pasted, fallback)
+        if note is not None:
+            notes.append(note)
+        return name
 
     @imagine.autocomplete("sampler")
     async def _sampler_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -245,3 +214,7 @@ class ImagineCog(commands.Cog):
     @imagine.autocomplete("lora")
     async def _lora_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return matching(self.bot.networks.lora_names(), current)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(ImagineCog(cast("EaselBot", bot)))

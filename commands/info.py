@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import discord
 from discord import app_commands
@@ -107,3 +107,7 @@ class InfoCog(commands.Cog):
         recent = store.user_recent_jobs(interaction.user.id, limit=RECENT)
         embed = info_embed(open_jobs, recent, self.bot.settings.max_queued_per_user)
         await interaction.response.send_message(embed=embed, ephemeral=True)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(InfoCog(cast("EaselBot", bot)))

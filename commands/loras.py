@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import discord
 from discord import app_commands
@@ -142,3 +142,7 @@ class LorasCog(commands.Cog):
                 text=f"Page {index + 1} of {len(pages)} · {left_out} more on other pages: /lora list {hint}"
             )
         await interaction.followup.send(embed=embed, ephemeral=True)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(LorasCog(cast("EaselBot", bot)))

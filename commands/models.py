@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import discord
 from discord import app_commands
@@ -13,7 +13,7 @@ from discord.ext import commands
 from bot.checks import NotAdminError, is_admin
 from bot.ports import ModelEntryView
 from bot.render import MAX_CONTENT
-from commands.imagine import matching
+from commands.choices import matching
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -103,3 +103,7 @@ class ModelsCog(commands.Cog):
             "See `/model list` and `/lora list`.",
             ephemeral=True,
         )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(ModelsCog(cast("EaselBot", bot)))

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from commands.choices import matching
 from commands.defaults import checked_defaults
-from commands.imagine import matching
 from engine.samplers import sampler_names, schedule_names
 
 if TYPE_CHECKING:
@@ -115,3 +115,7 @@ class SettingsCog(commands.Cog):
     @set_defaults.autocomplete("schedule")
     async def _schedule_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return matching(schedule_names(), current)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(SettingsCog(cast("EaselBot", bot)))

@@ -8,7 +8,7 @@ no image storage, cap or clean-up, and a repost is queued, followed and resumed 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import discord
 from discord import app_commands
@@ -17,13 +17,13 @@ from discord.ext import commands
 from bot.errors import send_ephemeral
 from bot.replay import replay
 from bot.store import JobRecord, JobStatus
+from commands.choices import MAX_CHOICES
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
 
 log = logging.getLogger(__name__)
 
-MAX_CHOICES = 25  # Discord's cap on autocomplete choices
 AUTOCOMPLETE_SCAN = 200  # the user's latest finished jobs that autocomplete looks through
 
 
@@ -90,3 +90,7 @@ class ShowCog(commands.Cog):
         )
         found = [r for r in recent if typed in r.job_id or typed in r.params.prompt.lower()]
         return [app_commands.Choice(name=choice_label(r), value=r.job_id) for r in found[:MAX_CHOICES]]
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(ShowCog(cast("EaselBot", bot)))

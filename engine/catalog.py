@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from engine.errors import InvalidParamsError
 from engine.loras import LoraLibrary
 from engine.models.single_file import read_header
-from engine.prompts.extra_networks import lora_call, parse_extra_networks
+from engine.prompts.extra_networks import read_loras
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +119,8 @@ class ExtraNetworks:
     def check_prompt(self, *prompts: str) -> None:
         """Refuse, before anything is queued, the extra-network tags the pipeline would refuse at generation."""
         for prompt in prompts:
-            for call in parse_extra_networks(prompt)[1]:
-                if call.kind != "lora":
-                    raise InvalidParamsError(f"<{call.kind}:...> is not supported; only <lora:name:weight> tags are.")
-                self._loras.resolve(lora_call(call).name)
+            for call in read_loras(prompt)[1]:
+                self._loras.resolve(call.name)
 
     async def loras(self) -> list[LoraInfo]:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._describe_loras)

@@ -1,10 +1,15 @@
 """The denoising loop Easel owns (rather than `pipe(...)`), so that A1111's rules can apply at every step:
 conditioning switched by prompt-editing schedules, `AND` parts, cond and uncond of different lengths, per-image
-noise, img2img/hires step arithmetic, and progress + cancellation per model call."""
+noise, and progress + cancellation per model call.
+
+A `PassRun` describes one sampling pass (a plan's `SamplingPass` with its tensors); `run_pass` runs it with the
+loop of the sampler's family: k-diffusion, A1111's timestep samplers, or a diffusers scheduler.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,8 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from engine.errors import Cancelled
+from engine.families.base import TextCond, UNetFn
+from engine.ksampling import ScheduleOptions
+from engine.samplers import SamplerSpec
+from engine.seeds import ImageRNG
 
-Schedule = list[tuple[int, torch.Tensor]]  # (end_step, embeddings): applies while step <= end_step
+Schedule = list[tuple[int, TextCond]]  # (end_step, conditioning): applies while step <= end_step
 StepFn = Callable[[int, int], None]
 
 
@@ -34,7 +43,7 @@ class Denoised:
         return None if self._latest is None else self._latest()
 
 
-def pick(schedule: Schedule, step: int) -> torch.Tensor:
+def pick(schedule: Schedule, step: int) -> TextCond:
     """A1111's `reconstruct_cond_batch`: the first entry whose end step is at or after the current step."""
     for end, cond in schedule:
         if step <= end:
@@ -46,7 +55,7 @@ def pick(schedule: Schedule, step: int) -> torch.Tensor:
 class Guidance:
     """Classifier-free guidance over one negative schedule and weighted positive `AND` parts."""
 
-    unet: Any
+    unet: UNetFn
     conds: list[tuple[Schedule, float]]
     uncond: Schedule
     cfg_scale: float
@@ -60,25 +69,26 @@ class Guidance:
         cs = [(pick(schedule, self.step), weight) for schedule, weight in self.conds]
         self.step += 1
         t_batch = torch.as_tensor(t, device=x.device).reshape(-1)
-        dtype = self.unet.dtype
         embeds = [u, *(c for c, _ in cs)]
-        if all(e.shape == u.shape for e in embeds):
+        if all(e.crossattn.shape == u.crossattn.shape for e in embeds):
             # One UNet call for uncond and every cond part, as diffusers batches CFG.
             n = len(embeds)
             out = self.unet(
-                torch.cat([x] * n).to(dtype),
+                torch.cat([x] * n),
                 t_batch.expand(batch * n) if t_batch.numel() == 1 else t_batch.repeat(n),
-                encoder_hidden_states=torch.cat([e.expand(batch, -1, -1) for e in embeds]).to(dtype),
-            ).sample.float()
+                torch.cat([e.crossattn.expand(batch, -1, -1) for e in embeds]),
+                _vectors(embeds, batch),
+            )
             outs = out.chunk(n)
         else:
             # A1111's default when lengths differ (a long prompt, a short negative): separate calls, no padding.
             outs = tuple(
                 self.unet(
-                    x.to(dtype),
+                    x,
                     t_batch.expand(batch) if t_batch.numel() == 1 else t_batch,
-                    encoder_hidden_states=e.expand(batch, -1, -1).to(dtype),
-                ).sample.float()
+                    e.crossattn.expand(batch, -1, -1),
+                    _vectors([e], batch),
+                )
                 for e in embeds
             )
         eps_u = outs[0]
@@ -93,51 +103,88 @@ class Guidance:
         return self.last_uncond
 
 
-def run_scheduler(
-    scheduler: Any,
-    guidance: Guidance,
-    noise: torch.Tensor,
-    *,
-    schedule_steps: int,
-    run_steps: int,
-    init_latents: torch.Tensor | None = None,
-    generator: Any = None,
-    on_step: StepFn | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
-    denoised: Denoised | None = None,
-) -> torch.Tensor:
-    """Sample with a diffusers scheduler: a schedule of `schedule_steps`, of which the last `run_steps` run.
+def _vectors(embeds: list[TextCond], batch: int) -> torch.Tensor | None:
+    if embeds[0].vector is None:
+        return None
+    return torch.cat([e.vector.expand(batch, -1) for e in embeds if e.vector is not None])
 
-    From pure noise when `init_latents` is None (txt2img); otherwise the init latents are noised to where the
-    run starts (img2img and the hires pass). `denoised` gets the step's x0: the scheduler's own
-    (`denoised` / `pred_original_sample`) where it gives one, else x0 from the model output and alphas_cumprod.
+
+@dataclass
+class PassRun:
+    """One sampling pass as it runs: a schedule of `schedule_steps`, of which the last `run_steps` run, from pure
+    noise (`init_latents` None: txt2img) or from init latents noised to where the run starts (img2img, hires).
+
+    `report` is the one progress-and-cancel callback every loop calls after each step. `denoised`, when given,
+    gets each step's denoised estimate (x0), for previews.
     """
-    device = noise.device
-    scheduler.set_timesteps(schedule_steps, device=device)
+
+    sampler: SamplerSpec
+    schedule: str
+    scheduler_config: Mapping[str, Any]
+    guidance: Guidance
+    noise: torch.Tensor
+    rng: ImageRNG
+    schedule_steps: int
+    run_steps: int
+    init_latents: torch.Tensor | None = None
+    on_step: StepFn | None = None
+    is_cancelled: Callable[[], bool] | None = None
+    denoised: Denoised | None = None
+    schedule_options: ScheduleOptions | None = None
+
+    def check_cancelled(self) -> None:
+        if self.is_cancelled is not None and self.is_cancelled():
+            raise Cancelled("The job was cancelled.")
+
+    def report(self, done: int, total: int) -> None:
+        self.check_cancelled()
+        if self.on_step is not None:
+            self.on_step(done, total)
+
+
+def run_pass(run: PassRun) -> torch.Tensor:
+    """Run one pass with its sampler family's loop; returns the latents."""
+    if run.sampler.family == "k-diffusion":
+        return _run_ksampler(run)
+    if run.sampler.family == "a1111-timesteps":
+        return _run_a1111_timesteps(run)
+    return _run_scheduler(run)
+
+
+def _run_scheduler(run: PassRun) -> torch.Tensor:
+    """A diffusers scheduler (UniPC, LCM). `denoised` gets the step's x0: the scheduler's own (`denoised` /
+    `pred_original_sample`) where it gives one, else x0 from the model output and alphas_cumprod."""
+    import diffusers
+
+    cls = getattr(diffusers, run.sampler.function)
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    config = {k: v for k, v in run.scheduler_config.items() if k in accepted} | dict(run.sampler.options)
+    scheduler = cls.from_config(config)
+    device = run.noise.device
+    scheduler.set_timesteps(run.schedule_steps, device=device)
     order = int(getattr(scheduler, "order", 1))
     timesteps = scheduler.timesteps
-    start = max(len(timesteps) - run_steps * order, 0) if init_latents is not None else 0
+    start = max(len(timesteps) - run.run_steps * order, 0) if run.init_latents is not None else 0
     timesteps = timesteps[start:]
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start)
     latents: torch.Tensor
-    if init_latents is None:
-        latents = noise * scheduler.init_noise_sigma
+    if run.init_latents is None:
+        latents = run.noise * scheduler.init_noise_sigma
     else:
-        latents = scheduler.add_noise(init_latents, noise, timesteps[:1])
+        latents = scheduler.add_noise(run.init_latents, run.noise, timesteps[:1])
+    takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+    kwargs = {"generator": run.rng.torch_generators()} if takes_generator else {}
     total = len(timesteps)
     for i, t in enumerate(timesteps):
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled("The job was cancelled.")
+        run.check_cancelled()
         x_in = scheduler.scale_model_input(latents, t)
-        eps = guidance.eps(x_in, t)
-        kwargs = {"generator": generator} if generator is not None and _accepts_generator(scheduler) else {}
+        eps = run.guidance.eps(x_in, t)
         out = scheduler.step(eps, t, latents, **kwargs)
-        if denoised is not None:
-            _record_scheduler_x0(denoised, scheduler, out, x_in, eps, t)
+        if run.denoised is not None:
+            _record_scheduler_x0(run.denoised, scheduler, out, x_in, eps, t)
         latents = torch.as_tensor(out.prev_sample)
-        if on_step is not None:
-            on_step(i + 1, total)
+        run.report(i + 1, total)
     return latents
 
 
@@ -165,33 +212,17 @@ def _record_scheduler_x0(
     denoised.set_lazy(x0)
 
 
-def run_ksampler(
-    sampler: str,
-    schedule: str,
-    scheduler_config: dict[str, Any],
-    guidance: Guidance,
-    noise: torch.Tensor,
-    *,
-    schedule_steps: int,
-    run_steps: int,
-    init_latents: torch.Tensor | None = None,
-    randn_like: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    seeds: list[int] | None = None,
-    on_step: StepFn | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
-    denoised: Denoised | None = None,
-) -> torch.Tensor:
-    """Sample with a k-diffusion sampler exactly as A1111 drives it (`sd_samplers_kdiffusion.py`).
-
-    `denoised` gets the denoiser's output of the latest model evaluation (a reference: the samplers compute it
-    anyway), which for a second-order step is the corrector's estimate.
-    """
+def _run_ksampler(run: PassRun) -> torch.Tensor:
+    """A k-diffusion sampler exactly as A1111 drives it (`sd_samplers_kdiffusion.py`). `denoised` gets the
+    denoiser's output of the latest model evaluation (a reference: the samplers compute it anyway), which for a
+    second-order step is the corrector's estimate."""
     from engine.ksampling import Denoiser, Model, sample, sampler_sigmas
 
-    denoiser = Denoiser.from_scheduler_config(guidance.eps, scheduler_config, device=noise.device)
+    noise = run.noise
+    denoiser = Denoiser.from_scheduler_config(run.guidance.eps, run.scheduler_config, device=noise.device)
     model: Model = denoiser
-    if denoised is not None:
-        record = denoised
+    if run.denoised is not None:
+        record = run.denoised
 
         def recording(x: torch.Tensor, sigma: torch.Tensor, **extra: Any) -> torch.Tensor:
             x0 = denoiser(x, sigma, **extra)
@@ -199,79 +230,57 @@ def run_ksampler(
             return x0
 
         model = recording
-    sigmas = sampler_sigmas(sampler, schedule, schedule_steps, denoiser).to(noise.device)
+    sigmas = sampler_sigmas(run.sampler, run.schedule, run.schedule_steps, denoiser, options=run.schedule_options)
+    sigmas = sigmas.to(noise.device)
     full_sigmas = None
-    if init_latents is None:
+    if run.init_latents is None:
         x = noise * sigmas[0]  # k-diffusion starts from noise scaled to the largest sigma
     else:
         # A1111's sample_img2img: run the last `run_steps` of the schedule from the noised init latents.
         full_sigmas = sigmas
-        sigmas = sigmas[max(len(sigmas) - 1 - run_steps, 0) :]
-        x = init_latents + noise * sigmas[0]
+        sigmas = sigmas[max(len(sigmas) - 1 - run.run_steps, 0) :]
+        x = run.init_latents + noise * sigmas[0]
 
     def callback(i: int, total: int | None) -> None:
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled("The job was cancelled.")
-        if on_step is not None:
-            expected = total if total is not None else len(sigmas) - 1
-            on_step(min(i + 1, expected), expected)
+        expected = total if total is not None else len(sigmas) - 1
+        run.report(min(i + 1, expected), expected)
 
     return sample(
-        sampler,
+        run.sampler,
         model,
         x,
         sigmas,
-        noise=randn_like or torch.randn_like,
-        noise_sampler_seeds=seeds,
+        noise=run.rng.randn_like,
+        noise_sampler_seeds=run.rng.seeds,
         callback=callback,
         model_sigma_range=(denoiser.sigma_min, denoiser.sigma_max),  # what `sample` reads off a bare Denoiser
         full_sigmas=full_sigmas,
     )
 
 
-def run_a1111_timesteps(
-    sampler: str,
-    scheduler_config: dict[str, Any],
-    guidance: Guidance,
-    noise: torch.Tensor,
-    *,
-    schedule_steps: int,
-    run_steps: int,
-    init_latents: torch.Tensor | None = None,
-    randn_like: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    on_step: StepFn | None = None,
-    is_cancelled: Callable[[], bool] | None = None,
-    denoised: Denoised | None = None,
-) -> torch.Tensor:
-    """DDIM, DDIM CFG++ and PLMS on A1111's timestep grid, as `sd_samplers_timesteps.py` runs them.
-
-    `denoised` gets, lazily, the `pred_x0` of the latest model call (what A1111 previews for these samplers).
-    """
+def _run_a1111_timesteps(run: PassRun) -> torch.Tensor:
+    """DDIM, DDIM CFG++ and PLMS on A1111's timestep grid, as `sd_samplers_timesteps.py` runs them. `denoised`
+    gets, lazily, the `pred_x0` of the latest model call (what A1111 previews for these samplers)."""
     from engine.ksampling import ldm_alphas_cumprod
     from engine.ksampling.timesteps import a1111_timesteps, img2img_start, sample_ddim, sample_plms
 
+    config, noise, guidance = run.scheduler_config, run.noise, run.guidance
     alphas_cumprod = ldm_alphas_cumprod(
-        scheduler_config.get("beta_start", 0.00085),
-        scheduler_config.get("beta_end", 0.012),
-        scheduler_config.get("num_train_timesteps", 1000),
-        scheduler_config.get("beta_schedule", "scaled_linear"),
+        config.get("beta_start", 0.00085),
+        config.get("beta_end", 0.012),
+        config.get("num_train_timesteps", 1000),
+        config.get("beta_schedule", "scaled_linear"),
     ).to(noise.device)
-    timesteps = a1111_timesteps(schedule_steps).to(noise.device)
+    timesteps = a1111_timesteps(run.schedule_steps).to(noise.device)
     x = noise
-    if init_latents is not None:
-        t_enc = run_steps - 1
-        x = img2img_start(alphas_cumprod, timesteps, t_enc, init_latents, noise)
+    if run.init_latents is not None:
+        t_enc = run.run_steps - 1
+        x = img2img_start(alphas_cumprod, timesteps, t_enc, run.init_latents, noise)
         timesteps = timesteps[:t_enc]
 
-    def callback(i: int, total: int) -> None:
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled("The job was cancelled.")
-        if on_step is not None:
-            on_step(i, total)
-
     eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = guidance.eps
-    if denoised is not None:
-        record = denoised
+    if run.denoised is not None:
+        record = run.denoised
 
         def recording(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             e_t = guidance.eps(x_t, t)
@@ -286,35 +295,16 @@ def run_a1111_timesteps(
         eps_fn = recording
     if len(timesteps) < 2:
         return x  # A1111 runs no model call here either (e.g. img2img with a tiny strength)
-    if sampler == "PLMS":
-        return sample_plms(eps_fn, x, timesteps, alphas_cumprod, callback=callback)
-    if sampler == "DDIM CFG++":
+    if run.sampler.function == "plms":
+        return sample_plms(eps_fn, x, timesteps, alphas_cumprod, callback=run.report)
+    randn_like = run.rng.randn_like
+    if run.sampler.function == "ddim_cfgpp":
         guidance.cfg_multiplier = 1 / 12.5
         return sample_ddim(
-            eps_fn, x, timesteps, alphas_cumprod, randn_like=randn_like or torch.randn_like,
-            uncond_eps=guidance.last_uncond_eps, callback=callback,
+            eps_fn, x, timesteps, alphas_cumprod, randn_like=randn_like, uncond_eps=guidance.last_uncond_eps,
+            callback=run.report,
         )  # fmt: skip
-    return sample_ddim(
-        eps_fn, x, timesteps, alphas_cumprod, randn_like=randn_like or torch.randn_like, callback=callback
-    )
-
-
-A1111_TIMESTEP_SAMPLERS = frozenset({"DDIM", "DDIM CFG++", "PLMS"})
-
-
-def _accepts_generator(scheduler: Any) -> bool:
-    import inspect
-
-    return "generator" in inspect.signature(scheduler.step).parameters
-
-
-def img2img_steps(steps: int, denoise: float, *, hires: bool = False) -> tuple[int, int]:
-    """A1111's `setup_img2img_steps` as (schedule length, steps run): img2img runs the last
-    `int(min(denoise, 0.999) * steps) + 1` of a `steps` schedule; the hires pass runs exactly `steps` of an
-    `int(steps / min(denoise, 0.999))` schedule."""
-    if hires:
-        return int(steps / min(denoise, 0.999)), steps
-    return steps, int(min(denoise, 0.999) * steps) + 1
+    return sample_ddim(eps_fn, x, timesteps, alphas_cumprod, randn_like=randn_like, callback=run.report)
 
 
 def upscale_latents(latents: torch.Tensor, size: tuple[int, int], upscaler: str) -> torch.Tensor:

@@ -37,8 +37,9 @@ from engine.jobs import (
 )
 from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, ProgressFn, RawImage
+from engine.plan import GenerationPlan, make_plan
 from engine.previews import PreviewFn, PreviewSource, encode_preview
-from engine.scheduling import RunTimes, fair_order, finish_times, job_cost, pick_job
+from engine.queue_policy import RunTimes, fair_order, finish_times, pick_job
 
 __all__ = [
     "PREVIEW_INTERVAL",
@@ -61,7 +62,7 @@ class ImageEngine(Protocol):
 
     def generate(
         self,
-        params: GenerationParams,
+        plan: GenerationPlan,
         *,
         on_step: ProgressFn | None = None,
         is_cancelled: CancelledFn | None = None,
@@ -72,10 +73,10 @@ class ImageEngine(Protocol):
 @dataclass
 class _Entry:
     job: Job
+    plan: GenerationPlan
     seq: int
     events: asyncio.Queue[JobEvent]
     cancel_requested: threading.Event = field(default_factory=threading.Event)
-    cost: float = 1.0  # job_cost(params): what the run-time estimate scales with
     started_at: float = 0.0
     # Progress as last reported, so a preview finished on the encoder thread goes out with the current step
     # (events stay in step order); the lock orders the worker's and the encoder's emits.
@@ -147,10 +148,12 @@ class GpuExecutor:
         name: str = "gpu",
         preview_interval: float | None = PREVIEW_INTERVAL,
         clock: Callable[[], float] = time.perf_counter,
+        planner: Callable[[GenerationParams], GenerationPlan] = make_plan,
     ) -> None:
         """`preview_interval`: least seconds between two previews of a job (None: no previews at all).
 
-        `clock` times jobs for the ETA estimates (a fake one in tests).
+        `clock` times jobs for the ETA estimates (a fake one in tests). `planner` makes each job's plan once, at
+        submit (the registry's, which knows each model's traits); a plan that cannot be made refuses the job.
         """
         engine_list = list(engines) if isinstance(engines, Sequence) else [engines]
         if not engine_list:
@@ -161,6 +164,7 @@ class GpuExecutor:
         self.preview_interval = preview_interval
         self._encode = encode
         self._clock = clock
+        self._planner = planner
         self._workers = [_Worker(f"{name}{i}", engine) for i, engine in enumerate(engine_list)]
         self._cond = threading.Condition()
         self._pending: dict[int, _Entry] = {}
@@ -188,6 +192,7 @@ class GpuExecutor:
     async def submit(self, job: Job) -> Ticket:
         if self._loop is None:
             await self.start()
+        plan = self._planner(job.params)  # InvalidParamsError here refuses the job before it is queued
         with self._cond:
             if self._closing:
                 raise QueueFullError("Easel is shutting down; try again in a moment.")
@@ -201,7 +206,7 @@ class GpuExecutor:
                 )
             if len(self._by_id) >= self.max_queued_total:
                 raise QueueFullError(f"The queue is full ({self.max_queued_total} jobs); try again when it is shorter.")
-            entry = _Entry(job=job, seq=next(self._seq), events=asyncio.Queue(), cost=job_cost(job.params))
+            entry = _Entry(job=job, plan=plan, seq=next(self._seq), events=asyncio.Queue())
             self._pending[entry.seq] = entry
             self._by_id[job.job_id] = entry
             self._cond.notify_all()
@@ -288,13 +293,13 @@ class GpuExecutor:
         left: list[float] = []
         waiting: list[float] = []
         for entry in running:
-            seconds = self._run_times.estimate(entry.job.params.model, entry.cost)
+            seconds = self._run_times.estimate(entry.job.params.model, entry.plan.cost())
             if seconds is None:
                 return [None] * len(order)
             left.append(seconds - (now - entry.started_at))
         for seq in order:
             entry = self._pending[seq]
-            seconds = self._run_times.estimate(entry.job.params.model, entry.cost)
+            seconds = self._run_times.estimate(entry.job.params.model, entry.plan.cost())
             if seconds is None:
                 return [None] * len(order)
             waiting.append(seconds)
@@ -340,7 +345,7 @@ class GpuExecutor:
 
         try:
             raws = worker.engine.generate(
-                job.params,
+                entry.plan,
                 on_step=lambda step, total: self._progress(entry, step, total),
                 is_cancelled=entry.cancel_requested.is_set,
                 on_preview=offer_preview if self.preview_interval is not None else None,
@@ -358,7 +363,7 @@ class GpuExecutor:
             self._finish(entry, Failed(GenerationFailedError(f"Generation failed unexpectedly: {type(err).__name__}")))
             return
         with self._cond:
-            self._run_times.record(job.params.model, entry.cost, self._clock() - entry.started_at)
+            self._run_times.record(job.params.model, entry.plan.cost(), self._clock() - entry.started_at)
         self._encoder.submit(self._encode_and_finish, entry, raws)
 
     def _progress(self, entry: _Entry, step: int, total: int) -> None:

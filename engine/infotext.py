@@ -3,6 +3,8 @@
 `create_infotext` writes what A1111's `processing.create_infotext` writes; `parse_infotext` is
 `infotext_utils.parse_generation_parameters`; `options_from_infotext` is the paste step: parsed fields become
 the raw options of `engine.params.build_params`, with a note for every field Easel does not honour.
+
+`parameter_line` is the one writer of A1111's parameter line: the images' parameter text and the Edit form use it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 from engine.errors import InvalidParamsError
 from engine.params import HIRES_UPSCALERS, GenerationParams
 from engine.prompts.attention import parse_prompt_attention
-from engine.samplers import infotext_schedule
+from engine.samplers import effective_schedule, sampler_spec
 
 _RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
@@ -91,20 +93,23 @@ def _ui_number(value: float) -> str:
     return repr(float(value))
 
 
-def create_infotext(
+VERSION = "Easel 0.1.0"
+
+
+def parameter_line(
     params: GenerationParams,
     *,
     model_name: str,
     model_hash: str | None,
     image_index: int = 0,
     extra: Mapping[str, str | None] | None = None,
-    version: str = "Easel 0.1.0",
+    version: str = VERSION,
 ) -> str:
-    """The parameter text of image `image_index` of a job, in A1111's shape and fixed field order.
+    """A1111's parameter line (`Steps: 20, Sampler: ...`) of image `image_index` of a job, in its fixed order.
 
-    `extra` holds what the engine adds after the fixed fields (RNG, Lora hashes, hires keys...), in insertion
-    order; a key that names a fixed slot (e.g. "Denoising strength") is written in that slot. None values are
-    left out.
+    `extra` holds what the job adds after the fixed fields (the plan's hires keys, RNG..., then Lora and TI hashes),
+    in insertion order; a key that names a fixed slot (e.g. "Denoising strength") is written in that slot, as
+    A1111's `**p.extra_generation_params` does. None values are left out.
     """
     variation = params.subseed_strength != 0
     fields: dict[str, str | None] = dict.fromkeys(_FIXED_SLOTS)
@@ -112,7 +117,7 @@ def create_infotext(
         {
             "Steps": str(params.steps),
             "Sampler": params.sampler,
-            "Schedule type": infotext_schedule(params.sampler, params.schedule),
+            "Schedule type": effective_schedule(sampler_spec(params.sampler), params.schedule),
             "CFG scale": _ui_number(params.cfg_scale),
             "Seed": str(params.image_seeds()[image_index]),
             "Size": f"{params.width}x{params.height}",
@@ -125,8 +130,23 @@ def create_infotext(
     )
     fields.update(extra or {})
     fields["Version"] = version
+    return ", ".join(k if k == v else f"{k}: {quote(v)}" for k, v in fields.items() if v is not None)
 
-    line = ", ".join(k if k == v else f"{k}: {quote(v)}" for k, v in fields.items() if v is not None)
+
+def create_infotext(
+    params: GenerationParams,
+    *,
+    model_name: str,
+    model_hash: str | None,
+    image_index: int = 0,
+    extra: Mapping[str, str | None] | None = None,
+    version: str = VERSION,
+) -> str:
+    """The parameter text of image `image_index` of a job, as A1111's `processing.create_infotext` writes it: the
+    prompt, the negative prompt, then `parameter_line`."""
+    line = parameter_line(
+        params, model_name=model_name, model_hash=model_hash, image_index=image_index, extra=extra, version=version
+    )
     negative = f"\nNegative prompt: {params.negative_prompt}" if params.negative_prompt else ""
     return f"{params.prompt}{negative}\n{line}".strip()
 

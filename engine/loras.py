@@ -38,6 +38,13 @@ class LoraLibrary:
         self._files: dict[str, LoraFile] = {}
         self.refresh()
 
+    @classmethod
+    def with_builtins(cls, folders: list[Path], hashes: HashCache) -> LoraLibrary:
+        """The given folders and, after them, the LoRAs that come with the built-in models."""
+        from engine.models.builtin import SHAPES_LORAS_DIR
+
+        return cls([*folders, SHAPES_LORAS_DIR], hashes)
+
     def refresh(self) -> None:
         files: dict[str, LoraFile] = {}
         for folder in self.folders:

@@ -10,7 +10,7 @@ import dataclasses
 import math
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import InvalidParamsError
@@ -99,7 +99,6 @@ class GenerationParams:
     seed_resize_from_h: int = 0
     rng: str = "GPU"  # A1111 RNG source: GPU (the device's torch.randn), CPU, or NV (NVIDIA's numbers anywhere)
     ensd: int = 0  # eta noise seed delta
-    extra: tuple[tuple[str, str], ...] = field(default=())
 
     def image_seeds(self) -> list[int]:
         """A1111's per-image seeds: seed + i, except that a variation batch keeps the seed for every image."""
@@ -111,16 +110,12 @@ class GenerationParams:
         return [(self.subseed + i) % (MAX_SEED + 1) for i in range(self.batch_size)]
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["extra"] = [list(pair) for pair in self.extra]
-        return data
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationParams:
         known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["extra"] = tuple((str(k), str(v)) for k, v in values.get("extra", ()))
-        return cls(**values)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def replace(self, **changes: Any) -> GenerationParams:
         return dataclasses.replace(self, **changes)
@@ -219,7 +214,7 @@ def build_params(
     batch = _as_int("Batch size", opt("batch_size") if opt("batch_size") is not None else 1)
     _check_range("Batch size", batch, 1, limits.max_batch)
 
-    sampler, schedule = resolve_sampler(
+    sampler_spec, schedule = resolve_sampler(
         str(opt("sampler") or d.sampler), str(opt("schedule")) if opt("schedule") is not None else None
     )
 
@@ -277,7 +272,7 @@ def build_params(
         model=model,
         seed=seed,
         steps=steps,
-        sampler=sampler,
+        sampler=sampler_spec.name,
         schedule=schedule,
         cfg_scale=cfg,
         width=width,

@@ -1,6 +1,10 @@
-"""The diffusers adapter: load pipelines (cached), run one job, report progress and honour cancellation.
+"""The diffusers adapter: executes a job's `GenerationPlan` on a loaded model, reporting progress and honouring
+cancellation.
 
-Runs only on the executor's worker thread, which owns torch. A call reads as numbered steps, as in diffusers.
+Runs only on the executor's worker thread, which owns torch. `_generate` reads as the numbered steps of a diffusers
+pipeline: model, LoRAs, then each sampling pass (condition, noise, sample), decode, parameter text. Everything
+those steps decide was decided by the plan; a model family (`engine.families`) supplies the conditioning and the
+UNet call.
 """
 
 from __future__ import annotations
@@ -9,7 +13,6 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,39 +21,32 @@ import torch.nn.functional as F
 
 from engine.blobs import BlobStore
 from engine.denoise import (
-    A1111_TIMESTEP_SAMPLERS,
     Denoised,
     Guidance,
+    PassRun,
     Schedule,
     crop_latents,
     decode,
     encode,
-    img2img_steps,
-    run_a1111_timesteps,
-    run_ksampler,
-    run_scheduler,
+    run_pass,
     upscale_latents,
 )
 from engine.embeddings import EmbeddingDB, ti_hashes
 from engine.errors import Cancelled, EaselError, GenerationFailedError, InvalidParamsError, short_reason
 from engine.infotext import create_infotext
+from engine.ksampling import ScheduleOptions
 from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes
-from engine.models import builtin
 from engine.models.loader import LoadedModel, ModelLoader
 from engine.models.registry import ModelRegistry
-from engine.params import GenerationParams, hires_size
+from engine.params import GenerationParams
+from engine.plan import GenerationPlan, PassConditioning, SamplingPass, TextSchedule
 from engine.previews import LatentPreview, PreviewFn
-from engine.prompts.and_split import split_and
-from engine.prompts.extra_networks import ExtraNetworkCall, LoraCall, lora_call, parse_extra_networks
-from engine.prompts.schedules import get_learned_conditioning_prompt_schedules
-from engine.samplers import make_scheduler, sampler_info
+from engine.prompts.extra_networks import LoraCall
 from engine.seeds import ImageRNG
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
-# Samplers that write ENSD to the infotext (A1111's `uses_ensd`: their per-step noise depends on it).
-ENSD_SAMPLERS = frozenset({"Euler a", "DPM2 a", "DPM++ 2S a", "DPM fast", "DPM adaptive"})
 CancelledFn = Callable[[], bool]
 
 
@@ -63,8 +59,25 @@ class RawImage:
     infotext: str
 
 
+@dataclass
+class _Run:
+    """One job on one loaded model, as `_generate` carries it from step to step."""
+
+    plan: GenerationPlan
+    loaded: LoadedModel
+    loras: list[tuple[LoraFile, LoraCall]]
+    lora_state: str  # keys the conditioning cache: LoRAs change what the text encoder gives
+    is_cancelled: CancelledFn | None
+    progress: _PassProgress
+    denoised: Denoised | None
+
+
 class DiffusersEngine:
-    """Runs jobs on the pipelines its `ModelLoader` keeps. Not thread-safe: one worker thread owns it."""
+    """Runs jobs on the pipelines its `ModelLoader` keeps. Not thread-safe: one worker thread owns it.
+
+    The LoRA library, the embeddings and the blob store are shared objects (one of each for every device's engine);
+    left out, each gets its own (the built-in LoRAs, no embeddings, blobs in the registry's cache).
+    """
 
     def __init__(
         self,
@@ -72,38 +85,44 @@ class DiffusersEngine:
         device: str = "auto",
         *,
         max_loaded: int = 2,
-        lora_dirs: list[Path] | None = None,
+        loras: LoraLibrary | None = None,
+        embeddings: EmbeddingDB | None = None,
         blobs: BlobStore | None = None,
-        embedding_dirs: list[Path] | None = None,
     ) -> None:
         self.registry = registry
-        self.loras = LoraLibrary([*(lora_dirs or []), builtin.SHAPES_LORAS_DIR], registry.hashes)
+        self.loras = loras or LoraLibrary.with_builtins([], registry.hashes)
         self.blobs = blobs or BlobStore(registry.cache_dir / "blobs")
-        self.loader = ModelLoader(registry, device, max_loaded=max_loaded, embeddings=EmbeddingDB(embedding_dirs or []))
+        self.loader = ModelLoader(registry, device, max_loaded=max_loaded, embeddings=embeddings or EmbeddingDB([]))
         self.device = self.loader.device
 
     def load(self, name: str) -> LoadedModel:
         """The pipeline for a model name, from the cache when loaded before (no reload on switching back)."""
         return self.loader.load(name)
 
+    def plan(self, params: GenerationParams) -> GenerationPlan:
+        return self.registry.plan(params)
+
     # -- generation -------------------------------------------------------------------------------------------
 
     def generate(
         self,
-        params: GenerationParams,
+        job: GenerationPlan | GenerationParams,
         *,
         on_step: ProgressFn | None = None,
         is_cancelled: CancelledFn | None = None,
         on_preview: PreviewFn | None = None,
     ) -> list[RawImage]:
-        """Run one job: returns one decoded image per batch item, each with its seed and parameter text.
+        """Run one job (its plan, or params to plan now): one decoded image per batch item, each with its seed
+        and parameter text.
 
         `on_preview(step, total, source)` follows each `on_step`; `source.render()` (on this thread) makes a small
         image of the current denoised estimate. Without `on_preview` nothing is recorded for previews at all.
         """
+        plan = job if isinstance(job, GenerationPlan) else self.plan(job)
+        params = plan.params
         try:
             with torch.inference_mode():
-                return self._generate(params, on_step, is_cancelled, on_preview)
+                return self._generate(plan, on_step, is_cancelled, on_preview)
         except EaselError:
             raise
         except torch.cuda.OutOfMemoryError as err:
@@ -117,160 +136,136 @@ class DiffusersEngine:
 
     def _generate(
         self,
-        params: GenerationParams,
+        plan: GenerationPlan,
         on_step: ProgressFn | None,
         is_cancelled: CancelledFn | None,
         on_preview: PreviewFn | None,
     ) -> list[RawImage]:
-        # 1. Model, and the LoRAs named in the prompt (tags removed from the text, kept in the infotext).
-        loaded = self.load(params.model)
-        pipe = loaded.pipe
-        prompt, calls = parse_extra_networks(params.prompt)
-        negative, negative_calls = parse_extra_networks(params.negative_prompt)
-        loras = self._resolve_loras(calls + negative_calls)
-        apply_loras(pipe, loaded.adapters, loras)
-        lora_state = ";".join(f"{lora.name}:{c.te_multiplier}" for lora, c in loras)
+        # 1. The model, and the LoRAs the plan calls for (active at their weights, the others off).
+        loaded = self.load(plan.params.model)
+        self._check_traits(plan, loaded)
+        loras = [(self.loras.resolve(call.name), call) for call in plan.loras]
+        apply_loras(loaded.pipe, loaded.adapters, loras)
+        loaded.family.take_used_embeddings()  # forget what an earlier (perhaps failed) job encoded
 
-        # 2. Conditioning schedules (prompt editing counts steps the A1111 way; AND parts are weighted).
-        loaded.conditioner.take_used()  # forget what an earlier (perhaps failed) job encoded
-        info = sampler_info(params.sampler)
-        total_steps = params.steps * 2 if info.second_order else params.steps
-        guidance = self._guidance(loaded, prompt, negative, params, total_steps, None, lora_state)
-
-        # 3. Noise: one generator per image, variation seeds slerped in, A1111's RNG source.
-        scale = int(pipe.vae_scale_factor)
-        if params.width % scale or params.height % scale:
-            raise InvalidParamsError(f"Width and height must be multiples of {scale} for this model.")
-        channels = int(pipe.unet.config.in_channels)
-        seeds = params.image_seeds()
-
-        def image_rng(width: int, height: int) -> ImageRNG:
-            resize = None
-            if params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0:
-                resize = (params.seed_resize_from_h // scale, params.seed_resize_from_w // scale)
-            return ImageRNG(
-                (channels, height // scale, width // scale),
-                seeds,
-                subseeds=params.image_subseeds(),
-                subseed_strength=params.subseed_strength,
-                seed_resize_from=resize,
-                source=params.rng,
-                device=self.device,
-                ensd=params.ensd,
-            )
-
-        # 4. First pass: txt2img from noise, or img2img from the init image.
-        passes = 2 if params.enable_hr else 1
+        # 2. Each sampling pass: txt2img or img2img, then the hires pass on the upscaled result.
         denoised = Denoised() if on_preview is not None else None
-        preview = LatentPreview(denoised.get, pipe.vae, scale) if denoised is not None else None
-        progress = _PassProgress(on_step, passes, on_preview, preview)
-        rng = image_rng(params.width, params.height)
-        noise = rng.first().to(self.device)
-        init_latents = None
-        if params.init_image is not None:
-            init_latents = self._init_latents(pipe, params).repeat(params.batch_size, 1, 1, 1)
-        latents = self._sample(
-            loaded, params, guidance, rng, noise, init_latents, params.denoising_strength, params.steps,
-            progress.for_pass(0), is_cancelled, denoised,
-        )  # fmt: skip
-        extra: dict[str, str | None] = {}
-        if params.init_image is not None:
-            extra["Denoising strength"] = _num(params.denoising_strength)
+        preview = None
+        if denoised is not None:
+            preview = LatentPreview(denoised.get, loaded.pipe.vae, plan.traits.latent_scale)
+        run = _Run(
+            plan,
+            loaded,
+            loras,
+            lora_state=";".join(f"{lora.name}:{call.te_multiplier}" for lora, call in loras),
+            is_cancelled=is_cancelled,
+            progress=_PassProgress(on_step, len(plan.passes), on_preview, preview),
+            denoised=denoised,
+        )
+        latents: torch.Tensor | None = None
+        for index, sampling_pass in enumerate(plan.passes):
+            latents = self._sample_pass(run, index, sampling_pass, latents)
+        assert latents is not None
 
-        # 5. Hires fix: upscale (in latent space, or decode-resize-encode), then img2img at the new size.
-        width, height = params.width, params.height
-        if params.enable_hr:
-            width, height = hires_size(params.width, params.height, params.hr_scale, params.hr_resize_x,
-                                       params.hr_resize_y)  # fmt: skip
-            width, height = width // scale * scale, height // scale * scale
-            if params.hr_upscaler.startswith("Latent"):
-                latents = upscale_latents(latents, (height // scale, width // scale), params.hr_upscaler)
-            else:
-                images = decode(pipe.vae, latents).permute(0, 3, 1, 2)
-                resample = "nearest" if params.hr_upscaler == "Nearest" else "bicubic"
-                images = F.interpolate(images, size=(height, width), mode=resample, antialias=resample != "nearest")
-                latents = encode(pipe.vae, images.clamp(0, 1).to(self.device))
-            if params.hr_resize_x and params.hr_resize_y:
-                # Both sides given: the upscale covered the target; crop the overhang as A1111's truncate_x/y do.
-                latents = crop_latents(latents, params.hr_resize_y // scale, params.hr_resize_x // scale)
-                height, width = latents.shape[2] * scale, latents.shape[3] * scale
-            hr_steps = params.hr_steps or params.steps
-            hr_total = hr_steps * 2 if info.second_order else hr_steps
-            hr_guidance = self._guidance(loaded, prompt, negative, params, total_steps, hr_total, lora_state)
-            hr_rng = image_rng(width, height)
-            latents = self._sample(
-                loaded, params, hr_guidance, hr_rng, hr_rng.first().to(self.device), latents,
-                params.denoising_strength, hr_steps, progress.for_pass(1), is_cancelled, denoised, hires=True,
-            )  # fmt: skip
-            extra["Denoising strength"] = _num(params.denoising_strength)
-            if params.hr_resize_x or params.hr_resize_y:
-                extra["Hires resize"] = f"{params.hr_resize_x}x{params.hr_resize_y}"
-            else:
-                extra["Hires upscale"] = _num(params.hr_scale)
-            extra["Hires steps"] = str(params.hr_steps) if params.hr_steps else None
-            extra["Hires upscaler"] = params.hr_upscaler
+        # 3. Decode; a diverged sampler gives NaN: say so instead of returning a black image.
+        images = self._decode(run, latents)
 
-        # 6. Decode; a diverged sampler gives NaN: say so instead of returning a black image.
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled("The job was cancelled.")
-        pixels = decode(pipe.vae, latents)
-        if torch.isnan(pixels).any():
+        # 4. Parameter text per image (each image carries its own seed).
+        return self._results(run, images)
+
+    def _check_traits(self, plan: GenerationPlan, loaded: LoadedModel) -> None:
+        scale = int(loaded.pipe.vae_scale_factor)
+        if plan.traits.latent_scale != scale:
             raise GenerationFailedError(
-                f"Sampler {params.sampler!r} diverged (NaN) on this model; try another sampler or more steps."
+                f"Model {loaded.entry.name!r} has a latent scale of {scale}, but the job was planned for "
+                f"{plan.traits.latent_scale}; refresh the models and try again."
             )
-        images = pipe.numpy_to_pil(pixels.numpy())
+        if plan.params.width % scale or plan.params.height % scale:
+            raise InvalidParamsError(f"Width and height must be multiples of {scale} for this model.")
 
-        # 7. Parameter text per image (each image carries its own seed).
-        if params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0:
-            extra["Seed resize from"] = f"{params.seed_resize_from_w}x{params.seed_resize_from_h}"
-        if params.ensd and params.sampler in ENSD_SAMPLERS:
-            extra["ENSD"] = str(params.ensd)
-        if params.rng != "GPU":
-            extra["RNG"] = params.rng
-        if loras:
-            hashes = [(lora.alias or lora.name, self.loras.short_hash(lora)) for lora, _ in loras]
-            extra["Lora hashes"] = infotext_hashes(list(dict.fromkeys(hashes)))
-        extra["TI hashes"] = ti_hashes(loaded.conditioner.take_used())
-        return [
-            RawImage(
-                image=image,
-                seed=seeds[i],
-                infotext=create_infotext(
-                    params, model_name=loaded.entry.name, model_hash=loaded.model_hash, image_index=i, extra=extra
-                ),
+    def _sample_pass(
+        self, run: _Run, index: int, sampling_pass: SamplingPass, previous: torch.Tensor | None
+    ) -> torch.Tensor:
+        """One pass: its start latents (none, the init image, or the upscaled previous pass), its conditioning and
+        noise, then the sampler."""
+        init_latents = self._start_latents(run, sampling_pass, previous)
+        if init_latents is not None and sampling_pass.run_steps == 0:
+            return init_latents  # strength 0 changes nothing, as in A1111
+        guidance = self._guidance(run, sampling_pass)
+        rng = self._image_rng(run, sampling_pass)
+        noise = rng.first().to(self.device)
+        latents: torch.Tensor = run_pass(
+            PassRun(
+                sampler=run.plan.sampler,
+                schedule=run.plan.schedule,
+                scheduler_config=run.loaded.scheduler_config,
+                guidance=guidance,
+                noise=noise,
+                rng=rng,
+                schedule_steps=sampling_pass.schedule_steps,
+                run_steps=sampling_pass.run_steps,
+                init_latents=init_latents,
+                on_step=run.progress.for_pass(index),
+                is_cancelled=run.is_cancelled,
+                denoised=run.denoised,
+                schedule_options=ScheduleOptions(sdxl=run.plan.traits.family == "sdxl"),
             )
-            for i, image in enumerate(images)
-        ]
+        )
+        return latents
 
-    def _resolve_loras(self, calls: list[ExtraNetworkCall]) -> list[tuple[LoraFile, LoraCall]]:
-        loras = []
-        for call in calls:
-            if call.kind != "lora":
-                raise InvalidParamsError(f"<{call.kind}:...> is not supported; only <lora:name:weight> tags are.")
-            lora = lora_call(call)
-            loras.append((self.loras.resolve(lora.name), lora))
-        return loras
+    def _start_latents(
+        self, run: _Run, sampling_pass: SamplingPass, previous: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        pipe, scale = run.loaded.pipe, run.plan.traits.latent_scale
+        if sampling_pass.kind == "txt2img":
+            return None
+        if sampling_pass.kind == "img2img":
+            return self._init_latents(pipe, run.plan.params).repeat(run.plan.params.batch_size, 1, 1, 1)
+        assert previous is not None and sampling_pass.upscale is not None
+        upscale = sampling_pass.upscale
+        latents: torch.Tensor
+        if upscale.latent:
+            latents = upscale_latents(previous, (upscale.height // scale, upscale.width // scale), upscale.upscaler)
+        else:
+            images = decode(pipe.vae, previous).permute(0, 3, 1, 2)
+            resample = "nearest" if upscale.upscaler == "Nearest" else "bicubic"
+            size = (upscale.height, upscale.width)
+            images = F.interpolate(images, size=size, mode=resample, antialias=resample != "nearest")
+            latents = encode(pipe.vae, images.clamp(0, 1).to(self.device))
+        if (upscale.width, upscale.height) != (sampling_pass.width, sampling_pass.height):
+            latents = crop_latents(latents, sampling_pass.height // scale, sampling_pass.width // scale)
+        return latents
 
-    def _guidance(
-        self,
-        loaded: LoadedModel,
-        prompt: str,
-        negative: str,
-        params: GenerationParams,
-        total_steps: int,
-        hires_steps: int | None,
-        state: str,
-    ) -> Guidance:
-        def schedule(text: str) -> Schedule:
-            [entries] = get_learned_conditioning_prompt_schedules([text], total_steps, hires_steps)
-            return [(int(end), loaded.conditioner.encode(str(t), params.clip_skip, state)) for end, t in entries]
+    def _guidance(self, run: _Run, sampling_pass: SamplingPass) -> Guidance:
+        family, params = run.loaded.family, run.plan.params
 
-        parts = split_and(prompt)
+        def encoded(schedule: TextSchedule) -> Schedule:
+            return [(end, family.encode(text, params.clip_skip, run.lora_state)) for end, text in schedule]
+
+        conditioning: PassConditioning = sampling_pass.conditioning
         return Guidance(
-            unet=loaded.pipe.unet,
-            conds=[(schedule(text), weight) for text, weight in parts],
-            uncond=schedule(negative),
+            unet=family.unet_fn(sampling_pass.width, sampling_pass.height),
+            conds=[(encoded(part.schedule), part.weight) for part in conditioning.parts],
+            uncond=encoded(conditioning.negative),
             cfg_scale=params.cfg_scale,
+        )
+
+    def _image_rng(self, run: _Run, sampling_pass: SamplingPass) -> ImageRNG:
+        """One generator per image, variation seeds slerped in, seed resize, A1111's RNG source."""
+        params, scale = run.plan.params, run.plan.traits.latent_scale
+        resize = None
+        if params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0:
+            resize = (params.seed_resize_from_h // scale, params.seed_resize_from_w // scale)
+        channels = int(run.loaded.pipe.unet.config.in_channels)
+        return ImageRNG(
+            (channels, sampling_pass.height // scale, sampling_pass.width // scale),
+            params.image_seeds(),
+            subseeds=params.image_subseeds(),
+            subseed_strength=params.subseed_strength,
+            seed_resize_from=resize,
+            source=params.rng,
+            device=self.device,
+            ensd=params.ensd,
         )
 
     def _init_latents(self, pipe: Any, params: GenerationParams) -> torch.Tensor:
@@ -283,76 +278,36 @@ class DiffusersEngine:
         tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
         return encode(pipe.vae, tensor.to(self.device))
 
-    def _sample(
-        self,
-        loaded: LoadedModel,
-        params: GenerationParams,
-        guidance: Guidance,
-        rng: ImageRNG,
-        noise: torch.Tensor,
-        init_latents: torch.Tensor | None,
-        denoise: float | None,
-        steps: int,
-        on_step: ProgressFn | None,
-        is_cancelled: CancelledFn | None,
-        denoised: Denoised | None = None,
-        *,
-        hires: bool = False,
-    ) -> torch.Tensor:
-        """One sampling pass with A1111's img2img step arithmetic."""
-        if init_latents is None:
-            schedule_steps, run_steps = steps, steps
-        elif not denoise:
-            return init_latents  # strength 0 changes nothing, as in A1111
-        else:
-            schedule_steps, run_steps = img2img_steps(steps, denoise, hires=hires)
-        if not sampler_info(params.sampler).timesteps:
-            return run_ksampler(
-                params.sampler,
-                params.schedule,
-                loaded.scheduler_config,
-                guidance,
-                noise,
-                schedule_steps=schedule_steps,
-                run_steps=run_steps,
-                init_latents=init_latents,
-                randn_like=rng.randn_like,
-                seeds=rng.seeds,
-                on_step=on_step,
-                is_cancelled=is_cancelled,
-                denoised=denoised,
+    def _decode(self, run: _Run, latents: torch.Tensor) -> list[Any]:
+        if run.is_cancelled is not None and run.is_cancelled():
+            raise Cancelled("The job was cancelled.")
+        pipe = run.loaded.pipe
+        pixels = decode(pipe.vae, latents)
+        if torch.isnan(pixels).any():
+            raise GenerationFailedError(
+                f"Sampler {run.plan.sampler.name!r} diverged (NaN) on this model; try another sampler or more steps."
             )
-        if params.sampler in A1111_TIMESTEP_SAMPLERS:
-            return run_a1111_timesteps(
-                params.sampler,
-                loaded.scheduler_config,
-                guidance,
-                noise,
-                schedule_steps=schedule_steps,
-                run_steps=run_steps,
-                init_latents=init_latents,
-                randn_like=rng.randn_like,
-                on_step=on_step,
-                is_cancelled=is_cancelled,
-                denoised=denoised,
+        images: list[Any] = pipe.numpy_to_pil(pixels.numpy())
+        return images
+
+    def _results(self, run: _Run, images: list[Any]) -> list[RawImage]:
+        params, loaded = run.plan.params, run.loaded
+        extra = dict(run.plan.infotext_fields)
+        if run.loras:
+            hashes = [(lora.alias or lora.name, self.loras.short_hash(lora)) for lora, _ in run.loras]
+            extra["Lora hashes"] = infotext_hashes(list(dict.fromkeys(hashes)))
+        extra["TI hashes"] = ti_hashes(loaded.family.take_used_embeddings())
+        seeds = params.image_seeds()
+        return [
+            RawImage(
+                image=image,
+                seed=seeds[i],
+                infotext=create_infotext(
+                    params, model_name=loaded.entry.name, model_hash=loaded.model_hash, image_index=i, extra=extra
+                ),
             )
-        scheduler = make_scheduler(loaded.scheduler_config, params.sampler)
-        torch_generators = [g for g in rng.generators if isinstance(g, torch.Generator)]
-        if len(torch_generators) != len(rng.generators):
-            # diffusers' schedulers draw only from torch generators: seed CPU ones so LCM stays deterministic.
-            torch_generators = [torch.Generator("cpu").manual_seed(s + params.ensd) for s in rng.seeds]
-        return run_scheduler(
-            scheduler,
-            guidance,
-            noise,
-            schedule_steps=schedule_steps,
-            run_steps=run_steps,
-            init_latents=init_latents,
-            generator=torch_generators,
-            on_step=on_step,
-            is_cancelled=is_cancelled,
-            denoised=denoised,
-        )
+            for i, image in enumerate(images)
+        ]
 
 
 class _PassProgress:
@@ -384,9 +339,3 @@ class _PassProgress:
                 offer(done, overall, preview)
 
         return step
-
-
-def _num(value: float | None) -> str | None:
-    if value is None:
-        return None
-    return str(int(value)) if float(value).is_integer() else str(value)

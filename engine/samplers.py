@@ -1,99 +1,175 @@
-"""A1111 sampler and schedule-type names -> diffusers scheduler objects.
+"""Every A1111 sampler and schedule type, once: names, aliases, family, default schedule, and how it is run.
 
-The name table mirrors A1111 v1.10.1 (`modules/sd_samplers_*.py`, `sd_schedulers.py`): display names, aliases,
-each sampler's "Automatic" schedule, and the paste rule that splits old combined names such as `DPM++ 2M Karras`.
-A sampler or schedule we cannot run is refused by name with the reason; nothing silently falls back.
+The table mirrors A1111 v1.10.1 (`modules/sd_samplers_kdiffusion.py`, `sd_samplers_timesteps.py`,
+`sd_samplers_extra.py`, `sd_schedulers.py`): display names in UI order, aliases, each sampler's "Automatic" schedule,
+the options A1111 attaches to each k-diffusion function, and the paste rule that splits old combined names such as
+`DPM++ 2M Karras`. Torch-free: `engine.ksampling` and `engine.denoise` run what a `SamplerSpec` describes.
 """
 
 from __future__ import annotations
 
 import difflib
-import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from engine.errors import InvalidParamsError
 
+SamplerFamily = Literal["k-diffusion", "a1111-timesteps", "diffusers"]
+
+# Which of A1111's sampler settings a k-diffusion function takes (`sampler_extra_params` plus `eta`).
+_CHURN = frozenset({"s_churn", "s_tmin", "s_tmax", "s_noise"})
+_ETA_NOISE = frozenset({"eta", "s_noise"})
+
 
 @dataclass(frozen=True)
-class SamplerInfo:
+class SamplerSpec:
+    """One A1111 sampler and how Easel runs it.
+
+    `function` names what runs it, per family: the k-diffusion function (`engine.ksampling`), A1111's own timestep
+    sampler (`engine.ksampling.timesteps`), or the diffusers scheduler class. The k-diffusion fields below follow
+    `KDiffusionSampler`: which settings it takes, whether the penultimate sigma is discarded, whether it gets a
+    Brownian-tree noise sampler, and whether it takes a sigma range (DPM fast / adaptive) instead of sigmas.
+    """
+
     name: str
     aliases: tuple[str, ...]
-    automatic: str | None  # the schedule "Automatic" means; None = the model's own discretisation
-    second_order: bool = False
-    timesteps: bool = False  # DDIM/PLMS/UniPC/LCM: A1111 ignores the schedule type for these
-    unsupported: str | None = None  # why we refuse it, if we do
+    family: SamplerFamily
+    function: str
+    automatic: str | None = None  # the schedule "Automatic" means; None = the model's own discretisation
+    second_order: bool = False  # two model calls per step: A1111 counts prompt-editing steps twice
+    uses_ensd: bool = False  # its per-step noise depends on ENSD, so the infotext records it
+    extra_params: frozenset[str] = frozenset()
+    discard_penultimate_sigma: bool = False
+    brownian_noise: bool = False
+    sigma_range: bool = False
+    takes_noise: bool = True  # calls torch.randn_like upstream, so it takes the per-image `noise` replacement
+    options: tuple[tuple[str, Any], ...] = ()  # fixed keyword arguments (a solver type, a scheduler setting)
+
+    @property
+    def timesteps(self) -> bool:
+        """A1111 ignores the schedule type for the samplers that walk a timestep grid (DDIM, PLMS, UniPC, LCM)."""
+        return self.family != "k-diffusion"
 
 
 @dataclass(frozen=True)
-class ScheduleInfo:
+class ScheduleSpec:
     label: str
     name: str
     aliases: tuple[str, ...] = ()
-    unsupported: str | None = None
+
+
+def _k(name: str, alias: str, function: str, automatic: str | None = None, **more: Any) -> SamplerSpec:
+    return SamplerSpec(name, (alias,), "k-diffusion", function, automatic, **more)
 
 
 # UI order of A1111 v1.10.1; the first is the web UI's default.
-SAMPLERS: tuple[SamplerInfo, ...] = (
-    SamplerInfo("DPM++ 2M", ("k_dpmpp_2m",), "Karras"),
-    SamplerInfo("DPM++ SDE", ("k_dpmpp_sde",), "Karras", second_order=True),
-    SamplerInfo("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), "Exponential"),
-    SamplerInfo("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",), "Exponential"),
-    SamplerInfo("DPM++ 2S a", ("k_dpmpp_2s_a",), "Karras", second_order=True),
-    SamplerInfo("DPM++ 3M SDE", ("k_dpmpp_3m_sde",), "Exponential"),
-    SamplerInfo("Euler a", ("k_euler_a", "k_euler_ancestral"), None),
-    SamplerInfo("Euler", ("k_euler",), None),
-    SamplerInfo("LMS", ("k_lms",), None),
-    SamplerInfo("Heun", ("k_heun",), None, second_order=True),
-    SamplerInfo("DPM2", ("k_dpm_2",), "Karras", second_order=True),
-    SamplerInfo("DPM2 a", ("k_dpm_2_a",), "Karras", second_order=True),
-    SamplerInfo("DPM fast", ("k_dpm_fast",), None),
-    SamplerInfo("DPM adaptive", ("k_dpm_ad",), None),
-    SamplerInfo("Restart", ("restart",), "Karras", second_order=True),
-    SamplerInfo("DDIM", ("ddim",), None, timesteps=True),
-    SamplerInfo("DDIM CFG++", ("ddim_cfgpp",), None, timesteps=True),
-    SamplerInfo("PLMS", ("plms",), None, timesteps=True),
-    SamplerInfo("UniPC", ("unipc",), None, timesteps=True),
-    SamplerInfo("LCM", ("k_lcm",), None, timesteps=True),
+# fmt: off
+SAMPLERS: tuple[SamplerSpec, ...] = (
+    _k("DPM++ 2M", "k_dpmpp_2m", "sample_dpmpp_2m", "Karras", takes_noise=False),
+    _k(
+        "DPM++ SDE", "k_dpmpp_sde", "sample_dpmpp_sde", "Karras", second_order=True, extra_params=_ETA_NOISE,
+        brownian_noise=True, takes_noise=False,
+    ),
+    _k(
+        "DPM++ 2M SDE", "k_dpmpp_2m_sde", "sample_dpmpp_2m_sde", "Exponential", extra_params=_ETA_NOISE,
+        brownian_noise=True, takes_noise=False,
+    ),
+    _k(
+        "DPM++ 2M SDE Heun", "k_dpmpp_2m_sde_heun", "sample_dpmpp_2m_sde", "Exponential", extra_params=_ETA_NOISE,
+        brownian_noise=True, takes_noise=False, options=(("solver_type", "heun"),),
+    ),
+    _k(
+        "DPM++ 2S a", "k_dpmpp_2s_a", "sample_dpmpp_2s_ancestral", "Karras", second_order=True, uses_ensd=True,
+        extra_params=_ETA_NOISE,
+    ),
+    _k(
+        "DPM++ 3M SDE", "k_dpmpp_3m_sde", "sample_dpmpp_3m_sde", "Exponential", extra_params=_ETA_NOISE,
+        discard_penultimate_sigma=True, brownian_noise=True, takes_noise=False,
+    ),
+    # Euler a takes A1111's eta but not its s_noise setting (it is missing from sampler_extra_params).
+    SamplerSpec(
+        "Euler a", ("k_euler_a", "k_euler_ancestral"), "k-diffusion", "sample_euler_ancestral", uses_ensd=True,
+        extra_params=frozenset({"eta"}),
+    ),
+    _k("Euler", "k_euler", "sample_euler", extra_params=_CHURN),
+    _k("LMS", "k_lms", "sample_lms", takes_noise=False),
+    _k("Heun", "k_heun", "sample_heun", second_order=True, extra_params=_CHURN),
+    _k(
+        "DPM2", "k_dpm_2", "sample_dpm_2", "Karras", second_order=True, extra_params=_CHURN,
+        discard_penultimate_sigma=True,
+    ),
+    _k(
+        "DPM2 a", "k_dpm_2_a", "sample_dpm_2_ancestral", "Karras", second_order=True, uses_ensd=True,
+        extra_params=_ETA_NOISE, discard_penultimate_sigma=True,
+    ),
+    _k("DPM fast", "k_dpm_fast", "sample_dpm_fast", uses_ensd=True, extra_params=_ETA_NOISE, sigma_range=True),
+    _k(
+        "DPM adaptive", "k_dpm_ad", "sample_dpm_adaptive", uses_ensd=True, extra_params=frozenset({"eta"}),
+        sigma_range=True,
+    ),
+    _k("Restart", "restart", "sample_restart", "Karras", second_order=True),
+    SamplerSpec("DDIM", ("ddim",), "a1111-timesteps", "ddim"),
+    SamplerSpec("DDIM CFG++", ("ddim_cfgpp",), "a1111-timesteps", "ddim_cfgpp"),
+    SamplerSpec("PLMS", ("plms",), "a1111-timesteps", "plms"),
+    # A1111 runs its own UniPC (bh1, order 3); diffusers' bh1 yields NaN latents on SD schedules, so bh2, order 3.
+    SamplerSpec(
+        "UniPC", ("unipc",), "diffusers", "UniPCMultistepScheduler",
+        options=(("solver_type", "bh2"), ("solver_order", 3)),
+    ),
+    SamplerSpec("LCM", ("k_lcm",), "diffusers", "LCMScheduler"),
 )
+# fmt: on
 
-SCHEDULES: tuple[ScheduleInfo, ...] = (
-    ScheduleInfo("Automatic", "automatic"),
-    ScheduleInfo("Uniform", "uniform"),
-    ScheduleInfo("Karras", "karras"),
-    ScheduleInfo("Exponential", "exponential"),
-    ScheduleInfo("Polyexponential", "polyexponential"),
-    ScheduleInfo("SGM Uniform", "sgm_uniform", ("SGMUniform",)),
-    ScheduleInfo("KL Optimal", "kl_optimal"),
-    ScheduleInfo("Align Your Steps", "align_your_steps"),
-    ScheduleInfo("Simple", "simple"),
-    ScheduleInfo("Normal", "normal"),
-    ScheduleInfo("DDIM", "ddim"),
-    ScheduleInfo("Beta", "beta"),
+SCHEDULES: tuple[ScheduleSpec, ...] = (
+    ScheduleSpec("Automatic", "automatic"),
+    ScheduleSpec("Uniform", "uniform"),
+    ScheduleSpec("Karras", "karras"),
+    ScheduleSpec("Exponential", "exponential"),
+    ScheduleSpec("Polyexponential", "polyexponential"),
+    ScheduleSpec("SGM Uniform", "sgm_uniform", ("SGMUniform",)),
+    ScheduleSpec("KL Optimal", "kl_optimal"),
+    ScheduleSpec("Align Your Steps", "align_your_steps"),
+    ScheduleSpec("Simple", "simple"),
+    ScheduleSpec("Normal", "normal"),
+    ScheduleSpec("DDIM", "ddim"),
+    ScheduleSpec("Beta", "beta"),
 )
 
 _BY_NAME = {s.name: s for s in SAMPLERS}
 _BY_LOWER = {key.lower(): s for s in SAMPLERS for key in (s.name, *s.aliases)}
 _SCHEDULE_BY_LOWER = {key.lower(): s for s in SCHEDULES for key in (s.label, s.name, *s.aliases)}
+_AUTOMATIC = _SCHEDULE_BY_LOWER["automatic"]
 
 
-def sampler_info(name: str) -> SamplerInfo:
-    return _BY_NAME[name]
+def sampler_spec(name: str) -> SamplerSpec:
+    """The spec of a canonical sampler name (as `resolve_sampler` gives and params store); KeyError otherwise."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no sampler {name!r}; known: {', '.join(_BY_NAME)}") from None
 
 
-def sampler_names(*, supported_only: bool = True) -> list[str]:
-    return [s.name for s in SAMPLERS if not (supported_only and s.unsupported)]
+def sampler_names() -> list[str]:
+    return [s.name for s in SAMPLERS]
 
 
-def schedule_names(*, supported_only: bool = True) -> list[str]:
-    return [s.label for s in SCHEDULES if not (supported_only and s.unsupported)]
+def schedule_names() -> list[str]:
+    return [s.label for s in SCHEDULES]
 
 
-def _lookup_sampler(name: str) -> SamplerInfo | None:
+def schedule_label(name: str) -> str:
+    """The label for a schedule label, A1111 name or alias (case and spacing forgiven); KeyError if unknown."""
+    try:
+        return _SCHEDULE_BY_LOWER[" ".join(name.split()).lower()].label
+    except KeyError:
+        raise KeyError(f"unknown schedule type {name!r}") from None
+
+
+def _lookup_sampler(name: str) -> SamplerSpec | None:
     return _BY_NAME.get(name) or _BY_LOWER.get(name.lower())
 
 
-def _split_combined(name: str) -> tuple[SamplerInfo, ScheduleInfo] | None:
+def _split_combined(name: str) -> tuple[SamplerSpec, ScheduleSpec] | None:
     """A1111's paste rule for pre-1.9 names (`DPM++ 2M Karras`): cut a schedule suffix off the sampler name.
 
     A1111 takes the first schedule whose label ends the name, so `Euler a SGM Uniform` matches `Uniform` and
@@ -109,72 +185,39 @@ def _split_combined(name: str) -> tuple[SamplerInfo, ScheduleInfo] | None:
     return None
 
 
-def resolve_sampler(name: str, schedule: str | None = None) -> tuple[str, str]:
-    """Canonical (sampler display name, schedule label) for what a user typed or pasted.
+def resolve_sampler(name: str, schedule: str | None = None) -> tuple[SamplerSpec, str]:
+    """The sampler spec and the canonical schedule label for what a user typed or pasted.
 
-    Raises InvalidParamsError naming the closest known names for unknown input, and the reason for a
-    sampler or schedule Easel cannot run.
+    Raises InvalidParamsError naming the closest known names for unknown input.
     """
     name = " ".join(name.split())
     sampler = _lookup_sampler(name)
-    schedule_info: ScheduleInfo | None = None
+    schedule_spec: ScheduleSpec | None = None
     if sampler is None:
         split = _split_combined(name)
         if split is None:
-            close = difflib.get_close_matches(name, [s.name for s in SAMPLERS], n=3, cutoff=0.4)
+            close = difflib.get_close_matches(name, list(_BY_NAME), n=3, cutoff=0.4)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise InvalidParamsError(f"Unknown sampler {name!r}.{hint}")
-        sampler, schedule_info = split
+        sampler, schedule_spec = split
     # As in A1111's get_sampler_and_scheduler, a combined name's suffix wins over the schedule given with it
     # (an old infotext's `DPM++ 2M SDE Karras` arrives with the parser's default `Schedule type: Automatic`).
-    if schedule is not None and schedule.strip() and schedule_info is None:
-        schedule_info = _SCHEDULE_BY_LOWER.get(" ".join(schedule.split()).lower())
-        if schedule_info is None:
-            close = difflib.get_close_matches(schedule, [s.label for s in SCHEDULES], n=3, cutoff=0.4)
+    if schedule is not None and schedule.strip() and schedule_spec is None:
+        schedule_spec = _SCHEDULE_BY_LOWER.get(" ".join(schedule.split()).lower())
+        if schedule_spec is None:
+            close = difflib.get_close_matches(schedule, schedule_names(), n=3, cutoff=0.4)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise InvalidParamsError(f"Unknown schedule type {schedule!r}.{hint}")
-    if schedule_info is None or schedule_info.label == sampler.automatic:
-        # The sampler's own default schedule reads back as Automatic, as A1111 converts it on paste.
-        schedule_info = _SCHEDULE_BY_LOWER["automatic"]
-    if sampler.unsupported:
-        raise InvalidParamsError(f"Sampler {sampler.name!r} is not available: {sampler.unsupported}.")
-    if sampler.timesteps:
-        # A1111 ignores the schedule type for timestep samplers; record what actually runs.
-        schedule_info = _SCHEDULE_BY_LOWER["automatic"]
-    if schedule_info.unsupported:
-        raise InvalidParamsError(
-            f"Schedule type {schedule_info.label!r} is not available: {schedule_info.unsupported}."
-        )
-    return sampler.name, schedule_info.label
+    if schedule_spec is None or schedule_spec.label == sampler.automatic or sampler.timesteps:
+        # The sampler's own default schedule reads back as Automatic, as A1111 converts it on paste; timestep
+        # samplers ignore the schedule type in A1111, so what actually runs is recorded.
+        schedule_spec = _AUTOMATIC
+    return sampler, schedule_spec.label
 
 
-def infotext_schedule(sampler: str, schedule: str) -> str:
-    """What A1111 writes as `Schedule type`: Automatic resolves to a named default where the sampler has one."""
-    info = _BY_NAME[sampler]
-    if schedule == "Automatic" and info.automatic:
-        return info.automatic
+def effective_schedule(sampler: SamplerSpec, schedule: str) -> str:
+    """The schedule that runs and that A1111 writes as `Schedule type`: Automatic names the sampler's default
+    where it has one (and stays Automatic, the model's own discretisation, where it has none)."""
+    if schedule == "Automatic" and sampler.automatic:
+        return sampler.automatic
     return schedule
-
-
-def make_scheduler(base_config: dict[str, Any], sampler: str) -> Any:
-    """The diffusers scheduler for a timestep sampler (DDIM, PLMS, UniPC, LCM), from a pipeline's scheduler config.
-
-    The k-diffusion samplers run through `engine.ksampling` instead, exactly as A1111 runs them.
-    """
-    import diffusers
-
-    cls_name, options = _TIMESTEP_SCHEDULERS[sampler]
-    cls = getattr(diffusers, cls_name)
-    accepted = set(inspect.signature(cls.__init__).parameters)
-    config = {k: v for k, v in base_config.items() if k in accepted}
-    config.update(options)
-    return cls.from_config(config)
-
-
-# A1111's UniPC and LCM -> diffusers classes (close to A1111's own implementations, not bit-identical);
-# DDIM, DDIM CFG++ and PLMS run A1111's own algorithms (engine/ksampling/timesteps.py).
-_TIMESTEP_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
-    # A1111 runs UniPC as bh1, order 3; diffusers' bh1 yields NaN latents on SD schedules, so bh2 at order 3.
-    "UniPC": ("UniPCMultistepScheduler", {"solver_type": "bh2", "solver_order": 3}),
-    "LCM": ("LCMScheduler", {}),
-}

@@ -87,6 +87,14 @@ class ImageRNG:
     def next(self) -> torch.Tensor:
         return torch.stack([randn(self.shape, g, self.device) for g in self.generators])
 
+    def torch_generators(self) -> list[torch.Generator]:
+        """Generators diffusers' schedulers can draw from: this RNG's own where they are torch generators; the
+        Philox port is not one, so CPU generators seeded `seed + ENSD` stand in (deterministic, LCM only)."""
+        own = [g for g in self.generators if isinstance(g, torch.Generator)]
+        if len(own) == len(self.generators):
+            return own
+        return [torch.Generator("cpu").manual_seed(seed + self.ensd) for seed in self.seeds]
+
     def randn_like(self, x: torch.Tensor) -> torch.Tensor:
         """The samplers' `torch.randn_like`, drawn per image so batched images match single ones."""
         if tuple(x.shape[1:]) == self.shape and x.shape[0] == len(self.generators):

@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from engine.errors import GenerationFailedError, InvalidParamsError, ModelUnavailableError, QueueFullError
+from engine.infotext import ModelHint
 from engine.jobs import (
     Failed,
     Finished,
@@ -27,7 +28,7 @@ from engine.jobs import (
     WasCancelled,
 )
 from engine.params import GenerationParams, ModelDefaults
-from engine.prompts.extra_networks import lora_call, parse_extra_networks
+from engine.prompts.extra_networks import read_loras
 
 
 def tiny_png(width: int, height: int, seed: int) -> bytes:
@@ -193,6 +194,10 @@ class FakeRegistry:
     def defaults_for(self, name: str) -> ModelDefaults:
         return self.defaults
 
+    def match(self, hint: ModelHint) -> str | None:
+        """By name only (the fakes have no files to hash), as the registry does for a hash it does not know."""
+        return next((e.name for e in self.entries_ if e.refused is None and e.name == hint.name), None)
+
 
 @dataclass(frozen=True)
 class FakeLora:
@@ -244,10 +249,8 @@ class FakeNetworks:
 
     def check_prompt(self, *prompts: str) -> None:
         for prompt in prompts:
-            for call in parse_extra_networks(prompt)[1]:
-                if call.kind != "lora":
-                    raise InvalidParamsError(f"<{call.kind}:...> is not supported; only <lora:name:weight> tags are.")
-                self.resolve_lora(lora_call(call).name)
+            for call in read_loras(prompt)[1]:
+                self.resolve_lora(call.name)
 
     async def loras(self) -> list[FakeLora]:
         return sorted(self.loras_, key=lambda lora: lora.name)

@@ -4,6 +4,8 @@ diffusers are imported only under engine/."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,9 +35,23 @@ def test_engine_never_imports_discord_bot_commands_or_config() -> None:
 
 def test_torch_and_diffusers_are_imported_only_under_engine() -> None:
     heavy = {"torch", "diffusers", "transformers", "peft"}
-    files = [*sources("bot"), *sources("commands"), *sources("config"), ROOT / "main.py"]
+    files = [*sources("bot"), *sources("commands"), *sources("config"), *sources("cli"), ROOT / "main.py"]
     offenders = {str(p.relative_to(ROOT)): sorted(imported_modules(p) & heavy) for p in files}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_bot_never_imports_the_commands() -> None:
+    # The bot loads the command extensions by name; commands depend on the bot, never the other way round.
+    offenders = {str(p.relative_to(ROOT)): sorted(imported_modules(p) & {"commands", "cli"}) for p in sources("bot")}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_plan_the_sampler_table_and_the_paste_reader_load_without_torch() -> None:
+    code = (
+        "import sys, engine.plan, engine.samplers, engine.paste; print(sorted({'torch', 'numpy'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_the_rule_checker_sees_a_violation(tmp_path: Path) -> None:

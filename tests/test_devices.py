@@ -36,9 +36,10 @@ def test_auto_means_every_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_each_device_gets_an_engine_and_they_share_loras_and_embeddings(tmp_path: Path) -> None:
     # mps is never touched here: an engine loads nothing until its first job.
     settings = load_settings(device="cpu,mps", models_dir=tmp_path / "models", data_dir=tmp_path / "data")
-    _, engine, executor = main._build_engine(settings)
-    assert [e.device for e in executor.engines] == ["cpu", "mps"]
-    assert executor.engines[0] is engine
-    assert executor.engines[1].loras is engine.loras
-    assert executor.engines[1].loader.embeddings is engine.loader.embeddings
-    assert executor.engines[1].blobs is engine.blobs
+    side = main.build_engine_side(settings, previews=False)
+    engines = side.executor.engines
+    assert [e.device for e in engines] == ["cpu", "mps"]
+    for engine in engines:
+        assert engine.loras is side.loras
+        assert engine.loader.embeddings is side.embeddings
+        assert engine.blobs is side.blobs

@@ -68,3 +68,14 @@ def test_imagine_refuses_bad_input_without_traceback(tmp_path: Path) -> None:
     result = run_main(["imagine", "x", "--model", "builtin:tiny", "--width", "100"], tmp_path)
     assert result.returncode == 2
     assert "multiple of 8" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_pasted_block_brings_its_model_or_says_it_is_missing(tmp_path: Path) -> None:
+    block = "a lighthouse\nSteps: 2, Sampler: Euler, Seed: 5, Size: 64x64, Model: tiny-but-elsewhere"
+    result = run_main(["imagine", "x", "--parameters", block, "--out", "out.png"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "The pasted model `tiny-but-elsewhere` is not available here; used `builtin:shapes`." in result.stderr
+    assert "Model: builtin:shapes" in result.stdout or 'Model: "builtin:shapes"' in result.stdout
+    assert "Seed: 5" in result.stdout and result.stdout.startswith("x\n")
+    found = run_main(["imagine", "x", "--parameters", block.replace("tiny-but-elsewhere", "builtin:tiny")], tmp_path)
+    assert found.returncode == 0 and "not available" not in found.stderr and "builtin:tiny" in found.stdout

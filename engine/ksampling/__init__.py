@@ -1,26 +1,18 @@
 """Exact A1111 k-diffusion sampling: the CompVis denoiser wrapper, A1111's sigma schedules, per-image noise and
-ports of the k-diffusion samplers (plus A1111's Restart), for a pipeline that supplies the UNet as `eps_fn`."""
+ports of the k-diffusion samplers (plus A1111's Restart), for a pipeline that supplies the UNet as `eps_fn`. Which
+sampler takes which options is `engine.samplers.SAMPLERS`; this package holds the math and the call conventions."""
 
 from engine.ksampling._common import Model, NoiseSampler, RandnLike, StepCallback
 from engine.ksampling.denoiser import Denoiser, DiscreteSchedule, ModelFn, ldm_alphas_cumprod
 from engine.ksampling.noise import BrownianTreeNoiseSampler, ensd_generators, make_randn_like
-from engine.ksampling.samplers import (
-    SAMPLER_FUNCTIONS,
-    KSampler,
-    SamplerSettings,
-    ksampler,
-    sample,
-    sampler_sigmas,
-)
-from engine.ksampling.schedules import SCHEDULE_LABELS, ScheduleOptions, get_sigmas
+from engine.ksampling.samplers import FUNCTIONS, SamplerSettings, k_sampler, sample, sampler_sigmas
+from engine.ksampling.schedules import ScheduleOptions, get_sigmas
 
 __all__ = [
-    "SAMPLER_FUNCTIONS",
-    "SCHEDULE_LABELS",
+    "FUNCTIONS",
     "BrownianTreeNoiseSampler",
     "Denoiser",
     "DiscreteSchedule",
-    "KSampler",
     "Model",
     "ModelFn",
     "NoiseSampler",
@@ -30,7 +22,7 @@ __all__ = [
     "StepCallback",
     "ensd_generators",
     "get_sigmas",
-    "ksampler",
+    "k_sampler",
     "ldm_alphas_cumprod",
     "make_randn_like",
     "sample",

@@ -1,4 +1,4 @@
-"""A1111's k-diffusion samplers by display name, and `sample`, which runs one the way A1111 v1.10 calls it.
+"""`sample`, which runs a k-diffusion sampler (an `engine.samplers.SamplerSpec`) the way A1111 v1.10 calls it.
 
 `sample` passes each function exactly what `KDiffusionSampler.sample` / `sample_img2img` pass: eta (the web UI's
 "Eta for ancestral samplers", default 1.0) to every function that takes one, churn settings only to Euler, Heun and
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,84 +37,28 @@ from engine.ksampling._restart import sample_restart
 from engine.ksampling.denoiser import DiscreteSchedule
 from engine.ksampling.noise import BrownianTreeNoiseSampler
 from engine.ksampling.schedules import ScheduleOptions, get_sigmas
+from engine.samplers import SamplerSpec, effective_schedule, sampler_spec, schedule_label
 
 SamplerFn = Callable[..., Tensor]
 
-
-@dataclass(frozen=True)
-class KSampler:
-    """One A1111 k-diffusion sampler: its function and the options A1111 attaches to it."""
-
-    name: str
-    function: SamplerFn
-    automatic_schedule: str | None = None  # what "Automatic" means; None = the model's discretisation (Uniform)
-    params: frozenset[str] = frozenset()  # which of eta / s_churn / s_tmin / s_tmax / s_noise A1111 passes
-    discard_penultimate_sigma: bool = False
-    brownian_noise: bool = False
-    second_order: bool = False
-    uses_ensd: bool = False
-    sigma_range: bool = False  # DPM fast / adaptive: takes sigma_min, sigma_max (and n) instead of sigmas
-    takes_noise: bool = True  # calls torch.randn_like upstream, so takes the `noise` replacement
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-_CHURN = frozenset({"s_churn", "s_tmin", "s_tmax", "s_noise"})
-_ETA_NOISE = frozenset({"eta", "s_noise"})
-
-# UI order of A1111 v1.10.1 (`samplers_k_diffusion` + Restart); `params` follows `sampler_extra_params` plus `eta`.
-SAMPLER_FUNCTIONS: dict[str, KSampler] = {
-    s.name: s
-    for s in (
-        KSampler("DPM++ 2M", sample_dpmpp_2m, "Karras", takes_noise=False),
-        KSampler(
-            "DPM++ SDE",
-            sample_dpmpp_sde,
-            "Karras",
-            _ETA_NOISE,
-            brownian_noise=True,
-            second_order=True,
-            takes_noise=False,
-        ),
-        KSampler(
-            "DPM++ 2M SDE", sample_dpmpp_2m_sde, "Exponential", _ETA_NOISE, brownian_noise=True, takes_noise=False
-        ),
-        KSampler(
-            "DPM++ 2M SDE Heun",
-            sample_dpmpp_2m_sde,
-            "Exponential",
-            _ETA_NOISE,
-            brownian_noise=True,
-            takes_noise=False,
-            options={"solver_type": "heun"},
-        ),
-        KSampler("DPM++ 2S a", sample_dpmpp_2s_ancestral, "Karras", _ETA_NOISE, second_order=True, uses_ensd=True),
-        KSampler(
-            "DPM++ 3M SDE",
-            sample_dpmpp_3m_sde,
-            "Exponential",
-            _ETA_NOISE,
-            discard_penultimate_sigma=True,
-            brownian_noise=True,
-            takes_noise=False,
-        ),
-        # Euler a takes A1111's eta but not its s_noise setting (it is missing from sampler_extra_params).
-        KSampler("Euler a", sample_euler_ancestral, None, frozenset({"eta"}), uses_ensd=True),
-        KSampler("Euler", sample_euler, None, _CHURN),
-        KSampler("LMS", sample_lms, None, takes_noise=False),
-        KSampler("Heun", sample_heun, None, _CHURN, second_order=True),
-        KSampler("DPM2", sample_dpm_2, "Karras", _CHURN, discard_penultimate_sigma=True, second_order=True),
-        KSampler(
-            "DPM2 a",
-            sample_dpm_2_ancestral,
-            "Karras",
-            _ETA_NOISE,
-            discard_penultimate_sigma=True,
-            second_order=True,
-            uses_ensd=True,
-        ),
-        KSampler("DPM fast", sample_dpm_fast, None, _ETA_NOISE, uses_ensd=True, sigma_range=True),
-        KSampler("DPM adaptive", sample_dpm_adaptive, None, frozenset({"eta"}), uses_ensd=True, sigma_range=True),
-        KSampler("Restart", sample_restart, "Karras", second_order=True),
+# The k-diffusion functions a `SamplerSpec.function` names.
+FUNCTIONS: dict[str, SamplerFn] = {
+    f.__name__: f
+    for f in (
+        sample_dpmpp_2m,
+        sample_dpmpp_sde,
+        sample_dpmpp_2m_sde,
+        sample_dpmpp_2s_ancestral,
+        sample_dpmpp_3m_sde,
+        sample_euler_ancestral,
+        sample_euler,
+        sample_lms,
+        sample_heun,
+        sample_dpm_2,
+        sample_dpm_2_ancestral,
+        sample_dpm_fast,
+        sample_dpm_adaptive,
+        sample_restart,
     )
 }
 
@@ -129,7 +73,7 @@ class SamplerSettings:
     s_tmax: float = 0.0  # 0 = infinity, as in the web UI
     s_noise: float = 1.0
 
-    def kwargs_for(self, sampler: KSampler) -> dict[str, float]:
+    def kwargs_for(self, sampler: SamplerSpec) -> dict[str, float]:
         values = {
             "eta": self.eta,
             "s_churn": self.s_churn,
@@ -137,19 +81,19 @@ class SamplerSettings:
             "s_tmax": self.s_tmax or math.inf,
             "s_noise": self.s_noise,
         }
-        return {k: v for k, v in values.items() if k in sampler.params}
+        return {k: v for k, v in values.items() if k in sampler.extra_params}
 
 
-def ksampler(name: str) -> KSampler:
-    """The sampler for an A1111 display name; KeyError naming the known ones otherwise."""
-    try:
-        return SAMPLER_FUNCTIONS[name]
-    except KeyError:
-        raise KeyError(f"no k-diffusion sampler {name!r}; known: {', '.join(SAMPLER_FUNCTIONS)}") from None
+def k_sampler(sampler: SamplerSpec | str) -> SamplerSpec:
+    """The spec of a k-diffusion sampler (or of its display name); KeyError for any other sampler."""
+    spec = sampler_spec(sampler) if isinstance(sampler, str) else sampler
+    if spec.family != "k-diffusion":
+        raise KeyError(f"{spec.name!r} is not a k-diffusion sampler")
+    return spec
 
 
 def sampler_sigmas(
-    name: str,
+    name: SamplerSpec | str,
     schedule: str,
     steps: int,
     denoiser: DiscreteSchedule,
@@ -159,15 +103,14 @@ def sampler_sigmas(
 ) -> Tensor:
     """A1111's `KDiffusionSampler.get_sigmas`: the schedule ("Automatic" resolved per sampler) for `steps` steps,
     with the penultimate sigma discarded where the sampler (or the `always_discard...` setting) asks for it."""
-    sampler = ksampler(name)
-    if schedule.strip().lower() == "automatic" and sampler.automatic_schedule is not None:
-        schedule = sampler.automatic_schedule
+    sampler = k_sampler(name)
+    schedule = effective_schedule(sampler, schedule_label(schedule))
     discard = sampler.discard_penultimate_sigma or always_discard_penultimate
     return get_sigmas(schedule, steps, denoiser, discard_penultimate=discard, options=options)
 
 
 def sample(
-    name: str,
+    name: SamplerSpec | str,
     denoiser: Model,
     x: Tensor,
     sigmas: Tensor,
@@ -191,7 +134,7 @@ def sample(
     - `full_sigmas` also sets the Brownian tree's interval in img2img, as A1111 builds it from the whole schedule.
     - `callback(i, total)` runs once per step; an exception raised there (or in the model) cancels the run.
     """
-    sampler = ksampler(name)
+    sampler = k_sampler(name)
     kwargs: dict[str, Any] = dict(sampler.options)
     kwargs.update((settings or SamplerSettings()).kwargs_for(sampler))
     kwargs["extra_args"] = extra_args
@@ -217,8 +160,8 @@ def sample(
         elif isinstance(denoiser, DiscreteSchedule):
             sigma_min, sigma_max = denoiser.sigma_min, denoiser.sigma_max
         else:
-            raise ValueError(f"{name} needs the model's sigma range: pass model_sigma_range")
-        if name == "DPM fast":
+            raise ValueError(f"{sampler.name} needs the model's sigma range: pass model_sigma_range")
+        if sampler.function == "sample_dpm_fast":
             kwargs["n"] = len(sigmas) - 1
-        return sampler.function(denoiser, x, sigma_min, sigma_max, **kwargs)
-    return sampler.function(denoiser, x, sigmas.to(x.device), **kwargs)
+        return FUNCTIONS[sampler.function](denoiser, x, sigma_min, sigma_max, **kwargs)
+    return FUNCTIONS[sampler.function](denoiser, x, sigmas.to(x.device), **kwargs)

@@ -1,4 +1,5 @@
-"""A1111's sigma schedules (`modules/sd_schedulers.py` v1.10.1 and k-diffusion's `get_sigmas_*`), by schedule label.
+"""A1111's sigma schedules (`modules/sd_schedulers.py` v1.10.1 and k-diffusion's `get_sigmas_*`), by schedule label
+(the labels and aliases are `engine.samplers.SCHEDULES`).
 
 Every schedule returns `n + 1` descending sigmas ending in 0 (KL Optimal ends at sigma_min, as A1111's does), on the
 CPU, in float32, computed with the same operations as A1111 so that the sigmas match bit for bit.
@@ -15,30 +16,7 @@ from scipy import stats
 from torch import Tensor
 
 from engine.ksampling.denoiser import DiscreteSchedule, append_zero
-
-SCHEDULE_LABELS: tuple[str, ...] = (
-    "Uniform",
-    "Karras",
-    "Exponential",
-    "Polyexponential",
-    "SGM Uniform",
-    "KL Optimal",
-    "Align Your Steps",
-    "Simple",
-    "Normal",
-    "DDIM",
-    "Beta",
-)
-
-# A1111's internal names and aliases, so a label or a name both work.
-_BY_KEY: dict[str, str] = {
-    **{label.lower(): label for label in SCHEDULE_LABELS},
-    "automatic": "Automatic",
-    "sgm_uniform": "SGM Uniform",
-    "sgmuniform": "SGM Uniform",
-    "kl_optimal": "KL Optimal",
-    "align_your_steps": "Align Your Steps",
-}
+from engine.samplers import schedule_label
 
 # NVIDIA's 10-step lists (https://research.nvidia.com/labs/toronto-ai/AlignYourSteps/howto.html), as A1111 has them.
 AYS_SD1: tuple[float, ...] = (14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029)
@@ -58,14 +36,6 @@ class ScheduleOptions:
     beta_alpha: float = 0.6
     beta_beta: float = 0.6
     sdxl: bool = False
-
-
-def schedule_label(name: str) -> str:
-    """The canonical label for a schedule label, A1111 name or alias (case-insensitive); KeyError if unknown."""
-    try:
-        return _BY_KEY[" ".join(name.split()).lower()]
-    except KeyError:
-        raise KeyError(f"unknown schedule type {name!r}") from None
 
 
 def karras_sigmas(

@@ -35,6 +35,18 @@ class HashCache:
             tmp.replace(self.path)
         return digest
 
+    def known(self, kind: str, file: Path) -> str | None:
+        """A hash already computed for this file as it is now (same size and mtime); None rather than compute."""
+        try:
+            stat = file.stat()
+        except OSError:
+            return None
+        with self._lock:
+            hit = self._data.get(f"{kind}:{file.resolve()}")
+        if hit and hit.get("size") == stat.st_size and hit.get("mtime") == stat.st_mtime:
+            return str(hit["hash"])
+        return None
+
     def sha256(self, file: Path) -> str:
         """sha256 of the whole file (checkpoint `Model hash`, TI hashes)."""
         return self._cached("sha256", file, sha256_file)

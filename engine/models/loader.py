@@ -16,6 +16,7 @@ import torch
 from engine.conditioning import Conditioner
 from engine.embeddings import EmbeddingDB
 from engine.errors import EaselError, ModelUnavailableError, short_reason
+from engine.families import ModelFamily, SD1Family
 from engine.models import builtin
 from engine.models.configs import sd15_config_folder
 from engine.models.registry import BUILTIN_SHAPES, BUILTIN_TINY, ModelEntry, ModelRegistry
@@ -32,6 +33,7 @@ class LoadedModel:
     model_hash: str | None
     load_seconds: float
     conditioner: Conditioner
+    family: ModelFamily
     adapters: set[str] = field(default_factory=set)
 
 
@@ -78,13 +80,15 @@ class ModelLoader:
             log.warning("loading model %s failed: %s", entry.name, err)
             raise ModelUnavailableError(f"Model {entry.name!r} could not be loaded: {short_reason(err)}") from err
         pipe.set_progress_bar_config(disable=True)
+        conditioner = Conditioner(pipe.tokenizer, pipe.text_encoder, self.device, embeddings=self.embeddings)
         loaded = LoadedModel(
             entry=entry,
             pipe=pipe,
             scheduler_config=dict(pipe.scheduler.config),
             model_hash=self.registry.model_hash(entry),
             load_seconds=time.perf_counter() - started,
-            conditioner=Conditioner(pipe.tokenizer, pipe.text_encoder, self.device, embeddings=self.embeddings),
+            conditioner=conditioner,
+            family=SD1Family(pipe.unet, conditioner),
         )
         log.info("loaded model %s in %.2f s on %s", entry.name, loaded.load_seconds, self.device)
         with self._lock:

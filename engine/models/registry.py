@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ModelUnavailableError
+from engine.infotext import ModelHint
 from engine.models import builtin
 from engine.models.hashing import HashCache
-from engine.params import ModelDefaults
+from engine.params import GenerationParams, ModelDefaults
+from engine.plan import GenerationPlan, ModelTraits, make_plan
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +38,15 @@ class ModelEntry:
     path: Path | None
     refused: str | None = None
     architecture: str = "sd1"  # "sd1", "sd2", "sdxl", "unknown"
+    latent_scale: int = 8  # image pixels per latent pixel, from the VAE config (SD's VAE: 8)
 
     @property
     def usable(self) -> bool:
         return self.refused is None
+
+    @property
+    def traits(self) -> ModelTraits:
+        return ModelTraits(family="sdxl" if self.architecture == "sdxl" else "sd1", latent_scale=self.latent_scale)
 
 
 class ModelRegistry:
@@ -57,7 +64,9 @@ class ModelRegistry:
         """Rescan the models folder (cheap: names and headers only, no weights)."""
         entries: dict[str, ModelEntry] = {}
         if builtin.SHAPES_DIR.joinpath("model_index.json").exists():
-            entries[BUILTIN_SHAPES] = ModelEntry(BUILTIN_SHAPES, "builtin", builtin.SHAPES_DIR)
+            entries[BUILTIN_SHAPES] = ModelEntry(
+                BUILTIN_SHAPES, "builtin", builtin.SHAPES_DIR, latent_scale=latent_scale_of(builtin.SHAPES_DIR)
+            )
         entries[BUILTIN_TINY] = ModelEntry(BUILTIN_TINY, "builtin", None)
         if self.models_dir.is_dir():
             for path in sorted(self.models_dir.iterdir(), key=lambda p: p.name.lower()):
@@ -82,7 +91,7 @@ class ModelRegistry:
                 return ModelEntry(
                     path.name, "diffusers", path, refused=f"{pipeline_class} models are not supported yet (SD 1.x only)"
                 )
-            return ModelEntry(path.name, "diffusers", path)
+            return ModelEntry(path.name, "diffusers", path, latent_scale=latent_scale_of(path))
         suffix = path.suffix.lower()
         if suffix not in CHECKPOINT_SUFFIXES:
             return None
@@ -124,6 +133,27 @@ class ModelRegistry:
         hint = f" Closest: {', '.join(close)}." if close else f" Available: {', '.join(self.names()[:10])}."
         raise ModelUnavailableError(f"Unknown model {name!r}.{hint}")
 
+    def match(self, hint: ModelHint) -> str | None:
+        """The usable local model a pasted block names: by `Model hash` where the hash is already known (as A1111
+        looks the hash up first; hashing every checkpoint on a paste would take minutes), else by name. Never a hub
+        id: a pasted name must not start a download."""
+        if hint.hash and len(hint.hash) >= 8:
+            wanted = hint.hash.lower()
+            for entry in self._entries.values():
+                known = self._known_hash(entry) if entry.usable else None
+                if known is not None and known[: len(wanted)] == wanted:
+                    return entry.name
+        if hint.name:
+            name = hint.name.strip().lower()
+            for entry in self._entries.values():
+                if entry.usable and entry.name.lower() == name:
+                    return entry.name
+        return None
+
+    def _known_hash(self, entry: ModelEntry) -> str | None:
+        weights = self._hashed_file(entry)
+        return self.hashes.known("sha256", weights) if weights is not None else None
+
     def default_model(self, configured: str | None) -> str:
         """The configured default, else the first model in the folder, else a built-in one."""
         if configured:
@@ -132,6 +162,15 @@ class ModelRegistry:
             if entry.usable and entry.kind != "builtin":
                 return entry.name
         return BUILTIN_SHAPES if BUILTIN_SHAPES in self._entries else BUILTIN_TINY
+
+    def traits(self, name: str) -> ModelTraits:
+        """What a job's plan needs to know of the model (a hub model not in the folder is taken to be SD-like)."""
+        entry = self._entries.get(name)
+        return entry.traits if entry is not None else ModelTraits()
+
+    def plan(self, params: GenerationParams) -> GenerationPlan:
+        """A job's plan, made with its model's traits."""
+        return make_plan(params, self.traits(params.model))
 
     def defaults_for(self, name: str) -> ModelDefaults:
         if name == BUILTIN_TINY:
@@ -145,9 +184,24 @@ class ModelRegistry:
 
     def model_hash(self, entry: ModelEntry) -> str | None:
         """A1111's `Model hash`: first 10 hex of sha256 of the checkpoint file (cached by size and mtime)."""
+        weights = self._hashed_file(entry)
+        return self.hashes.sha256(weights)[:10] if weights is not None else None
+
+    @staticmethod
+    def _hashed_file(entry: ModelEntry) -> Path | None:
+        """The file whose sha256 is a model's `Model hash`: the checkpoint, or a built-in model's UNet weights."""
         if entry.kind == "single-file" and entry.path is not None:
-            return self.hashes.sha256(entry.path)[:10]
+            return entry.path
         if entry.kind == "builtin" and entry.path is not None:
             weights = entry.path / "unet" / "diffusion_pytorch_model.safetensors"
-            return self.hashes.sha256(weights)[:10] if weights.exists() else None
+            return weights if weights.exists() else None
         return None
+
+
+def latent_scale_of(folder: Path) -> int:
+    """A diffusers folder's latent scale, from its VAE config: each VAE level after the first halves the size."""
+    try:
+        config = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
+        return int(2 ** (len(config["block_out_channels"]) - 1))
+    except (OSError, ValueError, KeyError, TypeError):
+        return 8  # unreadable here; loading it will say what is wrong

@@ -1,7 +1,8 @@
 """Extra-network tags such as `<lora:name:0.8>`: found, removed from the prompt and returned in order.
 
 A port of A1111 v1.10.1 `modules/extra_networks.py: parse_prompt` and the LoRA argument rules of
-`extensions-builtin/Lora/extra_networks_lora.py`.
+`extensions-builtin/Lora/extra_networks_lora.py`. `read_loras` is Easel's one rule for what a LoRA tag is: the
+plan, the checks before queueing and the `lora` slash option all go through it.
 """
 
 from __future__ import annotations
@@ -90,3 +91,29 @@ def _number(tag: str, label: str, text: str | None, default: float) -> float:
         return float(text)
     except ValueError:
         raise InvalidParamsError(f"{tag}: the {label} multiplier must be a number, not {text!r}.") from None
+
+
+def read_loras(prompt: str) -> tuple[str, tuple[LoraCall, ...]]:
+    """The prompt without its tags, and its LoRA calls in order; InvalidParamsError for a tag Easel cannot honour
+    (another kind of extra network, or bad LoRA arguments)."""
+    text, calls = parse_extra_networks(prompt)
+    loras = []
+    for call in calls:
+        if call.kind != "lora":
+            raise InvalidParamsError(f"<{call.kind}:...> is not supported; only <lora:name:weight> tags are.")
+        loras.append(lora_call(call))
+    return text, tuple(loras)
+
+
+def remove_lora(prompt: str, name: str) -> tuple[str, list[str]]:
+    """The prompt without the tags that call the LoRA `name` (case forgiven), and the tags removed."""
+    removed: list[str] = []
+
+    def drop(match: re.Match[str]) -> str:
+        call = ExtraNetworkCall(match.group(1), tuple(match.group(2).split(":")))
+        if call.kind == "lora" and call.positional and call.positional[0].strip().lower() == name.strip().lower():
+            removed.append(match.group(0))
+            return ""
+        return match.group(0)
+
+    return _RE_EXTRA_NET.sub(drop, prompt), removed

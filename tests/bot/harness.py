@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from bot.client import EaselBot, build_bot
+from bot.client import EXTENSIONS, EaselBot, point_at
 from bot.ports import ModelCatalog, NetworkCatalog
 from bot.store import JobStore
 from config.settings import Settings
+from engine.blobs import BlobStore
 from engine.jobs import Executor
+from engine.params import Limits
 from tests.bot.standin import (
     ADMIN_ROLE_ID,
     ADMINISTRATOR,
@@ -71,18 +73,31 @@ class Harness:
     networks: NetworkCatalog = field(default_factory=FakeNetworks)
     token_lifetime: timedelta = timedelta(minutes=14)
     edit_interval: float = 0.0
+    sync_commands: bool = False
+    extensions: tuple[str, ...] = EXTENSIONS
     bot: EaselBot | None = None
     store: JobStore | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     async def start(self) -> EaselBot:
         self.store = JobStore.open(self.settings.data_dir)
-        self.bot = build_bot(
-            self.settings,
+        point_at(self.settings.discord_api_url, self.settings.discord_gateway_url)
+        settings = self.settings
+        self.bot = EaselBot(
+            settings,
             self.executor,
             self.registry,
             self.store,
             networks=self.networks,
+            limits=Limits(
+                max_steps=settings.max_steps,
+                max_pixels=settings.max_pixels,
+                max_batch=settings.max_batch,
+                default_rng=settings.rng,
+            ),
+            blobs=BlobStore(settings.data_dir / "blobs"),
+            sync_commands=self.sync_commands,
+            extensions=self.extensions,
             guild_ready_timeout=0.01,
             edit_interval=self.edit_interval,
             token_lifetime=self.token_lifetime,

@@ -40,7 +40,7 @@ async def test_commands_are_synced_to_the_dev_guild(harness: Harness) -> None:
     [sync] = [r for r in harness.standin.requests if r.method == "PUT"]
     assert sync.path == f"/applications/1100000000000000001/guilds/{GUILD_ID}/commands"
     by_name = {c["name"]: c for c in sync.json}
-    assert set(by_name) == {"imagine", "info", "lora", "model", "settings", "show"}
+    assert set(by_name) == {"admin", "imagine", "info", "lora", "model", "settings", "show"}
     assert {o["name"] for o in by_name["settings"]["options"]} == {"set", "show", "reset"}
     init_image = next(o for o in by_name["imagine"]["options"] if o["name"] == "init_image")
     assert init_image["type"] == 11  # an attachment
@@ -48,6 +48,45 @@ async def test_commands_are_synced_to_the_dev_guild(harness: Harness) -> None:
     assert seed["type"] == 3  # a string: seeds go past Discord's integer range
     assert str(by_name["model"]["default_member_permissions"]) == "8"  # hidden from non-admins
     assert {o["name"] for o in by_name["model"]["options"]} == {"list", "set", "refresh"}
+    assert str(by_name["admin"]["default_member_permissions"]) == "8"
+
+
+async def test_a_restart_with_unchanged_commands_does_not_sync_again(harness: Harness) -> None:
+    await harness.restart()
+    assert len([r for r in harness.standin.requests if r.method == "PUT"]) == 1
+
+
+async def test_the_start_up_flag_syncs_even_unchanged_commands(harness: Harness) -> None:
+    harness.sync_commands = True
+    await harness.restart()
+    assert len([r for r in harness.standin.requests if r.method == "PUT"]) == 2
+
+
+async def test_an_admin_syncs_the_commands_on_demand(harness: Harness) -> None:
+    handle = await harness.standin.slash("admin sync", LISTED_ADMIN)
+    await harness.settle(handle)
+    assert len([r for r in harness.standin.requests if r.method == "PUT"]) == 2
+    assert "Synced 7 command(s)" in str(harness.standin.sent(handle)[-1].json)
+
+
+async def test_a_member_cannot_sync_the_commands(harness: Harness) -> None:
+    handle = await harness.standin.slash("admin sync", ALICE)
+    await harness.settle(handle)
+    assert len([r for r in harness.standin.requests if r.method == "PUT"]) == 1
+    assert "Only an Easel admin" in str(harness.standin.sent(handle)[-1].json)
+
+
+async def test_a_command_extension_that_fails_to_load_does_not_take_the_others_down(
+    standin: Standin, executor: FakeExecutor, registry: FakeRegistry, tmp_path: Path
+) -> None:
+    rig = Harness(standin, make_settings(standin, tmp_path / "data"), executor, registry)
+    rig.extensions = ("tests.bot.broken_extension", "commands.imagine")
+    await rig.start()
+    try:
+        [sync] = [r for r in standin.requests if r.method == "PUT"]
+        assert [c["name"] for c in sync.json] == ["imagine"]
+    finally:
+        await rig.stop()
 
 
 # -- /imagine ---------------------------------------------------------------------------------------------------

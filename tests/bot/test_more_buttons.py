@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.bot.harness import ALICE, BOB, Harness
-from tests.bot.helpers import PNG_MAGIC, assert_ephemeral, callback_of, click, edits, imagine, job_id_of
+from tests.bot.helpers import PNG_MAGIC, assert_ephemeral, callback_of, click, contents, edits, imagine, job_id_of
 from tests.bot.standin import InteractionHandle
 from tests.fakes import FakeExecutor, tiny_png
 
@@ -62,7 +62,8 @@ async def test_edit_opens_a_modal_prefilled_with_the_job(harness: Harness) -> No
     assert values == [
         "a red fox",
         "blurry",
-        'Steps: 4, Sampler: DPM++ 2M, CFG scale: 7, Seed: 42, Size: 64x96, Model: "builtin:tiny"',
+        "Steps: 4, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 42, Size: 64x96, "
+        'Model: "builtin:tiny", Version: Easel 0.1.0',
     ]
 
 
@@ -87,14 +88,27 @@ async def test_submitting_the_edit_modal_queues_a_new_job_for_the_clicker(
     assert "a blue fox" in final.json["content"] and final.files
 
 
-async def test_an_edit_naming_an_unknown_model_is_refused(harness: Harness, executor: FakeExecutor) -> None:
-    first = await imagine(harness, prompt="a red fox")
+async def test_an_edit_naming_an_unknown_model_keeps_the_jobs_model_and_says_so(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    # The one paste rule: a model this server does not have falls back, with a note (as /imagine and the CLI do).
+    first = await imagine(harness, prompt="a red fox", model="anime-v3")
     clicked = await open_edit(harness, first)
     box = harness.standin.modal(clicked)["components"][2]["component"]["custom_id"]
     submitted = await harness.standin.submit_modal(clicked, **{box: "Steps: 4, Seed: 1, Model: anime-v4"})
     await harness.settle(submitted)
-    assert_ephemeral(harness.standin, submitted, "No model called 'anime-v4'", "anime-v3")
-    assert len(executor.submitted) == 1
+    assert [job.params.model for job in executor.submitted] == ["anime-v3", "anime-v3"]
+    note = "The pasted model `anime-v4` is not available here; used `anime-v3`."
+    assert note in contents(harness.standin, submitted)[-1]
+
+
+async def test_an_edit_naming_another_model_of_the_server_uses_it(harness: Harness, executor: FakeExecutor) -> None:
+    first = await imagine(harness, prompt="a red fox", model="anime-v3")
+    clicked = await open_edit(harness, first)
+    box = harness.standin.modal(clicked)["components"][2]["component"]["custom_id"]
+    submitted = await harness.standin.submit_modal(clicked, **{box: "Steps: 4, Seed: 1, Model: photo-xl"})
+    await harness.settle(submitted)
+    assert executor.submitted[-1].params.model == "photo-xl"
 
 
 async def test_an_edit_of_an_img2img_job_keeps_its_init_image(harness: Harness, executor: FakeExecutor) -> None:

@@ -1,8 +1,9 @@
-"""/imagine's pure helpers: autocomplete matching and reading a pasted parameter block."""
+"""/imagine's pure helpers: autocomplete matching and the `lora` option."""
 
 from __future__ import annotations
 
-from commands.imagine import matching, read_pasted
+from commands.choices import matching
+from commands.imagine import with_lora
 
 
 def test_matching_puts_prefix_matches_first_and_caps_at_25() -> None:
@@ -12,14 +13,13 @@ def test_matching_puts_prefix_matches_first_and_caps_at_25() -> None:
     assert len(matching(names, "")) == 25
 
 
-def test_read_pasted_gives_options_model_and_notes() -> None:
-    block = (
-        "a cat\nNegative prompt: blurry\nSteps: 5, Sampler: Euler a, Seed: 7, Size: 64x96, Model: anime-v3, "
-        "ENSD: 31337, Face restoration: CodeFormer"
-    )
-    options, model, notes = read_pasted(block)
-    assert options["prompt"] == "a cat" and options["negative_prompt"] == "blurry"
-    assert (options["steps"], options["seed"], options["width"], options["height"]) == ("5", "7", "64", "96")
-    assert model == "anime-v3"
-    assert options["ensd"] == "31337"
-    assert any("Face restoration" in note for note in notes)
+def test_the_lora_option_appends_its_tag() -> None:
+    notes: list[str] = []
+    assert with_lora("a cat", "ink", 0.7, notes) == "a cat <lora:ink:0.7>"
+    assert notes == []
+
+
+def test_the_lora_option_replaces_a_tag_for_the_same_lora_and_says_so() -> None:
+    notes: list[str] = []
+    assert with_lora("a cat <lora:Ink:0.2> <lora:fur:1>", "ink", 1.0, notes) == "a cat  <lora:fur:1> <lora:ink:1>"
+    assert notes == ["The `lora` option replaced `<lora:Ink:0.2>` in the prompt."]

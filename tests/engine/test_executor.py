@@ -24,8 +24,8 @@ from engine.jobs import (
     Started,
     WasCancelled,
 )
-from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, ProgressFn, RawImage
+from engine.plan import GenerationPlan
 from engine.previews import PreviewFn
 from tests.engine.conftest import tiny_params
 
@@ -53,12 +53,13 @@ class GatedEngine:
 
     def generate(
         self,
-        params: GenerationParams,
+        plan: GenerationPlan,
         *,
         on_step: ProgressFn | None = None,
         is_cancelled: CancelledFn | None = None,
         on_preview: PreviewFn | None = None,
     ) -> list[RawImage]:
+        params = plan.params
         if params.prompt == "boom":
             raise RuntimeError("CUDA exploded")
         if self.together is not None:
@@ -391,13 +392,13 @@ class TimedEngine(GatedEngine):
 
     def generate(
         self,
-        params: GenerationParams,
+        plan: GenerationPlan,
         *,
         on_step: ProgressFn | None = None,
         is_cancelled: CancelledFn | None = None,
         on_preview: PreviewFn | None = None,
     ) -> list[RawImage]:
-        raws = super().generate(params, on_step=on_step, is_cancelled=is_cancelled, on_preview=on_preview)
+        raws = super().generate(plan, on_step=on_step, is_cancelled=is_cancelled, on_preview=on_preview)
         self.clock.now += self.seconds
         return raws
 

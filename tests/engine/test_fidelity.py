@@ -19,7 +19,9 @@ import engine.denoise
 from engine.conditioning import Conditioner, tokenize_chunks
 from engine.denoise import Schedule, decode, encode
 from engine.errors import InvalidParamsError
+from engine.families import TextCond
 from engine.infotext import parse_infotext
+from engine.loras import LoraLibrary
 from engine.pipeline import DiffusersEngine, LoadedModel
 from engine.samplers import sampler_names
 from engine.seeds import ImageRNG
@@ -120,9 +122,9 @@ def picked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Schedule, int
     calls: list[tuple[Schedule, int, torch.Tensor]] = []
     real_pick = engine.denoise.pick
 
-    def spy(schedule: Schedule, step: int) -> torch.Tensor:
+    def spy(schedule: Schedule, step: int) -> TextCond:
         result = real_pick(schedule, step)
-        calls.append((schedule, step, result))
+        calls.append((schedule, step, result.crossattn))
         return result
 
     monkeypatch.setattr(engine.denoise, "pick", spy)
@@ -347,7 +349,7 @@ def lora_engine(engine: DiffusersEngine, tmp_path: Path) -> DiffusersEngine:
         peft[f"unet.{target}.lora_B.weight"] = up
     save_file(kohya, folder / "kohya_style.safetensors")
     save_file(peft, folder / "peft_style.safetensors")
-    return DiffusersEngine(engine.registry, "cpu", lora_dirs=[folder])
+    return DiffusersEngine(engine.registry, "cpu", loras=LoraLibrary.with_builtins([folder], engine.registry.hashes))
 
 
 def test_a_lora_changes_the_image(lora_engine: DiffusersEngine) -> None:

@@ -12,11 +12,9 @@ from torch import Tensor
 import tests.reference.a1111_sampling as _a1111
 import tests.reference.k_diffusion_external as _kde
 import tests.reference.k_diffusion_sampling as _kds
-from engine import samplers as lead_table
 from engine.errors import Cancelled
 from engine.ksampling import (
-    SAMPLER_FUNCTIONS,
-    SCHEDULE_LABELS,
+    FUNCTIONS,
     BrownianTreeNoiseSampler,
     Denoiser,
     SamplerSettings,
@@ -28,6 +26,7 @@ from engine.ksampling import (
     sample,
     sampler_sigmas,
 )
+from engine.samplers import SAMPLERS, SCHEDULES
 
 # torchsde warns when a query lands a float32 rounding outside the tree's interval; upstream does the same.
 pytestmark = pytest.mark.filterwarnings("ignore:Should have t")
@@ -37,6 +36,8 @@ a1111: Any = _a1111
 kde: Any = _kde
 kds: Any = _kds
 
+K_SAMPLERS = {s.name: s for s in SAMPLERS if s.family == "k-diffusion"}
+SCHEDULE_LABELS = [s.label for s in SCHEDULES if s.label != "Automatic"]
 SHAPE = (4, 8, 8)
 SEEDS = [1234, 98765]
 STEPS = 8
@@ -171,14 +172,14 @@ def test_schedule_names_and_aliases_are_accepted() -> None:
 
 def test_automatic_resolves_per_sampler_like_a1111() -> None:
     inner, ours = reference_inner_model(), our_denoiser()
-    for name in SAMPLER_FUNCTIONS:
+    for name in K_SAMPLERS:
         assert torch.equal(sampler_sigmas(name, "Automatic", 9, ours), a1111.sampler_sigmas(name, 9, inner)), name
 
 
 # --- samplers -------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(SAMPLER_FUNCTIONS))
+@pytest.mark.parametrize("name", list(K_SAMPLERS))
 def test_sampler_matches_k_diffusion_driven_like_a1111(name: str) -> None:
     ours = run_ours(name, SEEDS)
     expected = run_reference(name, SEEDS)
@@ -212,21 +213,21 @@ def test_eta_and_s_noise_reach_the_sampler(name: str) -> None:
     assert not torch.allclose(default, changed)
 
 
-@pytest.mark.parametrize("name", [n for n in SAMPLER_FUNCTIONS if n != "DPM adaptive"])
+@pytest.mark.parametrize("name", [n for n in K_SAMPLERS if n != "DPM adaptive"])
 def test_an_image_in_a_batch_equals_the_image_alone(name: str) -> None:
     batched = run_ours(name, SEEDS)
     for i, seed in enumerate(SEEDS):
         torch.testing.assert_close(batched[i : i + 1], run_ours(name, [seed]), atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("name", [n for n, s in SAMPLER_FUNCTIONS.items() if s.brownian_noise])
+@pytest.mark.parametrize("name", [n for n, s in K_SAMPLERS.items() if s.brownian_noise])
 def test_sde_samplers_are_deterministic_in_their_seeds(name: str) -> None:
     first, again = run_ours(name, SEEDS), run_ours(name, SEEDS)
     assert torch.equal(first, again)
     assert not torch.allclose(first[1], run_ours(name, [SEEDS[0], 555])[1])
 
 
-@pytest.mark.parametrize("name", list(SAMPLER_FUNCTIONS))
+@pytest.mark.parametrize("name", list(K_SAMPLERS))
 def test_a_raising_callback_cancels_sampling(name: str) -> None:
     seen: list[tuple[int, int | None]] = []
 
@@ -313,16 +314,22 @@ def test_brownian_noise_sampler_matches_k_diffusion() -> None:
         assert torch.equal(ours(ta, tb), ref(ta, tb))
 
 
-# --- consistency with the lead's name table -------------------------------------------------------------------------
+# --- the sampler table against A1111's ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(SAMPLER_FUNCTIONS))
-def test_table_agrees_with_engine_samplers(name: str) -> None:
-    info = lead_table.sampler_info(name)
-    assert SAMPLER_FUNCTIONS[name].automatic_schedule == info.automatic
-    assert SAMPLER_FUNCTIONS[name].second_order == info.second_order
+def test_the_k_diffusion_samplers_are_the_webuis_in_its_order() -> None:
+    assert list(K_SAMPLERS) == list(a1111.SAMPLERS)
 
 
-def test_every_k_diffusion_sampler_of_the_webui_is_here() -> None:
-    webui = [s.name for s in lead_table.SAMPLERS if not s.timesteps]
-    assert list(SAMPLER_FUNCTIONS) == webui
+@pytest.mark.parametrize("name", list(K_SAMPLERS))
+def test_each_k_diffusion_sampler_has_a1111s_options(name: str) -> None:
+    spec = K_SAMPLERS[name]
+    function, options = a1111.SAMPLERS[name]
+    assert spec.function == (function if isinstance(function, str) else "sample_restart")
+    assert spec.function in FUNCTIONS
+    assert spec.automatic == a1111.SCHEDULER_LABELS.get(options.get("scheduler", ""))
+    assert spec.second_order == options.get("second_order", False)
+    assert spec.uses_ensd == options.get("uses_ensd", False)
+    assert spec.discard_penultimate_sigma == options.get("discard_next_to_last_sigma", False)
+    assert spec.brownian_noise == options.get("brownian_noise", False)
+    assert dict(spec.options).get("solver_type") == options.get("solver_type")

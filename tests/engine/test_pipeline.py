@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from engine.denoise import Guidance
 from engine.errors import Cancelled, ModelUnavailableError
 from engine.models.registry import ModelRegistry
 from engine.models.single_file import export_single_file
@@ -191,3 +193,25 @@ def test_hires_to_a_size_of_another_aspect_is_cropped_to_that_size(engine: Diffu
     )
     assert out.image.size == (128, 96)
     assert "Hires resize: 128x96" in out.infotext and "Size: 64x64" in out.infotext
+
+
+@pytest.mark.parametrize("sampler", [s for s in sampler_names() if s != "DPM adaptive"])
+def test_the_plan_counts_the_model_calls_the_engine_makes(
+    engine: DiffusersEngine, sampler: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = 0
+    real_eps = Guidance.eps
+
+    def counting(self: Guidance, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return real_eps(self, x, t)
+
+    monkeypatch.setattr(Guidance, "eps", counting)
+    for params in (
+        tiny_params(sampler=sampler, steps=5),
+        tiny_params(sampler=sampler, steps=6, enable_hr=True, hr_scale=1.5, denoising_strength=0.45),
+    ):
+        calls = 0
+        engine.generate(params)
+        assert calls == engine.plan(params).unet_calls, params

@@ -1,13 +1,11 @@
-"""Pure scheduling for the GPU executor: fair order between users, model affinity per worker, run-time estimates
-and queue ETAs. No threads and no clocks here: the executor passes in what it knows.
+"""Pure queue policy for the GPU executor: fair order between users, model affinity per worker, run-time estimates
+and queue ETAs. No threads and no clocks here: the executor passes in what it knows (a job's cost is its plan's).
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Collection, Mapping, Sequence
-
-from engine.params import GenerationParams, hires_size
 
 # A free worker looks this far into the fair order for a job whose model it already holds...
 AFFINITY_WINDOW = 4
@@ -58,22 +56,9 @@ def pick_job(
     return order[0]
 
 
-def job_cost(params: GenerationParams) -> float:
-    """Work in a job, in units of one 512x512 step: steps x pixels x batch, img2img and hires fix included."""
-    strength = params.denoising_strength if params.denoising_strength is not None else 1.0
-    base_steps = params.steps * strength if params.init_image is not None else params.steps
-    cost = base_steps * params.width * params.height
-    if params.enable_hr:
-        width, height = hires_size(params.width, params.height, params.hr_scale, params.hr_resize_x,
-                                   params.hr_resize_y)  # fmt: skip
-        hr_steps = params.hr_steps or params.steps
-        hr_strength = params.denoising_strength if params.denoising_strength is not None else 0.7
-        cost += hr_steps * hr_strength * width * height
-    return max(cost, 1.0) * params.batch_size / (512 * 512)
-
-
 class RunTimes:
-    """A moving estimate of seconds per unit of `job_cost`, per model and over all models (for a new model)."""
+    """A moving estimate of seconds per unit of cost (`GenerationPlan.cost`), per model and over all models (for a
+    new model)."""
 
     def __init__(self, weight: float = ESTIMATE_WEIGHT) -> None:
         self.weight = weight

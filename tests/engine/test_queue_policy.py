@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.scheduling import MAX_PASSES, RunTimes, finish_times, job_cost, pick_job
-from tests.engine.conftest import tiny_params
+from engine.queue_policy import MAX_PASSES, RunTimes, finish_times, pick_job
 
 
 def test_with_nothing_loaded_the_head_of_the_fair_order_runs() -> None:
@@ -39,13 +38,6 @@ def test_no_job_waits_for_ever_behind_a_stream_of_jobs_for_the_loaded_model() ->
         del pending[chosen]
         picks += 1
     assert picks == MAX_PASSES + 1
-
-
-def test_job_cost_scales_with_steps_pixels_and_batch() -> None:
-    base = job_cost(tiny_params(steps=20, width=512, height=512))
-    assert base == pytest.approx(20.0)
-    assert job_cost(tiny_params(steps=20, width=1024, height=512, batch_size=2)) == pytest.approx(4 * base)
-    assert job_cost(tiny_params(steps=20, width=512, height=512, enable_hr=True)) > base
 
 
 def test_run_times_know_nothing_until_a_job_finishes_then_fall_back_across_models() -> None:

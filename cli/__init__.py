@@ -1,0 +1,45 @@
+"""Easel's command line: the arguments of `main.py`, and the local commands (`imagine`, `models`) that run without
+Discord. The composition root (`main.py`) builds what they use and passes it in."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description="Easel: Stable Diffusion for your Discord server.")
+    parser.add_argument(
+        "--sync-commands",
+        action="store_true",
+        help="send the slash commands to Discord at start-up (Easel does so by itself when they changed)",
+    )
+    sub = parser.add_subparsers(dest="command")
+    img = sub.add_parser("imagine", help="make an image locally, without Discord")
+    img.add_argument("prompt")
+    img.add_argument("--negative", "--negative-prompt", dest="negative_prompt", default=None)
+    img.add_argument("--steps", default=None)
+    img.add_argument("--sampler", default=None, help='A1111 name, e.g. "DPM++ 2M", "Euler a", "DPM++ 2M Karras"')
+    img.add_argument("--schedule", default=None, help="schedule type: Automatic, Karras, Exponential, ...")
+    img.add_argument("--cfg", "--cfg-scale", dest="cfg_scale", default=None)
+    img.add_argument("--seed", default=None, help="-1 or empty for random")
+    img.add_argument("--width", default=None)
+    img.add_argument("--height", default=None)
+    img.add_argument("--batch", dest="batch_size", default=None)
+    img.add_argument("--subseed", default=None, help="variation seed")
+    img.add_argument("--subseed-strength", dest="subseed_strength", default=None, help="variation strength 0..1")
+    img.add_argument("--clip-skip", dest="clip_skip", default=None)
+    img.add_argument("--model", default=None, help="model name (see `python main.py models`)")
+    img.add_argument("--rng", default=None, help="RNG source: GPU (default; NVIDIA's numbers anywhere), CPU or NV")
+    img.add_argument("--ensd", default=None, help="eta noise seed delta (A1111 ENSD)")
+    img.add_argument("--init-image", dest="init_image", default=None, help="img2img: a PNG/JPEG/WebP file")
+    img.add_argument("--denoise", dest="denoising_strength", default=None, help="img2img / hires denoising 0..1")
+    img.add_argument("--hires", dest="enable_hr", action="store_true", help="hires fix (A1111)")
+    img.add_argument("--hr-scale", dest="hr_scale", default=None)
+    img.add_argument("--hr-steps", dest="hr_steps", default=None)
+    img.add_argument("--hr-upscaler", dest="hr_upscaler", default=None, help='"Latent" (default), "Lanczos", ...')
+    img.add_argument(
+        "--parameters", default=None, help="an A1111/civitai parameter block, its model included (the flags win)"
+    )
+    img.add_argument("--out", default="out.png", help="output PNG path (batches add -1, -2, ...)")
+    sub.add_parser("models", help="list the models Easel can use, and refused files")
+    return parser

@@ -1,0 +1,41 @@
+"""What every model family provides to the sampling loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from engine.embeddings import Embedding
+
+
+@dataclass(frozen=True)
+class TextCond:
+    """One encoded text: the cross-attention tensor (1, 77*k, C) and, for families that use one, a vector
+    conditioning (1, D) such as SDXL's pooled text embedding."""
+
+    crossattn: torch.Tensor
+    vector: torch.Tensor | None = None
+
+
+UNetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+"""`unet_fn(x, t, crossattn, vector)`: the model's prediction (eps or v) for a batch, in float32. The rows of
+`crossattn` (and `vector`) match the rows of `x`."""
+
+
+class ModelFamily(Protocol):
+    """One loaded model's text encoding and UNet call."""
+
+    def encode(self, text: str, clip_skip: int, state: str) -> TextCond:
+        """Encode one prompt text (A1111 syntax, no schedules or `AND`); `state` keys the cache (active LoRAs)."""
+        ...
+
+    def unet_fn(self, width: int, height: int) -> UNetFn:
+        """The UNet call for a pass that makes `width` x `height` images."""
+        ...
+
+    def take_used_embeddings(self) -> Sequence[Embedding]:
+        """The textual-inversion embeddings encoded since the last call (for `TI hashes`), then forget them."""
+        ...

@@ -1,0 +1,34 @@
+"""SD 1.x: one CLIP text encoder (A1111's chunked, emphasised conditioning) and a UNet conditioned on it alone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from engine.conditioning import Conditioner
+from engine.embeddings import Embedding
+from engine.families.base import TextCond, UNetFn
+
+
+class SD1Family:
+    def __init__(self, unet: Any, conditioner: Conditioner) -> None:
+        self.unet = unet
+        self.conditioner = conditioner
+
+    def encode(self, text: str, clip_skip: int, state: str) -> TextCond:
+        return TextCond(self.conditioner.encode(text, clip_skip, state))
+
+    def unet_fn(self, width: int, height: int) -> UNetFn:
+        unet = self.unet
+
+        def call(x: torch.Tensor, t: torch.Tensor, crossattn: torch.Tensor, _: torch.Tensor | None) -> torch.Tensor:
+            dtype = unet.dtype
+            out: torch.Tensor = unet(x.to(dtype), t, encoder_hidden_states=crossattn.to(dtype)).sample.float()
+            return out
+
+        return call
+
+    def take_used_embeddings(self) -> Sequence[Embedding]:
+        return self.conditioner.take_used()

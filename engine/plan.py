@@ -1,0 +1,277 @@
+"""The generation plan: everything a job will do, decided once from its params, before any torch runs.
+
+Pure and torch-free: the prompt without its LoRA tags and the LoRA calls, the `AND` parts and prompt-editing
+schedules of every pass, each sampling pass in A1111's step arithmetic (txt2img, img2img `t_enc`, the hires size,
+crop and steps), the UNet calls each pass costs (second-order samplers counted), and the fields the job adds to its
+parameter text. The pipeline only executes a plan; the queue estimates a job's cost and ETA from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from engine.params import GenerationParams, hires_size
+from engine.prompts.and_split import split_and
+from engine.prompts.editing import get_learned_conditioning_prompt_schedules
+from engine.prompts.extra_networks import LoraCall, read_loras
+from engine.samplers import SamplerSpec, effective_schedule, sampler_spec
+
+PassKind = Literal["txt2img", "img2img", "hires"]
+TextSchedule = tuple[tuple[int, str], ...]
+"""A1111's prompt schedule: `(end_step, text)` pairs; a text applies while the model-call count <= its end step."""
+
+# One unit of cost: one model call at 512x512 with classifier-free guidance (a cond and an uncond row).
+_UNIT_PIXELS = 512 * 512
+_UNIT_ROWS = 2
+# DPM adaptive picks its own step sizes: the model calls it makes do not follow the step count. This many is
+# typical of it on SD schedules at A1111's tolerances (it is only an estimate for the queue's ETA).
+DPM_ADAPTIVE_CALLS = 60
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """What a plan needs to know of the model, read by the registry without loading it."""
+
+    family: str = "sd1"
+    latent_scale: int = 8  # image pixels per latent pixel (the VAE's downscale); SD's VAE: 8
+
+
+@dataclass(frozen=True)
+class PromptPart:
+    """One `AND` part of a prompt: its prompt-editing schedule and its weight."""
+
+    schedule: TextSchedule
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class PassConditioning:
+    """The texts each model call of a pass is conditioned on."""
+
+    parts: tuple[PromptPart, ...]
+    negative: TextSchedule
+
+    def texts(self) -> list[str]:
+        """Every distinct text the pass encodes, in first-use order."""
+        found = [text for part in self.parts for _, text in part.schedule] + [text for _, text in self.negative]
+        return list(dict.fromkeys(found))
+
+
+@dataclass(frozen=True)
+class Upscale:
+    """How the first pass's result reaches the hires pass: upscaled to `width` x `height` (in latent space for the
+    Latent modes, else decoded, resampled and encoded again), then cropped to the pass size if that is smaller."""
+
+    upscaler: str
+    width: int
+    height: int
+
+    @property
+    def latent(self) -> bool:
+        return self.upscaler.startswith("Latent")
+
+
+@dataclass(frozen=True)
+class SamplingPass:
+    """One sampling pass in A1111's arithmetic: a schedule of `schedule_steps`, of which the last `run_steps` run
+    (all of them for txt2img). `run_steps == 0` means the pass changes nothing (img2img at strength 0)."""
+
+    kind: PassKind
+    width: int
+    height: int
+    steps: int  # the pass's steps as asked: the job's steps, or the hires steps
+    schedule_steps: int
+    run_steps: int
+    denoise: float | None
+    conditioning: PassConditioning
+    unet_calls: int
+    upscale: Upscale | None = None
+
+    @property
+    def from_noise(self) -> bool:
+        return self.kind == "txt2img"
+
+
+@dataclass(frozen=True)
+class GenerationPlan:
+    """A job's params and everything decided from them; built by `make_plan`, immutable."""
+
+    params: GenerationParams
+    traits: ModelTraits
+    sampler: SamplerSpec
+    schedule: str  # the schedule that runs: Automatic resolved to the sampler's default where it has one
+    prompt: str  # without its LoRA tags
+    negative_prompt: str
+    loras: tuple[LoraCall, ...]
+    passes: tuple[SamplingPass, ...]
+    infotext_fields: tuple[tuple[str, str | None], ...] = field(default=())
+
+    @property
+    def width(self) -> int:
+        """The size of the images the job returns (the last pass's)."""
+        return self.passes[-1].width
+
+    @property
+    def height(self) -> int:
+        return self.passes[-1].height
+
+    @property
+    def unet_calls(self) -> int:
+        return sum(p.unet_calls for p in self.passes)
+
+    def cost(self) -> float:
+        """Work in the job, in units of one model call at 512x512 with CFG: every pass's calls, pixels, CFG rows
+        (`AND` parts add rows) and the batch."""
+        total = 0.0
+        for p in self.passes:
+            rows = len(p.conditioning.parts) + 1
+            total += p.unet_calls * (p.width * p.height / _UNIT_PIXELS) * rows / _UNIT_ROWS
+        return max(total, 1e-3) * self.params.batch_size
+
+
+def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> GenerationPlan:
+    """Decide everything about a job that needs no model weights; InvalidParamsError for what cannot run (a tag of
+    another kind of extra network, bad LoRA arguments)."""
+    traits = traits or ModelTraits()
+    sampler = sampler_spec(params.sampler)
+    prompt, loras = read_loras(params.prompt)
+    negative, negative_loras = read_loras(params.negative_prompt)
+    scale = traits.latent_scale
+
+    # A1111 counts prompt-editing steps in model calls: twice the steps for second-order samplers.
+    total_steps = params.steps * 2 if sampler.second_order else params.steps
+    first_kind: PassKind = "img2img" if params.init_image is not None else "txt2img"
+    first = _sampling_pass(
+        sampler, first_kind, params.width, params.height, params.steps, params.denoising_strength,
+        _conditioning(prompt, negative, total_steps, None),
+    )  # fmt: skip
+    passes = [first]
+    if params.enable_hr:
+        (up_w, up_h), (width, height) = hires_sizes(params, scale)
+        hr_steps = params.hr_steps or params.steps
+        hr_total = hr_steps * 2 if sampler.second_order else hr_steps
+        hires = _sampling_pass(
+            sampler, "hires", width, height, hr_steps, params.denoising_strength,
+            _conditioning(prompt, negative, total_steps, hr_total), upscale=Upscale(params.hr_upscaler, up_w, up_h),
+        )  # fmt: skip
+        passes.append(hires)
+    return GenerationPlan(
+        params=params,
+        traits=traits,
+        sampler=sampler,
+        schedule=effective_schedule(sampler, params.schedule),
+        prompt=prompt,
+        negative_prompt=negative,
+        loras=loras + negative_loras,
+        passes=tuple(passes),
+        infotext_fields=tuple(_infotext_fields(params, sampler).items()),
+    )
+
+
+def hires_sizes(params: GenerationParams, latent_scale: int = 8) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The hires pass's (upscaled size, final size), in whole latent pixels: A1111's target resolution, and where
+    both hires sides are given, that size after the overhang is cropped (A1111's truncate_x/y)."""
+    up_w, up_h = hires_size(params.width, params.height, params.hr_scale, params.hr_resize_x, params.hr_resize_y)
+    up_w, up_h = up_w // latent_scale * latent_scale, up_h // latent_scale * latent_scale
+    if params.hr_resize_x and params.hr_resize_y:
+        return (up_w, up_h), (
+            params.hr_resize_x // latent_scale * latent_scale,
+            params.hr_resize_y // latent_scale * latent_scale,
+        )
+    return (up_w, up_h), (up_w, up_h)
+
+
+def output_size(params: GenerationParams, latent_scale: int = 8) -> tuple[int, int]:
+    """The size of the images a job returns."""
+    return hires_sizes(params, latent_scale)[1] if params.enable_hr else (params.width, params.height)
+
+
+def _conditioning(prompt: str, negative: str, total_steps: int, hires_steps: int | None) -> PassConditioning:
+    def schedule(text: str) -> TextSchedule:
+        [entries] = get_learned_conditioning_prompt_schedules([text], total_steps, hires_steps)
+        return tuple((int(end), str(part)) for end, part in entries)
+
+    parts = tuple(PromptPart(schedule(text), weight) for text, weight in split_and(prompt))
+    return PassConditioning(parts, schedule(negative))
+
+
+def _sampling_pass(
+    sampler: SamplerSpec,
+    kind: PassKind,
+    width: int,
+    height: int,
+    steps: int,
+    denoise: float | None,
+    conditioning: PassConditioning,
+    *,
+    upscale: Upscale | None = None,
+) -> SamplingPass:
+    if kind == "txt2img":
+        schedule_steps, run_steps, denoise = steps, steps, None
+    elif not denoise:
+        schedule_steps, run_steps = steps, 0  # strength 0 changes nothing, as in A1111
+    else:
+        schedule_steps, run_steps = img2img_steps(steps, denoise, hires=kind == "hires")
+    calls = unet_calls(sampler, schedule_steps, run_steps, from_noise=kind == "txt2img")
+    return SamplingPass(kind, width, height, steps, schedule_steps, run_steps, denoise, conditioning, calls, upscale)
+
+
+def img2img_steps(steps: int, denoise: float, *, hires: bool = False) -> tuple[int, int]:
+    """A1111's `setup_img2img_steps` as (schedule length, steps run): img2img runs the last
+    `int(min(denoise, 0.999) * steps) + 1` of a `steps` schedule; the hires pass runs exactly `steps` of an
+    `int(steps / min(denoise, 0.999))` schedule."""
+    if hires:
+        return int(steps / min(denoise, 0.999)), steps
+    return steps, int(min(denoise, 0.999) * steps) + 1
+
+
+def a1111_grid_length(steps: int) -> int:
+    """How many timesteps A1111's DDIM/PLMS grid has for `steps`: `range(0, 1000, 1000 // steps)`."""
+    return len(range(0, 1000, max(1000 // steps, 1)))
+
+
+def unet_calls(sampler: SamplerSpec, schedule_steps: int, run_steps: int, *, from_noise: bool) -> int:
+    """Model calls (one CFG batch each) a pass makes, following each family's loop."""
+    if run_steps == 0:
+        return 0
+    if sampler.family == "a1111-timesteps":
+        grid = a1111_grid_length(schedule_steps)
+        length = grid if from_noise else min(run_steps - 1, grid)  # img2img walks timesteps[:t_enc]
+        if length < 2:
+            return 0  # A1111 runs no model call then either
+        return length - 1 + (1 if sampler.function == "plms" else 0)  # PLMS's first step is a pseudo Heun step
+    steps = min(run_steps, schedule_steps)
+    if sampler.family == "diffusers":
+        return steps
+    if sampler.function == "sample_dpm_adaptive":
+        return DPM_ADAPTIVE_CALLS
+    # Second-order samplers call the model twice per step, except on the last step into sigma 0 (an Euler step).
+    return 2 * steps - 1 if sampler.second_order else steps
+
+
+def _num(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _infotext_fields(params: GenerationParams, sampler: SamplerSpec) -> dict[str, str | None]:
+    """The parameter-text fields this job adds beyond the fixed ones, in A1111's order (hashes come later)."""
+    fields: dict[str, str | None] = {}
+    if params.init_image is not None or params.enable_hr:
+        fields["Denoising strength"] = _num(params.denoising_strength)
+    if params.enable_hr:
+        if params.hr_resize_x or params.hr_resize_y:
+            fields["Hires resize"] = f"{params.hr_resize_x}x{params.hr_resize_y}"
+        else:
+            fields["Hires upscale"] = _num(params.hr_scale)
+        fields["Hires steps"] = str(params.hr_steps) if params.hr_steps else None
+        fields["Hires upscaler"] = params.hr_upscaler
+    if params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0:
+        fields["Seed resize from"] = f"{params.seed_resize_from_w}x{params.seed_resize_from_h}"
+    if params.ensd and sampler.uses_ensd:
+        fields["ENSD"] = str(params.ensd)
+    if params.rng != "GPU":
+        fields["RNG"] = params.rng
+    return fields
