@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
+
+pytestmark = pytest.mark.slow  # each test starts Easel as a process
 
 ROOT = Path(__file__).resolve().parent.parent
 

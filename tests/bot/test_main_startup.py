@@ -8,7 +8,11 @@ import signal
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.bot.standin import Recorded, Standin
+
+pytestmark = pytest.mark.slow  # each test starts Easel as a process
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -33,8 +33,7 @@ async def test_a_job_running_at_shutdown_is_resumed_by_the_next_instance(
 ) -> None:
     job_id = await start_running_job(harness, executor)
     await harness.stop()  # main.py's order: the bot first...
-    await executor.close()  # ...then the executor, which cancels the running job
-    await asyncio.sleep(0.05)  # give a (wrong) follower the chance to record the cancellation
+    await executor.close()  # ...then the executor, which cancels the running job (no follower is left to see it)
     fresh = FakeExecutor()
     await restart_with(harness, fresh)
     assert [job.job_id for job in fresh.submitted] == [job_id]
@@ -51,7 +50,8 @@ async def test_a_job_cancelled_by_the_executor_closing_first_is_still_resumed(
 ) -> None:
     job_id = await start_running_job(harness, executor)
     await executor.close()  # the other order: the executor stops while the bot still follows the job
-    await asyncio.sleep(0.05)
+    assert harness.bot is not None
+    await harness.bot.runner.wait_idle()  # the follower has seen the cancellation, and left the job open
     await harness.stop()
     fresh = FakeExecutor()
     await restart_with(harness, fresh)

@@ -28,6 +28,7 @@ from engine.pipeline import CancelledFn, ProgressFn, RawImage
 from engine.plan import GenerationPlan
 from engine.previews import PreviewFn
 from tests.engine.conftest import tiny_params
+from tests.waiting import wait_until
 
 
 class GatedEngine:
@@ -66,7 +67,10 @@ class GatedEngine:
             self.together.wait(5)
         self.preview_offered = on_preview is not None
         for step in range(1, params.steps + 1):
-            self.gate.wait(5)
+            deadline = time.monotonic() + 5
+            while not self.gate.wait(0.005) and time.monotonic() < deadline:
+                if is_cancelled is not None and is_cancelled():
+                    raise Cancelled("cancelled")
             time.sleep(self.step_seconds)
             if is_cancelled is not None and is_cancelled():
                 raise Cancelled("cancelled")
@@ -147,7 +151,7 @@ async def test_positions_are_announced_and_a_second_user_overtakes_a_backlog(
     executor, engine = gated
     engine.gate.clear()
     first = await executor.submit(job("a1", "alice"))
-    await asyncio.sleep(0.05)  # a1 is now running
+    await wait_until(lambda: executor.position("a1") == 0, what="a1 to run")
     await executor.submit(job("a2", "alice"))
     await executor.submit(job("a3", "alice"))
     bob = await executor.submit(job("b1", "bob"))
@@ -177,7 +181,7 @@ async def test_cancel_running_job_and_the_next_one_still_runs(gated: tuple[GpuEx
     engine.gate.clear()
     running = await executor.submit(job("a", steps=50))
     after = await executor.submit(job("b", user="u2"))
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: executor.position("a") == 0, what="a to run")
     assert executor.cancel("a")
     engine.gate.set()
     assert isinstance((await asyncio.wait_for(collect(running.events), 5))[-1], WasCancelled)
@@ -312,7 +316,7 @@ async def test_a_running_job_on_any_worker_has_position_zero(
     await executor.submit(job("a", "alice"))
     await executor.submit(job("b", "bob"))
     await executor.submit(job("c", "carol"))
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: executor.position("b") == 0, what="both workers to take a job")
     assert (executor.position("a"), executor.position("b"), executor.position("c")) == (0, 0, 1)
 
 
@@ -337,7 +341,7 @@ async def test_close_stops_every_worker_and_cancels_their_jobs() -> None:
     for engine in engines:
         engine.gate.clear()
     tickets = [await executor.submit(job(f"j{i}", f"user{i}", steps=50)) for i in range(2)]
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: executor.position("j1") == 0, what="both jobs to run")
     await asyncio.wait_for(executor.close(), 5)
     for engine in engines:
         engine.gate.set()
@@ -352,7 +356,7 @@ async def test_a_free_worker_prefers_a_job_for_the_model_it_has_loaded(
     executor, engine = gated
     engine.gate.clear()
     first = await executor.submit(job("first", "u0", prompt="first", model="m2"))
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: executor.position("first") == 0, what="the first job to run")
     other = await executor.submit(job("other", "u1", prompt="other model", model="m1"))
     same = await executor.submit(job("same", "u2", prompt="same model", model="m2"))
     assert executor.position("other") == 1  # the fair order alone would run it first

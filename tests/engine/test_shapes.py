@@ -18,7 +18,10 @@ from engine.samplers import sampler_names
 from tools.shapes.checker import classify, colour_share
 from tools.shapes.data import HELD_OUT, caption
 
-pytestmark = pytest.mark.skipif(not (SHAPES_DIR / "model_index.json").exists(), reason="builtin:shapes not built")
+pytestmark = [
+    pytest.mark.skipif(not (SHAPES_DIR / "model_index.json").exists(), reason="builtin:shapes not built"),
+    pytest.mark.slow,
+]
 
 SEEN = (
     ("red", "square", "white"),
