@@ -25,3 +25,26 @@ def is_admin(interaction: discord.Interaction, settings: Settings) -> bool:
     if any(user.get_role(role_id) is not None for role_id in settings.admin_role_ids):
         return True
     return interaction.permissions.administrator
+
+
+def admin_group(name: str, description: str) -> app_commands.Group:
+    """A slash-command group for admins: hidden from members by default, guild-only. Hiding is not a check: the
+    group's cog must check each use (`AdminCheck`)."""
+    return app_commands.Group(
+        name=name,
+        description=description,
+        guild_only=True,
+        default_permissions=discord.Permissions(administrator=True),
+    )
+
+
+class AdminCheck:
+    """Mixin for a cog of admin commands: every interaction is checked on the server side when it runs."""
+
+    settings: Settings
+    action = "use this command"  # completes "Only an Easel admin can ..."
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if not is_admin(interaction, self.settings):
+            raise NotAdminError(self.action)
+        return True

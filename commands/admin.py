@@ -7,10 +7,9 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 import discord
-from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import NotAdminError, is_admin
+from bot.checks import AdminCheck, admin_group
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -18,22 +17,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class AdminCog(commands.Cog):
-    admin = app_commands.Group(
-        name="admin",
-        description="Easel upkeep (admins)",
-        guild_only=True,
-        # Only hides the commands; `interaction_check` below is the real gate.
-        default_permissions=discord.Permissions(administrator=True),
-    )
+class AdminCog(AdminCheck, commands.Cog):
+    admin = admin_group("admin", "Easel upkeep (admins)")
+    action = "run upkeep commands"
 
     def __init__(self, bot: EaselBot) -> None:
         self.bot = bot
-
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        if not is_admin(interaction, self.bot.settings):
-            raise NotAdminError("run upkeep commands")
-        return True
+        self.settings = bot.settings
 
     @admin.command(name="sync", description="Send Easel's slash commands to Discord again")
     async def sync(self, interaction: discord.Interaction) -> None:

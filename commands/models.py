@@ -10,7 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import NotAdminError, is_admin
+from bot.checks import AdminCheck, admin_group
 from bot.ports import ModelEntryView
 from bot.render import MAX_CONTENT
 from commands.choices import matching
@@ -39,22 +39,13 @@ def model_list_text(entries: Sequence[ModelEntryView], default: str, limit: int 
     return text
 
 
-class ModelsCog(commands.Cog):
-    model = app_commands.Group(
-        name="model",
-        description="Manage the models this server can use (admins)",
-        guild_only=True,
-        # Only hides the commands; `interaction_check` below is the real gate.
-        default_permissions=discord.Permissions(administrator=True),
-    )
+class ModelsCog(AdminCheck, commands.Cog):
+    model = admin_group("model", "Manage the models this server can use (admins)")
+    action = "manage models"
 
     def __init__(self, bot: EaselBot) -> None:
         self.bot = bot
-
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
-        if not is_admin(interaction, self.bot.settings):
-            raise NotAdminError("manage models")
-        return True
+        self.settings = bot.settings
 
     def _default(self, guild_id: int | None) -> str:
         stored = None if guild_id is None else self.bot.store.guild_default_model(guild_id)
