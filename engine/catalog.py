@@ -29,6 +29,7 @@ class LoraInfo:
     short_hash: str | None  # A1111's 12-hex `Lora hashes` value; None when the file could not be read
     trigger_words: tuple[str, ...]
     base_model: str | None  # kohya's `ss_base_model_version`, e.g. `sd_v1`
+    family: str | None = None  # the model family it was made for, where the file tells ("sd1", "sdxl")
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,14 @@ class EmbeddingInfo:
     name: str  # what a prompt writes to use it
     vectors: int | None  # None when refused
     refused: str | None = None
+    family: str | None = None  # "sd1" or "sdxl"
 
 
 class _Embedding(Protocol):
     @property
     def count(self) -> int: ...
+    @property
+    def family(self) -> str: ...
 
 
 class _RefusedEmbedding(Protocol):
@@ -134,7 +138,7 @@ class ExtraNetworks:
                 digest: str | None = self._loras.short_hash(lora)
             except (OSError, ValueError):  # removed or truncated since the last scan
                 digest = None
-            found.append(LoraInfo(lora.name, digest, trigger_words(metadata), base_model(metadata)))
+            found.append(LoraInfo(lora.name, digest, trigger_words(metadata), base_model(metadata), lora.family))
         return found
 
     def embeddings(self) -> list[EmbeddingInfo]:
@@ -142,7 +146,7 @@ class ExtraNetworks:
         for name in self._embeddings.names():
             embedding = self._embeddings.get(name)
             if embedding is not None:
-                usable.append(EmbeddingInfo(name, embedding.count))
+                usable.append(EmbeddingInfo(name, embedding.count, family=embedding.family))
         refused = [EmbeddingInfo(r.name, None, r.reason) for r in self._embeddings.refused()]
         return sorted(usable + refused, key=lambda e: e.name.lower())
 

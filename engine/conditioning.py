@@ -1,6 +1,7 @@
 """Text conditioning the A1111 way (`modules/sd_hijack_clip.py`): emphasis weights, 75-token chunks with BREAK and
 comma backtracking, textual-inversion embeddings, per-chunk CLIP encoding with clip skip, and "Original" emphasis
-(scale, then restore the mean).
+(scale, then restore the mean over the batch of a prompt's schedule texts). One `Conditioner` wraps one text
+encoder: SD 1.x has one, SDXL two (`EncoderStyle` says how A1111 reads each).
 
 Prompts longer than 75 tokens are never truncated: every chunk conditions the image (the UNet's cross-attention
 takes any sequence length).
@@ -113,43 +114,99 @@ def tokenize_chunks(tokenizer: Any, text: str, embeddings: TokenLookup | None = 
     return chunks, token_count
 
 
-def _substitute(fixes: list[tuple[int, Embedding]]) -> Callable[[Any, Any, torch.Tensor], torch.Tensor]:
-    """A forward hook for the token-embedding layer: A1111's `EmbeddingsWithFixes`, writing each embedding's
-    vectors over its placeholders (position embeddings are added afterwards, as for any token)."""
+def _substitute(rows: list[list[tuple[int, Embedding]]], key: str) -> Callable[[Any, Any, torch.Tensor], torch.Tensor]:
+    """A forward hook for the token-embedding layer: A1111's `EmbeddingsWithFixes`, writing each row's embeddings'
+    vectors (the part for this encoder, `key`) over their placeholders; position embeddings are added afterwards,
+    as for any token."""
 
     def hook(_module: Any, _args: Any, output: torch.Tensor) -> torch.Tensor:
         output = output.clone()
-        for offset, embedding in fixes:
-            vectors = embedding.vectors.to(output.device, output.dtype)
-            count = min(output.shape[1] - offset - 1, vectors.shape[0])
-            output[:, offset + 1 : offset + 1 + count] = vectors[:count]
+        for row, fixes in enumerate(rows):
+            for offset, embedding in fixes:
+                vectors = embedding.part(key).to(output.device, output.dtype)
+                count = min(output.shape[1] - offset - 1, vectors.shape[0])
+                output[row, offset + 1 : offset + 1 + count] = vectors[:count]
         return output
 
     return hook
 
 
-def encode_chunks(text_encoder: Any, chunks: list[PromptChunk], clip_skip: int, device: Any) -> torch.Tensor:
-    """Encode each chunk separately, apply the emphasis "Original" way, and concatenate: (1, 77*k, dim)."""
-    outputs = []
+@dataclass(frozen=True)
+class EncoderStyle:
+    """How A1111 wraps one text encoder (`sd_hijack_clip.py`, `sd_hijack_open_clip.py`).
+
+    SD 1.x's CLIP-L: the last layer, or with clip skip N `hidden_states[-N]` through the final layer norm. SDXL's two
+    encoders: the penultimate layer without a final norm, whatever the clip skip (A1111's default); OpenCLIP-G pads
+    with token 0 after the first end token and also gives the pooled, projected vector.
+    """
+
+    penultimate: bool = False
+    pad_after_end: int | None = None
+    pooled: bool = False
+    embedding_key: str = ""  # which tensor of an SDXL embedding file this encoder takes ("" for SD 1.x files)
+
+
+SD1_STYLE = EncoderStyle()
+SDXL_CLIP_L = EncoderStyle(penultimate=True, embedding_key="clip_l")
+SDXL_CLIP_G = EncoderStyle(penultimate=True, pad_after_end=0, pooled=True, embedding_key="clip_g")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A batch of texts encoded together: per text, its (1, 77*k, C) tensor (every text padded to the same k with
+    empty chunks) and, for an encoder that pools, its pooled vector (1, D) from its first chunk."""
+
+    crossattn: list[torch.Tensor]
+    pooled: list[torch.Tensor] | None
+    used: tuple[Embedding, ...]
+
+
+def empty_chunk(tokenizer: Any) -> PromptChunk:
+    """A1111's `empty_chunk`: BOS and 76 end tokens, every multiplier 1."""
+    bos, eos = int(tokenizer.bos_token_id), int(tokenizer.eos_token_id)
+    return PromptChunk([bos] + [eos] * (CHUNK_LENGTH + 1), [1.0] * (CHUNK_LENGTH + 2))
+
+
+def encode_batch(
+    tokenizer: Any,
+    text_encoder: Any,
+    batch: list[list[PromptChunk]],
+    clip_skip: int,
+    device: Any,
+    style: EncoderStyle = SD1_STYLE,
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """A1111's `FrozenCLIPEmbedderWithCustomWordsBase.forward` for a batch of texts' chunks (a prompt's schedule
+    texts are one batch): chunk i of every text is encoded and emphasised together, a text with fewer chunks getting
+    empty ones; "Original" emphasis restores the mean over the whole batch's chunk. Rows are run through the encoder
+    one at a time (the same numbers as batched, up to rounding), then weighed as one batch."""
+    chunk_count = max(len(chunks) for chunks in batch)
+    id_end = int(tokenizer.eos_token_id)
     token_embedding = text_encoder.get_input_embeddings()
-    for chunk in chunks:
-        tokens = torch.tensor([chunk.tokens], device=device)
-        handle = token_embedding.register_forward_hook(_substitute(chunk.fixes)) if chunk.fixes else None
-        try:
-            if clip_skip > 1:
-                out = text_encoder(input_ids=tokens, output_hidden_states=True)
-                # transformers 5 flattened CLIPTextModel (no `.text_model`); 4.x nests it.
-                final_layer_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
-                z = final_layer_norm(out.hidden_states[-clip_skip])
-            else:
-                z = text_encoder(input_ids=tokens)[0]
-        finally:
-            if handle is not None:
-                handle.remove()
-        if any(m != 1.0 for m in chunk.multipliers):
+    zs: list[torch.Tensor] = []
+    pooled: list[torch.Tensor] | None = None
+    for i in range(chunk_count):
+        rows = [chunks[i] if i < len(chunks) else empty_chunk(tokenizer) for chunks in batch]
+        outputs, pools = [], []
+        for row in rows:
+            tokens = torch.tensor([row.tokens], device=device)
+            if style.pad_after_end is not None:
+                tokens[0, row.tokens.index(id_end) + 1 :] = style.pad_after_end
+            hook = _substitute([row.fixes], style.embedding_key) if row.fixes else None
+            handle = token_embedding.register_forward_hook(hook) if hook is not None else None
+            try:
+                z, pool = _run_encoder(text_encoder, tokens, clip_skip, style)
+            finally:
+                if handle is not None:
+                    handle.remove()
+            outputs.append(z)
+            pools.append(pool)
+        z = torch.cat(outputs)
+        if i == 0 and style.pooled:
+            pooled = [p for p in pools if p is not None]
+        if any(m != 1.0 for row in rows for m in row.multipliers):
             # With every multiplier 1.0, A1111's rescale is `z * (m / m)`: z itself, except that an exactly-zero
             # mean gives NaN. Skipping it is bit-identical everywhere else.
-            multipliers = torch.tensor([chunk.multipliers], device=device, dtype=z.dtype)
+            multipliers = torch.tensor([row.multipliers for row in rows], device=device, dtype=z.dtype)
             original_mean = z.mean()
             z = z * multipliers.unsqueeze(-1).expand(z.shape)
             new_mean = z.mean()
@@ -157,45 +214,81 @@ def encode_chunks(text_encoder: Any, chunks: list[PromptChunk], clip_skip: int, 
             # the ratio would be rounding noise over rounding noise (inf, NaN). Real CLIP models are far from it.
             if new_mean.abs() > _MEAN_EPSILON * z.abs().mean():
                 z = z * (original_mean / new_mean)
-        outputs.append(z)
-    return torch.hstack(outputs)
+        zs.append(z)
+    crossattn = torch.hstack(zs)
+    return [crossattn[b : b + 1] for b in range(len(batch))], pooled
+
+
+def _run_encoder(
+    text_encoder: Any, tokens: torch.Tensor, clip_skip: int, style: EncoderStyle
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if style.penultimate:
+        out = text_encoder(input_ids=tokens, output_hidden_states=True)
+        pool = out.text_embeds if style.pooled else None
+        return out.hidden_states[-2], pool
+    if clip_skip > 1:
+        out = text_encoder(input_ids=tokens, output_hidden_states=True)
+        # transformers 5 flattened CLIPTextModel (no `.text_model`); 4.x nests it.
+        final_layer_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
+        return final_layer_norm(out.hidden_states[-clip_skip]), None
+    return text_encoder(input_ids=tokens)[0], None
 
 
 class Conditioner:
-    """Encodes prompts for one loaded model, caching results for the active LoRA/clip-skip/embeddings state.
+    """Encodes prompts with one text encoder, caching results for the active LoRA/clip-skip/embeddings state.
 
     It also remembers which embeddings the texts it encoded used (`take_used`), for the `TI hashes` infotext key.
+    `embedding_width` is the width an embedding file must have to be used with this model (SDXL's is both
+    encoders' together, as A1111 checks it); by default this encoder's own.
     """
 
-    def __init__(self, tokenizer: Any, text_encoder: Any, device: Any, embeddings: EmbeddingDB | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        text_encoder: Any,
+        device: Any,
+        embeddings: EmbeddingDB | None = None,
+        *,
+        style: EncoderStyle = SD1_STYLE,
+        embedding_width: int | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.device = device
         self.embeddings = embeddings
-        self._cache: dict[tuple[str, int, str, int], tuple[torch.Tensor, tuple[Embedding, ...]]] = {}
+        self.style = style
+        self.embedding_width = embedding_width or int(text_encoder.get_input_embeddings().embedding_dim)
+        self._cache: dict[tuple[tuple[str, ...], int, str, int], Encoded] = {}
         self._used: dict[str, Embedding] = {}
 
     def _lookup(self) -> tuple[TokenLookup | None, int]:
         if self.embeddings is None:
             return None, 0
-        width = int(self.text_encoder.get_input_embeddings().embedding_dim)
-        lookup = self.embeddings.lookup(self.tokenizer, width)
-        return lookup, self.embeddings.version
+        return self.embeddings.lookup(self.tokenizer, self.embedding_width), self.embeddings.version
 
-    def encode(self, text: str, clip_skip: int = 1, state: str = "") -> torch.Tensor:
+    def encode_batch(self, texts: list[str], clip_skip: int = 1, state: str = "") -> Encoded:
+        """Encode a prompt's schedule texts as one batch, as A1111 does (see `encode_batch`)."""
         lookup, version = self._lookup()
-        key = (text, clip_skip, state, version)
+        key = (tuple(texts), clip_skip, state, version)
         if key not in self._cache:
             if len(self._cache) > 256:
                 self._cache.clear()
-            chunks, _ = tokenize_chunks(self.tokenizer, text, lookup)
+            tokenized = {text: tokenize_chunks(self.tokenizer, text, lookup)[0] for text in dict.fromkeys(texts)}
+            batch = [tokenized[text] for text in texts]
             with torch.inference_mode():
-                encoded = encode_chunks(self.text_encoder, chunks, clip_skip, self.device)
-            self._cache[key] = (encoded, _used_in(chunks))
-        encoded, used = self._cache[key]
-        for embedding in used:
+                crossattn, pooled = encode_batch(
+                    self.tokenizer, self.text_encoder, batch, clip_skip, self.device, self.style
+                )
+            used = tuple({emb.name: emb for chunks in batch for chunk in chunks for _, emb in chunk.fixes}.values())
+            self._cache[key] = Encoded(crossattn, pooled, used)
+        encoded = self._cache[key]
+        for embedding in encoded.used:
             self._used.setdefault(embedding.name, embedding)
         return encoded
+
+    def encode(self, text: str, clip_skip: int = 1, state: str = "") -> torch.Tensor:
+        """One text alone: (1, 77*k, C)."""
+        return self.encode_batch([text], clip_skip, state).crossattn[0]
 
     def embeddings_used(self, text: str) -> list[Embedding]:
         """The embeddings `text` uses, in order of first use (raises for a refused one, as encoding would)."""

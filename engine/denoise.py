@@ -261,16 +261,11 @@ def _run_ksampler(run: PassRun) -> torch.Tensor:
 def _run_a1111_timesteps(run: PassRun) -> torch.Tensor:
     """DDIM, DDIM CFG++ and PLMS on A1111's timestep grid, as `sd_samplers_timesteps.py` runs them. `denoised`
     gets, lazily, the `pred_x0` of the latest model call (what A1111 previews for these samplers)."""
-    from engine.ksampling import ldm_alphas_cumprod
+    from engine.ksampling import model_alphas_cumprod
     from engine.ksampling.timesteps import a1111_timesteps, img2img_start, sample_ddim, sample_plms
 
     config, noise, guidance = run.scheduler_config, run.noise, run.guidance
-    alphas_cumprod = ldm_alphas_cumprod(
-        config.get("beta_start", 0.00085),
-        config.get("beta_end", 0.012),
-        config.get("num_train_timesteps", 1000),
-        config.get("beta_schedule", "scaled_linear"),
-    ).to(noise.device)
+    alphas_cumprod = model_alphas_cumprod(config).to(noise.device)
     timesteps = a1111_timesteps(run.schedule_steps).to(noise.device)
     x = noise
     if run.init_latents is not None:
@@ -279,11 +274,28 @@ def _run_a1111_timesteps(run: PassRun) -> torch.Tensor:
         timesteps = timesteps[:t_enc]
 
     eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = guidance.eps
+    uncond_eps: Callable[[], torch.Tensor] = guidance.last_uncond_eps
+    if config.get("prediction_type") == "v_prediction":
+        # A1111's CompVisTimestepsVDenoiser: these samplers step on eps, so v is turned into eps at each call.
+        last: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def eps_from_v(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            a = alphas_cumprod[t.long()].reshape(-1, 1, 1, 1).to(x_t.dtype)
+            last[:] = [(a, x_t)]
+            return a.sqrt() * guidance.eps(x_t, t) + (1 - a).sqrt() * x_t
+
+        def uncond_eps_from_v() -> torch.Tensor:
+            a, x_t = last[0]
+            return a.sqrt() * guidance.last_uncond_eps() + (1 - a).sqrt() * x_t
+
+        eps_fn, uncond_eps = eps_from_v, uncond_eps_from_v
     if run.denoised is not None:
         record = run.denoised
 
+        model_eps = eps_fn
+
         def recording(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            e_t = guidance.eps(x_t, t)
+            e_t = model_eps(x_t, t)
 
             def x0() -> torch.Tensor:
                 a = alphas_cumprod[t.long()].reshape(-1, 1, 1, 1).to(x_t.dtype)
@@ -301,7 +313,7 @@ def _run_a1111_timesteps(run: PassRun) -> torch.Tensor:
     if run.sampler.function == "ddim_cfgpp":
         guidance.cfg_multiplier = 1 / 12.5
         return sample_ddim(
-            eps_fn, x, timesteps, alphas_cumprod, randn_like=randn_like, uncond_eps=guidance.last_uncond_eps,
+            eps_fn, x, timesteps, alphas_cumprod, randn_like=randn_like, uncond_eps=uncond_eps,
             callback=run.report,
         )  # fmt: skip
     return sample_ddim(eps_fn, x, timesteps, alphas_cumprod, randn_like=randn_like, callback=run.report)

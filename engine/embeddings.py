@@ -1,8 +1,9 @@
 """Textual-inversion embeddings (A1111 `modules/textual_inversion`): files in the embeddings folders, named by their
 file stem, found anywhere in a prompt's token stream and substituted after CLIP's token-embedding lookup.
 
-Only SD 1.x files are read (`string_to_param`, `emb_params` or any single tensor). `.pt`/`.bin` are pickles: they are
-opened with `torch.load(weights_only=True)` only, and a file that needs more is refused, never executed.
+SD 1.x files (`string_to_param`, `emb_params` or any single tensor) and SDXL files (`clip_l` and `clip_g` tensors, one
+for each text encoder) are read. `.pt`/`.bin` are pickles: they are opened with `torch.load(weights_only=True)` only,
+and a file that needs more is refused, never executed.
 """
 
 from __future__ import annotations
@@ -24,14 +25,24 @@ SUFFIXES = (".safetensors", ".pt", ".bin")
 MAX_VECTORS = 75  # one chunk: an embedding never straddles two
 
 
+SD1_PART = ""  # the key of an SD 1.x file's one tensor in `Embedding.parts`
+SDXL_PARTS = ("clip_l", "clip_g")
+
+
 @dataclass(frozen=True, eq=False)
 class Embedding:
-    """One usable embedding: `vectors` is (count, width), float32 on the CPU."""
+    """One usable embedding: `parts` maps a text encoder's key to its (count, width) vectors, float32 on the CPU
+    (`""` for an SD 1.x file; `clip_l` and `clip_g` for an SDXL one)."""
 
     name: str
     path: Path
-    vectors: torch.Tensor
+    parts: dict[str, torch.Tensor]
     sha256: str
+
+    @property
+    def vectors(self) -> torch.Tensor:
+        """The vectors of an SD 1.x file (an SDXL file's first part)."""
+        return self.parts.get(SD1_PART, next(iter(self.parts.values())))
 
     @property
     def count(self) -> int:
@@ -39,7 +50,16 @@ class Embedding:
 
     @property
     def width(self) -> int:
-        return int(self.vectors.shape[1])
+        """What the file fits, as A1111 checks it: the text encoder's width (both SDXL encoders' together)."""
+        return sum(int(t.shape[1]) for t in self.parts.values())
+
+    @property
+    def family(self) -> str:
+        return "sdxl" if SDXL_PARTS[0] in self.parts else "sd1"
+
+    def part(self, key: str) -> torch.Tensor:
+        """The vectors for the encoder that reads `key`."""
+        return self.parts.get(key, self.vectors)
 
     @property
     def short_hash(self) -> str:
@@ -57,7 +77,7 @@ class RefusedEmbedding:
 
 
 class EmbeddingFileError(ValueError):
-    """The file is not an SD 1.x textual-inversion embedding Easel can read safely."""
+    """The file is not a textual-inversion embedding Easel can read safely."""
 
 
 def load_embedding(path: Path) -> Embedding:
@@ -80,28 +100,40 @@ def load_embedding(path: Path) -> Embedding:
             raise EmbeddingFileError(
                 f"torch.load(weights_only=True) refused it ({_first_line(err)}); convert it to .safetensors"
             ) from err
-    return Embedding(path.stem, path, _vectors(content), digest)
+    return Embedding(path.stem, path, _parts(content), digest)
 
 
-def _vectors(content: Any) -> torch.Tensor:
-    """A1111's `create_embedding_from_data`, SD 1.x cases only."""
+def _parts(content: Any) -> dict[str, torch.Tensor]:
+    """A1111's `create_embedding_from_data`: the vectors per text encoder."""
     if not isinstance(content, dict):
         raise EmbeddingFileError("not a textual-inversion embedding (expected a dict of tensors)")
+    if "clip_l" in content and "clip_g" in content:
+        parts = {key: _checked(content[key]) for key in SDXL_PARTS}
+        if parts["clip_l"].shape[0] != parts["clip_g"].shape[0]:
+            raise EmbeddingFileError("its clip_l and clip_g tensors hold different numbers of vectors")
+        return parts
+    return {SD1_PART: _vectors(content)}
+
+
+def _vectors(content: dict[str, Any]) -> torch.Tensor:
     if "string_to_param" in content:
         params = content["string_to_param"]
         if not isinstance(params, dict) or len(params) != 1:
             raise EmbeddingFileError("its string_to_param must hold exactly one tensor")
         tensor = next(iter(params.values()))
-    elif "clip_l" in content and "clip_g" in content:
-        raise EmbeddingFileError("it is an SDXL embedding (clip_l/clip_g); only SD 1.x embeddings are supported")
     elif len(content) == 1 and isinstance(next(iter(content.values())), torch.Tensor):
         tensor = next(iter(content.values()))  # emb_params (kohya) or {"<token>": tensor} (diffusers)
     else:
         raise EmbeddingFileError(
-            "not a textual-inversion embedding (expected string_to_param, emb_params or one tensor)"
+            "not a textual-inversion embedding (expected string_to_param, emb_params, clip_l and clip_g, or one tensor)"
         )
-    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+    return _checked(tensor)
+
+
+def _checked(value: Any) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
         raise EmbeddingFileError("its vectors are not a floating-point tensor")
+    tensor: torch.Tensor = value
     if tensor.dim() == 1:
         tensor = tensor.unsqueeze(0)
     if tensor.dim() != 2 or tensor.shape[0] == 0:
@@ -223,10 +255,11 @@ class EmbeddingDB:
         for name_ids, item in zip(ids, items, strict=True):
             usable: Embedding | RefusedEmbedding = item
             if isinstance(item, Embedding) and item.width != width:
+                kind = "an SDXL embedding" if item.family == "sdxl" else "an SD 1.x embedding"
                 usable = RefusedEmbedding(
                     item.name,
                     item.path,
-                    f"its vectors are {item.width} wide but this model's text encoder takes {width} "
+                    f"it is {kind}, its vectors are {item.width} wide but this model takes {width}-wide ones "
                     "(it was made for another model family)",
                 )
             entries.append(([int(i) for i in name_ids], usable))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidParamsError
+from engine.models.detect import FAMILY_NAMES
 from engine.models.hashing import HashCache
 from engine.models.single_file import read_header
 from engine.prompts.extra_networks import LoraCall
@@ -27,6 +28,54 @@ class LoraFile:
     path: Path
     alias: str | None  # `ss_output_name` from kohya metadata, also accepted
     hash_hint: str | None  # `sshs_model_hash`, which A1111 prefers over computing the addnet hash
+    family: str | None = None  # the model family it was made for ("sd1", "sd2", "sdxl"), where the file tells
+    context_width: int | None = None  # the text-conditioning width its cross-attention layers take
+
+    def misfit(self, family: str, context_width: int | None) -> str | None:
+        """Why this LoRA cannot patch a model of `family` whose cross-attention takes `context_width`, or None."""
+        if self.family is not None and self.family != family:
+            made_for, model = family_name(self.family), family_name(family)
+            return f"LoRA {self.name!r} was made for {made_for}, and this model is {model}"
+        if self.context_width is not None and context_width is not None and self.context_width != context_width:
+            return (
+                f"LoRA {self.name!r} was made for a model whose text conditioning is {self.context_width} wide; "
+                f"this model's is {context_width}"
+            )
+        return None
+
+
+def family_name(family: str) -> str:
+    return FAMILY_NAMES.get(family, family)
+
+
+# The width a cross-attention key projection reads is the text conditioning's: it tells the family apart.
+_WIDTH_FAMILIES = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+_RE_TO_K = re.compile(r"attn2[._]to_k.*(lora_down|lora_A|lora\.down)\.weight$")
+
+
+def lora_traits(header: dict[str, Any]) -> tuple[str | None, int | None]:
+    """(family, cross-attention width) of a LoRA from its safetensors header: kohya's metadata, SDXL's two text
+    encoders (`lora_te1_`/`lora_te2_`, `text_encoder_2.`) or its SGM-named UNet blocks, else the width its
+    cross-attention layers read (768 SD 1.x, 1024 SD 2.x, 2048 SDXL)."""
+    metadata = header.get("__metadata__") or {}
+    keys = [k for k in header if k != "__metadata__"]
+    width = None
+    for key in keys:
+        shape = header[key].get("shape") if isinstance(header[key], dict) else None
+        if _RE_TO_K.search(key) and isinstance(shape, list) and len(shape) == 2:
+            width = int(shape[1])
+            break
+    base = str(metadata.get("ss_base_model_version", "") or metadata.get("modelspec.architecture", "")).lower()
+    if base.startswith(("sdxl", "stable-diffusion-xl")):
+        return "sdxl", width
+    if base.startswith(("sd_v1", "stable-diffusion-v1")):
+        return "sd1", width
+    if base.startswith(("sd_v2", "stable-diffusion-v2")):
+        return "sd2", width
+    sdxl_markers = ("lora_te1_", "lora_te2_", "text_encoder_2.", "lora_unet_input_blocks_", "lora_unet_output_blocks_")
+    if any(k.startswith(sdxl_markers) for k in keys):
+        return "sdxl", width
+    return (_WIDTH_FAMILIES.get(width) if width is not None else None), width
 
 
 class LoraLibrary:
@@ -52,10 +101,14 @@ class LoraLibrary:
                 continue
             for path in sorted(folder.rglob("*.safetensors")):
                 try:
-                    metadata = read_header(path).get("__metadata__") or {}
+                    header = read_header(path)
                 except (OSError, ValueError):
                     continue
-                entry = LoraFile(path.stem, path, metadata.get("ss_output_name"), metadata.get("sshs_model_hash"))
+                metadata = header.get("__metadata__") or {}
+                family, width = lora_traits(header)
+                entry = LoraFile(
+                    path.stem, path, metadata.get("ss_output_name"), metadata.get("sshs_model_hash"), family, width
+                )
                 files.setdefault(entry.name, entry)
         for entry in list(files.values()):
             if entry.alias and entry.alias not in files:
@@ -104,7 +157,8 @@ def apply_loras(pipe: Any, loaded: set[str], loras: list[tuple[LoraFile, LoraCal
     # Weights only for the components a LoRA really patches (diffusers warns on every job otherwise).
     components = pipe.get_list_adapters()
     for (_, call), name in zip(loras, names, strict=True):
-        multipliers = {"text_encoder": call.te_multiplier, "unet": call.unet_multiplier}
+        te = call.te_multiplier
+        multipliers = {"text_encoder": te, "text_encoder_2": te, "unet": call.unet_multiplier}
         weights.append({part: w for part, w in multipliers.items() if name in components.get(part, [])})
     pipe.enable_lora()
     pipe.set_adapters(names, adapter_weights=weights)

@@ -27,7 +27,7 @@ OPTION_KEYS = frozenset(
         "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
         "batch_size", "subseed", "subseed_strength", "clip_skip", "init_image", "denoising_strength", "enable_hr",
         "hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_steps", "seed_resize_from_w",
-        "seed_resize_from_h", "rng", "ensd",
+        "seed_resize_from_h", "rng", "ensd", "vae",
     }
 )  # fmt: skip
 # Latent upscalers (A1111 `latent_upscale_modes`) and the plain image resamplers that need no model.
@@ -58,13 +58,17 @@ class Limits:
 
 @dataclass(frozen=True)
 class ModelDefaults:
-    """What a model draws best at when the request does not say (size, CFG, sampler)."""
+    """What a model draws best at when the request does not say (size, steps, CFG, sampler and schedule, clip
+    skip, VAE): its family's, or what the owner set for it."""
 
     width: int = 512
     height: int = 512
     cfg_scale: float = 7.0
     steps: int = 20
     sampler: str = "DPM++ 2M"
+    schedule: str = "Automatic"
+    clip_skip: int = 1
+    vae: str | None = None  # a VAE from the VAE folder; None: the checkpoint's own
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class GenerationParams:
     seed_resize_from_h: int = 0
     rng: str = "GPU"  # A1111 RNG source: GPU (the device's torch.randn), CPU, or NV (NVIDIA's numbers anywhere)
     ensd: int = 0  # eta noise seed delta
+    vae: str | None = None  # a VAE file's name (A1111's: with its extension); None: the checkpoint's own VAE
 
     def image_seeds(self) -> list[int]:
         """A1111's per-image seeds: seed + i, except that a variation batch keeps the seed for every image."""
@@ -214,14 +219,16 @@ def build_params(
     batch = _as_int("Batch size", opt("batch_size") if opt("batch_size") is not None else 1)
     _check_range("Batch size", batch, 1, limits.max_batch)
 
+    # The model's default schedule goes with its default sampler; a sampler the request names takes its own.
+    schedule_default = d.schedule if opt("sampler") is None else None
     sampler_spec, schedule = resolve_sampler(
-        str(opt("sampler") or d.sampler), str(opt("schedule")) if opt("schedule") is not None else None
+        str(opt("sampler") or d.sampler), str(opt("schedule")) if opt("schedule") is not None else schedule_default
     )
 
     strength = _as_float("Variation strength", opt("subseed_strength") or 0.0)
     _check_range("Variation strength", strength, 0.0, 1.0)
 
-    clip_skip = _as_int("Clip skip", opt("clip_skip") or 1)
+    clip_skip = _as_int("Clip skip", opt("clip_skip") or d.clip_skip)
     _check_range("Clip skip", clip_skip, 1, 12)
 
     init_image = str(opt("init_image")) if opt("init_image") is not None else None
@@ -264,6 +271,7 @@ def build_params(
     if resize_w < 0 or resize_h < 0 or resize_w * resize_h > limits.max_pixels:
         raise InvalidParamsError("Seed resize from must be a size within this server's limits.")
 
+    vae = _vae_choice(opt("vae"), d.vae)
     seed = resolve_seed(opt("seed"), rng)
     subseed = resolve_seed(opt("subseed"), rng) if strength > 0 else 0
     return GenerationParams(
@@ -293,7 +301,21 @@ def build_params(
         seed_resize_from_h=resize_h,
         rng=rng_source,
         ensd=ensd,
+        vae=vae,
     )
+
+
+def _vae_choice(value: Any, default: str | None) -> str | None:
+    """A1111's VAE setting: `Automatic` is the model's default (the owner's choice, else the checkpoint's own VAE),
+    `None` the checkpoint's own; anything else names a file (checked by the caller against the VAE folder)."""
+    if value is None or str(value).strip().lower() == "automatic":
+        return default
+    if str(value).strip().lower() == "none":
+        return None
+    name = str(value).strip()
+    if len(name) > 200 or "/" in name or "\\" in name or name.startswith("."):
+        raise InvalidParamsError(f"VAE {name[:60]!r} is not a VAE name.")
+    return name
 
 
 def hires_size(width: int, height: int, scale: float, resize_x: int, resize_y: int) -> tuple[int, int]:

@@ -43,6 +43,7 @@ from engine.plan import GenerationPlan, PassConditioning, SamplingPass, TextSche
 from engine.previews import LatentPreview, PreviewFn
 from engine.prompts.extra_networks import LoraCall
 from engine.seeds import ImageRNG
+from engine.vaes import VaeFile, VaeLibrary
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class _Run:
 
     plan: GenerationPlan
     loaded: LoadedModel
+    vae: Any  # the job's VAE: the checkpoint's own or one from the VAE folder
+    vae_file: VaeFile | None
     loras: list[tuple[LoraFile, LoraCall]]
     lora_state: str  # keys the conditioning cache: LoRAs change what the text encoder gives
     is_cancelled: CancelledFn | None
@@ -75,8 +78,9 @@ class _Run:
 class DiffusersEngine:
     """Runs jobs on the pipelines its `ModelLoader` keeps. Not thread-safe: one worker thread owns it.
 
-    The LoRA library, the embeddings and the blob store are shared objects (one of each for every device's engine);
-    left out, each gets its own (the built-in LoRAs, no embeddings, blobs in the registry's cache).
+    The LoRA library, the embeddings, the VAE folder and the blob store are shared objects (one of each for every
+    device's engine); left out, each gets its own (the built-in LoRAs, no embeddings or VAEs, blobs in the
+    registry's cache).
     """
 
     def __init__(
@@ -85,14 +89,23 @@ class DiffusersEngine:
         device: str = "auto",
         *,
         max_loaded: int = 2,
+        memory_budget: int | None = None,
         loras: LoraLibrary | None = None,
         embeddings: EmbeddingDB | None = None,
+        vaes: VaeLibrary | None = None,
         blobs: BlobStore | None = None,
     ) -> None:
         self.registry = registry
         self.loras = loras or LoraLibrary.with_builtins([], registry.hashes)
+        self.vaes = vaes or VaeLibrary([], registry.hashes)
         self.blobs = blobs or BlobStore(registry.cache_dir / "blobs")
-        self.loader = ModelLoader(registry, device, max_loaded=max_loaded, embeddings=embeddings or EmbeddingDB([]))
+        self.loader = ModelLoader(
+            registry,
+            device,
+            max_loaded=max_loaded,
+            memory_budget=memory_budget,
+            embeddings=embeddings or EmbeddingDB([]),
+        )
         self.device = self.loader.device
 
     def load(self, name: str) -> LoadedModel:
@@ -141,10 +154,16 @@ class DiffusersEngine:
         is_cancelled: CancelledFn | None,
         on_preview: PreviewFn | None,
     ) -> list[RawImage]:
-        # 1. The model, and the LoRAs the plan calls for (active at their weights, the others off).
+        # 1. The model, its VAE, and the LoRAs the plan calls for (active at their weights, the others off).
         loaded = self.load(plan.params.model)
         self._check_traits(plan, loaded)
+        vae_file = self.vaes.check(plan.params.vae, loaded.entry.family) if plan.params.vae else None
+        vae = self.loader.vae(loaded, vae_file) if vae_file is not None else loaded.pipe.vae
         loras = [(self.loras.resolve(call.name), call) for call in plan.loras]
+        for lora, _ in loras:
+            misfit = lora.misfit(loaded.entry.family, loaded.entry.context_width)
+            if misfit is not None:
+                raise InvalidParamsError(misfit + ".")
         apply_loras(loaded.pipe, loaded.adapters, loras)
         loaded.family.take_used_embeddings()  # forget what an earlier (perhaps failed) job encoded
 
@@ -152,10 +171,12 @@ class DiffusersEngine:
         denoised = Denoised() if on_preview is not None else None
         preview = None
         if denoised is not None:
-            preview = LatentPreview(denoised.get, loaded.pipe.vae, plan.traits.latent_scale)
+            preview = LatentPreview(denoised.get, vae, plan.traits.latent_scale)
         run = _Run(
             plan,
             loaded,
+            vae,
+            vae_file,
             loras,
             lora_state=";".join(f"{lora.name}:{call.te_multiplier}" for lora, call in loras),
             is_cancelled=is_cancelled,
@@ -216,22 +237,22 @@ class DiffusersEngine:
     def _start_latents(
         self, run: _Run, sampling_pass: SamplingPass, previous: torch.Tensor | None
     ) -> torch.Tensor | None:
-        pipe, scale = run.loaded.pipe, run.plan.traits.latent_scale
+        vae, scale = run.vae, run.plan.traits.latent_scale
         if sampling_pass.kind == "txt2img":
             return None
         if sampling_pass.kind == "img2img":
-            return self._init_latents(pipe, run.plan.params).repeat(run.plan.params.batch_size, 1, 1, 1)
+            return self._init_latents(vae, run.plan.params).repeat(run.plan.params.batch_size, 1, 1, 1)
         assert previous is not None and sampling_pass.upscale is not None
         upscale = sampling_pass.upscale
         latents: torch.Tensor
         if upscale.latent:
             latents = upscale_latents(previous, (upscale.height // scale, upscale.width // scale), upscale.upscaler)
         else:
-            images = decode(pipe.vae, previous).permute(0, 3, 1, 2)
+            images = self._decode_pixels(run, previous).permute(0, 3, 1, 2)
             resample = "nearest" if upscale.upscaler == "Nearest" else "bicubic"
             size = (upscale.height, upscale.width)
             images = F.interpolate(images, size=size, mode=resample, antialias=resample != "nearest")
-            latents = encode(pipe.vae, images.clamp(0, 1).to(self.device))
+            latents = encode(vae, images.clamp(0, 1).to(self.device))
         if (upscale.width, upscale.height) != (sampling_pass.width, sampling_pass.height):
             latents = crop_latents(latents, sampling_pass.height // scale, sampling_pass.width // scale)
         return latents
@@ -239,14 +260,16 @@ class DiffusersEngine:
     def _guidance(self, run: _Run, sampling_pass: SamplingPass) -> Guidance:
         family, params = run.loaded.family, run.plan.params
 
-        def encoded(schedule: TextSchedule) -> Schedule:
-            return [(end, family.encode(text, params.clip_skip, run.lora_state)) for end, text in schedule]
+        def encoded(schedule: TextSchedule, negative: bool) -> Schedule:
+            texts = [text for _, text in schedule]
+            conds = family.encode_schedule(texts, params.clip_skip, run.lora_state, negative=negative)
+            return [(end, cond) for (end, _), cond in zip(schedule, conds, strict=True)]
 
         conditioning: PassConditioning = sampling_pass.conditioning
         return Guidance(
             unet=family.unet_fn(sampling_pass.width, sampling_pass.height),
-            conds=[(encoded(part.schedule), part.weight) for part in conditioning.parts],
-            uncond=encoded(conditioning.negative),
+            conds=[(encoded(part.schedule, False), part.weight) for part in conditioning.parts],
+            uncond=encoded(conditioning.negative, True),
             cfg_scale=params.cfg_scale,
         )
 
@@ -268,7 +291,7 @@ class DiffusersEngine:
             ensd=params.ensd,
         )
 
-    def _init_latents(self, pipe: Any, params: GenerationParams) -> torch.Tensor:
+    def _init_latents(self, vae: Any, params: GenerationParams) -> torch.Tensor:
         from PIL import Image
 
         assert params.init_image is not None
@@ -276,13 +299,24 @@ class DiffusersEngine:
         with Image.open(io.BytesIO(data)) as opened:
             image = opened.convert("RGB").resize((params.width, params.height), Image.Resampling.LANCZOS)
         tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
-        return encode(pipe.vae, tensor.to(self.device))
+        return encode(vae, tensor.to(self.device))
+
+    def _decode_pixels(self, run: _Run, latents: torch.Tensor) -> torch.Tensor:
+        """Decode in the VAE's dtype; where that gives NaN (SDXL's VAE overflows in fp16), decode again in fp32 and
+        keep the VAE in fp32 from then on, as A1111's "Automatically revert VAE to 32-bit floats" does."""
+        pixels = decode(run.vae, latents)
+        if torch.isnan(pixels).any() and run.vae.dtype != torch.float32:
+            log.warning("model %s: the VAE gave NaN in %s; decoding in float32 from now on", run.loaded.entry.name,
+                        run.vae.dtype)  # fmt: skip
+            run.vae.to(torch.float32)
+            pixels = decode(run.vae, latents)
+        return pixels
 
     def _decode(self, run: _Run, latents: torch.Tensor) -> list[Any]:
         if run.is_cancelled is not None and run.is_cancelled():
             raise Cancelled("The job was cancelled.")
         pipe = run.loaded.pipe
-        pixels = decode(pipe.vae, latents)
+        pixels = self._decode_pixels(run, latents)
         if torch.isnan(pixels).any():
             raise GenerationFailedError(
                 f"Sampler {run.plan.sampler.name!r} diverged (NaN) on this model; try another sampler or more steps."
@@ -293,6 +327,9 @@ class DiffusersEngine:
     def _results(self, run: _Run, images: list[Any]) -> list[RawImage]:
         params, loaded = run.plan.params, run.loaded
         extra = dict(run.plan.infotext_fields)
+        if run.vae_file is not None:
+            extra["VAE hash"] = self.vaes.short_hash(run.vae_file)
+            extra["VAE"] = run.vae_file.name
         if run.loras:
             hashes = [(lora.alias or lora.name, self.loras.short_hash(lora)) for lora, _ in run.loras]
             extra["Lora hashes"] = infotext_hashes(list(dict.fromkeys(hashes)))

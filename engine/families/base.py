@@ -28,8 +28,9 @@ UNetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None
 class ModelFamily(Protocol):
     """One loaded model's text encoding and UNet call."""
 
-    def encode(self, text: str, clip_skip: int, state: str) -> TextCond:
-        """Encode one prompt text (A1111 syntax, no schedules or `AND`); `state` keys the cache (active LoRAs)."""
+    def encode_schedule(self, texts: list[str], clip_skip: int, state: str, *, negative: bool) -> list[TextCond]:
+        """Encode the texts of one prompt's schedule (A1111 syntax, no editing or `AND` left) as A1111 does: as one
+        batch. `negative` says it is the negative prompt's; `state` keys the cache (the active LoRAs)."""
         ...
 
     def unet_fn(self, width: int, height: int) -> UNetFn:

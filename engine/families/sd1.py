@@ -17,8 +17,8 @@ class SD1Family:
         self.unet = unet
         self.conditioner = conditioner
 
-    def encode(self, text: str, clip_skip: int, state: str) -> TextCond:
-        return TextCond(self.conditioner.encode(text, clip_skip, state))
+    def encode_schedule(self, texts: list[str], clip_skip: int, state: str, *, negative: bool) -> list[TextCond]:
+        return [TextCond(z) for z in self.conditioner.encode_batch(texts, clip_skip, state).crossattn]
 
     def unet_fn(self, width: int, height: int) -> UNetFn:
         unet = self.unet

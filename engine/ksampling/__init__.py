@@ -3,7 +3,14 @@ ports of the k-diffusion samplers (plus A1111's Restart), for a pipeline that su
 sampler takes which options is `engine.samplers.SAMPLERS`; this package holds the math and the call conventions."""
 
 from engine.ksampling._common import Model, NoiseSampler, RandnLike, StepCallback
-from engine.ksampling.denoiser import Denoiser, DiscreteSchedule, ModelFn, ldm_alphas_cumprod
+from engine.ksampling.denoiser import (
+    Denoiser,
+    DiscreteSchedule,
+    ModelFn,
+    ldm_alphas_cumprod,
+    model_alphas_cumprod,
+    rescale_zero_terminal_snr,
+)
 from engine.ksampling.noise import BrownianTreeNoiseSampler, ensd_generators, make_randn_like
 from engine.ksampling.samplers import FUNCTIONS, SamplerSettings, k_sampler, sample, sampler_sigmas
 from engine.ksampling.schedules import ScheduleOptions, get_sigmas
@@ -25,6 +32,8 @@ __all__ = [
     "k_sampler",
     "ldm_alphas_cumprod",
     "make_randn_like",
+    "model_alphas_cumprod",
+    "rescale_zero_terminal_snr",
     "sample",
     "sampler_sigmas",
 ]

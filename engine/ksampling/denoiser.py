@@ -44,6 +44,31 @@ def ldm_alphas_cumprod(
     return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
 
 
+def rescale_zero_terminal_snr(alphas_cumprod: Tensor) -> Tensor:
+    """A1111's `rescale_zero_terminal_snr_abar` (Lin et al. 2023), for models trained with zero terminal SNR: shift
+    and scale sqrt(alphas_cumprod) so the last step is pure noise, then set that last value to 4.9e-8 (so the
+    largest sigma stays finite, about 4500), as A1111, Forge and ComfyUI do."""
+    alphas_bar_sqrt = alphas_cumprod.sqrt()
+    first, last = alphas_bar_sqrt[0].clone(), alphas_bar_sqrt[-1].clone()
+    alphas_bar_sqrt -= last
+    alphas_bar_sqrt *= first / (first - last)
+    alphas_bar = alphas_bar_sqrt**2
+    alphas_bar[-1] = 4.8973451890853435e-08
+    return alphas_bar
+
+
+def model_alphas_cumprod(config: Mapping[str, Any]) -> Tensor:
+    """A model's alphas_cumprod from its diffusers scheduler config: the LDM computation, rescaled to zero terminal
+    SNR when the config says `rescale_betas_zero_snr`."""
+    alphas = ldm_alphas_cumprod(
+        float(config.get("beta_start", 0.00085)),
+        float(config.get("beta_end", 0.012)),
+        int(config.get("num_train_timesteps", 1000)),
+        str(config.get("beta_schedule", "scaled_linear")),
+    )
+    return rescale_zero_terminal_snr(alphas) if config.get("rescale_betas_zero_snr") else alphas
+
+
 class DiscreteSchedule:
     """A mapping between continuous noise levels (sigmas) and the model's discrete timesteps (k-diffusion's
     `DiscreteSchedule`): `sigmas` ascend with t, and t is interpolated linearly in log sigma."""
@@ -118,13 +143,8 @@ class Denoiser(DiscreteSchedule):
         cls, model_fn: ModelFn, config: Mapping[str, Any], *, device: torch.device | str = "cpu"
     ) -> Denoiser:
         """Build from a diffusers scheduler config (beta_start/end, beta_schedule, num_train_timesteps,
-        prediction_type), with alphas_cumprod computed the LDM way as A1111 has them."""
-        alphas_cumprod = ldm_alphas_cumprod(
-            float(config.get("beta_start", 0.00085)),
-            float(config.get("beta_end", 0.012)),
-            int(config.get("num_train_timesteps", 1000)),
-            str(config.get("beta_schedule", "scaled_linear")),
-        )
+        prediction_type, rescale_betas_zero_snr), with alphas_cumprod computed the LDM way as A1111 has them."""
+        alphas_cumprod = model_alphas_cumprod(config)
         prediction_type = str(config.get("prediction_type", "epsilon"))
         if prediction_type not in ("epsilon", "v_prediction"):
             raise ValueError(f"prediction_type {prediction_type!r} is not supported by the k-diffusion samplers")

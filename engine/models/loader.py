@@ -1,4 +1,5 @@
-"""Loading pipelines (diffusers folders, single files offline, hub ids, built-ins) and keeping the hot ones."""
+"""Loading pipelines (diffusers folders, single files offline, hub ids, built-ins), keeping the hot ones within a
+count and a memory budget, and the VAEs of the VAE folder for each loaded model."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from typing import Any
 
 import torch
 
-from engine.conditioning import Conditioner
+from engine.conditioning import SDXL_CLIP_G, SDXL_CLIP_L, Conditioner
 from engine.embeddings import EmbeddingDB
-from engine.errors import EaselError, ModelUnavailableError, short_reason
-from engine.families import ModelFamily, SD1Family
+from engine.errors import EaselError, InvalidParamsError, ModelUnavailableError, short_reason
+from engine.families import ModelFamily, SD1Family, SDXLFamily
 from engine.models import builtin
-from engine.models.configs import sd15_config_folder
-from engine.models.registry import BUILTIN_SHAPES, BUILTIN_TINY, ModelEntry, ModelRegistry
-from engine.models.single_file import easel_config_of, load_single_file
+from engine.models.configs import sd15_config_folder, sdxl_config_folder
+from engine.models.entries import ModelEntry
+from engine.models.registry import BUILTIN_SHAPES, BUILTIN_TINY, BUILTIN_TINY_XL, ModelRegistry
+from engine.models.single_file import load_single_file, read_header
+from engine.vaes import VaeFile
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +35,14 @@ class LoadedModel:
     scheduler_config: dict[str, Any]
     model_hash: str | None
     load_seconds: float
-    conditioner: Conditioner
+    conditioner: Conditioner  # the (first) text encoder's
     family: ModelFamily
     adapters: set[str] = field(default_factory=set)
+    vaes: dict[str, Any] = field(default_factory=dict)  # VAE-folder VAEs loaded for this model, by file name
+
+    @property
+    def sdxl(self) -> bool:
+        return self.entry.family == "sdxl"
 
 
 def resolve_device(device: str) -> str:
@@ -47,16 +55,35 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def pipe_bytes(pipe: Any) -> int:
+    """The memory a pipeline's weights take."""
+    total = 0
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        module = getattr(pipe, name, None)
+        if module is not None:
+            total += sum(p.numel() * p.element_size() for p in module.parameters())
+    return total
+
+
 class ModelLoader:
-    """Loads pipelines by name and keeps the last `max_loaded` resident (switching back does not reload)."""
+    """Loads pipelines by name and keeps the most recently used resident: at most `max_loaded`, and, with a
+    `memory_budget` (bytes), no more than fit in it. Before a new model loads, the least recently used are freed
+    until it fits, so two large models are never in memory at once when only one fits."""
 
     def __init__(
-        self, registry: ModelRegistry, device: str, *, max_loaded: int = 2, embeddings: EmbeddingDB | None = None
+        self,
+        registry: ModelRegistry,
+        device: str,
+        *,
+        max_loaded: int = 2,
+        memory_budget: int | None = None,
+        embeddings: EmbeddingDB | None = None,
     ) -> None:
         self.registry = registry
         self.device = resolve_device(device)
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
-        self.max_loaded = max_loaded
+        self.max_loaded = max(1, max_loaded)
+        self.memory_budget = memory_budget
         self.embeddings = embeddings
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
@@ -71,6 +98,7 @@ class ModelLoader:
                 self._loaded.move_to_end(name)
                 return self._loaded[name]
         entry = self.registry.resolve(name)
+        self._make_room(self.estimate_bytes(entry))
         started = time.perf_counter()
         try:
             pipe = self._load_pipe(entry)
@@ -80,45 +108,113 @@ class ModelLoader:
             log.warning("loading model %s failed: %s", entry.name, err)
             raise ModelUnavailableError(f"Model {entry.name!r} could not be loaded: {short_reason(err)}") from err
         pipe.set_progress_bar_config(disable=True)
-        conditioner = Conditioner(pipe.tokenizer, pipe.text_encoder, self.device, embeddings=self.embeddings)
+        conditioner, family = self._family(entry, pipe)
         loaded = LoadedModel(
             entry=entry,
             pipe=pipe,
-            scheduler_config=dict(pipe.scheduler.config),
+            scheduler_config=self._scheduler_config(entry, pipe),
             model_hash=self.registry.model_hash(entry),
             load_seconds=time.perf_counter() - started,
             conditioner=conditioner,
-            family=SD1Family(pipe.unet, conditioner),
+            family=family,
         )
         log.info("loaded model %s in %.2f s on %s", entry.name, loaded.load_seconds, self.device)
         with self._lock:
             self._loaded[name] = loaded
-            while len(self._loaded) > self.max_loaded:
-                evicted, _ = self._loaded.popitem(last=False)
-                log.info("evicted model %s from memory", evicted)
-            gc.collect()
         return loaded
+
+    def estimate_bytes(self, entry: ModelEntry) -> int:
+        """What a model will take once loaded: its file's weights at the inference dtype (0 where unknown)."""
+        if entry.kind != "single-file" or entry.path is None or not entry.path.exists():
+            return 0
+        try:
+            header = read_header(entry.path)
+        except (OSError, ValueError):
+            return 0
+        count = 0
+        for key, value in header.items():
+            if key != "__metadata__" and isinstance(value, dict) and not key.startswith("model_ema."):
+                numel = 1
+                for dim in value.get("shape", []):
+                    numel *= int(dim)
+                count += numel
+        return count * torch.finfo(self.dtype).bits // 8
+
+    def _make_room(self, needed: int) -> None:
+        """Free the least recently used models until one more fits the count and the budget."""
+        with self._lock:
+            evicted = []
+            while self._loaded and (
+                len(self._loaded) >= self.max_loaded
+                or (
+                    self.memory_budget is not None
+                    and sum(pipe_bytes(m.pipe) for m in self._loaded.values()) + needed > self.memory_budget
+                )
+            ):
+                name, _ = self._loaded.popitem(last=False)
+                evicted.append(name)
+        for name in evicted:
+            log.info("freed model %s to make room", name)
+        if evicted:
+            gc.collect()
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+
+    def _family(self, entry: ModelEntry, pipe: Any) -> tuple[Conditioner, ModelFamily]:
+        if entry.family == "sdxl":
+            width = int(pipe.text_encoder.get_input_embeddings().embedding_dim) + int(
+                pipe.text_encoder_2.get_input_embeddings().embedding_dim
+            )
+            first = Conditioner(
+                pipe.tokenizer, pipe.text_encoder, self.device, self.embeddings, style=SDXL_CLIP_L,
+                embedding_width=width,
+            )  # fmt: skip
+            second = Conditioner(
+                pipe.tokenizer_2, pipe.text_encoder_2, self.device, self.embeddings, style=SDXL_CLIP_G,
+                embedding_width=width,
+            )  # fmt: skip
+            return first, SDXLFamily(pipe.unet, first, second)
+        conditioner = Conditioner(pipe.tokenizer, pipe.text_encoder, self.device, embeddings=self.embeddings)
+        return conditioner, SD1Family(pipe.unet, conditioner)
+
+    @staticmethod
+    def _scheduler_config(entry: ModelEntry, pipe: Any) -> dict[str, Any]:
+        """The model's noise schedule, with the prediction type and zero-terminal-SNR flag the file (or its owner)
+        says: a single file loads with a skeleton config that cannot know them."""
+        config = dict(pipe.scheduler.config)
+        if entry.kind != "hub":
+            config["prediction_type"] = entry.prediction
+            config["rescale_betas_zero_snr"] = entry.ztsnr
+        return config
 
     def _load_pipe(self, entry: ModelEntry) -> Any:
         from diffusers import DiffusionPipeline
 
+        cache = self.registry.cache_dir
+        if entry.name == BUILTIN_TINY_XL:
+            folder = builtin.build_tiny_xl(cache)
+            pipe = load_single_file(
+                folder / builtin.TINY_XL_FILE, builtin.tiny_xl_config_folder(cache), sdxl=True, dtype=self.dtype
+            )
+            return pipe.to(self.device)
         if entry.name == BUILTIN_TINY:
-            folder: Path | str = builtin.build_tiny(self.registry.cache_dir)
+            source: Path | str = builtin.build_tiny(cache)
         elif entry.kind in ("builtin", "diffusers"):
             assert entry.path is not None
-            folder = entry.path
+            source = entry.path
         elif entry.kind == "single-file":
             assert entry.path is not None
             config = self._config_folder_for(entry)
-            return load_single_file(entry.path, config, dtype=self.dtype).to(self.device)
+            pipe = load_single_file(entry.path, config, sdxl=entry.family == "sdxl", dtype=self.dtype)
+            return pipe.to(self.device)
         else:  # a Hugging Face repo id
-            folder = entry.name
+            source = entry.name
         kwargs: dict[str, Any] = {"dtype": self.dtype}
-        if isinstance(folder, Path):
+        if isinstance(source, Path):
             kwargs["local_files_only"] = True
         kwargs.update(safety_checker=None, requires_safety_checker=False)
         try:
-            pipe = DiffusionPipeline.from_pretrained(folder, **kwargs)
+            pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
         except OSError as err:
             if entry.kind == "hub":
                 raise ModelUnavailableError(
@@ -129,12 +225,42 @@ class ModelLoader:
         return pipe.to(self.device)
 
     def _config_folder_for(self, entry: ModelEntry) -> Path:
-        assert entry.path is not None
-        if entry.architecture == "easel":
-            base = easel_config_of(entry.path)
-            if base == BUILTIN_TINY:
-                return builtin.tiny_config_folder(self.registry.cache_dir)
-            if base == BUILTIN_SHAPES:
+        cache = self.registry.cache_dir
+        if entry.easel_config is not None:
+            folders = {
+                BUILTIN_TINY: builtin.tiny_config_folder,
+                BUILTIN_TINY_XL: builtin.tiny_xl_config_folder,
+            }
+            if entry.easel_config == BUILTIN_SHAPES:
                 return builtin.SHAPES_DIR
-            raise ModelUnavailableError(f"Model {entry.name!r} names an unknown built-in config {base!r}.")
-        return sd15_config_folder(self.registry.cache_dir)
+            if entry.easel_config not in folders:
+                raise ModelUnavailableError(
+                    f"Model {entry.name!r} names an unknown built-in config {entry.easel_config!r}."
+                )
+            return folders[entry.easel_config](cache)
+        return sdxl_config_folder(cache) if entry.family == "sdxl" else sd15_config_folder(cache)
+
+    def vae(self, loaded: LoadedModel, vae: VaeFile) -> Any:
+        """A VAE-folder VAE for a loaded model: the model's VAE architecture and scaling with the file's weights,
+        loaded once per model. A file whose tensors do not fit is refused with the reason."""
+        cached = loaded.vaes.get(vae.name)
+        if cached is not None:
+            return cached
+        from diffusers import AutoencoderKL
+        from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+        from safetensors.torch import load_file
+
+        state = load_file(str(vae.path))
+        if not any("down_blocks" in key for key in state):  # A1111 layout (`encoder.down.0...`): convert
+            state = convert_ldm_vae_checkpoint(state, dict(loaded.pipe.vae.config))
+        model = AutoencoderKL.from_config(loaded.pipe.vae.config)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise InvalidParamsError(
+                f"VAE {vae.name!r} does not fit model {loaded.entry.name!r}: {short_reason(err)}"
+            ) from err
+        model = model.to(self.device, loaded.pipe.vae.dtype).eval()
+        loaded.vaes[vae.name] = model
+        log.info("loaded VAE %s for model %s", vae.name, loaded.entry.name)
+        return model

@@ -6,16 +6,16 @@ Names are what users type: a file or folder name in the models folder (without e
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import json
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ModelUnavailableError
 from engine.infotext import ModelHint
 from engine.models import builtin
+from engine.models.entries import ModelEntry, context_width_of, latent_scale_of, scan_path
 from engine.models.hashing import HashCache
 from engine.params import GenerationParams, ModelDefaults
 from engine.plan import GenerationPlan, ModelTraits, make_plan
@@ -23,30 +23,11 @@ from engine.plan import GenerationPlan, ModelTraits, make_plan
 log = logging.getLogger(__name__)
 
 BUILTIN_TINY = "builtin:tiny"
+BUILTIN_TINY_XL = "builtin:tiny-xl"
 BUILTIN_SHAPES = "builtin:shapes"
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-PICKLE_REFUSAL = "pickle checkpoint (.ckpt/.pt can run code when loaded); convert it to .safetensors"
-SD1_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    kind: str  # "builtin", "diffusers", "single-file", "hub"
-    path: Path | None
-    refused: str | None = None
-    architecture: str = "sd1"  # "sd1", "sd2", "sdxl", "unknown"
-    latent_scale: int = 8  # image pixels per latent pixel, from the VAE config (SD's VAE: 8)
-
-    @property
-    def usable(self) -> bool:
-        return self.refused is None
-
-    @property
-    def traits(self) -> ModelTraits:
-        return ModelTraits(family="sdxl" if self.architecture == "sdxl" else "sd1", latent_scale=self.latent_scale)
+# What each family draws best at when neither the request nor the owner says (A1111's defaults; SDXL's native size).
+FAMILY_DEFAULTS = {"sd1": ModelDefaults(), "sdxl": ModelDefaults(width=1024, height=1024)}
 
 
 class ModelRegistry:
@@ -61,52 +42,26 @@ class ModelRegistry:
         self.refresh()
 
     def refresh(self) -> None:
-        """Rescan the models folder (cheap: names and headers only, no weights)."""
+        """Rescan the models folder (cheap: names, headers and small JSON files only, no weights)."""
         entries: dict[str, ModelEntry] = {}
         if builtin.SHAPES_DIR.joinpath("model_index.json").exists():
+            shapes = builtin.SHAPES_DIR
+            scale, width = latent_scale_of(shapes), context_width_of(shapes)
             entries[BUILTIN_SHAPES] = ModelEntry(
-                BUILTIN_SHAPES, "builtin", builtin.SHAPES_DIR, latent_scale=latent_scale_of(builtin.SHAPES_DIR)
+                BUILTIN_SHAPES, "builtin", shapes, latent_scale=scale, context_width=width
             )
-        entries[BUILTIN_TINY] = ModelEntry(BUILTIN_TINY, "builtin", None)
+        entries[BUILTIN_TINY] = ModelEntry(BUILTIN_TINY, "builtin", None, context_width=32)
+        tiny_xl = self.cache_dir / "builtin" / builtin.TINY_XL_VERSION / builtin.TINY_XL_FILE
+        entries[BUILTIN_TINY_XL] = ModelEntry(
+            BUILTIN_TINY_XL, "builtin", tiny_xl, family="sdxl", context_width=80, easel_config=BUILTIN_TINY_XL
+        )
         if self.models_dir.is_dir():
             for path in sorted(self.models_dir.iterdir(), key=lambda p: p.name.lower()):
-                entry = self._scan(path)
+                entry = scan_path(path, allow_ckpt=self.allow_ckpt)
                 if entry is not None and entry.name not in entries:
                     entries[entry.name] = entry
         self._entries = entries
         log.info("model registry: %d usable, %d refused", len(self.names()), len(self.refused()))
-
-    def _scan(self, path: Path) -> ModelEntry | None:
-        if path.name.startswith("."):
-            return None
-        if path.is_dir():
-            index = path / "model_index.json"
-            if not index.is_file():
-                return None  # e.g. the Lora folder
-            try:
-                pipeline_class = str(json.loads(index.read_text(encoding="utf-8")).get("_class_name", ""))
-            except (OSError, ValueError):
-                return ModelEntry(path.name, "diffusers", path, refused="model_index.json is unreadable")
-            if pipeline_class not in SD1_PIPELINES:
-                return ModelEntry(
-                    path.name, "diffusers", path, refused=f"{pipeline_class} models are not supported yet (SD 1.x only)"
-                )
-            return ModelEntry(path.name, "diffusers", path, latent_scale=latent_scale_of(path))
-        suffix = path.suffix.lower()
-        if suffix not in CHECKPOINT_SUFFIXES:
-            return None
-        name = path.stem
-        if suffix in PICKLE_SUFFIXES:
-            refused = None if (self.allow_ckpt and suffix == ".ckpt") else PICKLE_REFUSAL
-            return ModelEntry(name, "single-file", path, refused=refused)
-        from engine.models.single_file import detect_architecture
-
-        try:
-            arch = detect_architecture(path)
-        except ValueError as err:
-            return ModelEntry(name, "single-file", path, refused=str(err))
-        refused = None if arch in ("sd1", "easel") else f"{arch.upper()} single-file checkpoints are not supported yet"
-        return ModelEntry(name, "single-file", path, refused=refused, architecture=arch)
 
     def entries(self) -> list[ModelEntry]:
         return list(self._entries.values())
@@ -166,21 +121,26 @@ class ModelRegistry:
     def traits(self, name: str) -> ModelTraits:
         """What a job's plan needs to know of the model (a hub model not in the folder is taken to be SD-like)."""
         entry = self._entries.get(name)
-        return entry.traits if entry is not None else ModelTraits()
+        if entry is None:
+            return ModelTraits()
+        return ModelTraits(family=entry.family, latent_scale=entry.latent_scale, context_width=entry.context_width)
 
     def plan(self, params: GenerationParams) -> GenerationPlan:
         """A job's plan, made with its model's traits."""
         return make_plan(params, self.traits(params.model))
 
     def defaults_for(self, name: str) -> ModelDefaults:
-        if name == BUILTIN_TINY:
+        """The model's defaults: its family's, then the owner's settings file for it (the built-ins have their own)."""
+        if name in (BUILTIN_TINY, BUILTIN_TINY_XL):
             return ModelDefaults(width=64, height=64, steps=8, cfg_scale=7.0, sampler="Euler")
         if name == BUILTIN_SHAPES:
             return ModelDefaults(width=64, height=64, steps=20, cfg_scale=5.0, sampler="DPM++ 2M")
         entry = self._entries.get(name)
-        if entry is not None and entry.architecture == "sdxl":
-            return ModelDefaults(width=1024, height=1024)
-        return ModelDefaults()
+        if entry is None:
+            return ModelDefaults()
+        base = FAMILY_DEFAULTS.get(entry.family, ModelDefaults())
+        owned = {k: v for k, v in entry.settings.items() if k in ModelDefaults.__dataclass_fields__}
+        return dataclasses.replace(base, **owned)
 
     def model_hash(self, entry: ModelEntry) -> str | None:
         """A1111's `Model hash`: first 10 hex of sha256 of the checkpoint file (cached by size and mtime)."""
@@ -193,15 +153,6 @@ class ModelRegistry:
         if entry.kind == "single-file" and entry.path is not None:
             return entry.path
         if entry.kind == "builtin" and entry.path is not None:
-            weights = entry.path / "unet" / "diffusion_pytorch_model.safetensors"
+            weights = entry.path if entry.path.suffix else entry.path / "unet" / "diffusion_pytorch_model.safetensors"
             return weights if weights.exists() else None
         return None
-
-
-def latent_scale_of(folder: Path) -> int:
-    """A diffusers folder's latent scale, from its VAE config: each VAE level after the first halves the size."""
-    try:
-        config = json.loads((folder / "vae" / "config.json").read_text(encoding="utf-8"))
-        return int(2 ** (len(config["block_out_channels"]) - 1))
-    except (OSError, ValueError, KeyError, TypeError):
-        return 8  # unreadable here; loading it will say what is wrong

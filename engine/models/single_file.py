@@ -1,5 +1,6 @@
-"""Single-file (A1111/civitai "original" layout) checkpoints: architecture detection from the header, offline
-loading with local config folders, and export of a diffusers SD 1.x pipeline back to a single file.
+"""Single-file (A1111/civitai "original" layout) checkpoints: the header reader, offline loading with local config
+folders, and export of a diffusers SD 1.x or SDXL pipeline back to a single file (what family a file is:
+`engine.models.detect`).
 
 diffusers has no converter from its own layout to the original one; `export_single_file` is the inverse of
 diffusers' `convert_ldm_*_checkpoint`, generalised to any number of blocks so tiny models round-trip too.
@@ -8,11 +9,13 @@ diffusers' `convert_ldm_*_checkpoint`, generalised to any number of blocks so ti
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
 
-EASEL_CONFIG_KEY = "easel.config"  # metadata naming the built-in config an exported checkpoint was made from
+from engine.models.detect import EASEL_CONFIG_KEY
+
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -30,28 +33,6 @@ def read_header(path: Path) -> dict[str, Any]:
         except ValueError:
             raise ValueError("not a safetensors file (unreadable header)") from None
     return header
-
-
-def detect_architecture(path: Path) -> str:
-    """ "sd1", "sd2", "sdxl", or "easel" (an export of a built-in model); ValueError if it is no SD checkpoint."""
-    header = read_header(path)
-    metadata = header.get("__metadata__") or {}
-    if EASEL_CONFIG_KEY in metadata:
-        return "easel"
-    keys = header.keys()
-    if "conditioner.embedders.1.model.ln_final.weight" in keys or any(
-        k.startswith("conditioner.embedders.") for k in keys
-    ):
-        return "sdxl"
-    if any(k.startswith("cond_stage_model.model.") for k in keys):
-        return "sd2"
-    if any(k.startswith("model.diffusion_model.") for k in keys) and any(
-        k.startswith("cond_stage_model.transformer.") for k in keys
-    ):
-        return "sd1"
-    if any(k.startswith("lora_") or ".lora_" in k for k in keys):
-        raise ValueError("this is a LoRA, not a checkpoint: put it in the Lora folder")
-    raise ValueError("not a Stable Diffusion checkpoint this version recognises")
 
 
 def _unet_map(config: dict[str, Any], keys: list[str]) -> dict[str, str]:
@@ -77,6 +58,10 @@ def _unet_map(config: dict[str, Any], keys: list[str]) -> dict[str, str]:
     for j in range(2):
         layer.append((f"middle_block.{2 * j}.", f"mid_block.resnets.{j}."))
     direct = {
+        "add_embedding.linear_1.weight": "label_emb.0.0.weight",  # SDXL's size and pooled-text embedding
+        "add_embedding.linear_1.bias": "label_emb.0.0.bias",
+        "add_embedding.linear_2.weight": "label_emb.0.2.weight",
+        "add_embedding.linear_2.bias": "label_emb.0.2.bias",
         "time_embedding.linear_1.weight": "time_embed.0.weight",
         "time_embedding.linear_1.bias": "time_embed.0.bias",
         "time_embedding.linear_2.weight": "time_embed.2.weight",
@@ -146,7 +131,7 @@ def _vae_map(config: dict[str, Any], keys: list[str]) -> dict[str, str]:
 
 
 def export_single_file(pipe: Any, path: Path, *, easel_config: str | None = None) -> None:
-    """Write an SD 1.x diffusers pipeline as one original-layout `.safetensors` checkpoint."""
+    """Write an SD 1.x or SDXL diffusers pipeline as one original-layout (A1111/civitai) `.safetensors` checkpoint."""
     from safetensors.torch import save_file
 
     unet = pipe.unet.state_dict()
@@ -159,25 +144,57 @@ def export_single_file(pipe: Any, path: Path, *, easel_config: str | None = None
         if "mid.attn_1." in sd and tensor.ndim == 2:
             tensor = tensor.reshape(*tensor.shape, 1, 1)  # the original VAE attention uses 1x1 convolutions
         state[sd] = tensor
+    sdxl = getattr(pipe, "text_encoder_2", None) is not None
+    clip_l = "conditioner.embedders.0.transformer." if sdxl else "cond_stage_model.transformer."
     for key, tensor in pipe.text_encoder.state_dict().items():
-        # Real SD 1.x files name the CLIP weights `...transformer.text_model.*`; transformers 5 drops that level.
-        name = key if key.startswith("text_model.") else "text_model." + key
-        state["cond_stage_model.transformer." + name] = tensor
+        # Real files name the CLIP weights `...transformer.text_model.*`; transformers 5 drops that level.
+        state[clip_l + (key if key.startswith("text_model.") else "text_model." + key)] = tensor
+    if sdxl:
+        state.update(_open_clip_state(pipe.text_encoder_2.state_dict(), "conditioner.embedders.1.model."))
     metadata = {EASEL_CONFIG_KEY: easel_config} if easel_config else None
     save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=metadata)
 
 
-def load_single_file(path: Path, config_folder: Path, *, dtype: Any = None) -> Any:
-    """Load an SD 1.x single-file checkpoint fully offline, using a local config folder."""
-    from diffusers import StableDiffusionPipeline
+def _open_clip_state(hf: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A transformers CLIPTextModelWithProjection in OpenCLIP's layout (SDXL's second text encoder): q, k and v fused
+    into `in_proj`, and the projection stored transposed (OpenCLIP computes `x @ text_projection`)."""
+    import torch
 
+    def get(name: str) -> Any:
+        return hf.get("text_model." + name, hf.get(name))
+
+    out: dict[str, Any] = {
+        prefix + "token_embedding.weight": get("embeddings.token_embedding.weight"),
+        prefix + "positional_embedding": get("embeddings.position_embedding.weight"),
+        prefix + "ln_final.weight": get("final_layer_norm.weight"),
+        prefix + "ln_final.bias": get("final_layer_norm.bias"),
+        prefix + "text_projection": hf["text_projection.weight"].T,
+    }
+    layers = {int(m.group(1)) for k in hf if (m := re.search(r"encoder\.layers\.(\d+)\.", k))}
+    renames = {
+        "self_attn.out_proj": "attn.out_proj",
+        "layer_norm1": "ln_1",
+        "layer_norm2": "ln_2",
+        "mlp.fc1": "mlp.c_fc",
+        "mlp.fc2": "mlp.c_proj",
+    }
+    for i in sorted(layers):
+        src, dst = f"encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for part in ("weight", "bias"):
+            fused = [get(f"{src}self_attn.{p}_proj.{part}") for p in "qkv"]
+            out[f"{dst}attn.in_proj_{part}"] = torch.cat(fused, 0)
+            for hf_name, oc_name in renames.items():
+                out[f"{dst}{oc_name}.{part}"] = get(f"{src}{hf_name}.{part}")
+    return out
+
+
+def load_single_file(path: Path, config_folder: Path, *, sdxl: bool = False, dtype: Any = None) -> Any:
+    """Load an SD 1.x or SDXL single-file checkpoint fully offline, with a local config folder. The file is
+    memory-mapped (safetensors), so weights are read once."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    cls = StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline
     kwargs: dict[str, Any] = {"config": str(config_folder), "local_files_only": True}
     if dtype is not None:
         kwargs["dtype"] = dtype
-    return StableDiffusionPipeline.from_single_file(str(path), **kwargs)
-
-
-def easel_config_of(path: Path) -> str | None:
-    metadata = read_header(path).get("__metadata__") or {}
-    value = metadata.get(EASEL_CONFIG_KEY)
-    return str(value) if value else None
+    return cls.from_single_file(str(path), **kwargs)

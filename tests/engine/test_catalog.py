@@ -109,10 +109,15 @@ def test_prompt_tags_are_checked_before_generation(catalog: ExtraNetworks) -> No
         catalog.check_prompt("<lora:green:lots>")
 
 
-def test_embeddings_are_listed_with_their_vectors_or_why_they_are_refused(catalog: ExtraNetworks) -> None:
-    [fancy, xl] = catalog.embeddings()
-    assert fancy == EmbeddingInfo("fancy", 3)
-    assert xl.name == "xl" and xl.vectors is None and xl.refused is not None and "SDXL" in xl.refused
+async def test_embeddings_are_listed_with_their_vectors_and_family_or_why_they_are_refused(
+    catalog: ExtraNetworks, folders: tuple[Path, Path]
+) -> None:
+    (folders[1] / "broken.safetensors").write_bytes(b"not safetensors")
+    await catalog.refresh()
+    [broken, fancy, xl] = catalog.embeddings()
+    assert fancy == EmbeddingInfo("fancy", 3, family="sd1")
+    assert xl == EmbeddingInfo("xl", 1, family="sdxl")
+    assert broken.vectors is None and broken.refused is not None and "safetensors" in broken.refused
 
 
 async def test_refresh_finds_new_loras_and_embeddings(catalog: ExtraNetworks, folders: tuple[Path, Path]) -> None:
@@ -123,6 +128,11 @@ async def test_refresh_finds_new_loras_and_embeddings(catalog: ExtraNetworks, fo
     await catalog.refresh()
     assert catalog.lora_names() == ["green", "new-style", "ohwx-person"]
     assert [e.name for e in catalog.embeddings()] == ["fancy", "other", "xl"]
+
+
+async def test_loras_are_listed_with_the_family_they_were_made_for(catalog: ExtraNetworks) -> None:
+    found = {lora.name: lora.family for lora in await catalog.loras()}
+    assert found["ohwx-person"] == "sd1"  # kohya's ss_base_model_version
 
 
 def test_the_catalog_module_imports_no_torch() -> None:

@@ -68,16 +68,23 @@ def test_refuses_a_pickle_that_needs_more_than_weights(tmp_path: Path) -> None:
         load_embedding(tmp_path / "a.pt")
 
 
+def test_reads_an_sdxl_file_as_one_part_per_text_encoder(tmp_path: Path) -> None:
+    save_file({"clip_l": vectors(2, 768), "clip_g": vectors(2, 1280)}, tmp_path / "xl.safetensors")
+    embedding = load_embedding(tmp_path / "xl.safetensors")
+    assert (embedding.family, embedding.count, embedding.width) == ("sdxl", 2, 2048)
+    assert embedding.part("clip_g").shape == (2, 1280)
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        ({"clip_l": vectors(1, 768), "clip_g": vectors(1, 1280)}, "SDXL"),
+        ({"clip_l": vectors(1, 768), "clip_g": vectors(2, 1280)}, "different numbers of vectors"),
         ({"string_to_param": {"*": vectors(1), "+": vectors(1)}}, "exactly one"),
         ({"a": vectors(1), "b": vectors(1)}, "not a textual-inversion embedding"),
         ({"emb_params": vectors(76)}, "at most 75"),
     ],
 )
-def test_refuses_files_that_are_not_sd1_embeddings(tmp_path: Path, content: dict[str, Any], reason: str) -> None:
+def test_refuses_files_that_are_not_embeddings(tmp_path: Path, content: dict[str, Any], reason: str) -> None:
     torch.save(content, tmp_path / "bad.pt")
     with pytest.raises(EmbeddingFileError, match=reason):
         load_embedding(tmp_path / "bad.pt")

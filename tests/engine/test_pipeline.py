@@ -179,12 +179,16 @@ def test_img2img_runs_with_each_sampler_family(engine: DiffusersEngine, sampler:
     assert out.image.size == (64, 64) and "Denoising strength: 0.5" in out.infotext
 
 
-def test_an_sdxl_diffusers_folder_is_refused_with_the_reason(tmp_path: Path, engine_dirs: tuple[Path, Path]) -> None:
-    (tmp_path / "xl").mkdir()
-    (tmp_path / "xl" / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
+def test_a_flux_diffusers_folder_is_refused_with_the_family_named(
+    tmp_path: Path, engine_dirs: tuple[Path, Path]
+) -> None:
+    (tmp_path / "flux").mkdir()
+    (tmp_path / "flux" / "model_index.json").write_text('{"_class_name": "FluxPipeline"}')
     registry = ModelRegistry(tmp_path, engine_dirs[1])
-    [entry] = [e for e in registry.entries() if e.name == "xl"]
-    assert entry.refused is not None and "StableDiffusionXLPipeline" in entry.refused
+    [entry] = [e for e in registry.entries() if e.name == "flux"]
+    assert entry.refused is not None and "Flux.1" in entry.refused
+    with pytest.raises(ModelUnavailableError, match="refused"):
+        registry.resolve("flux")
 
 
 def test_hires_to_a_size_of_another_aspect_is_cropped_to_that_size(engine: DiffusersEngine) -> None:

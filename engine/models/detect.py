@@ -1,0 +1,112 @@
+"""What a single-file checkpoint is, read from its safetensors header alone (tensor names and shapes), by A1111's rules.
+
+A1111 (`sd_models_config.py`, `sd_models.py`) tells the families by marker tensors: CLIP-L's token embedding (SD 1.x),
+OpenCLIP's first resblock under `cond_stage_model.model` (SD 2.x), `conditioner.embedders.1.model.ln_final` (SDXL base)
+or `conditioner.embedders.0.model.ln_final` (SDXL refiner); a 9-channel first UNet convolution is an inpainting model.
+NoobAI-style v-prediction files carry the marker keys `v_pred` and `ztsnr` (read by ComfyUI, Forge and A1111's dev
+branch). SD3 and Flux are told by their transformer blocks, as diffusers' `infer_diffusers_model_type` does. The file
+name never decides anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+EASEL_CONFIG_KEY = "easel.config"  # metadata naming the built-in config an exported checkpoint was made from
+
+SD1_CLIP = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
+SD2_CLIP = "cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight"
+SDXL_CLIP_G = "conditioner.embedders.1.model.ln_final.weight"
+SDXL_REFINER_CLIP_G = "conditioner.embedders.0.model.ln_final.weight"
+UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
+SD3_BLOCK = "joint_blocks.0.context_block.adaLN_modulation.1.bias"
+FLUX_BLOCK = "double_blocks.0.img_attn.norm.key_norm.scale"
+
+# The families Easel runs; every other one is listed as refused, named.
+RUNNABLE = ("sd1", "sdxl")
+FAMILY_NAMES = {
+    "sd1": "SD 1.x",
+    "sd1-inpaint": "SD 1.x inpainting",
+    "sd2": "SD 2.x",
+    "sdxl": "SDXL",
+    "sdxl-inpaint": "SDXL inpainting",
+    "sdxl-refiner": "SDXL refiner",
+    "sd3": "SD 3/3.5",
+    "flux": "Flux.1",
+}
+_WHY = {
+    "sd1-inpaint": "inpainting models need a mask, and Easel does not inpaint yet",
+    "sdxl-inpaint": "inpainting models need a mask, and Easel does not inpaint yet",
+    "sdxl-refiner": "a refiner only finishes another SDXL model's image, and Easel does not run refiners yet",
+    "sd2": "Easel does not run SD 2.x yet",
+    "sd3": "Easel does not run SD 3 yet",
+    "flux": "Easel does not run Flux yet",
+}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint's family and sampling traits, or why Easel refuses it."""
+
+    family: str
+    prediction: str = "epsilon"  # or "v_prediction"
+    ztsnr: bool = False  # trained with zero terminal SNR: sample on the rescaled schedule
+    easel_config: str | None = None  # the built-in config an Easel export names
+    refused: str | None = None
+
+    @property
+    def family_name(self) -> str:
+        return FAMILY_NAMES.get(self.family, self.family)
+
+
+def inspect_checkpoint(header: Mapping[str, Any]) -> Checkpoint:
+    """The checkpoint a safetensors header describes; `refused` says why when Easel cannot run it."""
+    metadata = header.get("__metadata__") or {}
+    easel_config = metadata.get(EASEL_CONFIG_KEY) if isinstance(metadata, Mapping) else None
+    keys = set(header) - {"__metadata__"}
+    prediction = "v_prediction" if "v_pred" in keys else "epsilon"
+    ztsnr = "ztsnr" in keys
+    family = _family(header, keys)
+    if family is None:
+        if any(k.startswith("lora_") or ".lora_" in k for k in keys):
+            return Checkpoint("lora", refused="this is a LoRA, not a checkpoint: put it in the Lora folder")
+        if any(k.startswith(("encoder.", "decoder.", "first_stage_model.")) for k in keys) and not any(
+            k.startswith("model.diffusion_model.") for k in keys
+        ):
+            return Checkpoint("vae", refused="this is a VAE, not a checkpoint: put it in the VAE folder")
+        return Checkpoint("unknown", refused="not a Stable Diffusion checkpoint this version recognises")
+    refused = None
+    if family not in RUNNABLE:
+        refused = f"{FAMILY_NAMES[family]} checkpoint: {_WHY[family]}"
+    return Checkpoint(family, prediction, ztsnr, str(easel_config) if easel_config else None, refused)
+
+
+def _family(header: Mapping[str, Any], keys: set[str]) -> str | None:
+    inpaint = _in_channels(header) == 9
+    if SDXL_CLIP_G in keys:
+        return "sdxl-inpaint" if inpaint else "sdxl"
+    if SDXL_REFINER_CLIP_G in keys:
+        return "sdxl-refiner"
+    if SD2_CLIP in keys or any(k.startswith("cond_stage_model.model.") for k in keys):
+        return "sd2"
+    if SD1_CLIP in keys or (
+        any(k.startswith("model.diffusion_model.") for k in keys)
+        and any(k.startswith("cond_stage_model.transformer.") for k in keys)
+    ):
+        return "sd1-inpaint" if inpaint else "sd1"
+    if any(k.endswith(SD3_BLOCK) for k in keys):
+        return "sd3"
+    if any(k.endswith(FLUX_BLOCK) for k in keys):
+        return "flux"
+    return None
+
+
+def _in_channels(header: Mapping[str, Any]) -> int | None:
+    entry = header.get(UNET_CONV_IN)
+    if isinstance(entry, Mapping):
+        shape = entry.get("shape")
+        if isinstance(shape, list) and len(shape) == 4:
+            return int(shape[1])
+    return None
