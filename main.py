@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from engine.loras import LoraLibrary
     from engine.models.registry import ModelRegistry
     from engine.params import Limits
+    from engine.vaes import VaeLibrary
 
 log = logging.getLogger("easel")
 
@@ -40,6 +41,7 @@ class EngineSide(NamedTuple):
     blobs: BlobStore
     loras: LoraLibrary
     embeddings: EmbeddingDB
+    vaes: VaeLibrary
     executor: GpuExecutor
 
 
@@ -56,6 +58,7 @@ def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
     from engine.loras import LoraLibrary
     from engine.params import Limits
     from engine.pipeline import DiffusersEngine
+    from engine.vaes import VaeLibrary
 
     limits = Limits(
         max_steps=settings.max_steps,
@@ -67,9 +70,20 @@ def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
     blobs = BlobStore(settings.data_dir / "blobs")
     loras = LoraLibrary.with_builtins([settings.lora_dir], registry.hashes)
     embeddings = EmbeddingDB([settings.embedding_dir])
-    # One engine per device; all of them share the LoRAs, embeddings and blobs, so a rescan reaches every worker.
+    vaes = VaeLibrary([settings.vae_folder], registry.hashes)
+    memory = settings.model_memory_mb * 1024 * 1024 if settings.model_memory_mb else None
+    # One engine per device; all of them share the LoRAs, embeddings, VAEs and blobs, so a rescan reaches every worker.
     engines = [
-        DiffusersEngine(registry, device, loras=loras, embeddings=embeddings, blobs=blobs)
+        DiffusersEngine(
+            registry,
+            device,
+            max_loaded=settings.max_loaded_models,
+            memory_budget=memory,
+            loras=loras,
+            embeddings=embeddings,
+            vaes=vaes,
+            blobs=blobs,
+        )
         for device in worker_devices(settings.devices)
     ]
     executor = GpuExecutor(
@@ -79,7 +93,7 @@ def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
         preview_interval=PREVIEW_INTERVAL if previews else None,
         planner=registry.plan,
     )
-    return EngineSide(limits, registry, blobs, loras, embeddings, executor)
+    return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor)
 
 
 def default_model(settings: Settings, registry: ModelRegistry) -> str:
@@ -126,7 +140,7 @@ async def run_bot(settings: Settings, *, sync_commands: bool) -> int:
     side = build_engine_side(settings, previews=settings.previews)
     default_model(settings, side.registry)
     store = JobStore.open(settings.data_dir)
-    networks = ExtraNetworks(side.loras, side.embeddings)
+    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes)
     # discord.py's endpoints are process-wide class attributes: set here, once, for the whole process.
     point_at(settings.discord_api_url, settings.discord_gateway_url)
     bot = EaselBot(

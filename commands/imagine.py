@@ -74,6 +74,7 @@ class ImagineCog(commands.Cog):
         hires_steps="Hires fix: steps of the second pass (0 = same as steps)",
         lora="A LoRA to add (appends <lora:name:weight>; add more as tags in the prompt)",
         lora_weight="The LoRA's weight (default 1)",
+        vae="VAE: Automatic (the model's), None (the checkpoint's own), or one from the VAE folder",
     )
     async def imagine(
         self,
@@ -97,6 +98,7 @@ class ImagineCog(commands.Cog):
         hires_steps: app_commands.Range[int, 0, 150] | None = None,
         lora: str | None = None,
         lora_weight: app_commands.Range[float, -5.0, 5.0] | None = None,
+        vae: str | None = None,
     ) -> None:
         pasted: dict[str, Any] = {}
         notes: list[str] = []
@@ -110,6 +112,11 @@ class ImagineCog(commands.Cog):
             notes.extend(paste.notes)
         model_name = self.choose_model(interaction, model, hint, notes)
         defaults = self.bot.registry.defaults_for(model_name)
+        traits = self.bot.registry.traits(model_name)
+        if "vae" in pasted:
+            pasted_vae = self.pasted_vae(str(pasted.pop("vae")), traits.family, notes)
+            if pasted_vae is not None:
+                pasted["vae"] = pasted_vae
         # Flags sit between a pasted block and the slash options: explicit options win over both.
         flags = read_flags(prompt, base_pixels=defaults.width * defaults.height, max_pixels=self.bot.limits.max_pixels)
         explicit = {
@@ -127,6 +134,7 @@ class ImagineCog(commands.Cog):
             "enable_hr": hires,
             "hr_scale": hires_scale,
             "hr_steps": hires_steps,
+            "vae": vae,
         }
         request = layered(pasted, flags.options, explicit)
         mine = usable_defaults(
@@ -145,8 +153,8 @@ class ImagineCog(commands.Cog):
             options["prompt"] = with_lora(str(options.get("prompt", "")), networks.resolve_lora(lora), weight, notes)
         elif lora_weight is not None:
             notes.append("Ignored `lora_weight`: no `lora` was chosen.")
-        # A LoRA the engine would refuse mid-queue is refused now, ephemerally, with the closest names.
-        networks.check_prompt(str(options.get("prompt", "")), str(options.get("negative_prompt", "")))
+        # A LoRA the engine would refuse mid-queue (unknown, or made for another family) is refused now, ephemerally.
+        networks.check_prompt(str(options.get("prompt", "")), str(options.get("negative_prompt", "")), traits=traits)
         if init_image is None:
             params = self.build(options, model_name)
             await self.bot.runner.start_job(interaction, params, notes)
@@ -175,9 +183,26 @@ class ImagineCog(commands.Cog):
             await withdraw(interaction, str(err))
 
     def build(self, options: Mapping[str, Any], model_name: str) -> GenerationParams:
-        return build_params(
-            options, model=model_name, limits=self.bot.limits, defaults=self.bot.registry.defaults_for(model_name)
+        """Validated params, their VAE (asked for, or the model's default) checked against the VAE folder and the
+        model's family, and named as the file is."""
+        registry = self.bot.registry
+        params = build_params(
+            options, model=model_name, limits=self.bot.limits, defaults=registry.defaults_for(model_name)
         )
+        if params.vae is None:
+            return params
+        return params.replace(vae=self.bot.networks.resolve_vae(params.vae, registry.traits(model_name).family))
+
+    def pasted_vae(self, name: str, family: str, notes: list[str]) -> str | None:
+        """A pasted block's VAE where this server has one that fits, else none (the model's), said in a note: the
+        same rule as for a pasted model."""
+        if name.strip().lower() in ("automatic", "none"):
+            return name
+        try:
+            return self.bot.networks.resolve_vae(name, family)
+        except EaselError:
+            notes.append(f"The pasted VAE `{name[:60]}` is not available here; used the model's.")
+            return None
 
     def choose_model(
         self, interaction: discord.Interaction, requested: str | None, pasted: ModelHint, notes: list[str]
@@ -210,6 +235,15 @@ class ImagineCog(commands.Cog):
     @imagine.autocomplete("model")
     async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return matching(self.bot.registry.names(), current)
+
+    @imagine.autocomplete("vae")
+    async def _vae_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        model = interaction.namespace.model or self.bot.registry.default_model(self.bot.settings.default_model)
+        try:
+            family = self.bot.registry.traits(str(model)).family
+        except EaselError:
+            family = None
+        return matching(["Automatic", "None", *self.bot.networks.vae_names(family)], current)
 
     @imagine.autocomplete("lora")
     async def _lora_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -13,6 +13,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.ports import EmbeddingView, LoraView
+from engine.models.detect import FAMILY_NAMES
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -31,8 +32,11 @@ def _clean(text: str, limit: int) -> str:
 
 
 def lora_line(lora: LoraView) -> str:
+    """Name, short hash, the family it was made for (or kohya's base model string where the file does not tell)."""
     parts = [f"`{_clean(lora.name, 100)}`", f"`{lora.short_hash}`" if lora.short_hash else "hash unreadable"]
-    if lora.base_model:
+    if lora.family:
+        parts.append(FAMILY_NAMES.get(lora.family, lora.family))
+    elif lora.base_model:
         parts.append(_clean(lora.base_model, 40))
     line = "- " + " · ".join(parts)
     if lora.trigger_words:
@@ -46,6 +50,8 @@ def embedding_line(embedding: EmbeddingView) -> str:
         line = f"- {name} — refused: {_clean(embedding.refused, 200)}"
     else:
         line = f"- {name} · {embedding.vectors} vector{'' if embedding.vectors == 1 else 's'}"
+        if embedding.family:
+            line += f" · {FAMILY_NAMES.get(embedding.family, embedding.family)}"
     return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"
 
 

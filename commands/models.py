@@ -14,6 +14,7 @@ from bot.checks import AdminCheck, admin_group
 from bot.ports import ModelEntryView
 from bot.render import MAX_CONTENT
 from commands.choices import matching
+from engine.models.detect import FAMILY_NAMES
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -26,7 +27,10 @@ def model_list_text(entries: Sequence[ModelEntryView], default: str, limit: int 
     usable = [e for e in entries if e.refused is None]
     refused = [e for e in entries if e.refused is not None]
     lines = [f"**Models** ({len(usable)} usable)"]
-    lines += [f"- `{e.name}` ({e.kind}){' ← default' if e.name == default else ''}" for e in usable]
+    lines += [
+        f"- `{e.name}` ({e.kind}, {FAMILY_NAMES.get(e.family, e.family)}){' ← default' if e.name == default else ''}"
+        for e in usable
+    ]
     if refused:
         lines.append(f"**Refused** ({len(refused)})")
         lines += [f"- `{e.name}`: {e.refused}" for e in refused]

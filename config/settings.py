@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     allow_ckpt: bool = False  # pickle checkpoints can run code; only an admin who trusts the files sets this
     device: str = "auto"  # or a comma-separated list, one worker each: cuda:0,cuda:1
     embeddings_dir: Path | None = None  # default: <models_dir>/embeddings
+    vae_dir: Path | None = None  # default: <models_dir>/VAE
+    # Pipelines kept in memory per device (least recently used out first); with a budget, also no more than fit.
+    max_loaded_models: int = Field(default=2, ge=1, le=16)
+    model_memory_mb: int | None = Field(default=None, ge=256)
     # A1111's RNG source. GPU (A1111's default) gives NVIDIA's numbers on any host (see engine/seeds.py), so
     # seeds copied from civitai reproduce; CPU gives torch's CPU numbers; NV is A1111's explicit Philox source.
     rng: str = "GPU"
@@ -99,6 +103,10 @@ class Settings(BaseSettings):
     @property
     def lora_dir(self) -> Path:
         return self.loras_dir if self.loras_dir is not None else self.models_dir / "Lora"
+
+    @property
+    def vae_folder(self) -> Path:
+        return self.vae_dir if self.vae_dir is not None else self.models_dir / "VAE"
 
     @property
     def embedding_dir(self) -> Path:

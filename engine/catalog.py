@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from engine.errors import InvalidParamsError
 from engine.loras import LoraLibrary
 from engine.models.single_file import read_header
+from engine.plan import ModelTraits
 from engine.prompts.extra_networks import read_loras
+from engine.vaes import VaeLibrary
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +107,13 @@ def _metadata(path: Path) -> Mapping[str, object]:
 
 
 class ExtraNetworks:
-    """LoRAs and embeddings for the bot. File reads and hashing (a LoRA's addnet hash reads the whole file) run on
-    this catalog's own thread, never on the event loop and never on the GPU worker."""
+    """LoRAs, embeddings and VAEs for the bot. File reads and hashing (a LoRA's addnet hash reads the whole file) run
+    on this catalog's own thread, never on the event loop and never on the GPU worker."""
 
-    def __init__(self, loras: LoraLibrary, embeddings: EmbeddingSource) -> None:
+    def __init__(self, loras: LoraLibrary, embeddings: EmbeddingSource, vaes: VaeLibrary | None = None) -> None:
         self._loras = loras
         self._embeddings = embeddings
+        self._vaes = vaes or VaeLibrary([], loras.hashes)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-catalog")
 
     def lora_names(self) -> list[str]:
@@ -120,11 +124,23 @@ class ExtraNetworks:
         closest ones otherwise."""
         return self._loras.resolve(name.strip()).name
 
-    def check_prompt(self, *prompts: str) -> None:
-        """Refuse, before anything is queued, the extra-network tags the pipeline would refuse at generation."""
+    def check_prompt(self, *prompts: str, traits: ModelTraits | None = None) -> None:
+        """Refuse, before anything is queued, the extra-network tags the pipeline would refuse at generation: an
+        unknown LoRA, or (given the model's traits) one made for another model family."""
         for prompt in prompts:
             for call in read_loras(prompt)[1]:
-                self._loras.resolve(call.name)
+                lora = self._loras.resolve(call.name)
+                misfit = lora.misfit(traits.family, traits.context_width) if traits is not None else None
+                if misfit is not None:
+                    raise InvalidParamsError(misfit + ".")
+
+    def vae_names(self, family: str | None = None) -> list[str]:
+        """The usable VAEs (those that fit `family`, when given)."""
+        return self._vaes.names() if family is None else self._vaes.names_for(family)
+
+    def resolve_vae(self, name: str, family: str) -> str:
+        """The VAE file's name for what a user typed, if it fits the family; InvalidParamsError saying why not."""
+        return self._vaes.check(name, family).name
 
     async def loras(self) -> list[LoraInfo]:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._describe_loras)
@@ -157,7 +173,13 @@ class ExtraNetworks:
     def _refresh(self) -> None:
         self._loras.refresh()
         self._embeddings.refresh()
-        log.info("rescanned: %d LoRA(s), %d embedding(s)", len(self._loras.names()), len(self._embeddings.names()))
+        self._vaes.refresh()
+        log.info(
+            "rescanned: %d LoRA(s), %d embedding(s), %d VAE(s)",
+            len(self._loras.names()),
+            len(self._embeddings.names()),
+            len(self._vaes.names()),
+        )
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)

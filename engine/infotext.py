@@ -123,6 +123,7 @@ def parameter_line(
             "Size": f"{params.width}x{params.height}",
             "Model hash": model_hash,
             "Model": model_name,
+            "VAE": params.vae,  # A1111 writes the VAE file's name when one from the VAE folder is used
             "Variation seed": str(params.image_subseeds()[image_index]) if variation else None,
             "Variation seed strength": _ui_number(params.subseed_strength) if variation else None,
             "Clip skip": str(params.clip_skip) if params.clip_skip > 1 else None,
@@ -316,6 +317,7 @@ _OPTIONS = {
     "Seed resize from-2": "seed_resize_from_h",
     "RNG": "rng",
     "ENSD": "ensd",
+    "VAE": "vae",
 }
 
 # Read only when hires fix is switched on (A1111 pastes them into the hires controls).

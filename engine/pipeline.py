@@ -329,7 +329,6 @@ class DiffusersEngine:
         extra = dict(run.plan.infotext_fields)
         if run.vae_file is not None:
             extra["VAE hash"] = self.vaes.short_hash(run.vae_file)
-            extra["VAE"] = run.vae_file.name
         if run.loras:
             hashes = [(lora.alias or lora.name, self.loras.short_hash(lora)) for lora, _ in run.loras]
             extra["Lora hashes"] = infotext_hashes(list(dict.fromkeys(hashes)))

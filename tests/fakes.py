@@ -28,6 +28,7 @@ from engine.jobs import (
     WasCancelled,
 )
 from engine.params import GenerationParams, ModelDefaults
+from engine.plan import ModelTraits
 from engine.prompts.extra_networks import read_loras
 
 
@@ -146,6 +147,7 @@ class FakeEntry:
     kind: str = "diffusers"
     path: Path | None = None
     refused: str | None = None
+    family: str = "sd1"
 
 
 @dataclass
@@ -156,7 +158,7 @@ class FakeRegistry:
         default_factory=lambda: [
             FakeEntry("builtin:tiny", "builtin"),
             FakeEntry("anime-v3"),
-            FakeEntry("photo-xl"),
+            FakeEntry("photo-xl", family="sdxl"),
             FakeEntry("old-model", "single-file", refused="pickle checkpoint (.ckpt); convert it to .safetensors"),
         ]
     )
@@ -198,6 +200,10 @@ class FakeRegistry:
         """By name only (the fakes have no files to hash), as the registry does for a hash it does not know."""
         return next((e.name for e in self.entries_ if e.refused is None and e.name == hint.name), None)
 
+    def traits(self, name: str) -> ModelTraits:
+        family = next((e.family for e in self.entries_ if e.name == name), "sd1")
+        return ModelTraits(family=family)
+
 
 @dataclass(frozen=True)
 class FakeLora:
@@ -205,6 +211,7 @@ class FakeLora:
     short_hash: str | None = "0123456789ab"
     trigger_words: tuple[str, ...] = ()
     base_model: str | None = "sd_v1"
+    family: str | None = "sd1"
 
 
 @dataclass(frozen=True)
@@ -212,6 +219,13 @@ class FakeEmbedding:
     name: str
     vectors: int | None = 1
     refused: str | None = None
+    family: str | None = "sd1"
+
+
+@dataclass(frozen=True)
+class FakeVae:
+    name: str
+    family: str | None = None
 
 
 @dataclass
@@ -223,14 +237,21 @@ class FakeNetworks:
         default_factory=lambda: [
             FakeLora("green", "a1b2c3d4e5f6", ("green", "shape")),
             FakeLora("add-detail", "0f0f0f0f0f0f", (), "sd_v1"),
-            FakeLora("anime-lineart", "123456789abc", ("lineart", "monochrome"), "sdxl_base_v1-0"),
-            FakeLora("more-details", None, (), None),
+            FakeLora("anime-lineart", "123456789abc", ("lineart", "monochrome"), "sdxl_base_v1-0", "sdxl"),
+            FakeLora("more-details", None, (), None, None),
         ]
     )
     embeddings_: list[FakeEmbedding] = field(
         default_factory=lambda: [
             FakeEmbedding("EasyNegative", 8),
-            FakeEmbedding("bad-hands-xl", None, "it is an SDXL embedding (clip_l/clip_g)"),
+            FakeEmbedding("bad-hands-xl", None, "it is an SDXL embedding, its vectors are 2048 wide", "sdxl"),
+        ]
+    )
+    vaes_: list[FakeVae] = field(
+        default_factory=lambda: [
+            FakeVae("vae-ft-mse-840000-ema-pruned.safetensors", "sd1"),
+            FakeVae("sdxl_vae.safetensors", "sdxl"),
+            FakeVae("clearvae.safetensors"),
         ]
     )
     rescanned: tuple[list[FakeLora], list[FakeEmbedding]] | None = None
@@ -247,10 +268,26 @@ class FakeNetworks:
         hint = f" Closest: {', '.join(close)}." if close else ""
         raise InvalidParamsError(f"Unknown LoRA {name!r}.{hint}")
 
-    def check_prompt(self, *prompts: str) -> None:
+    def check_prompt(self, *prompts: str, traits: ModelTraits | None = None) -> None:
         for prompt in prompts:
             for call in read_loras(prompt)[1]:
-                self.resolve_lora(call.name)
+                name = self.resolve_lora(call.name)
+                family = next(lora.family for lora in self.loras_ if lora.name == name)
+                if traits is not None and family is not None and family != traits.family:
+                    raise InvalidParamsError(f"LoRA {name!r} was made for {family}, and this model is {traits.family}.")
+
+    def vae_names(self, family: str | None = None) -> list[str]:
+        return sorted(v.name for v in self.vaes_ if family is None or v.family in (None, family))
+
+    def resolve_vae(self, name: str, family: str) -> str:
+        for vae in self.vaes_:
+            if name.strip().lower() in (vae.name.lower(), vae.name.lower().removesuffix(".safetensors")):
+                if vae.family is not None and vae.family != family:
+                    raise InvalidParamsError(f"VAE {vae.name!r} is made for {vae.family} models.")
+                return vae.name
+        close = difflib.get_close_matches(name, self.vae_names(), n=3, cutoff=0.4)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        raise InvalidParamsError(f"Unknown VAE {name!r}.{hint}")
 
     async def loras(self) -> list[FakeLora]:
         return sorted(self.loras_, key=lambda lora: lora.name)

@@ -353,7 +353,7 @@ async def test_model_list_shows_usable_and_refused_models(harness: Harness) -> N
     handle = await harness.standin.slash("model list", LISTED_ADMIN)
     await harness.settle(handle)
     text = assert_ephemeral(harness.standin, handle, "`anime-v3`", "`photo-xl`")
-    assert "`builtin:tiny` (builtin) ← default" in text
+    assert "`builtin:tiny` (builtin, SD 1.x) ← default" in text and "`photo-xl` (diffusers, SDXL)" in text
     assert "`old-model`: pickle checkpoint" in text
 
 

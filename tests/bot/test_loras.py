@@ -100,12 +100,12 @@ async def lora_list(harness: Harness, **options: Any) -> tuple[InteractionHandle
     return handle, embed
 
 
-async def test_lora_list_shows_hashes_trigger_words_base_models_and_embeddings(harness: Harness) -> None:
+async def test_lora_list_shows_hashes_trigger_words_families_and_embeddings(harness: Harness) -> None:
     _, embed = await lora_list(harness)
     text = embed["description"]
     assert "**LoRAs** (4)" in text
-    assert "- `green` · `a1b2c3d4e5f6` · sd_v1 — triggers: `green`, `shape`" in text
-    assert "- `anime-lineart` · `123456789abc` · sdxl_base_v1-0 — triggers: `lineart`, `monochrome`" in text
+    assert "- `green` · `a1b2c3d4e5f6` · SD 1.x — triggers: `green`, `shape`" in text
+    assert "- `anime-lineart` · `123456789abc` · SDXL — triggers: `lineart`, `monochrome`" in text
     assert "- `more-details` · hash unreadable" in text
     assert "**Embeddings** (1)" in text
     assert "- `EasyNegative` · 8 vectors" in text

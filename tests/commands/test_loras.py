@@ -24,9 +24,11 @@ def test_tag_for_the_same_lora_is_replaced_and_others_kept() -> None:
 
 def test_lines_keep_user_text_inside_code_spans_and_short() -> None:
     line = lora_line(FakeLora("we`ird\nname", "abc", ("x" * 500,), "sd_v1"))
-    assert line.startswith("- `we'ird name` · `abc` · sd_v1 — triggers: `xxx")
+    assert line.startswith("- `we'ird name` · `abc` · SD 1.x — triggers: `xxx")
+    assert lora_line(FakeLora("old", "abc", (), "sd_v1", None)) == "- `old` · `abc` · sd_v1"
     assert len(line) <= 300 and "\n" not in line
-    assert embedding_line(FakeEmbedding("one", 1)) == "- `one` · 1 vector"
+    assert embedding_line(FakeEmbedding("one", 1)) == "- `one` · 1 vector · SD 1.x"
+    assert embedding_line(FakeEmbedding("xl", 2, family="sdxl")) == "- `xl` · 2 vectors · SDXL"
 
 
 def test_pages_fit_the_limit_and_repeat_the_title_of_a_section_that_goes_on() -> None:

@@ -5,15 +5,19 @@ from __future__ import annotations
 from commands.models import model_list_text
 from tests.fakes import FakeEntry
 
-ENTRIES = [FakeEntry("a"), FakeEntry("b", "single-file"), FakeEntry("c.ckpt", refused="pickle checkpoint")]
+ENTRIES = [
+    FakeEntry("a"),
+    FakeEntry("b", "single-file", family="sdxl"),
+    FakeEntry("c.ckpt", refused="pickle checkpoint"),
+]
 
 
-def test_lists_usable_then_refused_with_reason() -> None:
+def test_lists_usable_with_their_family_then_refused_with_reason() -> None:
     text = model_list_text(ENTRIES, default="b")
     assert text.splitlines() == [
         "**Models** (2 usable)",
-        "- `a` (diffusers)",
-        "- `b` (single-file) ← default",
+        "- `a` (diffusers, SD 1.x)",
+        "- `b` (single-file, SDXL) ← default",
         "**Refused** (1)",
         "- `c.ckpt`: pickle checkpoint",
     ]
