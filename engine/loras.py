@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,19 @@ def infotext_hashes(entries: list[tuple[str, str]]) -> str:
     return ", ".join(f"{name.replace(':', '').replace(',', '')}: {digest}" for name, digest in entries)
 
 
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers 5 prints a "load report" table for every text encoder a LoRA patches; keep the log readable."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def apply_loras(pipe: Any, loaded: set[str], loras: list[tuple[LoraFile, LoraCall]]) -> None:
     """Make exactly these LoRAs active on the pipeline at their weights (loading files on first use)."""
     if not loras:
@@ -151,7 +166,8 @@ def apply_loras(pipe: Any, loaded: set[str], loras: list[tuple[LoraFile, LoraCal
         name = adapter_name(lora)
         if name not in loaded:
             log.info("loading LoRA %s", lora.name)
-            pipe.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=name)
+            with _quiet_transformers():
+                pipe.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=name)
             loaded.add(name)
         names.append(name)
     # Weights only for the components a LoRA really patches (diffusers warns on every job otherwise).
