@@ -27,9 +27,9 @@ from engine.models import builtin
 from engine.models.loader import LoadedModel
 from engine.models.registry import ModelRegistry
 from engine.models.single_file import _unet_map, _vae_map, read_header
-from engine.params import GenerationParams
+from engine.params import GenerationParams, Limits, build_params
 from engine.pipeline import DiffusersEngine
-from engine.samplers import sampler_names
+from engine.samplers import SCHEDULES, sampler_names
 from engine.vaes import VaeLibrary
 
 ref: Any = _ref
@@ -473,3 +473,38 @@ def test_a_memory_budget_keeps_only_what_fits(engine: DiffusersEngine, xl_file: 
     budgeted.load("a")
     budgeted.load("b")
     assert budgeted.loader.loaded_names() == ["b"]
+
+
+@pytest.mark.parametrize("schedule", [s.label for s in SCHEDULES])
+def test_every_schedule_type_runs_on_sdxl(engine: DiffusersEngine, schedule: str) -> None:
+    [result] = engine.generate(xl_params(sampler="DPM++ 2M", schedule=schedule, steps=3))
+    assert result.image.size == (64, 64)
+
+
+def test_align_your_steps_takes_the_sdxl_list_on_sdxl(engine: DiffusersEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.ksampling.samplers as ksamplers
+
+    seen: list[bool] = []
+    real = ksamplers.get_sigmas
+
+    def spy(*args: Any, options: Any = None, **kwargs: Any) -> Any:
+        seen.append(bool(options and options.sdxl))
+        return real(*args, options=options, **kwargs)
+
+    monkeypatch.setattr(ksamplers, "get_sigmas", spy)
+    engine.generate(xl_params(sampler="DPM++ 2M", schedule="Align Your Steps", steps=3))
+    engine.generate(xl_params(model="builtin:tiny", sampler="DPM++ 2M", schedule="Align Your Steps", steps=3))
+    assert seen == [True, False]
+
+
+def test_a_models_default_vae_comes_from_its_settings_file(
+    engine: DiffusersEngine, xl_file: Path, models: Path
+) -> None:
+    shutil.copy(xl_file, models / "with-vae.safetensors")
+    (models / "with-vae.easel.json").write_text('{"vae": "sdxl_vae.safetensors", "sampler": "Euler a"}')
+    registry = registry_of(models, engine)
+    defaults = registry.defaults_for("with-vae")
+    params = build_params({"prompt": "x"}, model="with-vae", limits=Limits(), defaults=defaults)
+    assert (params.vae, params.sampler) == ("sdxl_vae.safetensors", "Euler a")
+    explicit = build_params({"prompt": "x", "vae": "None"}, model="with-vae", limits=Limits(), defaults=defaults)
+    assert explicit.vae is None
