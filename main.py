@@ -92,6 +92,7 @@ def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
         max_queued_total=settings.max_queued_total,
         preview_interval=PREVIEW_INTERVAL if previews else None,
         planner=registry.plan,
+        max_batch_images=settings.max_batch_images,
     )
     return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor)
 

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=4, ge=1, le=16)
     max_queued_per_user: int = Field(default=3, ge=1)
     max_queued_total: int = Field(default=50, ge=1)
+    # Compatible waiting jobs (same model, size, steps, sampler...) run as one batch of up to this many images.
+    max_batch_images: int = Field(default=4, ge=1, le=64)
     log_level: str = "INFO"
 
     @field_validator("admin_user_ids", "admin_role_ids", mode="before")

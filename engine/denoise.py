@@ -20,7 +20,7 @@ from engine.errors import Cancelled
 from engine.families.base import TextCond, UNetFn
 from engine.ksampling import ScheduleOptions
 from engine.samplers import SamplerSpec
-from engine.seeds import ImageRNG
+from engine.seeds import BatchRNG, ImageRNG
 
 Schedule = list[tuple[int, TextCond]]  # (end_step, conditioning): applies while step <= end_step
 StepFn = Callable[[int, int], None]
@@ -52,61 +52,101 @@ def pick(schedule: Schedule, step: int) -> TextCond:
 
 
 @dataclass
-class Guidance:
-    """Classifier-free guidance over one negative schedule and weighted positive `AND` parts."""
+class RowConds:
+    """One job's part of a batch: its `rows` (its images) and its conditioning schedules (the negative prompt, and the
+    weighted positive `AND` parts; every job of a batch has as many parts)."""
 
-    unet: UNetFn
+    rows: int
     conds: list[tuple[Schedule, float]]
     uncond: Schedule
+
+
+@dataclass
+class Guidance:
+    """Classifier-free guidance for a batch of jobs, each with its own negative schedule and weighted positive `AND`
+    parts (one job alone is a batch of one)."""
+
+    unet: UNetFn
+    jobs: list[RowConds]
     cfg_scale: float
     step: int = 0  # counts model calls, as A1111's CFGDenoiser does (second-order samplers count twice)
     cfg_multiplier: float = 1.0  # CFG++ maps the CFG scale from [0, 12.5] to [0, 1]
     last_uncond: torch.Tensor | None = None  # the last unconditional prediction, which CFG++ steps along
 
     def eps(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
-        batch = x.shape[0]
-        u = pick(self.uncond, self.step)
-        cs = [(pick(schedule, self.step), weight) for schedule, weight in self.conds]
+        # Column 0 is every job's negative, column k its k-th positive part: what the UNet is called with.
+        picked = [
+            (pick(job.uncond, self.step), [(pick(schedule, self.step), w) for schedule, w in job.conds])
+            for job in self.jobs
+        ]
         self.step += 1
+        columns = [[u for u, _ in picked]] + [[cs[k][0] for _, cs in picked] for k in range(len(picked[0][1]))]
         t_batch = torch.as_tensor(t, device=x.device).reshape(-1)
-        embeds = [u, *(c for c, _ in cs)]
-        if all(e.crossattn.shape == u.crossattn.shape for e in embeds):
-            # One UNet call for uncond and every cond part, as diffusers batches CFG.
-            n = len(embeds)
+        shape = columns[0][0].crossattn.shape
+        if all(e.crossattn.shape == shape for column in columns for e in column):
+            # One UNet call for every column, as diffusers batches CFG.
+            n = len(columns)
+            conds = [(e, job.rows) for column in columns for e, job in zip(column, self.jobs, strict=True)]
             out = self.unet(
                 torch.cat([x] * n),
-                t_batch.expand(batch * n) if t_batch.numel() == 1 else t_batch.repeat(n),
-                torch.cat([e.crossattn.expand(batch, -1, -1) for e in embeds]),
-                _vectors(embeds, batch),
+                t_batch.expand(x.shape[0] * n) if t_batch.numel() == 1 else t_batch.repeat(n),
+                torch.cat([e.crossattn.expand(rows, -1, -1) for e, rows in conds]),
+                _vectors(conds),
             )
-            outs = out.chunk(n)
+            outs = list(out.chunk(n))
         else:
             # A1111's default when lengths differ (a long prompt, a short negative): separate calls, no padding.
-            outs = tuple(
-                self.unet(
-                    x,
-                    t_batch.expand(batch) if t_batch.numel() == 1 else t_batch,
-                    e.crossattn.expand(batch, -1, -1),
-                    _vectors([e], batch),
-                )
-                for e in embeds
-            )
+            outs = [self._column(x, t_batch, column) for column in columns]
         eps_u = outs[0]
         self.last_uncond = eps_u
-        result: torch.Tensor = eps_u.clone()
-        for (_, weight), eps_c in zip(cs, outs[1:], strict=True):
-            result += weight * self.cfg_scale * self.cfg_multiplier * (eps_c - eps_u)
-        return result
+        results = []
+        for (_, cs), (start, stop) in zip(picked, self._spans(), strict=True):
+            result: torch.Tensor = eps_u[start:stop].clone()
+            for (_, weight), eps_c in zip(cs, outs[1:], strict=True):
+                result += weight * self.cfg_scale * self.cfg_multiplier * (eps_c[start:stop] - eps_u[start:stop])
+            results.append(result)
+        return results[0] if len(results) == 1 else torch.cat(results)
+
+    def _column(self, x: torch.Tensor, t_batch: torch.Tensor, column: list[TextCond]) -> torch.Tensor:
+        """One column's prediction, in one UNet call per conditioning length among its jobs."""
+        groups: dict[torch.Size, list[int]] = {}
+        for index, cond in enumerate(column):
+            groups.setdefault(cond.crossattn.shape, []).append(index)
+        spans = self._spans()
+        parts: dict[int, torch.Tensor] = {}
+        for indices in groups.values():
+            if len(indices) == len(column):
+                x_rows, t_rows = x, t_batch.expand(x.shape[0]) if t_batch.numel() == 1 else t_batch
+            else:
+                rows = torch.cat([torch.arange(*spans[i], device=x.device) for i in indices])
+                x_rows = x[rows]
+                t_rows = t_batch.expand(x_rows.shape[0]) if t_batch.numel() == 1 else t_batch[rows]
+            conds = [(column[i], self.jobs[i].rows) for i in indices]
+            out = self.unet(
+                x_rows, t_rows, torch.cat([c.crossattn.expand(rows, -1, -1) for c, rows in conds]), _vectors(conds)
+            )
+            offset = 0
+            for i in indices:
+                parts[i] = out[offset : offset + self.jobs[i].rows]
+                offset += self.jobs[i].rows
+        return parts[0] if len(column) == 1 else torch.cat([parts[i] for i in range(len(column))])
+
+    def _spans(self) -> list[tuple[int, int]]:
+        spans, start = [], 0
+        for job in self.jobs:
+            spans.append((start, start + job.rows))
+            start += job.rows
+        return spans
 
     def last_uncond_eps(self) -> torch.Tensor:
         assert self.last_uncond is not None
         return self.last_uncond
 
 
-def _vectors(embeds: list[TextCond], batch: int) -> torch.Tensor | None:
-    if embeds[0].vector is None:
+def _vectors(conds: list[tuple[TextCond, int]]) -> torch.Tensor | None:
+    if conds[0][0].vector is None:
         return None
-    return torch.cat([e.vector.expand(batch, -1) for e in embeds if e.vector is not None])
+    return torch.cat([c.vector.expand(rows, -1) for c, rows in conds if c.vector is not None])
 
 
 @dataclass
@@ -123,7 +163,7 @@ class PassRun:
     scheduler_config: Mapping[str, Any]
     guidance: Guidance
     noise: torch.Tensor
-    rng: ImageRNG
+    rng: ImageRNG | BatchRNG
     schedule_steps: int
     run_steps: int
     init_latents: torch.Tensor | None = None

@@ -36,10 +36,10 @@ from engine.jobs import (
     WasCancelled,
 )
 from engine.params import GenerationParams
-from engine.pipeline import CancelledFn, ProgressFn, RawImage
+from engine.pipeline import CancelledFn, JobHooks, ProgressFn, RawImage
 from engine.plan import GenerationPlan, make_plan
 from engine.previews import PreviewFn, PreviewSource, encode_preview
-from engine.queue_policy import RunTimes, fair_order, finish_times, pick_job
+from engine.queue_policy import RunTimes, fair_order, finish_times, pick_batch, pick_job
 
 __all__ = [
     "PREVIEW_INTERVAL",
@@ -70,6 +70,15 @@ class ImageEngine(Protocol):
     ) -> list[RawImage]: ...
 
 
+@runtime_checkable
+class BatchEngine(Protocol):
+    """An engine that can also run compatible jobs as one batch (`DiffusersEngine`); per job its images or why not."""
+
+    def generate_batch(
+        self, plans: Sequence[GenerationPlan], hooks: Sequence[JobHooks]
+    ) -> list[list[RawImage] | EaselError]: ...
+
+
 @dataclass
 class _Entry:
     job: Job
@@ -94,7 +103,7 @@ class _Worker:
 
     name: str
     engine: ImageEngine
-    running: _Entry | None = None
+    running: list[_Entry] = field(default_factory=list)  # one job, or a batch of compatible jobs
     thread: threading.Thread | None = None
 
 
@@ -149,11 +158,14 @@ class GpuExecutor:
         preview_interval: float | None = PREVIEW_INTERVAL,
         clock: Callable[[], float] = time.perf_counter,
         planner: Callable[[GenerationParams], GenerationPlan] = make_plan,
+        max_batch_images: int = 1,
     ) -> None:
         """`preview_interval`: least seconds between two previews of a job (None: no previews at all).
 
         `clock` times jobs for the ETA estimates (a fake one in tests). `planner` makes each job's plan once, at
         submit (the registry's, which knows each model's traits); a plan that cannot be made refuses the job.
+        `max_batch_images`: a free worker takes, with the next job, compatible waiting jobs up to this many images
+        in all (1: every job runs alone); only engines that can run batches (`BatchEngine`) get more than one.
         """
         engine_list = list(engines) if isinstance(engines, Sequence) else [engines]
         if not engine_list:
@@ -165,6 +177,7 @@ class GpuExecutor:
         self._encode = encode
         self._clock = clock
         self._planner = planner
+        self.max_batch_images = max_batch_images
         self._workers = [_Worker(f"{name}{i}", engine) for i, engine in enumerate(engine_list)]
         self._cond = threading.Condition()
         self._pending: dict[int, _Entry] = {}
@@ -215,6 +228,7 @@ class GpuExecutor:
         return Ticket(job=job, events=self._stream(entry))
 
     def cancel(self, job_id: str) -> bool:
+        shared = False
         with self._cond:
             entry = self._by_id.get(job_id)
             if entry is None:
@@ -227,10 +241,15 @@ class GpuExecutor:
             else:
                 entry.cancel_requested.set()
                 queued = False
+                # In a batch with others the job's rows are dropped from what it returns; its user hears now.
+                shared = any(entry in w.running and len(w.running) > 1 for w in self._workers)
         if queued:
             log.info("job %s cancelled while queued", job_id)
             self._emit(entry, WasCancelled())
             self._announce_positions()
+        elif shared:
+            log.info("job %s cancelled inside a batch; the others go on", job_id)
+            self._finish(entry, WasCancelled())
         return True
 
     def position(self, job_id: str) -> int | None:
@@ -251,8 +270,8 @@ class GpuExecutor:
         with self._cond:
             self._closing = True
             for worker in self._workers:
-                if worker.running is not None:
-                    worker.running.cancel_requested.set()
+                for entry in worker.running:
+                    entry.cancel_requested.set()
             self._cond.notify_all()
         for worker in self._workers:
             thread = worker.thread
@@ -281,22 +300,22 @@ class GpuExecutor:
         """Tell every waiting job where it stands and when it should be done (a talkative queue)."""
         with self._cond:
             order = self._order_locked()
-            running = [w.running for w in self._workers if w.running is not None]
+            running = [w.running for w in self._workers if w.running]
             etas = self._etas_locked(order, running)
             updates = [(self._pending[seq], i + 1, eta) for i, (seq, eta) in enumerate(zip(order, etas, strict=True))]
         for entry, position, eta in updates:
             self._emit(entry, Queued(position=position, ahead=position - 1 + len(running), eta_seconds=eta))
 
-    def _etas_locked(self, order: list[int], running: list[_Entry]) -> list[float | None]:
+    def _etas_locked(self, order: list[int], running: list[list[_Entry]]) -> list[float | None]:
         """Seconds until each waiting job is done, from the moving estimates; None while nothing is known."""
         now = self._clock()
         left: list[float] = []
         waiting: list[float] = []
-        for entry in running:
-            seconds = self._run_times.estimate(entry.job.params.model, entry.plan.cost())
+        for batch in running:
+            seconds = self._run_times.estimate(batch[0].job.params.model, sum(e.plan.cost() for e in batch))
             if seconds is None:
                 return [None] * len(order)
-            left.append(seconds - (now - entry.started_at))
+            left.append(seconds - (now - batch[0].started_at))
         for seq in order:
             entry = self._pending[seq]
             seconds = self._run_times.estimate(entry.job.params.model, entry.plan.cost())
@@ -305,77 +324,109 @@ class GpuExecutor:
             waiting.append(seconds)
         return list(finish_times(left, len(self._workers), waiting))
 
-    def _take_next(self, worker: _Worker) -> _Entry | None:
+    def _take_next(self, worker: _Worker) -> list[_Entry]:
+        """The next job in fair order (model affinity aside) and the compatible waiting jobs that share its batch;
+        empty when the executor closes."""
         with self._cond:
             while not self._pending and not self._closing:
                 self._cond.wait()
             if self._closing:
-                return None
+                return []
             order = self._order_locked()
             model_of = {seq: e.job.params.model for seq, e in self._pending.items()}
             seq = pick_job(order, model_of, resident_models(worker.engine), self._passed_over)
             for ahead in order[: order.index(seq)]:
                 self._passed_over[ahead] = self._passed_over.get(ahead, 0) + 1
             self._passed_over.pop(seq, None)
-            entry = self._pending.pop(seq)
-            self._served_clock += 1
-            self._last_served[entry.job.user_id] = self._served_clock
-            entry.started_at = self._clock()
-            worker.running = entry
-            return entry
+            max_images = self.max_batch_images if isinstance(worker.engine, BatchEngine) else 1
+            seqs = pick_batch(
+                order,
+                seq,
+                {s: e.plan.batch_key() for s, e in self._pending.items()},
+                {s: e.job.params.batch_size for s, e in self._pending.items()},
+                max_images,
+            )
+            batch = []
+            started = self._clock()
+            for picked in seqs:
+                self._passed_over.pop(picked, None)
+                entry = self._pending.pop(picked)
+                self._served_clock += 1
+                self._last_served[entry.job.user_id] = self._served_clock  # a ride in a batch is a turn served
+                entry.started_at = started
+                batch.append(entry)
+            worker.running = batch
+            return batch
 
     def _work(self, worker: _Worker) -> None:
         while True:
-            entry = self._take_next(worker)
-            if entry is None:
+            batch = self._take_next(worker)
+            if not batch:
                 return
             self._announce_positions()
-            self._run(worker, entry)
+            self._run(worker, batch)
             with self._cond:
-                worker.running = None
+                worker.running = []
 
-    def _run(self, worker: _Worker, entry: _Entry) -> None:
-        job = entry.job
-        entry.preview_at = time.perf_counter()
-        log.info("job %s started (%s) on %s", job.job_id, job.params.model, worker.name)
-        self._emit(entry, Started())
+    def _run(self, worker: _Worker, batch: list[_Entry]) -> None:
+        for entry in batch:
+            entry.preview_at = time.perf_counter()
+            log.info("job %s started (%s) on %s", entry.job.job_id, entry.job.params.model, worker.name)
+            self._emit(entry, Started())
+        if len(batch) > 1:
+            log.info("batch of %d jobs on %s: %s", len(batch), worker.name, " ".join(e.job.job_id for e in batch))
+        try:
+            if len(batch) == 1:
+                entry, hooks = batch[0], self._hooks(batch[0])
+                outcomes: list[list[RawImage] | EaselError] = [
+                    worker.engine.generate(
+                        entry.plan, on_step=hooks.on_step, is_cancelled=hooks.is_cancelled, on_preview=hooks.on_preview
+                    )
+                ]
+            else:
+                assert isinstance(worker.engine, BatchEngine)
+                outcomes = worker.engine.generate_batch([e.plan for e in batch], [self._hooks(e) for e in batch])
+        except EaselError as err:
+            outcomes = [err] * len(batch)
+        except Exception as err:  # the worker must survive any single job's failure
+            log.exception("job(s) %s crashed", " ".join(e.job.job_id for e in batch))
+            outcomes = [GenerationFailedError(f"Generation failed unexpectedly: {type(err).__name__}")] * len(batch)
+        done = [(e, raws) for e, raws in zip(batch, outcomes, strict=True) if not isinstance(raws, EaselError)]
+        if done:
+            with self._cond:
+                seconds = self._clock() - batch[0].started_at
+                self._run_times.record(batch[0].job.params.model, sum(e.plan.cost() for e in batch), seconds)
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, Cancelled):
+                log.info("job %s cancelled while running", entry.job.job_id)
+                self._finish(entry, WasCancelled())
+            elif isinstance(outcome, EaselError):
+                log.info("job %s failed: %s", entry.job.job_id, outcome)
+                self._finish(entry, Failed(outcome))
+            else:
+                self._encoder.submit(self._encode_and_finish, entry, outcome)
 
+    def _hooks(self, entry: _Entry) -> JobHooks:
         def offer_preview(step: int, total: int, source: PreviewSource) -> None:
             self._offer_preview(entry, source)
 
-        try:
-            raws = worker.engine.generate(
-                entry.plan,
-                on_step=lambda step, total: self._progress(entry, step, total),
-                is_cancelled=entry.cancel_requested.is_set,
-                on_preview=offer_preview if self.preview_interval is not None else None,
-            )
-        except Cancelled:
-            log.info("job %s cancelled while running", job.job_id)
-            self._finish(entry, WasCancelled())
-            return
-        except EaselError as err:
-            log.info("job %s failed: %s", job.job_id, err)
-            self._finish(entry, Failed(err))
-            return
-        except Exception as err:  # the worker must survive any single job's failure
-            log.exception("job %s crashed", job.job_id)
-            self._finish(entry, Failed(GenerationFailedError(f"Generation failed unexpectedly: {type(err).__name__}")))
-            return
-        with self._cond:
-            self._run_times.record(job.params.model, entry.plan.cost(), self._clock() - entry.started_at)
-        self._encoder.submit(self._encode_and_finish, entry, raws)
+        return JobHooks(
+            on_step=lambda step, total: self._progress(entry, step, total),
+            is_cancelled=entry.cancel_requested.is_set,
+            on_preview=offer_preview if self.preview_interval is not None else None,
+        )
 
     def _progress(self, entry: _Entry, step: int, total: int) -> None:
         with entry.progress_lock:
             entry.step, entry.total = step, total
-            self._emit(entry, Progress(step=step, total=total))
+            if not entry.finished:
+                self._emit(entry, Progress(step=step, total=total))
 
     def _offer_preview(self, entry: _Entry, source: PreviewSource) -> None:
         """Worker thread, after a step: render a preview only when one is due and the last is encoded."""
         assert self.preview_interval is not None
         now = time.perf_counter()
-        if entry.preview_busy or now - entry.preview_at < self.preview_interval:
+        if entry.finished or entry.preview_busy or now - entry.preview_at < self.preview_interval:
             return
         entry.preview_at = now
         try:
@@ -412,9 +463,12 @@ class GpuExecutor:
         self._finish(entry, Finished(result))
 
     def _finish(self, entry: _Entry, event: JobEvent) -> None:
+        """The job's last event, once (a job cancelled inside a batch ends before its batch does)."""
         with self._cond:
             self._by_id.pop(entry.job.job_id, None)
         with entry.progress_lock:
+            if entry.finished:
+                return
             entry.finished = True
             self._emit(entry, event)
 

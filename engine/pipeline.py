@@ -1,18 +1,19 @@
-"""The diffusers adapter: executes a job's `GenerationPlan` on a loaded model, reporting progress and honouring
-cancellation.
+"""The diffusers adapter: executes jobs' `GenerationPlan`s on a loaded model, reporting progress and honouring
+cancellation, one job or a batch of compatible jobs at once (`engine.plan.GenerationPlan.batch_key`).
 
 Runs only on the executor's worker thread, which owns torch. `_generate` reads as the numbered steps of a diffusers
 pipeline: model, LoRAs, then each sampling pass (condition, noise, sample), decode, parameter text. Everything
-those steps decide was decided by the plan; a model family (`engine.families`) supplies the conditioning and the
-UNet call.
+those steps decide was decided by the plans; a model family (`engine.families`) supplies the conditioning and the
+UNet call. In a batch every job keeps its own prompts, prompt-editing schedules, seeds, noise and init image, and
+gets only its own images.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from engine.denoise import (
     Denoised,
     Guidance,
     PassRun,
+    RowConds,
     Schedule,
     crop_latents,
     decode,
@@ -31,7 +33,7 @@ from engine.denoise import (
     run_pass,
     upscale_latents,
 )
-from engine.embeddings import EmbeddingDB, ti_hashes
+from engine.embeddings import Embedding, EmbeddingDB, ti_hashes
 from engine.errors import Cancelled, EaselError, GenerationFailedError, InvalidParamsError, short_reason
 from engine.infotext import create_infotext
 from engine.ksampling import ScheduleOptions
@@ -42,7 +44,7 @@ from engine.params import GenerationParams
 from engine.plan import GenerationPlan, PassConditioning, SamplingPass, TextSchedule
 from engine.previews import LatentPreview, PreviewFn
 from engine.prompts.extra_networks import LoraCall
-from engine.seeds import ImageRNG
+from engine.seeds import BatchRNG, ImageRNG
 from engine.vaes import VaeFile, VaeLibrary
 
 log = logging.getLogger(__name__)
@@ -60,19 +62,64 @@ class RawImage:
     infotext: str
 
 
+@dataclass(frozen=True)
+class JobHooks:
+    """What one job of a batch reports to: progress after each step, whether it was cancelled, and previews."""
+
+    on_step: ProgressFn | None = None
+    is_cancelled: CancelledFn | None = None
+    on_preview: PreviewFn | None = None
+
+
 @dataclass
-class _Run:
-    """One job on one loaded model, as `_generate` carries it from step to step."""
+class _Job:
+    """One job of a run: its plan, its rows of the batch, and what it has gathered on the way."""
 
     plan: GenerationPlan
+    hooks: JobHooks
+    progress: _PassProgress
+    start: int = 0
+    stop: int = 0
+    used: dict[str, Embedding] = field(default_factory=dict)  # embeddings its texts used, for `TI hashes`
+    error: EaselError | None = None
+
+    def cancelled(self) -> bool:
+        return self.hooks.is_cancelled is not None and self.hooks.is_cancelled()
+
+
+@dataclass
+class _Run:
+    """A batch of compatible jobs on one loaded model (one job alone is a batch of one), as `_generate` carries it
+    from step to step. The lead plan's shared settings (size, steps, sampler, CFG...) are every job's."""
+
+    jobs: list[_Job]
     loaded: LoadedModel
-    vae: Any  # the job's VAE: the checkpoint's own or one from the VAE folder
+    vae: Any  # the checkpoint's own VAE, or one from the VAE folder
     vae_file: VaeFile | None
     loras: list[tuple[LoraFile, LoraCall]]
     lora_state: str  # keys the conditioning cache: LoRAs change what the text encoder gives
-    is_cancelled: CancelledFn | None
-    progress: _PassProgress
     denoised: Denoised | None
+
+    @property
+    def lead(self) -> GenerationPlan:
+        return self.jobs[0].plan
+
+    def live(self) -> list[_Job]:
+        return [job for job in self.jobs if job.error is None]
+
+    def all_cancelled(self) -> bool:
+        return all(job.cancelled() for job in self.live())
+
+    def on_step(self, index: int) -> ProgressFn | None:
+        steps = [fn for job in self.live() if (fn := job.progress.for_pass(index)) is not None]
+        if not steps:
+            return None
+
+        def step(i: int, total: int) -> None:
+            for fn in steps:
+                fn(i, total)
+
+        return step
 
 
 class DiffusersEngine:
@@ -132,15 +179,28 @@ class DiffusersEngine:
         image of the current denoised estimate. Without `on_preview` nothing is recorded for previews at all.
         """
         plan = job if isinstance(job, GenerationPlan) else self.plan(job)
-        params = plan.params
+        [outcome] = self.generate_batch([plan], [JobHooks(on_step, is_cancelled, on_preview)])
+        if isinstance(outcome, EaselError):
+            raise outcome
+        return outcome
+
+    def generate_batch(
+        self, plans: Sequence[GenerationPlan], hooks: Sequence[JobHooks]
+    ) -> list[list[RawImage] | EaselError]:
+        """Run compatible jobs (equal `batch_key`s) as one batch: per job, its images or why it has none (its own
+        bad input, a cancel, a diverged sampler). An error that is the whole batch's is raised."""
+        if len({plan.batch_key() for plan in plans}) > 1:
+            raise ValueError("a batch holds only jobs with equal batch keys")
+        lead = plans[0].params
         try:
             with torch.inference_mode():
-                return self._generate(plan, on_step, is_cancelled, on_preview)
+                return self._generate(plans, hooks)
         except EaselError:
             raise
         except torch.cuda.OutOfMemoryError as err:
+            images = sum(plan.params.batch_size for plan in plans)
             raise GenerationFailedError(
-                f"The GPU ran out of memory at {params.width}x{params.height} with batch {params.batch_size}; "
+                f"The GPU ran out of memory at {lead.width}x{lead.height} with {images} image(s) at once; "
                 "try a smaller size or batch."
             ) from err
         except Exception as err:
@@ -148,18 +208,15 @@ class DiffusersEngine:
             raise GenerationFailedError(f"Generation failed: {short_reason(err)}") from err
 
     def _generate(
-        self,
-        plan: GenerationPlan,
-        on_step: ProgressFn | None,
-        is_cancelled: CancelledFn | None,
-        on_preview: PreviewFn | None,
-    ) -> list[RawImage]:
-        # 1. The model, its VAE, and the LoRAs the plan calls for (active at their weights, the others off).
-        loaded = self.load(plan.params.model)
-        self._check_traits(plan, loaded)
-        vae_file = self.vaes.check(plan.params.vae, loaded.entry.family) if plan.params.vae else None
+        self, plans: Sequence[GenerationPlan], hooks: Sequence[JobHooks]
+    ) -> list[list[RawImage] | EaselError]:
+        # 1. The model, its VAE, and the LoRAs the plans call for (active at their weights, the others off).
+        lead = plans[0]
+        loaded = self.load(lead.params.model)
+        self._check_traits(lead, loaded)
+        vae_file = self.vaes.check(lead.params.vae, loaded.entry.family) if lead.params.vae else None
         vae = self.loader.vae(loaded, vae_file) if vae_file is not None else loaded.pipe.vae
-        loras = [(self.loras.resolve(call.name), call) for call in plan.loras]
+        loras = [(self.loras.resolve(call.name), call) for call in lead.loras]
         for lora, _ in loras:
             misfit = lora.misfit(loaded.entry.family, loaded.entry.context_width)
             if misfit is not None:
@@ -168,31 +225,29 @@ class DiffusersEngine:
         loaded.family.take_used_embeddings()  # forget what an earlier (perhaps failed) job encoded
 
         # 2. Each sampling pass: txt2img or img2img, then the hires pass on the upscaled result.
-        denoised = Denoised() if on_preview is not None else None
-        preview = None
-        if denoised is not None:
-            preview = LatentPreview(denoised.get, vae, plan.traits.latent_scale)
+        denoised = Denoised() if any(h.on_preview is not None for h in hooks) else None
         run = _Run(
-            plan,
+            [
+                _Job(plan, hook, _PassProgress(hook.on_step, len(plan.passes), hook.on_preview))
+                for plan, hook in zip(plans, hooks, strict=True)
+            ],
             loaded,
             vae,
             vae_file,
             loras,
             lora_state=";".join(f"{lora.name}:{call.te_multiplier}" for lora, call in loras),
-            is_cancelled=is_cancelled,
-            progress=_PassProgress(on_step, len(plan.passes), on_preview, preview),
             denoised=denoised,
         )
         latents: torch.Tensor | None = None
-        for index, sampling_pass in enumerate(plan.passes):
+        for index, sampling_pass in enumerate(lead.passes):
             latents = self._sample_pass(run, index, sampling_pass, latents)
         assert latents is not None
 
         # 3. Decode; a diverged sampler gives NaN: say so instead of returning a black image.
         images = self._decode(run, latents)
 
-        # 4. Parameter text per image (each image carries its own seed).
-        return self._results(run, images)
+        # 4. Parameter text per image (each image carries its own seed), for each job that is not cancelled.
+        return [self._outcome(run, job, images) for job in run.jobs]
 
     def _check_traits(self, plan: GenerationPlan, loaded: LoadedModel) -> None:
         scale = int(loaded.pipe.vae_scale_factor)
@@ -207,18 +262,32 @@ class DiffusersEngine:
     def _sample_pass(
         self, run: _Run, index: int, sampling_pass: SamplingPass, previous: torch.Tensor | None
     ) -> torch.Tensor:
-        """One pass: its start latents (none, the init image, or the upscaled previous pass), its conditioning and
-        noise, then the sampler."""
+        """One pass: each job's conditioning (a job whose prompt cannot be encoded leaves the batch), the start
+        latents (none, the init images, or the upscaled previous pass), the noise, then the sampler."""
+        rows = [(job, self._row_conds(run, job, index)) for job in run.live()]
+        survivors = [job for job, conds in rows if conds is not None]
+        if not survivors:
+            raise next(job.error for job in run.jobs if job.error is not None)
+        keep = torch.cat([torch.arange(job.start, job.stop) for job in survivors]) if previous is not None else None
+        if previous is not None and keep is not None and len(keep) != previous.shape[0]:
+            previous = previous[keep.to(previous.device)]
+        self._place_rows(run)
         init_latents = self._start_latents(run, sampling_pass, previous)
         if init_latents is not None and sampling_pass.run_steps == 0:
             return init_latents  # strength 0 changes nothing, as in A1111
-        guidance = self._guidance(run, sampling_pass)
-        rng = self._image_rng(run, sampling_pass)
+        lead = run.lead
+        guidance = Guidance(
+            unet=run.loaded.family.unet_fn(sampling_pass.width, sampling_pass.height),
+            jobs=[conds for _, conds in rows if conds is not None],
+            cfg_scale=lead.params.cfg_scale,
+        )
+        rngs = [self._image_rng(run, job.plan, sampling_pass) for job in run.live()]
+        rng: ImageRNG | BatchRNG = rngs[0] if len(rngs) == 1 else BatchRNG(rngs)
         noise = rng.first().to(self.device)
         latents: torch.Tensor = run_pass(
             PassRun(
-                sampler=run.plan.sampler,
-                schedule=run.plan.schedule,
+                sampler=lead.sampler,
+                schedule=lead.schedule,
                 scheduler_config=run.loaded.scheduler_config,
                 guidance=guidance,
                 noise=noise,
@@ -226,22 +295,38 @@ class DiffusersEngine:
                 schedule_steps=sampling_pass.schedule_steps,
                 run_steps=sampling_pass.run_steps,
                 init_latents=init_latents,
-                on_step=run.progress.for_pass(index),
-                is_cancelled=run.is_cancelled,
+                on_step=run.on_step(index),
+                is_cancelled=run.all_cancelled,
                 denoised=run.denoised,
-                schedule_options=ScheduleOptions(sdxl=run.plan.traits.family == "sdxl"),
+                schedule_options=ScheduleOptions(sdxl=lead.traits.family == "sdxl"),
             )
         )
         return latents
 
+    def _place_rows(self, run: _Run) -> None:
+        """Give each live job its rows of the batch, in order, and its preview of them."""
+        start = 0
+        for job in run.live():
+            job.start, job.stop = start, start + job.plan.params.batch_size
+            start = job.stop
+            if run.denoised is not None:
+                job.progress.preview = LatentPreview(
+                    _rows_of(run.denoised, job.start, job.stop), run.vae, job.plan.traits.latent_scale
+                )
+
     def _start_latents(
         self, run: _Run, sampling_pass: SamplingPass, previous: torch.Tensor | None
     ) -> torch.Tensor | None:
-        vae, scale = run.vae, run.plan.traits.latent_scale
+        vae, scale = run.vae, run.lead.traits.latent_scale
         if sampling_pass.kind == "txt2img":
             return None
         if sampling_pass.kind == "img2img":
-            return self._init_latents(vae, run.plan.params).repeat(run.plan.params.batch_size, 1, 1, 1)
+            return torch.cat(
+                [
+                    self._init_latents(vae, job.plan.params).repeat(job.plan.params.batch_size, 1, 1, 1)
+                    for job in run.live()
+                ]
+            )
         assert previous is not None and sampling_pass.upscale is not None
         upscale = sampling_pass.upscale
         latents: torch.Tensor
@@ -257,25 +342,33 @@ class DiffusersEngine:
             latents = crop_latents(latents, sampling_pass.height // scale, sampling_pass.width // scale)
         return latents
 
-    def _guidance(self, run: _Run, sampling_pass: SamplingPass) -> Guidance:
-        family, params = run.loaded.family, run.plan.params
+    def _row_conds(self, run: _Run, job: _Job, index: int) -> RowConds | None:
+        """A job's conditioning for pass `index`, or None (and the job's error set) when its prompt cannot be
+        encoded, e.g. it names a refused embedding: that job fails alone."""
+        family, params = run.loaded.family, job.plan.params
+        conditioning: PassConditioning = job.plan.passes[index].conditioning
 
         def encoded(schedule: TextSchedule, negative: bool) -> Schedule:
             texts = [text for _, text in schedule]
             conds = family.encode_schedule(texts, params.clip_skip, run.lora_state, negative=negative)
             return [(end, cond) for (end, _), cond in zip(schedule, conds, strict=True)]
 
-        conditioning: PassConditioning = sampling_pass.conditioning
-        return Guidance(
-            unet=family.unet_fn(sampling_pass.width, sampling_pass.height),
-            conds=[(encoded(part.schedule, False), part.weight) for part in conditioning.parts],
-            uncond=encoded(conditioning.negative, True),
-            cfg_scale=params.cfg_scale,
-        )
+        try:
+            rows = RowConds(
+                rows=params.batch_size,
+                conds=[(encoded(part.schedule, False), part.weight) for part in conditioning.parts],
+                uncond=encoded(conditioning.negative, True),
+            )
+        except EaselError as err:
+            job.error = err
+            return None
+        finally:
+            job.used.update((e.name, e) for e in family.take_used_embeddings())
+        return rows
 
-    def _image_rng(self, run: _Run, sampling_pass: SamplingPass) -> ImageRNG:
+    def _image_rng(self, run: _Run, plan: GenerationPlan, sampling_pass: SamplingPass) -> ImageRNG:
         """One generator per image, variation seeds slerped in, seed resize, A1111's RNG source."""
-        params, scale = run.plan.params, run.plan.traits.latent_scale
+        params, scale = plan.params, plan.traits.latent_scale
         resize = None
         if params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0:
             resize = (params.seed_resize_from_h // scale, params.seed_resize_from_w // scale)
@@ -312,27 +405,31 @@ class DiffusersEngine:
             pixels = decode(run.vae, latents)
         return pixels
 
-    def _decode(self, run: _Run, latents: torch.Tensor) -> list[Any]:
-        if run.is_cancelled is not None and run.is_cancelled():
+    def _decode(self, run: _Run, latents: torch.Tensor) -> torch.Tensor:
+        if run.all_cancelled():
             raise Cancelled("The job was cancelled.")
-        pipe = run.loaded.pipe
-        pixels = self._decode_pixels(run, latents)
-        if torch.isnan(pixels).any():
-            raise GenerationFailedError(
-                f"Sampler {run.plan.sampler.name!r} diverged (NaN) on this model; try another sampler or more steps."
-            )
-        images: list[Any] = pipe.numpy_to_pil(pixels.numpy())
-        return images
+        return self._decode_pixels(run, latents)
 
-    def _results(self, run: _Run, images: list[Any]) -> list[RawImage]:
-        params, loaded = run.plan.params, run.loaded
-        extra = dict(run.plan.infotext_fields)
+    def _outcome(self, run: _Run, job: _Job, pixels: torch.Tensor) -> list[RawImage] | EaselError:
+        """A job's images with their parameter text, or why it has none."""
+        if job.error is not None:
+            return job.error
+        if job.cancelled():
+            return Cancelled("The job was cancelled.")
+        own = pixels[job.start : job.stop]
+        if torch.isnan(own).any():
+            return GenerationFailedError(
+                f"Sampler {job.plan.sampler.name!r} diverged (NaN) on this model; try another sampler or more steps."
+            )
+        images: list[Any] = run.loaded.pipe.numpy_to_pil(own.numpy())
+        params, loaded = job.plan.params, run.loaded
+        extra = dict(job.plan.infotext_fields)
         if run.vae_file is not None:
             extra["VAE hash"] = self.vaes.short_hash(run.vae_file)
         if run.loras:
             hashes = [(lora.alias or lora.name, self.loras.short_hash(lora)) for lora, _ in run.loras]
             extra["Lora hashes"] = infotext_hashes(list(dict.fromkeys(hashes)))
-        extra["TI hashes"] = ti_hashes(loaded.family.take_used_embeddings())
+        extra["TI hashes"] = ti_hashes(job.used.values())
         seeds = params.image_seeds()
         return [
             RawImage(
@@ -344,6 +441,14 @@ class DiffusersEngine:
             )
             for i, image in enumerate(images)
         ]
+
+
+def _rows_of(denoised: Denoised, start: int, stop: int) -> Callable[[], torch.Tensor | None]:
+    def rows() -> torch.Tensor | None:
+        latest = denoised.get()
+        return None if latest is None else latest[start:stop]
+
+    return rows
 
 
 class _PassProgress:

@@ -121,6 +121,20 @@ class GenerationPlan:
     def unet_calls(self) -> int:
         return sum(p.unet_calls for p in self.passes)
 
+    def batch_key(self) -> tuple[object, ...] | None:
+        """What a job must share with others to be sampled in one batch with them (None: it runs alone): the model,
+        VAE and LoRAs, the size, steps, sampler and schedule, CFG, clip skip, hires settings, img2img or not, how many
+        `AND` parts. Prompts, negative prompts, prompt editing, seeds, variation seeds and init images may differ.
+        DPM adaptive picks its step sizes from the whole batch's error, so it never batches."""
+        if self.sampler.function == "sample_dpm_adaptive":
+            return None
+        p = self.params
+        return (
+            p.model, p.vae, tuple(self.loras), p.width, p.height, p.steps, p.sampler, self.schedule, p.cfg_scale,
+            p.clip_skip, p.enable_hr, p.hr_scale, p.hr_resize_x, p.hr_resize_y, p.hr_upscaler, p.hr_steps,
+            p.denoising_strength, p.init_image is not None, len(self.passes[0].conditioning.parts), self.traits,
+        )  # fmt: skip
+
     def cost(self) -> float:
         """Work in the job, in units of one model call at 512x512 with CFG: every pass's calls, pixels, CFG rows
         (`AND` parts add rows) and the batch."""

@@ -5,7 +5,7 @@ and queue ETAs. No threads and no clocks here: the executor passes in what it kn
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 
 # A free worker looks this far into the fair order for a job whose model it already holds...
 AFFINITY_WINDOW = 4
@@ -54,6 +54,28 @@ def pick_job(
         if passed_over.get(seq, 0) >= max_passes or model_of[seq] in loaded:
             return seq
     return order[0]
+
+
+def pick_batch(
+    order: Sequence[int],
+    head: int,
+    key_of: Mapping[int, Hashable | None],
+    images_of: Mapping[int, int],
+    max_images: int,
+    *,
+    window: int = AFFINITY_WINDOW,
+) -> list[int]:
+    """The head job and the waiting jobs that may share its batch: only from the first `window` of the fair order
+    (so no job gets further ahead than the batch it joins, and none waits for jobs that have not arrived), only with
+    an equal batch key, and only while the batch's images fit in `max_images`. The head always runs."""
+    batch, total, key = [head], images_of[head], key_of[head]
+    if key is None or max_images <= 1:
+        return batch
+    for seq in order[:window]:
+        if seq != head and key_of[seq] == key and total + images_of[seq] <= max_images:
+            batch.append(seq)
+            total += images_of[seq]
+    return batch
 
 
 class RunTimes:

@@ -112,3 +112,26 @@ def _paste_centred(target: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     dx, dy = max(-dx, 0), max(-dy, 0)
     target[:, ty : ty + h, tx : tx + w] = noise[:, dy : dy + h, dx : dx + w]
     return target
+
+
+class BatchRNG:
+    """The noise of a batch of jobs: each job's own `ImageRNG` for its rows, so every image's noise is what it would
+    be if its job ran alone."""
+
+    def __init__(self, rngs: list[ImageRNG]) -> None:
+        self.rngs = rngs
+        self.seeds = [seed for rng in rngs for seed in rng.seeds]
+
+    def first(self) -> torch.Tensor:
+        return torch.cat([rng.first() for rng in self.rngs])
+
+    def randn_like(self, x: torch.Tensor) -> torch.Tensor:
+        parts, start = [], 0
+        for rng in self.rngs:
+            stop = start + len(rng.seeds)
+            parts.append(rng.randn_like(x[start:stop]))
+            start = stop
+        return torch.cat(parts)
+
+    def torch_generators(self) -> list[torch.Generator]:
+        return [g for rng in self.rngs for g in rng.torch_generators()]

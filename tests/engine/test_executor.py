@@ -6,12 +6,12 @@ import asyncio
 import io
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from PIL import Image
 
-from engine.errors import Cancelled, GenerationFailedError, QueueFullError
+from engine.errors import Cancelled, EaselError, GenerationFailedError, QueueFullError
 from engine.executor import GpuExecutor, fair_order, resident_models
 from engine.jobs import (
     Failed,
@@ -24,7 +24,7 @@ from engine.jobs import (
     Started,
     WasCancelled,
 )
-from engine.pipeline import CancelledFn, ProgressFn, RawImage
+from engine.pipeline import CancelledFn, JobHooks, ProgressFn, RawImage
 from engine.plan import GenerationPlan
 from engine.previews import PreviewFn
 from tests.engine.conftest import tiny_params
@@ -426,3 +426,106 @@ async def test_queued_events_carry_an_eta_from_the_jobs_ahead() -> None:
     # b (10 s, running or next) and c (10 s) run first, then d's own 10 s; once b is done, 20 s.
     assert etas[0] == pytest.approx(30.0)
     assert etas[-1] == pytest.approx(20.0)
+
+
+class BatchingEngine(GatedEngine):
+    """A gated engine that can also run batches, and records which jobs ran together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+        self.batch_gate = threading.Event()  # holds batches (not single jobs) while cleared
+        self.batch_gate.set()
+
+    def generate_batch(
+        self, plans: Sequence[GenerationPlan], hooks: Sequence[JobHooks]
+    ) -> list[list[RawImage] | EaselError]:
+        self.batches.append([plan.params.prompt for plan in plans])
+        steps = plans[0].params.steps
+        for step in range(1, steps + 1):
+            self.batch_gate.wait(5)
+            for hook in hooks:
+                if hook.on_step is not None:
+                    hook.on_step(step, steps)
+        outcomes: list[list[RawImage] | EaselError] = []
+        for plan, hook in zip(plans, hooks, strict=True):
+            if hook.is_cancelled is not None and hook.is_cancelled():
+                outcomes.append(Cancelled("cancelled"))
+            else:
+                outcomes.append([RawImage(Image.new("RGB", (8, 8)), plan.params.seed, plan.params.prompt)])
+        return outcomes
+
+
+@pytest.fixture
+async def batching() -> AsyncIterator[tuple[GpuExecutor, BatchingEngine]]:
+    engine = BatchingEngine()
+    executor = GpuExecutor(engine, max_queued_per_user=3, max_queued_total=10, encode=fake_encode, max_batch_images=4)
+    await executor.start()
+    yield executor, engine
+    engine.gate.set()
+    await executor.close()
+
+
+async def test_compatible_waiting_jobs_of_several_users_run_as_one_batch(
+    batching: tuple[GpuExecutor, BatchingEngine],
+) -> None:
+    executor, engine = batching
+    engine.gate.clear()
+    first = await executor.submit(job("first", "u0", prompt="first"))
+    await wait_until(lambda: executor.position("first") == 0, what="the first job to run")
+    tickets = [
+        await executor.submit(job("a", "u1", prompt="a")),
+        await executor.submit(job("other-size", "u2", prompt="other size", width=96)),
+        await executor.submit(job("b", "u3", prompt="b", seed=9)),
+    ]
+    engine.gate.set()
+    results = [await asyncio.wait_for(collect(t.events), 5) for t in [first, *tickets]]
+    assert engine.batches == [["a", "b"]]  # a batch of one runs the plain way; never an incompatible job in a batch
+    assert engine.ran == ["first", "other size"]
+    finished = [events[-1] for events in results]
+    assert all(isinstance(event, Finished) for event in finished)
+    texts = [e.result.infotext.split("\n")[0] for e in finished if isinstance(e, Finished)]
+    assert texts == ["first", "a", "other size", "b"]  # each job gets exactly its own images
+
+
+async def test_a_batch_never_waits_for_jobs_that_have_not_arrived(batching: tuple[GpuExecutor, BatchingEngine]) -> None:
+    executor, engine = batching
+    events = await asyncio.wait_for(collect((await executor.submit(job("alone", prompt="alone"))).events), 5)
+    assert isinstance(events[-1], Finished) and engine.batches == [] and engine.ran == ["alone"]
+
+
+async def test_cancelling_one_job_of_a_batch_ends_it_at_once_and_the_others_finish(
+    batching: tuple[GpuExecutor, BatchingEngine],
+) -> None:
+    executor, engine = batching
+    engine.gate.clear()
+    engine.batch_gate.clear()
+    busy = await executor.submit(job("busy", "u0", prompt="busy"))
+    await wait_until(lambda: executor.position("busy") == 0, what="the busy job to run")
+    a = await executor.submit(job("a", "u1", prompt="a", steps=50))
+    b = await executor.submit(job("b", "u2", prompt="b", steps=50))
+    engine.gate.set()
+    await wait_until(lambda: executor.position("a") == 0 and executor.position("b") == 0, what="a and b to run")
+    assert executor.cancel("a")
+    cancelled = await asyncio.wait_for(collect(a.events), 5)  # at once, while the batch is held
+    assert isinstance(cancelled[-1], WasCancelled)
+    engine.batch_gate.set()
+    assert isinstance((await asyncio.wait_for(collect(b.events), 5))[-1], Finished)
+    await asyncio.wait_for(collect(busy.events), 5)
+    assert ["a", "b"] in engine.batches
+
+
+async def test_batching_off_runs_every_job_alone() -> None:
+    engine = BatchingEngine()
+    executor = GpuExecutor(engine, max_queued_per_user=3, max_queued_total=10, encode=fake_encode, max_batch_images=1)
+    await executor.start()
+    try:
+        engine.gate.clear()
+        tickets = [await executor.submit(job(f"j{i}", f"u{i}", prompt=f"j{i}")) for i in range(3)]
+        engine.gate.set()
+        for ticket in tickets:
+            await asyncio.wait_for(collect(ticket.events), 5)
+    finally:
+        await executor.close()
+    assert engine.batches == []  # generate() each time: a batch of one is the plain path
+    assert engine.ran == ["j0", "j1", "j2"]

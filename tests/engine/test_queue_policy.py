@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.queue_policy import MAX_PASSES, RunTimes, finish_times, pick_job
+from engine.queue_policy import MAX_PASSES, RunTimes, finish_times, pick_batch, pick_job
 
 
 def test_with_nothing_loaded_the_head_of_the_fair_order_runs() -> None:
@@ -54,3 +54,27 @@ def test_finish_times_spread_waiting_jobs_over_the_workers() -> None:
     assert finish_times([5.0], 2, [10.0, 10.0, 10.0]) == [10.0, 15.0, 20.0]
     assert finish_times([], 1, [3.0, 4.0]) == [3.0, 7.0]
     assert finish_times([-2.0], 1, [3.0]) == [3.0]  # a job over its estimate is counted as nearly done
+
+
+def test_a_batch_takes_compatible_jobs_from_the_head_of_the_fair_order_only() -> None:
+    order = [1, 2, 3, 4, 5, 6]
+    keys = {1: "a", 2: "b", 3: "a", 4: "a", 5: "a", 6: "a"}
+    images = dict.fromkeys(order, 1)
+    assert pick_batch(order, 1, keys, images, max_images=8, window=4) == [1, 3, 4]  # 5 and 6 are too far back
+
+
+def test_a_batch_stops_at_the_image_limit_and_one_turns_batching_off() -> None:
+    order = [1, 2, 3]
+    keys = dict.fromkeys(order, "a")
+    images = {1: 2, 2: 2, 3: 1}
+    assert pick_batch(order, 1, keys, images, max_images=3) == [1, 3]
+    assert pick_batch(order, 1, keys, images, max_images=1) == [1]
+
+
+def test_a_job_that_cannot_batch_runs_alone() -> None:
+    assert pick_batch([1, 2], 1, {1: None, 2: None}, {1: 1, 2: 1}, max_images=8) == [1]
+
+
+def test_the_head_picked_by_affinity_takes_its_companions_from_the_same_window() -> None:
+    order = [1, 2, 3]
+    assert pick_batch(order, 2, {1: "a", 2: "b", 3: "b"}, dict.fromkeys(order, 1), max_images=4) == [2, 3]
