@@ -58,6 +58,7 @@ def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
     from engine.loras import LoraLibrary
     from engine.params import Limits
     from engine.pipeline import DiffusersEngine
+    from engine.speed import SpeedOptions
     from engine.vaes import VaeLibrary
 
     limits = Limits(
@@ -72,6 +73,13 @@ def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
     embeddings = EmbeddingDB([settings.embedding_dir])
     vaes = VaeLibrary([settings.vae_folder], registry.hashes)
     memory = settings.model_memory_mb * 1024 * 1024 if settings.model_memory_mb else None
+    speed = SpeedOptions(
+        dtype=settings.dtype,
+        channels_last=settings.channels_last,
+        fuse_qkv=settings.fuse_qkv,
+        compile=settings.compile,
+        compile_sizes=settings.compile_size_list,
+    )
     # One engine per device; all of them share the LoRAs, embeddings, VAEs and blobs, so a rescan reaches every worker.
     engines = [
         DiffusersEngine(
@@ -79,6 +87,7 @@ def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
             device,
             max_loaded=settings.max_loaded_models,
             memory_budget=memory,
+            speed=speed,
             loras=loras,
             embeddings=embeddings,
             vaes=vaes,
@@ -93,6 +102,7 @@ def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
         preview_interval=PREVIEW_INTERVAL if previews else None,
         planner=registry.plan,
         max_batch_images=settings.max_batch_images,
+        warm_up=(settings.default_model or registry.default_model(None)) if settings.compile != "off" else None,
     )
     return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor)
 

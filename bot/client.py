@@ -7,8 +7,11 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
+from typing import TypeVar
 
 import aiohttp
 import discord
@@ -29,6 +32,7 @@ from engine.jobs import Executor
 from engine.params import Limits
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The slash-command extensions, loaded by name (each one isolated: one that fails to load is logged and skipped).
 EXTENSIONS = (
@@ -93,6 +97,12 @@ class EaselBot(commands.Bot):
         self.runner = JobRunner(executor, store, edit_interval=edit_interval, token_lifetime=token_lifetime)
         self.resume_task: asyncio.Task[None] | None = None
         self.downloads: aiohttp.ClientSession | None = None  # for attachments; opened in setup_hook
+        # Parsing pasted blocks and prompts, checking and hashing uploads: never on the event loop.
+        self._edge = ThreadPoolExecutor(max_workers=2, thread_name_prefix="easel-edge")
+
+    async def offload(self, fn: Callable[..., T], *args: object) -> T:
+        """Run CPU-bound edge work (parsing, file checks, hashing) on the bot's own threads, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._edge, fn, *args)
 
     async def setup_hook(self) -> None:
         self.downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
@@ -150,6 +160,7 @@ class EaselBot(commands.Bot):
         await self.runner.close()
         if self.downloads is not None:
             await self.downloads.close()
+        self._edge.shutdown(wait=False, cancel_futures=True)
         await super().close()
 
 

@@ -3,6 +3,9 @@ checked from the file header (engine.images.check_upload), then kept in the blob
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+
 import aiohttp
 import discord
 
@@ -56,10 +59,22 @@ async def download(session: aiohttp.ClientSession, url: str, *, max_bytes: int =
         raise InvalidParamsError("Could not download the init image; try again.") from None
 
 
-async def store_init_image(
-    session: aiohttp.ClientSession, blobs: BlobStore, attachment: discord.Attachment, *, max_pixels: int
-) -> tuple[str, int, int]:
-    """Download, check and store an attachment checked with `check_declared`; returns (hash, width, height)."""
-    data = await download(session, attachment.url)
+def check_and_store(blobs: BlobStore, data: bytes, *, max_pixels: int) -> tuple[str, int, int]:
+    """Check a downloaded file from its header and keep it by content hash; returns (hash, width, height). Reads,
+    hashes and writes up to 20 MiB: the caller runs it off the event loop."""
     _, width, height = check_upload(data, max_bytes=MAX_UPLOAD_BYTES, max_pixels=max_pixels)
     return blobs.put(data), width, height
+
+
+async def store_init_image(
+    session: aiohttp.ClientSession,
+    blobs: BlobStore,
+    attachment: discord.Attachment,
+    *,
+    max_pixels: int,
+    offload: Callable[..., Awaitable[tuple[str, int, int]]],
+) -> tuple[str, int, int]:
+    """Download, check and store an attachment checked with `check_declared`; returns (hash, width, height). The
+    check and the hashing run through `offload` (the bot's edge threads)."""
+    data = await download(session, attachment.url)
+    return await offload(functools.partial(check_and_store, blobs, data, max_pixels=max_pixels))

@@ -107,7 +107,7 @@ class ImagineCog(commands.Cog):
         if not block and looks_like_infotext(prompt):
             block, prompt = prompt, ""
         if block:
-            paste = read_pasted(block)
+            paste = await self.bot.offload(read_pasted, block)
             pasted, hint = paste.options, paste.model
             notes.extend(paste.notes)
         model_name = self.choose_model(interaction, model, hint, notes)
@@ -156,19 +156,19 @@ class ImagineCog(commands.Cog):
         # A LoRA the engine would refuse mid-queue (unknown, or made for another family) is refused now, ephemerally.
         networks.check_prompt(str(options.get("prompt", "")), str(options.get("negative_prompt", "")), traits=traits)
         if init_image is None:
-            params = self.build(options, model_name)
+            params = await self.bot.offload(self.build, options, model_name)
             await self.bot.runner.start_job(interaction, params, notes)
             return
         # img2img: everything that can be refused without the file is refused first, ephemerally; the download
         # may outlast Discord's 3 s, so it happens after a "thinking" defer.
         upload_pixels = upload_pixel_limit(self.bot.limits.max_pixels)
         check_declared(init_image, max_pixels=upload_pixels)
-        self.build(options | {"init_image": _PENDING_HASH}, model_name)
+        await self.bot.offload(self.build, options | {"init_image": _PENDING_HASH}, model_name)
         await interaction.response.defer(thinking=True)
         try:
             assert self.bot.downloads is not None  # opened in setup_hook
             digest, image_w, image_h = await store_init_image(
-                self.bot.downloads, self.bot.blobs, init_image, max_pixels=upload_pixels
+                self.bot.downloads, self.bot.blobs, init_image, max_pixels=upload_pixels, offload=self.bot.offload
             )
             if "width" not in request and "height" not in request:  # keep the image's aspect
                 options["width"], options["height"] = size_for_aspect(
@@ -177,7 +177,7 @@ class ImagineCog(commands.Cog):
                     base_pixels=defaults.width * defaults.height,
                     max_pixels=self.bot.limits.max_pixels,
                 )
-            params = self.build(options | {"init_image": digest}, model_name)
+            params = await self.bot.offload(self.build, options | {"init_image": digest}, model_name)
             await self.bot.runner.start_job(interaction, params, notes)
         except EaselError as err:
             await withdraw(interaction, str(err))

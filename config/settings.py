@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     max_queued_total: int = Field(default=50, ge=1)
     # Compatible waiting jobs (same model, size, steps, sampler...) run as one batch of up to this many images.
     max_batch_images: int = Field(default=4, ge=1, le=64)
+    # Speed options (see engine/speed.py and `python -m bench`): none changes what an image is.
+    dtype: str = "auto"  # auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16
+    channels_last: bool = False
+    fuse_qkv: bool = False
+    compile: str = "off"  # off, unet, unet+vae (torch.compile for the sizes below, warmed up at start-up)
+    compile_sizes: str = "512x512,768x768,1024x1024,832x1216,1216x832,896x1152,1152x896"
     log_level: str = "INFO"
 
     @field_validator("admin_user_ids", "admin_role_ids", mode="before")
@@ -75,6 +81,30 @@ class Settings(BaseSettings):
         if len(set(devices)) != len(devices):
             raise ValueError("a device is listed twice; one worker per device")
         return ",".join(devices)
+
+    @field_validator("dtype")
+    @classmethod
+    def _check_dtype(cls, value: str) -> str:
+        if value.lower() not in {"auto", "fp32", "fp16", "bf16"}:
+            raise ValueError("expected auto, fp32, fp16 or bf16")
+        return value.lower()
+
+    @field_validator("compile")
+    @classmethod
+    def _check_compile(cls, value: str) -> str:
+        if value.lower() not in {"off", "unet", "unet+vae"}:
+            raise ValueError("expected off, unet or unet+vae")
+        return value.lower()
+
+    @field_validator("compile_sizes")
+    @classmethod
+    def _check_sizes(cls, value: str) -> str:
+        sizes = [part.strip() for part in value.split(",") if part.strip()]
+        if not sizes or not all(re.fullmatch(r"\d{2,5}x\d{2,5}", size) for size in sizes):
+            raise ValueError("expected sizes like 512x512,1024x1024")
+        if any(int(side) % 8 for size in sizes for side in size.split("x")):
+            raise ValueError("every side must be a multiple of 8")
+        return ",".join(sizes)
 
     @field_validator("discord_api_url", "discord_gateway_url")
     @classmethod
@@ -101,6 +131,10 @@ class Settings(BaseSettings):
     def devices(self) -> list[str]:
         """One entry per worker (`auto` stays one entry: the engine expands it to every CUDA device it sees)."""
         return self.device.split(",")
+
+    @property
+    def compile_size_list(self) -> tuple[tuple[int, int], ...]:
+        return tuple((int(w), int(h)) for w, h in (size.split("x") for size in self.compile_sizes.split(",")))
 
     @property
     def lora_dir(self) -> Path:

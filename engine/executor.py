@@ -159,6 +159,7 @@ class GpuExecutor:
         clock: Callable[[], float] = time.perf_counter,
         planner: Callable[[GenerationParams], GenerationPlan] = make_plan,
         max_batch_images: int = 1,
+        warm_up: str | None = None,
     ) -> None:
         """`preview_interval`: least seconds between two previews of a job (None: no previews at all).
 
@@ -166,6 +167,7 @@ class GpuExecutor:
         submit (the registry's, which knows each model's traits); a plan that cannot be made refuses the job.
         `max_batch_images`: a free worker takes, with the next job, compatible waiting jobs up to this many images
         in all (1: every job runs alone); only engines that can run batches (`BatchEngine`) get more than one.
+        `warm_up`: a model each worker warms up (`engine.warm_up`) before its first job, e.g. to compile it.
         """
         engine_list = list(engines) if isinstance(engines, Sequence) else [engines]
         if not engine_list:
@@ -178,6 +180,7 @@ class GpuExecutor:
         self._clock = clock
         self._planner = planner
         self.max_batch_images = max_batch_images
+        self.warm_up = warm_up
         self._workers = [_Worker(f"{name}{i}", engine) for i, engine in enumerate(engine_list)]
         self._cond = threading.Condition()
         self._pending: dict[int, _Entry] = {}
@@ -189,6 +192,7 @@ class GpuExecutor:
         self._seq = itertools.count()
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._planning = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"easel-plan-{name}")
         # One encoder thread per worker, so that encoding one worker's images never queues behind another's.
         self._encoder = ThreadPoolExecutor(max_workers=len(self._workers), thread_name_prefix=f"easel-encode-{name}")
 
@@ -205,7 +209,8 @@ class GpuExecutor:
     async def submit(self, job: Job) -> Ticket:
         if self._loop is None:
             await self.start()
-        plan = self._planner(job.params)  # InvalidParamsError here refuses the job before it is queued
+        # The plan parses the prompt: off the event loop. InvalidParamsError here refuses the job before it is queued.
+        plan = await asyncio.get_running_loop().run_in_executor(self._planning, self._planner, job.params)
         with self._cond:
             if self._closing:
                 raise QueueFullError("Easel is shutting down; try again in a moment.")
@@ -278,6 +283,7 @@ class GpuExecutor:
             while thread is not None and thread.is_alive():  # noqa: ASYNC110 - a thread has no awaitable to wait on
                 await asyncio.sleep(0.02)
         self._encoder.shutdown(wait=False, cancel_futures=False)
+        self._planning.shutdown(wait=False, cancel_futures=True)
 
     # -- internals ----------------------------------------------------------------------------------------------
 
@@ -359,6 +365,14 @@ class GpuExecutor:
             return batch
 
     def _work(self, worker: _Worker) -> None:
+        warm_up = getattr(worker.engine, "warm_up", None)
+        if self.warm_up is not None and callable(warm_up):
+            try:
+                warm_up(self.warm_up, should_stop=lambda: self._closing)
+            except Cancelled:
+                return
+            except Exception:  # a failed warm-up only costs speed: the jobs still run
+                log.exception("warming up %s on %s failed", self.warm_up, worker.name)
         while True:
             batch = self._take_next(worker)
             if not batch:

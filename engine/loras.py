@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +178,57 @@ def apply_loras(pipe: Any, loaded: set[str], loras: list[tuple[LoraFile, LoraCal
         weights.append({part: w for part, w in multipliers.items() if name in components.get(part, [])})
     pipe.enable_lora()
     pipe.set_adapters(names, adapter_weights=weights)
+
+
+@dataclass
+class PatchedLoras:
+    """LoRAs merged into the weights in place, for a compiled UNet: injecting adapter layers would change the
+    module tree the compiled graph was made for (a recompile per LoRA set). The weights a merge touches are saved
+    first and copied back to remove it, so a job without LoRAs is exactly the base model again."""
+
+    current: tuple[tuple[str, float, float], ...] = ()
+    saved: dict[tuple[str, str], Any] = field(default_factory=dict)  # (component, module name) -> original weight
+
+
+def patch_loras(pipe: Any, state: PatchedLoras, loras: list[tuple[LoraFile, LoraCall]]) -> None:
+    """Make exactly these LoRAs merged into the pipeline's weights (nothing to do when they already are)."""
+    wanted = tuple((lora.name, call.te_multiplier, call.unet_multiplier) for lora, call in loras)
+    if wanted == state.current:
+        return
+    _restore(pipe, state)
+    if not loras:
+        return
+    from peft.tuners.lora import LoraLayer
+
+    names = []
+    for lora, _ in loras:
+        name = adapter_name(lora)
+        with _quiet_transformers():
+            pipe.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=name)
+        names.append(name)
+    components = pipe.get_list_adapters()
+    weights = []
+    for (_, call), name in zip(loras, names, strict=True):
+        te = call.te_multiplier
+        multipliers = {"text_encoder": te, "text_encoder_2": te, "unet": call.unet_multiplier}
+        weights.append({part: w for part, w in multipliers.items() if name in components.get(part, [])})
+    pipe.set_adapters(names, adapter_weights=weights)
+    patched = [part for part in _COMPONENTS if set(components.get(part, [])) & set(names)]
+    for part in patched:
+        for module_name, module in getattr(pipe, part).named_modules():
+            if isinstance(module, LoraLayer):
+                state.saved[(part, module_name)] = module.base_layer.weight.detach().clone()
+    pipe.fuse_lora(components=patched, adapter_names=names)
+    pipe.unload_lora_weights()  # the adapter layers go; the merged weights stay, in the original modules
+    state.current = wanted
+
+
+_COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+
+
+def _restore(pipe: Any, state: PatchedLoras) -> None:
+    modules = {part: dict(getattr(pipe, part).named_modules()) for part in {part for part, _ in state.saved}}
+    for (part, module_name), weight in state.saved.items():
+        modules[part][module_name].weight.copy_(weight)
+    state.saved.clear()
+    state.current = ()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ from engine.embeddings import Embedding, EmbeddingDB, ti_hashes
 from engine.errors import Cancelled, EaselError, GenerationFailedError, InvalidParamsError, short_reason
 from engine.infotext import create_infotext
 from engine.ksampling import ScheduleOptions
-from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes
+from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes, patch_loras
 from engine.models.loader import LoadedModel, ModelLoader
 from engine.models.registry import ModelRegistry
 from engine.params import GenerationParams
@@ -45,6 +46,7 @@ from engine.plan import GenerationPlan, PassConditioning, SamplingPass, TextSche
 from engine.previews import LatentPreview, PreviewFn
 from engine.prompts.extra_networks import LoraCall
 from engine.seeds import BatchRNG, ImageRNG
+from engine.speed import SpeedOptions
 from engine.vaes import VaeFile, VaeLibrary
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,7 @@ class DiffusersEngine:
         *,
         max_loaded: int = 2,
         memory_budget: int | None = None,
+        speed: SpeedOptions | None = None,
         loras: LoraLibrary | None = None,
         embeddings: EmbeddingDB | None = None,
         vaes: VaeLibrary | None = None,
@@ -152,6 +155,7 @@ class DiffusersEngine:
             max_loaded=max_loaded,
             memory_budget=memory_budget,
             embeddings=embeddings or EmbeddingDB([]),
+            speed=speed,
         )
         self.device = self.loader.device
 
@@ -161,6 +165,27 @@ class DiffusersEngine:
 
     def plan(self, params: GenerationParams) -> GenerationPlan:
         return self.registry.plan(params)
+
+    def warm_up(self, model: str, should_stop: CancelledFn | None = None) -> None:
+        """With a compiled UNet, compile it now for every bucketed size (and for a batch, so that batches reuse
+        the graph), before the first user waits for it. Runs on the worker thread while the bot connects."""
+        speed = self.loader.speed
+        if speed.compile == "off":
+            return
+        started = time.perf_counter()
+        # One image (2 UNet rows), two (4 rows: batches turn dynamic), and a prompt and negative of different
+        # lengths (separate calls of 1 row each): every shape a job can give.
+        shapes = [(1, ""), (2, ""), (1, " ".join(["warm-up"] * 80))]
+        for width, height in speed.compile_sizes:
+            for batch, negative in shapes:
+                params = GenerationParams(
+                    prompt="warm-up", negative_prompt=negative, model=model, seed=0, steps=2, sampler="Euler",
+                    width=width, height=height, batch_size=batch,
+                )  # fmt: skip
+                self.generate(params, is_cancelled=should_stop)
+        log.info(
+            "warmed up %s for %d size(s) in %.0f s", model, len(speed.compile_sizes), time.perf_counter() - started
+        )
 
     # -- generation -------------------------------------------------------------------------------------------
 
@@ -221,7 +246,10 @@ class DiffusersEngine:
             misfit = lora.misfit(loaded.entry.family, loaded.entry.context_width)
             if misfit is not None:
                 raise InvalidParamsError(misfit + ".")
-        apply_loras(loaded.pipe, loaded.adapters, loras)
+        if loaded.patched is not None:
+            patch_loras(loaded.pipe, loaded.patched, loras)
+        else:
+            apply_loras(loaded.pipe, loaded.adapters, loras)
         loaded.family.take_used_embeddings()  # forget what an earlier (perhaps failed) job encoded
 
         # 2. Each sampling pass: txt2img or img2img, then the hires pass on the upscaled result.

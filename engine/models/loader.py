@@ -18,11 +18,13 @@ from engine.conditioning import SDXL_CLIP_G, SDXL_CLIP_L, Conditioner
 from engine.embeddings import EmbeddingDB
 from engine.errors import EaselError, InvalidParamsError, ModelUnavailableError, short_reason
 from engine.families import ModelFamily, SD1Family, SDXLFamily
+from engine.loras import PatchedLoras
 from engine.models import builtin
 from engine.models.configs import sd15_config_folder, sdxl_config_folder
 from engine.models.entries import ModelEntry
 from engine.models.registry import BUILTIN_SHAPES, BUILTIN_TINY, BUILTIN_TINY_XL, ModelRegistry
 from engine.models.single_file import load_single_file, read_header
+from engine.speed import SpeedOptions, apply_speed
 from engine.vaes import VaeFile
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class LoadedModel:
     family: ModelFamily
     adapters: set[str] = field(default_factory=set)
     vaes: dict[str, Any] = field(default_factory=dict)  # VAE-folder VAEs loaded for this model, by file name
+    patched: PatchedLoras | None = None  # with a compiled UNet, LoRAs are merged in place instead of adapters
 
     @property
     def sdxl(self) -> bool:
@@ -78,10 +81,12 @@ class ModelLoader:
         max_loaded: int = 2,
         memory_budget: int | None = None,
         embeddings: EmbeddingDB | None = None,
+        speed: SpeedOptions | None = None,
     ) -> None:
         self.registry = registry
         self.device = resolve_device(device)
-        self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.speed = speed or SpeedOptions()
+        self.dtype = self.speed.torch_dtype(self.device)
         self.max_loaded = max(1, max_loaded)
         self.memory_budget = memory_budget
         self.embeddings = embeddings
@@ -108,7 +113,8 @@ class ModelLoader:
             log.warning("loading model %s failed: %s", entry.name, err)
             raise ModelUnavailableError(f"Model {entry.name!r} could not be loaded: {short_reason(err)}") from err
         pipe.set_progress_bar_config(disable=True)
-        conditioner, family = self._family(entry, pipe)
+        unet = apply_speed(pipe, self.speed, entry.latent_scale)
+        conditioner, family = self._family(entry, pipe, unet)
         loaded = LoadedModel(
             entry=entry,
             pipe=pipe,
@@ -117,6 +123,7 @@ class ModelLoader:
             load_seconds=time.perf_counter() - started,
             conditioner=conditioner,
             family=family,
+            patched=PatchedLoras() if self.speed.compile != "off" else None,
         )
         log.info("loaded model %s in %.2f s on %s", entry.name, loaded.load_seconds, self.device)
         with self._lock:
@@ -160,7 +167,7 @@ class ModelLoader:
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
 
-    def _family(self, entry: ModelEntry, pipe: Any) -> tuple[Conditioner, ModelFamily]:
+    def _family(self, entry: ModelEntry, pipe: Any, unet: Any) -> tuple[Conditioner, ModelFamily]:
         if entry.family == "sdxl":
             width = int(pipe.text_encoder.get_input_embeddings().embedding_dim) + int(
                 pipe.text_encoder_2.get_input_embeddings().embedding_dim
@@ -173,9 +180,9 @@ class ModelLoader:
                 pipe.tokenizer_2, pipe.text_encoder_2, self.device, self.embeddings, style=SDXL_CLIP_G,
                 embedding_width=width,
             )  # fmt: skip
-            return first, SDXLFamily(pipe.unet, first, second)
+            return first, SDXLFamily(unet, first, second)
         conditioner = Conditioner(pipe.tokenizer, pipe.text_encoder, self.device, embeddings=self.embeddings)
-        return conditioner, SD1Family(pipe.unet, conditioner)
+        return conditioner, SD1Family(unet, conditioner)
 
     @staticmethod
     def _scheduler_config(entry: ModelEntry, pipe: Any) -> dict[str, Any]:
