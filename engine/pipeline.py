@@ -424,8 +424,20 @@ class DiffusersEngine:
 
     def _decode_pixels(self, run: _Run, latents: torch.Tensor) -> torch.Tensor:
         """Decode in the VAE's dtype; where that gives NaN (SDXL's VAE overflows in fp16), decode again in fp32 and
-        keep the VAE in fp32 from then on, as A1111's "Automatically revert VAE to 32-bit floats" does."""
-        pixels = decode(run.vae, latents)
+        keep the VAE in fp32 from then on, as A1111's "Automatically revert VAE to 32-bit floats" does. A decode that
+        does not fit in memory is done again in tiles (seams blended: not bit-identical, but an image)."""
+        try:
+            pixels = decode(run.vae, latents)
+        except torch.cuda.OutOfMemoryError:
+            log.warning("model %s: decoding %s latents ran out of memory; decoding in tiles", run.loaded.entry.name,
+                        tuple(latents.shape))  # fmt: skip
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            run.vae.enable_tiling()
+            try:
+                pixels = decode(run.vae, latents)
+            finally:
+                run.vae.disable_tiling()
         if torch.isnan(pixels).any() and run.vae.dtype != torch.float32:
             log.warning("model %s: the VAE gave NaN in %s; decoding in float32 from now on", run.loaded.entry.name,
                         run.vae.dtype)  # fmt: skip

@@ -61,3 +61,22 @@ def test_a_compiled_unet_never_compiles_again_after_the_warm_up(engine: Diffuser
     eager = DiffusersEngine(engine.registry, "cpu", loras=loras)
     assert np.abs(base - pixels(eager)).max() <= 2
     assert np.abs(with_lora - pixels(eager, prompt="a lighthouse at dusk <lora:quick:0.8>")).max() <= 2
+
+
+def test_a_decode_that_does_not_fit_in_memory_is_done_again_in_tiles(
+    engine: DiffusersEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vae = engine.load("builtin:tiny").pipe.vae
+    real = vae.decode
+    tiled: list[bool] = []
+
+    def short_of_memory(latents: torch.Tensor, **kwargs: object) -> object:
+        tiled.append(vae.use_tiling)
+        if not vae.use_tiling:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
+        return real(latents, **kwargs)
+
+    monkeypatch.setattr(vae, "decode", short_of_memory)
+    [result] = engine.generate(tiny_params(width=256, height=256))
+    assert result.image.size == (256, 256) and tiled == [False, True]
+    assert not vae.use_tiling  # back to whole decodes for the next job
