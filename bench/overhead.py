@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from diffusers import EulerDiscreteScheduler
 
+from bench.timing import executor_run, on_thread
 from engine.executor import GpuExecutor
-from engine.jobs import Finished, Job
 from engine.models.registry import ModelRegistry
 from engine.params import GenerationParams
 from engine.pipeline import DiffusersEngine
@@ -51,13 +51,8 @@ def bare_call(engine: DiffusersEngine, params: GenerationParams) -> float:
     return time.perf_counter() - started
 
 
-async def easel_job(executor: GpuExecutor, params: GenerationParams, n: int) -> float:
-    started = time.perf_counter()
-    ticket = await executor.submit(Job(job_id=f"bench{n}", user_id="bench", params=params))
-    async for event in ticket.events:
-        if isinstance(event, Finished):
-            break
-    return time.perf_counter() - started
+def new_executor(engine: DiffusersEngine) -> GpuExecutor:
+    return GpuExecutor(engine, max_queued_per_user=10, max_queued_total=10)
 
 
 async def main() -> None:
@@ -72,22 +67,18 @@ async def main() -> None:
     data = Path(tempfile.gettempdir()) / "easel-bench"
     registry = ModelRegistry(data / "models", data / "cache")
     engine = DiffusersEngine(registry, args.device)
-    executor = GpuExecutor(engine, max_queued_per_user=10, max_queued_total=10)
-    await executor.start()
     params = GenerationParams(
         prompt="a red circle on a blue background", model=args.model, seed=42, steps=args.steps,
         sampler="Euler", cfg_scale=5.0, width=args.size, height=args.size, rng="CPU",
     )  # fmt: skip
     started = time.perf_counter()
-    engine.load(args.model)
+    on_thread(lambda: engine.load(args.model))
     load_seconds = time.perf_counter() - started
-    bare_call(engine, params)  # warm-up both paths
-    await easel_job(executor, params, -1)
     bare, ours = [], []
-    for n in range(args.repeats):  # interleaved, so drift on a busy machine hits both sides alike
-        bare.append(bare_call(engine, params))
-        ours.append(await easel_job(executor, params, n))
-    await executor.close()
+    for n in range(args.repeats + 1):  # interleaved, so drift on a busy machine hits both sides alike; 0 warms up
+        bare.append(on_thread(lambda: bare_call(engine, params)))
+        ours.append(await executor_run(new_executor(engine), [params], f"bench{n}-"))
+    bare, ours = bare[1:], ours[1:]
     b, o = statistics.median(bare), statistics.median(ours)
     print(f"model {args.model}, {args.size}x{args.size}, {args.steps} steps, Euler, {torch.get_num_threads()} threads")
     print(f"load (first, incl. build if needed): {load_seconds:.2f} s")
