@@ -79,6 +79,7 @@ def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
         fuse_qkv=settings.fuse_qkv,
         compile=settings.compile,
         compile_sizes=settings.compile_size_list,
+        compile_mode=settings.compile_mode,
     )
     # One engine per device; all of them share the LoRAs, embeddings, VAEs and blobs, so a rescan reaches every worker.
     engines = [

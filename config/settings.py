@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     channels_last: bool = False
     fuse_qkv: bool = False
     compile: str = "off"  # off, unet, unet+vae (torch.compile for the sizes below, warmed up at start-up)
+    compile_mode: str = "default"  # default, cudagraphs (CUDA graphs per bucketed shape), max-autotune
     compile_sizes: str = "512x512,768x768,1024x1024,832x1216,1216x832,896x1152,1152x896"
     log_level: str = "INFO"
 
@@ -94,6 +95,13 @@ class Settings(BaseSettings):
     def _check_compile(cls, value: str) -> str:
         if value.lower() not in {"off", "unet", "unet+vae"}:
             raise ValueError("expected off, unet or unet+vae")
+        return value.lower()
+
+    @field_validator("compile_mode")
+    @classmethod
+    def _check_compile_mode(cls, value: str) -> str:
+        if value.lower() not in {"default", "cudagraphs", "max-autotune"}:
+            raise ValueError("expected default, cudagraphs or max-autotune")
         return value.lower()
 
     @field_validator("compile_sizes")

@@ -19,6 +19,9 @@ import torch
 log = logging.getLogger(__name__)
 
 COMPILE_TARGETS = ("off", "unet", "unet+vae")
+# EASEL_COMPILE_MODE -> torch.compile's mode: "cudagraphs" replays each bucketed shape as a CUDA graph (one graph per
+# size, batch and prompt length met, so still bounded); "max-autotune" benchmarks kernels while compiling.
+COMPILE_MODES = {"default": None, "cudagraphs": "reduce-overhead", "max-autotune": "max-autotune-no-cudagraphs"}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # The sizes most jobs have: SD 1.x's 512-768 and SDXL's 1024-pixel aspect-ratio buckets.
 DEFAULT_COMPILE_SIZES = ((512, 512), (768, 768), (1024, 1024), (832, 1216), (1216, 832), (896, 1152), (1152, 896))
@@ -31,6 +34,7 @@ class SpeedOptions:
     fuse_qkv: bool = False
     compile: str = "off"  # off, unet, or unet+vae
     compile_sizes: tuple[tuple[int, int], ...] = DEFAULT_COMPILE_SIZES  # (width, height) in pixels
+    compile_mode: str = "default"  # a key of COMPILE_MODES
 
     def torch_dtype(self, device: str) -> torch.dtype:
         if self.dtype == "auto":
@@ -43,10 +47,16 @@ class BucketedModule(torch.nn.Module):
     `sizes`, and eagerly for any other: a job at an odd size never makes torch compile another graph. Batch and
     sequence lengths are marked dynamic, so batches and long prompts reuse the graph."""
 
-    def __init__(self, eager: torch.nn.Module, sizes: set[tuple[int, int]], dynamic_dims: dict[str, tuple[int, ...]]):
+    def __init__(
+        self,
+        eager: torch.nn.Module,
+        sizes: set[tuple[int, int]],
+        dynamic_dims: dict[str, tuple[int, ...]],
+        mode: str | None = None,
+    ) -> None:
         super().__init__()
         self.eager = eager
-        self.compiled = torch.compile(eager, dynamic=False)
+        self.compiled = torch.compile(eager, dynamic=False, mode=mode)
         self.sizes = sizes  # (height, width) of the input tensor
         self.dynamic_dims = dynamic_dims  # keyword argument -> its dims that vary between calls
 
@@ -92,8 +102,9 @@ def apply_speed(pipe: Any, options: SpeedOptions, latent_scale: int) -> Any:
     unet = pipe.unet
     if options.compile != "off":
         latent_sizes = {(h // latent_scale, w // latent_scale) for w, h in options.compile_sizes}
-        unet = BucketedModule(pipe.unet, latent_sizes, {"encoder_hidden_states": (0, 1)})
+        mode = COMPILE_MODES[options.compile_mode]
+        unet = BucketedModule(pipe.unet, latent_sizes, {"encoder_hidden_states": (0, 1)}, mode)
         if options.compile == "unet+vae":
-            pipe.vae.decoder = BucketedModule(pipe.vae.decoder, latent_sizes, {})
-        log.info("compiling for %s", ", ".join(f"{w}x{h}" for w, h in options.compile_sizes))
+            pipe.vae.decoder = BucketedModule(pipe.vae.decoder, latent_sizes, {}, mode)
+        log.info("compiling (%s) for %s", options.compile_mode, ", ".join(f"{w}x{h}" for w, h in options.compile_sizes))
     return unet

@@ -14,7 +14,7 @@ from torch._dynamo.utils import counters
 
 from engine.loras import LoraLibrary
 from engine.pipeline import DiffusersEngine
-from engine.speed import SpeedOptions
+from engine.speed import COMPILE_MODES, BucketedModule, SpeedOptions
 from tests.engine.conftest import tiny_params
 
 pytestmark = pytest.mark.slow
@@ -80,3 +80,14 @@ def test_a_decode_that_does_not_fit_in_memory_is_done_again_in_tiles(
     [result] = engine.generate(tiny_params(width=256, height=256))
     assert result.image.size == (256, 256) and tiled == [False, True]
     assert not vae.use_tiling  # back to whole decodes for the next job
+
+
+def test_the_cuda_graph_mode_compiles_a_bucketed_size_and_leaves_other_sizes_eager() -> None:
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1).requires_grad_(False)
+    bucketed = BucketedModule(conv, {(8, 8)}, {}, COMPILE_MODES["cudagraphs"])  # on a CPU: compiled, no graphs
+    counters.clear()
+    for batch in (2, 3, 5):  # (a batch of 1 gets a graph of its own; with CFG a UNet batch is never 1)
+        sample = torch.randn(batch, 4, 8, 8)
+        torch.testing.assert_close(bucketed(sample), conv(sample))
+    bucketed(torch.randn(1, 4, 6, 6))
+    assert counters["stats"]["unique_graphs"] == 1
