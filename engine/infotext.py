@@ -23,7 +23,8 @@ from engine.params import HIRES_UPSCALERS, GenerationParams
 from engine.prompts.attention import parse_prompt_attention
 from engine.samplers import effective_schedule, sampler_spec
 
-_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# A1111's `re_param`; `find_params` finds what its findall finds, in linear time.
+RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _RE_IMAGESIZE = re.compile(r"^(\d+)x(\d+)$")
 _RE_VERSION_HEAD = re.compile(r"([^-]+-[^-]+)-.*")
 
@@ -66,6 +67,70 @@ _DEFAULTS: dict[str, Any] = {
 _V160 = Version("1.6.0")
 _V170_TSNR = Version("v1.7.0-225")
 _V180 = Version("1.8.0")
+
+
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"  # what the regex `\w` matches in text
+
+
+def find_params(line: str) -> list[tuple[str, str]]:
+    """`RE_PARAM.findall(line)`, without the regex engine's quadratic retries on long runs of key characters.
+
+    At a start: whitespace, then a key (a word character, then word characters, spaces, `-` and `/`), which must be
+    two characters or more and end at a `:`; then whitespace and a value: a double-quoted string (backslash escapes)
+    followed by `,` or the end, else everything up to the next `,`. Where no key ends at a `:`, no start inside that
+    run of key characters can either, so the scan jumps past it.
+    """
+    found: list[tuple[str, str]] = []
+    n, i = len(line), 0
+    while i < n:
+        j = i
+        while j < n and line[j].isspace():
+            j += 1
+        if j >= n or not _is_word(line[j]):
+            i = j + 1
+            continue
+        k = j + 1
+        while k < n and (_is_word(line[k]) or line[k] in " -/"):
+            k += 1
+        if k - j < 2 or k >= n or line[k] != ":":
+            i = max(i + 1, k)
+            continue
+        v = k + 1
+        while v < n and line[v].isspace():
+            v += 1
+        end = _quoted_end(line, v)
+        if end is not None and (end == n or line[end] == ","):
+            found.append((line[j:k], line[v:end]))
+            i = end + 1
+            continue
+        comma = line.find(",", v)
+        end = n if comma < 0 else comma
+        found.append((line[j:k], line[v:end]))
+        i = end + 1
+    return found
+
+
+def _quoted_end(line: str, start: int) -> int | None:
+    """The index just past a `"(?:\\.|[^\\"])+"` at `start`, or None."""
+    n = len(line)
+    if start >= n or line[start] != '"':
+        return None
+    t, count = start + 1, 0
+    while t < n:
+        char = line[t]
+        if char == "\\":
+            if t + 1 >= n or line[t + 1] == "\n":
+                return None  # `\\.` needs a character (any but a newline); nothing else takes a backslash
+            t += 2
+        elif char == '"':
+            break
+        else:
+            t += 1
+        count += 1
+    if t >= n or count == 0:
+        return None
+    return t + 1
 
 
 def quote(v: str) -> str:
@@ -164,7 +229,7 @@ def parse_infotext(text: str) -> dict[str, Any]:
     done_with_prompt = False
 
     *lines, lastline = text.strip().split("\n")
-    if len(_RE_PARAM.findall(lastline)) < 3:
+    if len(find_params(lastline)) < 3:
         lines.append(lastline)
         lastline = ""
 
@@ -178,7 +243,7 @@ def parse_infotext(text: str) -> dict[str, Any]:
         else:
             prompt += ("" if prompt == "" else "\n") + line
 
-    for key, raw in _RE_PARAM.findall(lastline):
+    for key, raw in find_params(lastline):
         if not raw:
             continue  # A1111 fails on v[0], prints an error and drops the key
         value = unquote(raw)
@@ -277,7 +342,7 @@ def _backcompat(res: dict[str, Any]) -> None:
 def looks_like_infotext(text: str) -> bool:
     """True for a pasted parameter block: a last line of 3+ `key: value` pairs, among them Steps/Sampler/Seed."""
     lastline = text.strip().split("\n")[-1]
-    pairs = _RE_PARAM.findall(lastline)
+    pairs = find_params(lastline)
     return len(pairs) >= 3 and any(key in ("Steps", "Sampler", "Seed") for key, _ in pairs)
 
 

@@ -7,7 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from engine.errors import InvalidParamsError
 from engine.infotext import ModelHint, model_from_infotext, options_from_infotext, parse_infotext
+from engine.params import MAX_PROMPT_CHARS
+
+# A prompt and a negative prompt at their limit, and room for the longest parameter lines A1111 writes.
+MAX_PASTE_CHARS = 2 * MAX_PROMPT_CHARS + 4000
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,10 @@ class ModelMatcher(Protocol):
 def read_pasted(text: str, *, init_image: str | None = None) -> Pasted:
     """A pasted block -> options, model hint and notes. With `init_image` it is an img2img paste: `Denoising
     strength` is the img2img strength (see `options_from_infotext`)."""
+    if len(text) > MAX_PASTE_CHARS:
+        raise InvalidParamsError(
+            f"The pasted parameters are {len(text):,} characters; the limit is {MAX_PASTE_CHARS:,}."
+        )
     fields = parse_infotext(text)
     options, notes = options_from_infotext(fields, init_image=init_image)
     return Pasted(options, model_from_infotext(fields), tuple(notes))

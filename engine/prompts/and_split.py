@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
+from engine.prompts.scan import split_weight
+
 _RE_AND = re.compile(r"\bAND\b")
-_RE_WEIGHT = re.compile(r"^((?:\s|.)*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$")
 
 
 def split_and(prompt: str) -> list[tuple[str, float]]:
@@ -16,10 +17,6 @@ def split_and(prompt: str) -> list[tuple[str, float]]:
     """
     parts: list[tuple[str, float]] = []
     for part in _RE_AND.split(prompt):
-        match = _RE_WEIGHT.search(part)
-        if match is None:  # the pattern matches any string; kept for parity with A1111
-            parts.append((part, 1.0))
-            continue
-        text, weight = match.groups()
+        text, weight = split_weight(part)
         parts.append((text, float(weight) if weight is not None else 1.0))
     return parts

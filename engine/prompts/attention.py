@@ -1,8 +1,9 @@
 """A1111's emphasis parser (`parse_prompt_attention`): `(a)`, `[a]`, `(a:1.3)`, escapes and `BREAK`.
 
 A port of A1111 v1.10.1 `modules/prompt_parser.py`, quirks included (a lone backslash is swallowed,
-unbalanced brackets run to the end of the prompt). The one change: where A1111 crashes on a weight such as
-`1.2.3`, we raise InvalidParamsError with a message the user can act on.
+unbalanced brackets run to the end of the prompt). The changes: where A1111 crashes on a weight such as
+`1.2.3`, we raise InvalidParamsError with a message the user can act on, and so we do for brackets nested more
+than MAX_NESTING deep (A1111's cost grows with depth times length).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import re
 
 from engine.errors import InvalidParamsError
+from engine.prompts.editing import MAX_NESTING, nesting_error
+from engine.prompts.scan import split_break
 
 # Tried in this order; verbose mode, exactly as A1111 writes it.
 _RE_ATTENTION = re.compile(
@@ -30,8 +33,6 @@ _RE_ATTENTION = re.compile(
 """,
     re.X,
 )
-
-_RE_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
 
 ROUND_BRACKET_MULTIPLIER = 1.1
 SQUARE_BRACKET_MULTIPLIER = 1 / 1.1
@@ -59,10 +60,11 @@ def parse_prompt_attention(text: str) -> list[list[str | float]]:
 
         if piece.startswith("\\"):
             res.append([piece[1:], 1.0])
-        elif piece == "(":
-            round_brackets.append(len(res))
-        elif piece == "[":
-            square_brackets.append(len(res))
+        elif piece in {"(", "["}:
+            (round_brackets if piece == "(" else square_brackets).append(len(res))
+            # Each closing bracket re-weights everything since its opening: depth bounds that work per piece.
+            if len(round_brackets) + len(square_brackets) > MAX_NESTING:
+                raise nesting_error()
         elif weight is not None and round_brackets:
             multiply_range(round_brackets.pop(), _weight(weight, piece))
         elif piece == ")" and round_brackets:
@@ -70,7 +72,7 @@ def parse_prompt_attention(text: str) -> list[list[str | float]]:
         elif piece == "]" and square_brackets:
             multiply_range(square_brackets.pop(), SQUARE_BRACKET_MULTIPLIER)
         else:
-            for i, part in enumerate(_RE_BREAK.split(piece)):
+            for i, part in enumerate(split_break(piece)):
                 if i > 0:
                     res.append(["BREAK", -1])
                 res.append([part, 1.0])

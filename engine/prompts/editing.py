@@ -20,12 +20,17 @@ import math
 import re
 from dataclasses import dataclass
 
+from engine.errors import InvalidParamsError
+
 # lark's common.SIGNED_NUMBER: optional sign, INT or DECIMAL (`1.`, `.5`, `1.5`), optional exponent.
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)"
 _RE_WHEN = re.compile(rf"\s*({_NUMBER})\s*")
 
-# Deeper nesting is not a real prompt: the whole prompt is then used unchanged (A1111 would still parse it).
-MAX_DEPTH = 100
+# Limits of Easel's own (A1111 has none): within them a prompt at the length limit parses in milliseconds, and a
+# job never has more distinct texts to encode than steps.
+MAX_NESTING = 32  # brackets inside brackets, emphasis included (engine.prompts.attention counts the same way)
+MAX_EDITS = 100  # prompt-editing and alternation brackets in one prompt
+MAX_ALTERNATIVES = 50  # options of one `[a|b|...]`
 
 
 @dataclass
@@ -117,8 +122,8 @@ class _Parser:
         """The emphasized/scheduled/alternate bracket opening at `pos` and its end, or None."""
         if pos in self.constructs:
             return self.constructs[pos]
-        if depth > MAX_DEPTH:
-            raise _NoParseError
+        if depth >= MAX_NESTING:
+            raise nesting_error()
         found = self._round(pos, depth) if self.text[pos] == "(" else self._square(pos, depth)
         self.constructs[pos] = found
         return found
@@ -162,6 +167,26 @@ class _Parser:
             before = parts[0] if len(parts) == 3 else None
             return _Scheduled(before, parts[-2], when.group(1)), closing
         return None
+
+
+def nesting_error() -> InvalidParamsError:
+    return InvalidParamsError(
+        f"The prompt nests brackets more than {MAX_NESTING} deep (brackets never closed count too); "
+        "simplify it, or write a literal bracket as \\( or \\[."
+    )
+
+
+def _check_limits(found: list[_Scheduled | _Alternate]) -> None:
+    if len(found) > MAX_EDITS:
+        raise InvalidParamsError(
+            f"The prompt has {len(found)} prompt-editing or alternation brackets; the limit is {MAX_EDITS}."
+        )
+    for node in found:
+        if isinstance(node, _Alternate) and len(node.options) > MAX_ALTERNATIVES:
+            raise InvalidParamsError(
+                f"A [a|b|...] alternation in the prompt has {len(node.options)} options; "
+                f"the limit is {MAX_ALTERNATIVES}."
+            )
 
 
 def _add(out: list[_Node], node: _Node | list[_Node]) -> None:
@@ -234,7 +259,9 @@ def get_learned_conditioning_prompt_schedules(
         except _NoParseError:
             return [[steps, prompt]]
         boundaries = {steps}
-        for node in _walk(tree):
+        found = _walk(tree)
+        _check_limits(found)
+        for node in found:
             if isinstance(node, _Scheduled):
                 node.when = _when(node.number, steps, int_offset, flt_offset, use_old_scheduling)
                 if node.when >= 1:

@@ -7,12 +7,10 @@ plan, the checks before queueing and the `lora` slash option all go through it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from engine.errors import InvalidParamsError
-
-_RE_EXTRA_NET = re.compile(r"<(\w+):([^>]+)>")
+from engine.prompts.scan import find_extra_networks
 
 
 @dataclass(frozen=True)
@@ -53,12 +51,14 @@ class LoraCall:
 def parse_extra_networks(prompt: str) -> tuple[str, list[ExtraNetworkCall]]:
     """The prompt without its tags (whitespace untouched: `a, <lora:x:1>, b` -> `a, , b`), and the tags."""
     calls: list[ExtraNetworkCall] = []
-
-    def found(match: re.Match[str]) -> str:
-        calls.append(ExtraNetworkCall(match.group(1), tuple(match.group(2).split(":"))))
-        return ""
-
-    return _RE_EXTRA_NET.sub(found, prompt), calls
+    kept: list[str] = []
+    pos = 0
+    for start, end, kind, arguments in find_extra_networks(prompt):
+        calls.append(ExtraNetworkCall(kind, tuple(arguments.split(":"))))
+        kept.append(prompt[pos:start])
+        pos = end
+    kept.append(prompt[pos:])
+    return "".join(kept), calls
 
 
 def lora_call(call: ExtraNetworkCall) -> LoraCall:
@@ -108,12 +108,13 @@ def read_loras(prompt: str) -> tuple[str, tuple[LoraCall, ...]]:
 def remove_lora(prompt: str, name: str) -> tuple[str, list[str]]:
     """The prompt without the tags that call the LoRA `name` (case forgiven), and the tags removed."""
     removed: list[str] = []
-
-    def drop(match: re.Match[str]) -> str:
-        call = ExtraNetworkCall(match.group(1), tuple(match.group(2).split(":")))
+    kept: list[str] = []
+    pos = 0
+    for start, end, kind, arguments in find_extra_networks(prompt):
+        call = ExtraNetworkCall(kind, tuple(arguments.split(":")))
         if call.kind == "lora" and call.positional and call.positional[0].strip().lower() == name.strip().lower():
-            removed.append(match.group(0))
-            return ""
-        return match.group(0)
-
-    return _RE_EXTRA_NET.sub(drop, prompt), removed
+            removed.append(prompt[start:end])
+            kept.append(prompt[pos:start])
+            pos = end
+    kept.append(prompt[pos:])
+    return "".join(kept), removed

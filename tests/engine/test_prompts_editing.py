@@ -1,6 +1,10 @@
 """Prompt editing and alternation schedules, against A1111 v1.10.1's doctests and documented rules."""
 
+import pytest
+
+from engine.errors import InvalidParamsError
 from engine.prompts import get_learned_conditioning_prompt_schedules, prompt_schedule
+from engine.prompts.editing import MAX_ALTERNATIVES, MAX_EDITS, MAX_NESTING
 
 
 def schedule(prompt: str, steps: int = 10, hires_steps: int | None = None, old: bool = False) -> list[list[int | str]]:
@@ -193,6 +197,22 @@ def test_prompt_schedule_returns_pairs() -> None:
     assert prompt_schedule("a [b:3]", 10) == [(3, "a "), (10, "a b")]
 
 
-def test_deep_nesting_does_not_crash() -> None:
-    prompt = "(" * 2000 + "a" + ")" * 2000
-    assert schedule(prompt) == [[10, prompt]]
+def test_nesting_up_to_the_limit_parses_and_deeper_is_refused_with_the_limit_named() -> None:
+    deepest = "[" * (MAX_NESTING - 1) + "[a:b:3]" + "]" * (MAX_NESTING - 1)
+    inner = "[" * (MAX_NESTING - 1)
+    assert schedule(deepest) == [
+        [3, inner + "a" + "]" * (MAX_NESTING - 1)],
+        [10, inner + "b" + "]" * (MAX_NESTING - 1)],
+    ]
+    for prompt in ("(" * 2000 + "a" + ")" * 2000, "(" * (MAX_NESTING + 1) + "a"):
+        with pytest.raises(InvalidParamsError, match=f"more than {MAX_NESTING} deep"):
+            schedule(prompt)
+
+
+def test_prompt_editing_brackets_and_alternatives_have_their_own_limits() -> None:
+    assert len(schedule("[a|b] " * MAX_EDITS)) == 10
+    with pytest.raises(InvalidParamsError, match=f"{MAX_EDITS + 1} prompt-editing or alternation brackets"):
+        schedule("[a|b] " * (MAX_EDITS + 1))
+    options = "|".join(str(n) for n in range(MAX_ALTERNATIVES + 1))
+    with pytest.raises(InvalidParamsError, match=f"{MAX_ALTERNATIVES + 1} options; the limit is {MAX_ALTERNATIVES}"):
+        schedule(f"a [{options}]")
