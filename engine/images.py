@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Iterator
 
 import piexif
 import piexif.helper
@@ -19,7 +20,10 @@ from engine.errors import InvalidParamsError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _USER_COMMENT = piexif.ExifIFD.UserComment
-_MAX_TEXT = 1 << 20  # a compressed text chunk may not inflate beyond 1 MiB
+_MAX_TEXT = 1 << 20  # the compressed text chunks of one file may not inflate beyond 1 MiB in all
+_TEXT_KEYS = ("parameters", "comment")  # the only PNG text keywords read_infotext looks at
+_KEYWORD_MAX = 79  # the PNG specification's longest keyword
+_EXIF_POINTER = 0x8769  # IFD0's pointer to the Exif IFD
 # JPEG start-of-frame markers that carry the image size (not DHT C4, JPG C8, DAC CC).
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
@@ -85,13 +89,8 @@ def read_infotext(data: bytes) -> str | None:
 
 
 def _user_comment(exif: bytes) -> str:
-    if not exif.startswith((b"Exif\x00\x00", b"MM", b"II")):
-        return ""
-    try:
-        raw = piexif.load(exif).get("Exif", {}).get(_USER_COMMENT, b"")
-    except (ValueError, KeyError, IndexError, struct.error):
-        return ""
-    if not isinstance(raw, bytes):
+    raw = _exif_user_comment(exif)
+    if raw is None:
         return ""
     try:
         return str(piexif.helper.UserComment.load(raw))
@@ -101,61 +100,110 @@ def _user_comment(exif: bytes) -> str:
         return raw.decode("utf-8", errors="ignore").lstrip("\x00")
 
 
-def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    chunks: list[tuple[bytes, bytes]] = []
+def _exif_user_comment(exif: bytes) -> bytes | None:
+    """The raw UserComment of an EXIF block (`Exif\0\0` + TIFF, or bare TIFF), as piexif.load would find it.
+
+    Only the two entries that lead to it are read (IFD0's Exif pointer, then the Exif IFD's UserComment), so no
+    count or offset in the file can make this allocate more than the comment's own bytes, which lie in the file.
+    """
+    tiff = memoryview(exif)[6:] if exif.startswith(b"Exif\x00\x00") else memoryview(exif)
+    order = {b"II": "<", b"MM": ">"}.get(bytes(tiff[:2]))
+    if order is None or len(tiff) < 8:
+        return None
+    (ifd0,) = struct.unpack(order + "I", tiff[4:8])
+    pointer = _ifd_entry(tiff, order, ifd0, _EXIF_POINTER)
+    if pointer is None:
+        return None
+    entry = _ifd_entry(tiff, order, struct.unpack(order + "I", pointer[8:12])[0], _USER_COMMENT)
+    if entry is None:
+        return None
+    (count,) = struct.unpack(order + "I", entry[4:8])
+    if count <= 4:
+        return bytes(entry[8 : 8 + count])
+    (offset,) = struct.unpack(order + "I", entry[8:12])
+    return bytes(tiff[offset : offset + count])
+
+
+def _ifd_entry(tiff: memoryview, order: str, offset: int, tag: int) -> memoryview | None:
+    """The 12-byte entry for `tag` in the IFD at `offset`, or None (at most 65535 entries, each read in place)."""
+    if offset + 2 > len(tiff):
+        return None
+    (count,) = struct.unpack(order + "H", tiff[offset : offset + 2])
+    for pos in range(offset + 2, min(offset + 2 + 12 * count, len(tiff) - 11), 12):
+        if struct.unpack(order + "H", tiff[pos : pos + 2])[0] == tag:
+            return tiff[pos : pos + 12]
+    return None
+
+
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
+    """(type, body) of each chunk, read in place (a body is a view into the file, never a copy)."""
+    view = memoryview(data)
     pos = len(PNG_SIGNATURE)
     while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        body = data[pos + 8 : pos + 8 + length]
+        length, kind = struct.unpack(">I4s", view[pos : pos + 8])
+        body = view[pos + 8 : pos + 8 + length]
         if len(body) < length:
             break
-        chunks.append((kind, body))
+        yield kind, body
         pos += 12 + length
         if kind == b"IEND":
             break
-    return chunks
 
 
-def _inflate(body: bytes) -> bytes | None:
-    inflater = zlib.decompressobj()
-    try:
-        text = inflater.decompress(body, _MAX_TEXT)
-    except zlib.error:
-        return None
-    return None if inflater.unconsumed_tail else text
+class _Inflater:
+    """Inflates compressed text chunks within one budget for the whole file (Pillow's own cap is 64 MiB)."""
+
+    def __init__(self) -> None:
+        self.left = _MAX_TEXT
+
+    def __call__(self, body: bytes | memoryview) -> bytes | None:
+        if self.left <= 0:
+            return None
+        inflater = zlib.decompressobj()
+        try:
+            text = inflater.decompress(body, self.left)
+        except zlib.error:
+            return None
+        self.left -= len(text)
+        return None if inflater.unconsumed_tail else text
 
 
 def _png_metadata(data: bytes) -> tuple[dict[str, str], bytes | None]:
-    """Text chunks (a later one of the same keyword wins, as in Pillow) and the eXIf chunk of a PNG."""
+    """The `parameters` and `comment` text chunks (a later one of the same keyword wins, as in Pillow) and the
+    eXIf chunk of a PNG. Other keywords are never decoded; compressed text inflates within `_MAX_TEXT` in all."""
     texts: dict[str, str] = {}
     exif: bytes | None = None
+    inflate = _Inflater()
     for kind, body in _png_chunks(data):
         if kind == b"eXIf":
-            exif = body
+            exif = bytes(body)
             continue
-        keyword, sep, rest = body.partition(b"\x00")
-        if not sep:
+        if kind not in (b"tEXt", b"zTXt", b"iTXt"):
             continue
+        keyword, sep, _ = bytes(body[: _KEYWORD_MAX + 1]).partition(b"\x00")
         key = keyword.decode("latin-1")
+        if not sep or key not in _TEXT_KEYS:
+            continue
+        rest = body[len(keyword) + 1 :]
         if kind == b"tEXt":
-            texts[key] = rest.decode("latin-1")
+            texts[key] = bytes(rest).decode("latin-1")
         elif kind == b"zTXt" and rest:
-            text = _inflate(rest[1:])
+            text = inflate(rest[1:])
             if text is not None:
                 texts[key] = text.decode("latin-1")
         elif kind == b"iTXt" and len(rest) >= 2:
             compressed, _method = rest[0], rest[1]
-            _language, _, rest = rest[2:].partition(b"\x00")
-            _translated, _, value = rest.partition(b"\x00")
-            text = _inflate(value) if compressed else value
+            _language, _, tail = bytes(rest[2:]).partition(b"\x00")
+            _translated, _, value = tail.partition(b"\x00")
+            text = inflate(value) if compressed else value
             if text is not None:
                 texts[key] = text.decode("utf-8", errors="replace")
     return texts, exif
 
 
-def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
-    """(marker, body) for each JPEG header segment up to the start of scan."""
-    segments: list[tuple[int, bytes]] = []
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, memoryview]]:
+    """(marker, body) for each JPEG header segment up to the start of scan, read in place."""
+    view = memoryview(data)
     pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
@@ -167,41 +215,39 @@ def _jpeg_segments(data: bytes) -> list[tuple[int, bytes]]:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             pos += 2
             continue
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        (length,) = struct.unpack(">H", view[pos + 2 : pos + 4])
         if length < 2:
             break
-        segments.append((marker, data[pos + 4 : pos + 2 + length]))
+        yield marker, view[pos + 4 : pos + 2 + length]
         if marker in (0xDA, 0xD9):  # start of scan / end of image: the header is over
             break
         pos += 2 + length
-    return segments
 
 
 def _jpeg_metadata(data: bytes) -> tuple[dict[str, str], bytes | None]:
     texts: dict[str, str] = {}
     exif: bytes | None = None
     for marker, body in _jpeg_segments(data):
-        if marker == 0xE1 and body.startswith(b"Exif\x00\x00") and exif is None:
-            exif = body
+        if marker == 0xE1 and bytes(body[:6]) == b"Exif\x00\x00" and exif is None:
+            exif = bytes(body)
         elif marker == 0xFE:
-            texts["comment"] = body.decode("utf-8", errors="ignore")
+            texts["comment"] = bytes(body).decode("utf-8", errors="ignore")
     return texts, exif
 
 
-def _webp_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    chunks: list[tuple[bytes, bytes]] = []
+def _webp_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
+    view = memoryview(data)
     pos = 12
     while pos + 8 <= len(data):
-        kind, length = struct.unpack("<4sI", data[pos : pos + 8])
-        chunks.append((kind, data[pos + 8 : pos + 8 + length]))
+        kind, length = struct.unpack("<4sI", view[pos : pos + 8])
+        yield kind, view[pos + 8 : pos + 8 + length]
         pos += 8 + length + (length & 1)
-    return chunks
 
 
 def _webp_exif(data: bytes) -> bytes | None:
     for kind, body in _webp_chunks(data):
         if kind == b"EXIF":
-            return body if body.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + body
+            return bytes(body) if bytes(body[:6]) == b"Exif\x00\x00" else b"Exif\x00\x00" + bytes(body)
     return None
 
 
@@ -259,7 +305,7 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
             width = int.from_bytes(body[4:7], "little") + 1
             height = int.from_bytes(body[7:10], "little") + 1
             return width, height
-        if kind == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+        if kind == b"VP8 " and len(body) >= 10 and bytes(body[3:6]) == b"\x9d\x01\x2a":
             width, height = struct.unpack("<HH", body[6:10])
             return width & 0x3FFF, height & 0x3FFF
         if kind == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
