@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings.log_level)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.command == "imagine":
-        return asyncio.run(run_imagine(settings, args))
+        return check_devices(settings) or asyncio.run(run_imagine(settings, args))
     if args.command == "models":
         from cli.models import list_models
 
@@ -213,7 +213,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return asyncio.run(run_bot(settings, sync_commands=args.sync_commands))
+    return check_devices(settings) or asyncio.run(run_bot(settings, sync_commands=args.sync_commands))
+
+
+def check_devices(settings: Settings) -> int:
+    """2 (after one line naming EASEL_DEVICE) when a device it lists cannot run here, else 0."""
+    from engine.executor import device_problem
+
+    problem = device_problem(settings.devices)
+    if problem is None:
+        return 0
+    print(f"easel: bad setting: EASEL_DEVICE: {problem}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

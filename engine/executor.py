@@ -131,6 +131,22 @@ def worker_devices(devices: Sequence[str]) -> list[str]:
     return [f"cuda:{i}" for i in range(count)] or ["cpu"]
 
 
+def device_problem(devices: Sequence[str]) -> str | None:
+    """Why a listed device cannot run here (no CUDA in this torch or no GPU, an index past the last GPU, no MPS),
+    or None when every one can."""
+    for device in devices:
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                build = "has no CUDA support" if torch.version.cuda is None else "finds no CUDA GPU or driver"
+                return f"{device} asked for, but this torch ({torch.__version__}) {build}; use cpu or auto"
+            index = int(device.partition(":")[2] or 0)
+            if index >= torch.cuda.device_count():
+                return f"{device} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)"
+        elif device == "mps" and not torch.backends.mps.is_available():
+            return "mps asked for, but this machine has no Apple GPU (MPS); use cpu or auto"
+    return None
+
+
 def encode_raw(raw: RawImage) -> GeneratedImage:
     return GeneratedImage(
         png=encode_png(raw.image, raw.infotext),

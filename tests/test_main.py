@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 pytestmark = pytest.mark.slow  # each test starts Easel as a process
@@ -46,6 +47,15 @@ def test_bad_setting_is_one_line_naming_it_with_exit_code_2(tmp_path: Path) -> N
 def test_bad_device_is_refused_at_start_up(tmp_path: Path) -> None:
     result = run_main([], tmp_path, EASEL_DEVICE="gpu9000")
     assert result.returncode == 2 and "EASEL_DEVICE" in result.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0,cuda:1"])
+def test_a_cuda_device_on_a_machine_without_one_is_one_line_naming_the_setting(tmp_path: Path, device: str) -> None:
+    result = run_main(["imagine", "x"], tmp_path, EASEL_DEVICE=device)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert "EASEL_DEVICE: cuda" in result.stderr and "use cpu or auto" in result.stderr
 
 
 def test_no_token_says_what_to_set(tmp_path: Path) -> None:
