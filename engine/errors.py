@@ -21,6 +21,10 @@ class GenerationFailedError(EaselError):
     """Diffusion itself failed (out of memory, a bad tensor...); other jobs are unaffected."""
 
 
+class OutOfMemoryError(GenerationFailedError):
+    """The device ran out of memory for this job (or this batch of jobs); the worker is fine for the next."""
+
+
 class Cancelled(EaselError):  # noqa: N818 - reads as a state, per house style
     """The job was cancelled before it finished."""
 

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from PIL import Image
 
-from engine.errors import Cancelled, EaselError, GenerationFailedError, QueueFullError
+from engine.errors import Cancelled, EaselError, GenerationFailedError, OutOfMemoryError, QueueFullError
 from engine.images import encode_png
 from engine.jobs import (
     TERMINAL_EVENTS,
@@ -405,22 +405,11 @@ class GpuExecutor:
             self._emit(entry, Started())
         if len(batch) > 1:
             log.info("batch of %d jobs on %s: %s", len(batch), worker.name, " ".join(e.job.job_id for e in batch))
-        try:
-            if len(batch) == 1:
-                entry, hooks = batch[0], self._hooks(batch[0])
-                outcomes: list[list[RawImage] | EaselError] = [
-                    worker.engine.generate(
-                        entry.plan, on_step=hooks.on_step, is_cancelled=hooks.is_cancelled, on_preview=hooks.on_preview
-                    )
-                ]
-            else:
-                assert isinstance(worker.engine, BatchEngine)
-                outcomes = worker.engine.generate_batch([e.plan for e in batch], [self._hooks(e) for e in batch])
-        except EaselError as err:
-            outcomes = [err] * len(batch)
-        except Exception as err:  # the worker must survive any single job's failure
-            log.exception("job(s) %s crashed", " ".join(e.job.job_id for e in batch))
-            outcomes = [GenerationFailedError(f"Generation failed unexpectedly: {type(err).__name__}")] * len(batch)
+        outcomes = self._generate(worker, batch)
+        if len(batch) > 1 and all(isinstance(o, OutOfMemoryError) for o in outcomes):
+            # Together they did not fit; each alone may. A batch must never fail a job that would run alone.
+            log.info("batch of %d jobs ran out of memory on %s; running them one by one", len(batch), worker.name)
+            outcomes = [self._generate(worker, [entry])[0] for entry in batch]
         done = [(e, raws) for e, raws in zip(batch, outcomes, strict=True) if not isinstance(raws, EaselError)]
         if done:
             with self._cond:
@@ -435,6 +424,24 @@ class GpuExecutor:
                 self._finish(entry, Failed(outcome))
             else:
                 self._encoder.submit(self._encode_and_finish, entry, outcome)
+
+    def _generate(self, worker: _Worker, batch: list[_Entry]) -> list[list[RawImage] | EaselError]:
+        """Each job's images, or why it has none; never raises (the worker must survive any job)."""
+        try:
+            if len(batch) == 1:
+                entry, hooks = batch[0], self._hooks(batch[0])
+                return [
+                    worker.engine.generate(
+                        entry.plan, on_step=hooks.on_step, is_cancelled=hooks.is_cancelled, on_preview=hooks.on_preview
+                    )
+                ]
+            assert isinstance(worker.engine, BatchEngine)
+            return worker.engine.generate_batch([e.plan for e in batch], [self._hooks(e) for e in batch])
+        except EaselError as err:
+            return [err] * len(batch)
+        except Exception as err:
+            log.exception("job(s) %s crashed", " ".join(e.job.job_id for e in batch))
+            return [GenerationFailedError(f"Generation failed unexpectedly: {type(err).__name__}")] * len(batch)
 
     def _hooks(self, entry: _Entry) -> JobHooks:
         def offer_preview(step: int, total: int, source: PreviewSource) -> None:

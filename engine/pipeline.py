@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,14 +36,22 @@ from engine.denoise import (
     upscale_latents,
 )
 from engine.embeddings import Embedding, EmbeddingDB, ti_hashes
-from engine.errors import Cancelled, EaselError, GenerationFailedError, InvalidParamsError, short_reason
+from engine.errors import (
+    Cancelled,
+    EaselError,
+    GenerationFailedError,
+    InvalidParamsError,
+    OutOfMemoryError,
+    short_reason,
+)
 from engine.infotext import create_infotext
 from engine.ksampling import ScheduleOptions
 from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes, patch_loras
+from engine.models.layers import COMPONENTS, LayerShapes, module_shapes
 from engine.models.loader import LoadedModel, ModelLoader
 from engine.models.registry import ModelRegistry
 from engine.params import GenerationParams
-from engine.plan import GenerationPlan, PassConditioning, SamplingPass, TextSchedule
+from engine.plan import GenerationPlan, PassConditioning, SamplingPass, TextSchedule, output_size
 from engine.previews import LatentPreview, PreviewFn
 from engine.prompts.extra_networks import LoraCall
 from engine.seeds import BatchRNG, ImageRNG
@@ -124,6 +133,25 @@ class _Run:
         return step
 
 
+def _output_area(plan: GenerationPlan) -> int:
+    width, height = output_size(plan.params, plan.traits.latent_scale)
+    return width * height * plan.params.batch_size
+
+
+def out_of_memory_message(width: int, height: int, images: int, fitted: int | None) -> str:
+    """What to tell a user whose job ran out of memory: a batch, else a size, that should fit. `fitted` is the
+    most pixels (summed over images) this engine has made with the model at once; without it, half of this job."""
+    asked = width * height * images
+    budget = fitted if fitted is not None and fitted < asked else asked // 2
+    what = f"The GPU ran out of memory making {images} image(s) at {width}x{height}"
+    if images > 1 and budget >= width * height:
+        return f"{what}; a batch of {budget // (width * height)} at that size should fit."
+    per_image = budget if images > 1 else budget / images
+    scale = math.sqrt(per_image / (width * height))
+    fit_w, fit_h = (max(64, int(side * scale) // 64 * 64) for side in (width, height))
+    return f"{what}; 1 image at {fit_w}x{fit_h} should fit."
+
+
 class DiffusersEngine:
     """Runs jobs on the pipelines its `ModelLoader` keeps. Not thread-safe: one worker thread owns it.
 
@@ -149,6 +177,8 @@ class DiffusersEngine:
         self.loras = loras or LoraLibrary.with_builtins([], registry.hashes)
         self.vaes = vaes or VaeLibrary([], registry.hashes)
         self.blobs = blobs or BlobStore(registry.cache_dir / "blobs")
+        self._layers: dict[str, LayerShapes] = {}
+        self._fitted: dict[str, int] = {}  # model -> the most output pixels made at once (see out_of_memory)
         self.loader = ModelLoader(
             registry,
             device,
@@ -217,17 +247,23 @@ class DiffusersEngine:
         if len({plan.batch_key() for plan in plans}) > 1:
             raise ValueError("a batch holds only jobs with equal batch keys")
         lead = plans[0].params
+        area = sum(_output_area(plan) for plan in plans)
         try:
             with torch.inference_mode():
-                return self._generate(plans, hooks)
+                outcomes = self._generate(plans, hooks)
+            if any(not isinstance(outcome, EaselError) for outcome in outcomes):
+                self._fitted[lead.model] = max(self._fitted.get(lead.model, 0), area)
+            return outcomes
         except EaselError:
             raise
         except torch.cuda.OutOfMemoryError as err:
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()  # what the failed job held goes back, for the next one
             images = sum(plan.params.batch_size for plan in plans)
-            raise GenerationFailedError(
-                f"The GPU ran out of memory at {lead.width}x{lead.height} with {images} image(s) at once; "
-                "try a smaller size or batch."
-            ) from err
+            width, height = output_size(lead, plans[0].traits.latent_scale)
+            log.warning("out of memory: %s, %dx%d x %d image(s)", lead.model, width, height, images)
+            message = out_of_memory_message(width, height, images, self._fitted.get(lead.model))
+            raise OutOfMemoryError(message) from err
         except Exception as err:
             log.exception("generation failed")
             raise GenerationFailedError(f"Generation failed: {short_reason(err)}") from err
@@ -243,7 +279,9 @@ class DiffusersEngine:
         vae = self.loader.vae(loaded, vae_file) if vae_file is not None else loaded.pipe.vae
         loras = [(self.loras.resolve(call.name), call) for call in lead.loras]
         for lora, _ in loras:
-            misfit = lora.misfit(loaded.entry.family, loaded.entry.context_width)
+            misfit = lora.misfit(loaded.entry.family, loaded.entry.context_width) or lora.layer_misfit(
+                self._layer_shapes(loaded)
+            )
             if misfit is not None:
                 raise InvalidParamsError(misfit + ".")
         if loaded.patched is not None:
@@ -422,6 +460,19 @@ class DiffusersEngine:
         tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
         return encode(vae, tensor.to(self.device))
 
+    def _layer_shapes(self, loaded: LoadedModel) -> LayerShapes:
+        """The loaded model's layer shapes (what a LoRA must fit), once per model."""
+        name = loaded.entry.name
+        if name not in self._layers:
+            pipe = loaded.pipe
+            self._layers[name] = {
+                key: shape
+                for component in COMPONENTS
+                if getattr(pipe, component, None) is not None
+                for key, shape in module_shapes(component, getattr(pipe, component)).items()
+            }
+        return self._layers[name]
+
     def _decode_pixels(self, run: _Run, latents: torch.Tensor) -> torch.Tensor:
         """Decode in the VAE's dtype; where that gives NaN (SDXL's VAE overflows in fp16), decode again in fp32 and
         keep the VAE in fp32 from then on, as A1111's "Automatically revert VAE to 32-bit floats" does. A decode that
@@ -459,7 +510,8 @@ class DiffusersEngine:
         own = pixels[job.start : job.stop]
         if torch.isnan(own).any():
             return GenerationFailedError(
-                f"Sampler {job.plan.sampler.name!r} diverged (NaN) on this model; try another sampler or more steps."
+                f"The image came out as NaN (sampler {job.plan.sampler.name!r} diverged or the VAE overflowed) and "
+                "was not sent as a black square; try another sampler, more steps or another VAE."
             )
         images: list[Any] = run.loaded.pipe.numpy_to_pil(own.numpy())
         params, loaded = job.plan.params, run.loaded

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -20,9 +21,9 @@ from engine.errors import EaselError, InvalidParamsError, ModelUnavailableError,
 from engine.families import ModelFamily, SD1Family, SDXLFamily
 from engine.loras import PatchedLoras
 from engine.models import builtin
-from engine.models.configs import sd15_config_folder, sdxl_config_folder
+from engine.models.detect import FAMILY_NAMES
 from engine.models.entries import ModelEntry
-from engine.models.registry import BUILTIN_SHAPES, BUILTIN_TINY, BUILTIN_TINY_XL, ModelRegistry
+from engine.models.registry import BUILTIN_TINY, BUILTIN_TINY_XL, ModelRegistry
 from engine.models.single_file import load_single_file, read_header
 from engine.speed import SpeedOptions, apply_speed
 from engine.vaes import VaeFile
@@ -68,6 +69,30 @@ def pipe_bytes(pipe: Any) -> int:
     return total
 
 
+# What diffusers/transformers and torch say when a checkpoint's tensor has another shape than the architecture's.
+_SHAPE_MISMATCHES = (
+    re.compile(r"(?P<key>[\w.]+) expected shape (?:torch\.Size\()?(?P<want>\[[\d, ]*\])\)?, but got "
+               r"(?:torch\.Size\()?(?P<got>\[[\d, ]*\])"),
+    re.compile(r"size mismatch for (?P<key>[\w.]+): copying a param with shape (?:torch\.Size\()?(?P<got>\[[\d, ]*\])"
+               r"\)? from checkpoint, the shape in current model is (?:torch\.Size\()?(?P<want>\[[\d, ]*\])"),
+)  # fmt: skip
+
+
+def load_failure(name: str, family: str, err: BaseException) -> str:
+    """The user's reason a model did not load: for a tensor that does not fit the architecture the file was
+    detected as, which tensor and both shapes; else the library's first line."""
+    text = str(err)
+    for pattern in _SHAPE_MISMATCHES:
+        found = pattern.search(text)
+        if found is not None:
+            return (
+                f"Model {name!r} does not fit the {FAMILY_NAMES.get(family, family)} architecture it was detected as: "
+                f"its tensor {found['key']} is {found['got']}, the architecture's is {found['want']}. It is another "
+                "kind of model, or damaged."
+            )
+    return f"Model {name!r} could not be loaded: {short_reason(err)}"
+
+
 class ModelLoader:
     """Loads pipelines by name and keeps the most recently used resident: at most `max_loaded`, and, with a
     `memory_budget` (bytes), no more than fit in it. Before a new model loads, the least recently used are freed
@@ -111,7 +136,7 @@ class ModelLoader:
             raise
         except Exception as err:  # diffusers raises many types for broken or missing files
             log.warning("loading model %s failed: %s", entry.name, err)
-            raise ModelUnavailableError(f"Model {entry.name!r} could not be loaded: {short_reason(err)}") from err
+            raise ModelUnavailableError(load_failure(entry.name, entry.family, err)) from err
         pipe.set_progress_bar_config(disable=True)
         unet = apply_speed(pipe, self.speed, entry.latent_scale)
         conditioner, family = self._family(entry, pipe, unet)
@@ -232,20 +257,7 @@ class ModelLoader:
         return pipe.to(self.device)
 
     def _config_folder_for(self, entry: ModelEntry) -> Path:
-        cache = self.registry.cache_dir
-        if entry.easel_config is not None:
-            folders = {
-                BUILTIN_TINY: builtin.tiny_config_folder,
-                BUILTIN_TINY_XL: builtin.tiny_xl_config_folder,
-            }
-            if entry.easel_config == BUILTIN_SHAPES:
-                return builtin.SHAPES_DIR
-            if entry.easel_config not in folders:
-                raise ModelUnavailableError(
-                    f"Model {entry.name!r} names an unknown built-in config {entry.easel_config!r}."
-                )
-            return folders[entry.easel_config](cache)
-        return sdxl_config_folder(cache) if entry.family == "sdxl" else sd15_config_folder(cache)
+        return self.registry.single_file_configs(entry)
 
     def vae(self, loaded: LoadedModel, vae: VaeFile) -> Any:
         """A VAE-folder VAE for a loaded model: the model's VAE architecture and scaling with the file's weights,

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from PIL import Image
 
-from engine.errors import Cancelled, EaselError, GenerationFailedError, QueueFullError
+from engine.errors import Cancelled, EaselError, GenerationFailedError, OutOfMemoryError, QueueFullError
 from engine.executor import GpuExecutor, fair_order, resident_models
 from engine.jobs import (
     Failed,
@@ -529,3 +529,30 @@ async def test_batching_off_runs_every_job_alone() -> None:
         await executor.close()
     assert engine.batches == []  # generate() each time: a batch of one is the plain path
     assert engine.ran == ["j0", "j1", "j2"]
+
+
+class TightEngine(BatchingEngine):
+    """A batching engine on a device where two jobs at once do not fit in memory, but one does."""
+
+    def generate_batch(
+        self, plans: Sequence[GenerationPlan], hooks: Sequence[JobHooks]
+    ) -> list[list[RawImage] | EaselError]:
+        self.batches.append([plan.params.prompt for plan in plans])
+        raise OutOfMemoryError("The GPU ran out of memory making 2 image(s) at 64x64; a batch of 1 should fit.")
+
+
+async def test_a_batch_that_runs_out_of_memory_runs_again_job_by_job_and_every_job_finishes() -> None:
+    engine = TightEngine()
+    executor = GpuExecutor(engine, max_queued_per_user=3, max_queued_total=10, encode=fake_encode, max_batch_images=4)
+    await executor.start()
+    try:
+        engine.gate.clear()
+        first = await executor.submit(job("first", "u0", prompt="first"))
+        await wait_until(lambda: executor.position("first") == 0, what="the first job to run")
+        a, b = [await executor.submit(job(name, f"u-{name}", prompt=name)) for name in ("a", "b")]
+        engine.gate.set()
+        events = [await asyncio.wait_for(collect(t.events), 5) for t in (first, a, b)]
+    finally:
+        await executor.close()
+    assert engine.batches == [["a", "b"]] and engine.ran == ["first", "a", "b"]
+    assert all(isinstance(e[-1], Finished) for e in events)
