@@ -4,6 +4,7 @@ the error handler, and syncs its slash commands when asked or when they changed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -100,9 +101,9 @@ class EaselBot(commands.Bot):
         # Parsing pasted blocks and prompts, checking and hashing uploads: never on the event loop.
         self._edge = ThreadPoolExecutor(max_workers=2, thread_name_prefix="easel-edge")
 
-    async def offload(self, fn: Callable[..., T], *args: object) -> T:
+    async def offload(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run CPU-bound edge work (parsing, file checks, hashing) on the bot's own threads, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._edge, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._edge, functools.partial(fn, *args, **kwargs))
 
     async def setup_hook(self) -> None:
         self.downloads = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))

@@ -154,7 +154,14 @@ class ImagineCog(commands.Cog):
         elif lora_weight is not None:
             notes.append("Ignored `lora_weight`: no `lora` was chosen.")
         # A LoRA the engine would refuse mid-queue (unknown, or made for another family) is refused now, ephemerally.
-        networks.check_prompt(str(options.get("prompt", "")), str(options.get("negative_prompt", "")), traits=traits)
+        layers = await self.bot.offload(self.bot.registry.layer_shapes, model_name)
+        await self.bot.offload(
+            networks.check_prompt,
+            str(options.get("prompt", "")),
+            str(options.get("negative_prompt", "")),
+            traits=traits,
+            layers=layers,
+        )
         if init_image is None:
             params = await self.bot.offload(self.build, options, model_name)
             await self.bot.runner.start_job(interaction, params, notes)

@@ -32,7 +32,11 @@ def _clean(text: str, limit: int) -> str:
 
 
 def lora_line(lora: LoraView) -> str:
-    """Name, short hash, the family it was made for (or kohya's base model string where the file does not tell)."""
+    """Name, short hash, the family it was made for (or kohya's base model string where the file does not tell);
+    for a file that is not offered, why."""
+    if lora.refused is not None:
+        line = f"- `{_clean(lora.name, 100)}` — refused: {_clean(lora.refused, 200)}"
+        return line if len(line) <= MAX_LINE else line[: MAX_LINE - 1] + "…"
     parts = [f"`{_clean(lora.name, 100)}`", f"`{lora.short_hash}`" if lora.short_hash else "hash unreadable"]
     if lora.family:
         parts.append(FAMILY_NAMES.get(lora.family, lora.family))

@@ -83,6 +83,7 @@ class ModelsCog(AdminCheck, commands.Cog):
         entries = self.bot.registry.entries()
         refused = sum(1 for e in entries if e.refused is not None)
         loras = len(self.bot.networks.lora_names())
+        refused_loras = self.bot.networks.refused_loras()
         embeddings = self.bot.networks.embeddings()
         refused_embeddings = sum(1 for e in embeddings if e.refused is not None)
         log.info(
@@ -93,7 +94,8 @@ class ModelsCog(AdminCheck, commands.Cog):
             len(embeddings),
         )
         await interaction.followup.send(
-            f"Rescanned: {len(entries) - refused} usable model(s), {refused} refused; {loras} LoRA(s); "
+            f"Rescanned: {len(entries) - refused} usable model(s), {refused} refused; {loras} LoRA(s), "
+            f"{refused_loras} refused; "
             f"{len(embeddings) - refused_embeddings} embedding(s), {refused_embeddings} refused. "
             "See `/model list` and `/lora list`.",
             ephemeral=True,

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from engine.errors import InvalidParamsError
 from engine.loras import LoraLibrary
+from engine.models.layers import LayerShapes
 from engine.models.single_file import read_header
 from engine.plan import ModelTraits
 from engine.prompts.extra_networks import read_loras
@@ -33,6 +34,7 @@ class LoraInfo:
     trigger_words: tuple[str, ...]
     base_model: str | None  # kohya's `ss_base_model_version`, e.g. `sd_v1`
     family: str | None = None  # the model family it was made for, where the file tells ("sd1", "sdxl")
+    refused: str | None = None  # why the file is not offered as a LoRA
 
 
 @dataclass(frozen=True)
@@ -124,13 +126,16 @@ class ExtraNetworks:
         closest ones otherwise."""
         return self._loras.resolve(name.strip()).name
 
-    def check_prompt(self, *prompts: str, traits: ModelTraits | None = None) -> None:
+    def check_prompt(self, *prompts: str, traits: ModelTraits | None = None, layers: LayerShapes | None = None) -> None:
         """Refuse, before anything is queued, the extra-network tags the pipeline would refuse at generation: an
-        unknown LoRA, or (given the model's traits) one made for another model family."""
+        unknown or unusable LoRA, one made for another model family (given the model's traits), or one whose layers
+        do not fit the model's (given its layer shapes)."""
         for prompt in prompts:
             for call in read_loras(prompt)[1]:
                 lora = self._loras.resolve(call.name)
                 misfit = lora.misfit(traits.family, traits.context_width) if traits is not None else None
+                if misfit is None and layers is not None:
+                    misfit = lora.layer_misfit(layers)
                 if misfit is not None:
                     raise InvalidParamsError(misfit + ".")
 
@@ -155,7 +160,12 @@ class ExtraNetworks:
             except (OSError, ValueError):  # removed or truncated since the last scan
                 digest = None
             found.append(LoraInfo(lora.name, digest, trigger_words(metadata), base_model(metadata), lora.family))
-        return found
+        found += [LoraInfo(name, None, (), None, refused=reason) for name, reason in self._loras.refused().items()]
+        return sorted(found, key=lambda lora: lora.name.lower())
+
+    def refused_loras(self) -> int:
+        """How many files in the LoRA folders are not offered (see `loras()` for why)."""
+        return len(self._loras.refused())
 
     def embeddings(self) -> list[EmbeddingInfo]:
         usable = []

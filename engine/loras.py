@@ -18,6 +18,7 @@ from typing import Any
 from engine.errors import InvalidParamsError
 from engine.models.detect import FAMILY_NAMES
 from engine.models.hashing import HashCache
+from engine.models.layers import LayerShapes, canonical
 from engine.models.single_file import read_header
 from engine.prompts.extra_networks import LoraCall
 
@@ -32,6 +33,27 @@ class LoraFile:
     hash_hint: str | None  # `sshs_model_hash`, which A1111 prefers over computing the addnet hash
     family: str | None = None  # the model family it was made for ("sd1", "sd2", "sdxl"), where the file tells
     context_width: int | None = None  # the text-conditioning width its cross-attention layers take
+    # module (`unet.down_blocks.0...to_q`, diffusers names) -> (down, up) weight shapes, read from the header
+    layers: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict, compare=False)
+
+    def layer_misfit(self, shapes: LayerShapes) -> str | None:
+        """Why this LoRA's layers cannot patch a model with these layer shapes (the first that does not fit).
+
+        A LoRA in SGM block names (kohya SDXL: `input_blocks_4_1`) maps to diffusers' blocks only with the model's
+        UNet config, at load; for those only the family and width checks apply before then."""
+        if any(_SGM_BLOCK.match(module) for module in self.layers):
+            return None
+        for module, (down, up) in self.layers.items():
+            weight = shapes.get(module)
+            if weight is None:
+                return f"LoRA {self.name!r} patches a layer this model does not have ({module})"
+            if len(down) < 2 or len(weight) < 2 or down[1] != weight[1] or up[0] != weight[0]:
+                return (
+                    f"LoRA {self.name!r} does not fit this model: its layer {module} maps "
+                    f"{down[1] if len(down) > 1 else '?'} -> {up[0]} features, the model's maps "
+                    f"{weight[1] if len(weight) > 1 else '?'} -> {weight[0]}"
+                )
+        return None
 
     def misfit(self, family: str, context_width: int | None) -> str | None:
         """Why this LoRA cannot patch a model of `family` whose cross-attention takes `context_width`, or None."""
@@ -80,6 +102,78 @@ def lora_traits(header: dict[str, Any]) -> tuple[str | None, int | None]:
     return (_WIDTH_FAMILIES.get(width) if width is not None else None), width
 
 
+class LoraFileError(ValueError):
+    """A file in the LoRA folder that is not a LoRA Easel can apply; the message says why."""
+
+
+# Key endings of a LoRA's down/up weights after diffusers' own conversion (kohya and peft formats included).
+_DOWN_UP = (
+    (".lora.down.weight", ".lora.up.weight"),
+    (".lora_A.weight", ".lora_B.weight"),
+    (".lora_linear_layer.down.weight", ".lora_linear_layer.up.weight"),
+    ("_lora.down.weight", "_lora.up.weight"),
+    (".lora_down.weight", ".lora_up.weight"),
+)
+# Old diffusers attention-processor names -> module names.
+_OLD_NAMES = {"unet": {"to_out": "to_out.0"}, "text": {"to_q": "q_proj", "to_k": "k_proj", "to_v": "v_proj",
+                                                         "to_out": "out_proj"}}  # fmt: skip
+_SGM_BLOCK = re.compile(r"unet\.(down_blocks|up_blocks|mid_block)\.\d+\.\d+\.|unet\.(input|output|middle)_block")
+_LYCORIS = ("hada_w1", "lokr_w1", ".oft_", "diff_b", ".glora_")
+
+
+def lora_layers(header: dict[str, Any], family: str | None) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(down, up) shapes per patched module, from the header alone: diffusers converts the keys (its kohya and
+    peft rules) on `meta` tensors, so no weight is read. LoraFileError for what diffusers cannot apply."""
+    import torch
+
+    keys = [k for k in header if k != "__metadata__"]
+    if not keys:
+        raise LoraFileError("it holds no tensors")
+    plain = any(key.endswith(("lora_down.weight", "lora_A.weight", "lora.down.weight")) for key in keys)
+    if not plain and any(marker in key for key in keys for marker in _LYCORIS):
+        raise LoraFileError("it is a LyCORIS LoHa/LoKr/OFT file; only LoRA and LoCon files are supported")
+    state: dict[str, Any] = {}
+    for key in keys:
+        shape = header[key]["shape"]
+        # Alphas are read as numbers by the conversion: give it real (one-element) tensors for those.
+        state[key] = torch.ones(shape) if len(shape) == 0 or shape == [1] else torch.empty(shape, device="meta")
+    if family == "sdxl":
+        from diffusers import StableDiffusionXLPipeline as Pipeline
+    else:
+        from diffusers import StableDiffusionPipeline as Pipeline
+    try:
+        converted = Pipeline.lora_state_dict(state)[0]
+    except Exception as err:  # the conversion raises many types for what it does not understand
+        raise LoraFileError(f"diffusers cannot read its layers ({type(err).__name__}: {str(err)[:120]})") from err
+    layers: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+    for key, tensor in converted.items():
+        for down_end, up_end in _DOWN_UP:
+            if not key.endswith(down_end):
+                continue
+            up = converted.get(key[: -len(down_end)] + up_end)
+            if up is None:
+                raise LoraFileError(f"{key} has no matching up weight")
+            if tensor.shape[0] != up.shape[1]:
+                raise LoraFileError(f"{key}: its rank {tensor.shape[0]} differs from its up weight's {up.shape[1]}")
+            layers[_module(key[: -len(down_end)], down_end)] = (tuple(tensor.shape), tuple(up.shape))
+            break
+    if not layers:
+        raise LoraFileError("it has no LoRA layers (lora_down/lora_up or lora_A/lora_B weights)")
+    return layers
+
+
+def _module(path: str, down_end: str) -> str:
+    component, _, rest = path.partition(".")
+    if down_end == "_lora.down.weight":  # `...attn1.processor.to_q` (UNet) or `...self_attn.to_q` (text encoder)
+        rest = rest.replace(".processor.", ".")
+        head, _, name = rest.rpartition(".")
+        names = _OLD_NAMES["unet" if component == "unet" else "text"]
+        rest = f"{head}.{names.get(name, name)}"
+    elif ".processor." in rest:
+        rest = rest.replace(".processor.", ".")
+    return canonical(f"{component}.{rest}")
+
+
 class LoraLibrary:
     """The LoRA folders (ours and any extra, e.g. the built-in shapes LoRAs), scanned by name."""
 
@@ -87,6 +181,7 @@ class LoraLibrary:
         self.folders = folders
         self.hashes = hashes
         self._files: dict[str, LoraFile] = {}
+        self._refused: dict[str, str] = {}
         self.refresh()
 
     @classmethod
@@ -98,30 +193,43 @@ class LoraLibrary:
 
     def refresh(self) -> None:
         files: dict[str, LoraFile] = {}
+        refused: dict[str, str] = {}
         for folder in self.folders:
             if not folder.is_dir():
                 continue
             for path in sorted(folder.rglob("*.safetensors")):
+                if path.stem in files or path.stem in refused:
+                    continue  # the first folder's file of a name wins
                 try:
                     header = read_header(path)
-                except (OSError, ValueError):
+                    metadata = header.get("__metadata__") or {}
+                    family, width = lora_traits(header)
+                    layers = lora_layers(header, family)
+                except (OSError, ValueError) as err:  # LoraFileError and damaged headers included
+                    log.warning("LoRA %s refused: %s", path.name, err)
+                    refused[path.stem] = str(err)
                     continue
-                metadata = header.get("__metadata__") or {}
-                family, width = lora_traits(header)
-                entry = LoraFile(
-                    path.stem, path, metadata.get("ss_output_name"), metadata.get("sshs_model_hash"), family, width
-                )
-                files.setdefault(entry.name, entry)
+                files[path.stem] = LoraFile(
+                    path.stem, path, metadata.get("ss_output_name"), metadata.get("sshs_model_hash"), family, width,
+                    layers,
+                )  # fmt: skip
         for entry in list(files.values()):
             if entry.alias and entry.alias not in files:
                 files[entry.alias] = entry
         self._files = files
+        self._refused = refused
+
+    def refused(self) -> dict[str, str]:
+        """File name (without extension) -> why it is not offered as a LoRA."""
+        return dict(self._refused)
 
     def names(self) -> list[str]:
         return sorted({f.name for f in self._files.values()})
 
     def resolve(self, name: str) -> LoraFile:
         found = self._files.get(name) or next((f for k, f in self._files.items() if k.lower() == name.lower()), None)
+        if found is None and name in self._refused:
+            raise InvalidParamsError(f"LoRA {name!r} cannot be used: {self._refused[name]}.")
         if found is None:
             close = difflib.get_close_matches(name, list(self._files), n=3, cutoff=0.4)
             hint = f" Closest: {', '.join(close)}." if close else " No LoRAs are installed." if not self._files else ""

@@ -27,6 +27,7 @@ from engine.jobs import (
     Ticket,
     WasCancelled,
 )
+from engine.models.layers import LayerShapes
 from engine.params import GenerationParams, ModelDefaults
 from engine.plan import ModelTraits
 from engine.prompts.extra_networks import read_loras
@@ -204,6 +205,9 @@ class FakeRegistry:
         family = next((e.family for e in self.entries_ if e.name == name), "sd1")
         return ModelTraits(family=family)
 
+    def layer_shapes(self, name: str) -> LayerShapes | None:
+        return None
+
 
 @dataclass(frozen=True)
 class FakeLora:
@@ -212,6 +216,7 @@ class FakeLora:
     trigger_words: tuple[str, ...] = ()
     base_model: str | None = "sd_v1"
     family: str | None = "sd1"
+    refused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +262,9 @@ class FakeNetworks:
     rescanned: tuple[list[FakeLora], list[FakeEmbedding]] | None = None
     refreshes: int = 0
 
+    def refused_loras(self) -> int:
+        return 0
+
     def lora_names(self) -> list[str]:
         return sorted(lora.name for lora in self.loras_)
 
@@ -268,7 +276,7 @@ class FakeNetworks:
         hint = f" Closest: {', '.join(close)}." if close else ""
         raise InvalidParamsError(f"Unknown LoRA {name!r}.{hint}")
 
-    def check_prompt(self, *prompts: str, traits: ModelTraits | None = None) -> None:
+    def check_prompt(self, *prompts: str, traits: ModelTraits | None = None, layers: LayerShapes | None = None) -> None:
         for prompt in prompts:
             for call in read_loras(prompt)[1]:
                 name = self.resolve_lora(call.name)

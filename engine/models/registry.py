@@ -15,8 +15,10 @@ from pathlib import Path
 from engine.errors import ModelUnavailableError
 from engine.infotext import ModelHint
 from engine.models import builtin
+from engine.models.configs import sd15_config_folder, sdxl_config_folder
 from engine.models.entries import ModelEntry, context_width_of, latent_scale_of, scan_path
 from engine.models.hashing import HashCache
+from engine.models.layers import LayerShapes, layer_shapes_of
 from engine.params import GenerationParams, ModelDefaults
 from engine.plan import GenerationPlan, ModelTraits, make_plan
 
@@ -38,6 +40,7 @@ class ModelRegistry:
         self.cache_dir = cache_dir
         self.allow_ckpt = allow_ckpt
         self.hashes = HashCache(cache_dir / "hashes.json")
+        self._layers: dict[Path, LayerShapes] = {}
         self._entries: dict[str, ModelEntry] = {}
         self.refresh()
 
@@ -124,6 +127,43 @@ class ModelRegistry:
         if entry is None:
             return ModelTraits()
         return ModelTraits(family=entry.family, latent_scale=entry.latent_scale, context_width=entry.context_width)
+
+    def single_file_configs(self, entry: ModelEntry) -> Path:
+        """The config folder a single-file checkpoint loads with: the built-in one an Easel export names, else its
+        family's standard one."""
+        if entry.easel_config is not None:
+            folders = {BUILTIN_TINY: builtin.tiny_config_folder, BUILTIN_TINY_XL: builtin.tiny_xl_config_folder}
+            if entry.easel_config == BUILTIN_SHAPES:
+                return builtin.SHAPES_DIR
+            if entry.easel_config not in folders:
+                raise ModelUnavailableError(
+                    f"Model {entry.name!r} names an unknown built-in config {entry.easel_config!r}."
+                )
+            return folders[entry.easel_config](self.cache_dir)
+        return sdxl_config_folder(self.cache_dir) if entry.family == "sdxl" else sd15_config_folder(self.cache_dir)
+
+    def layer_shapes(self, name: str) -> LayerShapes | None:
+        """The model's layer shapes from its configs (no weights read; cached), or None where they cannot be known
+        before loading (a hub model, a broken folder)."""
+        entry = self._entries.get(name)
+        if entry is None or not entry.usable or entry.kind == "hub":
+            return None
+        try:
+            folder: Path | None
+            if entry.name == BUILTIN_TINY:
+                folder = builtin.tiny_config_folder(self.cache_dir)
+            elif entry.kind == "diffusers" or entry.name == BUILTIN_SHAPES:
+                folder = entry.path
+            else:
+                folder = self.single_file_configs(entry)
+            if folder is None:
+                return None
+            if folder not in self._layers:
+                self._layers[folder] = layer_shapes_of(folder)
+            return self._layers[folder] or None
+        except (OSError, ValueError, ModelUnavailableError) as err:
+            log.warning("layer shapes of %s unknown: %s", name, err)
+            return None
 
     def plan(self, params: GenerationParams) -> GenerationPlan:
         """A job's plan, made with its model's traits."""

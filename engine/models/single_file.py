@@ -32,7 +32,34 @@ def read_header(path: Path) -> dict[str, Any]:
             header: dict[str, Any] = json.loads(fh.read(length))
         except ValueError:
             raise ValueError("not a safetensors file (unreadable header)") from None
+    _check_header(header)
     return header
+
+
+def _check_header(header: Any) -> None:
+    """The safetensors header's shape (what the library itself would refuse, said in one line): tensors with a
+    dtype, a shape of sizes and two offsets; metadata of text values."""
+    if not isinstance(header, dict):
+        raise ValueError("not a safetensors file (its header is not a table)")
+    metadata = header.get("__metadata__")
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    ):
+        raise ValueError("damaged safetensors metadata (its values must all be text)")
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (
+            isinstance(shape, list)
+            and all(isinstance(n, int) and n >= 0 for n in shape)
+            and isinstance(info.get("dtype"), str)
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(n, int) for n in offsets)
+        ):
+            raise ValueError(f"damaged safetensors header (tensor {key[:80]!r})")
 
 
 def _unet_map(config: dict[str, Any], keys: list[str]) -> dict[str, str]:

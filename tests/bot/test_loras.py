@@ -150,7 +150,7 @@ async def test_model_refresh_rescans_models_loras_and_embeddings(
     handle = await harness.standin.slash("model refresh", SERVER_ADMIN)
     await harness.settle(handle)
     message = assert_deferred_ephemeral(harness.standin, handle)
-    assert "2 usable model(s), 0 refused; 1 LoRA(s); 1 embedding(s), 1 refused" in message["content"]
+    assert "2 usable model(s), 0 refused; 1 LoRA(s), 0 refused; 1 embedding(s), 1 refused" in message["content"]
     assert networks.refreshes == 1
 
 

@@ -44,3 +44,8 @@ def test_pages_fit_the_limit_and_repeat_the_title_of_a_section_that_goes_on() ->
 def test_everything_on_one_page_when_it_fits() -> None:
     [page] = paginate([Section("**A**", "n", ["- a"]), Section("**B**", "n", ["- b"])])
     assert page.text == "**A**: n\n- a\n\n**B**: n\n- b" and page.entries == 2
+
+
+def test_a_refused_lora_is_listed_with_its_reason() -> None:
+    line = lora_line(FakeLora("old-loha", short_hash=None, refused="it is a LyCORIS LoHa/LoKr/OFT file"))
+    assert line == "- `old-loha` — refused: it is a LyCORIS LoHa/LoKr/OFT file"

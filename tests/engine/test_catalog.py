@@ -52,7 +52,13 @@ def test_base_model_prefers_kohyas_field() -> None:
 
 
 def write_lora(path: Path, metadata: dict[str, str] | None = None, seed: int = 0) -> Path:
-    weights = {"lora_unet_down.lora_down.weight": torch.randn((4, 8), generator=torch.Generator().manual_seed(seed))}
+    key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"  # an SD 1.x layer, 320 wide
+    generator = torch.Generator().manual_seed(seed)
+    weights = {
+        f"{key}.lora_down.weight": torch.randn((4, 320), generator=generator),
+        f"{key}.lora_up.weight": torch.randn((320, 4), generator=generator),
+        f"{key}.alpha": torch.tensor(4.0),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(weights, str(path), metadata=metadata)
     return path

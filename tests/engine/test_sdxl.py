@@ -399,7 +399,10 @@ def sdxl_loras(pipe: Any, folder: Path) -> None:
     locon[f"{key}.alpha"] = torch.tensor(4.0)
     save_file(locon, str(folder / "xl-locon.safetensors"))
     save_file(
-        {"lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32)},
+        {
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight": torch.zeros(4, 32),
+            "lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight": torch.zeros(32, 4),
+        },
         str(folder / "sd15-style.safetensors"),
         metadata={"ss_base_model_version": "sd_v1"},
     )
