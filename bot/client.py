@@ -25,7 +25,7 @@ from bot.buttons import DYNAMIC_ITEMS
 from bot.errors import handle_error
 from bot.ports import ModelCatalog, NetworkCatalog
 from bot.resume import resume_open_jobs
-from bot.runner import EDIT_INTERVAL, TOKEN_LIFETIME, JobRunner
+from bot.runner import EDIT_INTERVAL, RETRY_DELAYS, TOKEN_LIFETIME, JobRunner
 from bot.store import JobStore
 from config.settings import Settings
 from engine.blobs import BlobStore
@@ -71,10 +71,11 @@ class EaselBot(commands.Bot):
         guild_ready_timeout: float = 2.0,
         edit_interval: float = EDIT_INTERVAL,
         token_lifetime: timedelta = TOKEN_LIFETIME,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         """`sync_commands`: sync the slash commands at start-up even if they did not change (the start-up flag).
 
-        The last four keyword arguments exist for tests, which shorten them.
+        The last five keyword arguments exist for tests, which shorten them.
         """
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -95,7 +96,9 @@ class EaselBot(commands.Bot):
         self.blobs = blobs  # where init images are stored; the engine reads them from the same store
         self.force_sync = sync_commands
         self.extensions_to_load = extensions
-        self.runner = JobRunner(executor, store, edit_interval=edit_interval, token_lifetime=token_lifetime)
+        self.runner = JobRunner(
+            executor, store, edit_interval=edit_interval, token_lifetime=token_lifetime, retry_delays=retry_delays
+        )
         self.resume_task: asyncio.Task[None] | None = None
         self.downloads: aiohttp.ClientSession | None = None  # for attachments; opened in setup_hook
         # Parsing pasted blocks and prompts, checking and hashing uploads: never on the event loop.

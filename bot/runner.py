@@ -11,7 +11,7 @@ import asyncio
 import io
 import logging
 import secrets
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 # Discord lets an interaction token edit its reply for 15 minutes; leave a margin for a slow upload.
 TOKEN_LIFETIME = timedelta(minutes=14)
 EDIT_INTERVAL = 2.0
+# A final message (result, failure, cancel) is tried again after these pauses when Discord answers 5xx past
+# discord.py's own retries: an outage of a minute or so delays the result, it does not lose it.
+RETRY_DELAYS = (2.0, 8.0, 30.0)
 
 
 def new_job_id() -> str:
@@ -56,11 +59,13 @@ class JobRunner:
         *,
         edit_interval: float = EDIT_INTERVAL,
         token_lifetime: timedelta = TOKEN_LIFETIME,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         self.executor = executor
         self.store = store
         self.edit_interval = edit_interval
         self.token_lifetime = token_lifetime
+        self.retry_delays = retry_delays
         self._tasks: set[asyncio.Task[None]] = set()
         self._cancel_requested: set[str] = set()
 
@@ -101,6 +106,7 @@ class JobRunner:
             interaction=interaction,
             token_lifetime=self.token_lifetime,
             edit_interval=self.edit_interval,
+            retry_delays=self.retry_delays,
         )
         self._spawn(self._follow(target, ticket, tuple(notes)), job_id)
         return job_id
@@ -123,6 +129,7 @@ class JobRunner:
             interaction=None,
             token_lifetime=self.token_lifetime,
             edit_interval=self.edit_interval,
+            retry_delays=self.retry_delays,
         )
         self._spawn(self._follow(target, ticket, ()), record.job_id)
 
@@ -203,14 +210,23 @@ class JobRunner:
         except Exception:
             log.exception("job %s: reporting failed", job.job_id)
             self.store.set_status(job.job_id, JobStatus.FAILED, error="reporting failed")
-            await reply.edit(render.failed(job.job_id, "Could not deliver the result."), throttled=False, final=True)
+            try:
+                failed = render.failed(job.job_id, "Could not deliver the result.")
+                await reply.edit(failed, throttled=False, final=True)
+            except Exception:
+                log.exception("job %s: could not tell the requester either", job.job_id)
         finally:
             self._cancel_requested.discard(job.job_id)
 
 
 class _ReplyTarget:
-    """Where a job reports: the interaction's reply while its token lives, a channel message after (or always,
-    for a job resumed after a restart, which has no interaction)."""
+    """Where a job reports: the interaction's reply while its token lives and the reply exists, a channel message
+    after (or always, for a job resumed after a restart, which has no interaction), the requester's DMs when the
+    bot may not post or attach in the channel.
+
+    Only the final message must arrive: it is retried through a Discord outage, and every channel post carries a
+    nonce that Discord enforces, so a post whose answer was lost and is sent again appears once.
+    """
 
     def __init__(
         self,
@@ -223,6 +239,7 @@ class _ReplyTarget:
         interaction: discord.Interaction | None,
         token_lifetime: timedelta,
         edit_interval: float,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
         self.client = client
         self.job_id = job_id
@@ -232,6 +249,7 @@ class _ReplyTarget:
         self.interaction = interaction
         self.deadline = interaction.created_at + token_lifetime if interaction is not None else None
         self.edit_interval = edit_interval
+        self.retry_delays = retry_delays
         self.edits = 0
         self.preview: bytes | None = None  # the latest preview not yet shown
         self._showing_preview = False
@@ -245,78 +263,148 @@ class _ReplyTarget:
     def token_alive(self) -> bool:
         return self.deadline is not None and datetime.now(UTC) < self.deadline
 
+    def _reply_lost(self, err: discord.HTTPException) -> bool:
+        """401: the token died early; 404: a moderator deleted the reply (or the user dismissed it). Either way
+        the job reports in the channel from now on."""
+        if err.status in (401, 404):
+            log.warning("job %s: reply gone (%s); reporting in the channel instead", self.job_id, err)
+            self.deadline = None
+            return True
+        return False
+
     async def edit(self, content: str, *, throttled: bool, final: bool = False) -> None:
         """Edit the reply unless an edit went out less than `edit_interval` ago (for throttled updates)."""
         now = self._loop.time()
         if throttled and now - self._last_edit < self.edit_interval:
             return
-        if self.interaction is None or not self.token_alive():
-            if final:  # a terminal state must reach the user even without the token
-                await self._channel_send(f"{self.mention} {content}")
-            return
-        self._last_edit = now
-        self.edits += 1
+        if self.interaction is not None and self.token_alive():
+            self._last_edit = now
+            self.edits += 1
+            try:
+                await self._retried(lambda: self._edit_reply(content, final), final=final)
+                return
+            except discord.HTTPException as err:
+                if not self._reply_lost(err):
+                    log.warning("job %s: edit failed (%s)", self.job_id, err)  # the job itself carries on
+                    if not final:
+                        return
+        if final:  # a terminal state must reach the user even without the reply
+            await self._channel_send(f"{self.mention} {content}", nonce="e")
+
+    async def _edit_reply(self, content: str, final: bool) -> None:
+        assert self.interaction is not None
         # The preview is the message's one attachment: replaced when a newer one came, removed at the end.
         files: list[discord.File] | None = None
         if final:
             files = [] if self._showing_preview else None
-            self._showing_preview = False
         elif self.preview is not None:
             files = [discord.File(io.BytesIO(self.preview), filename=render.preview_filename(self.job_id))]
+        view = None if final else cancel_view(self.job_id)
+        if files is None:
+            await self.interaction.edit_original_response(content=content, view=view)
+        else:
+            await self.interaction.edit_original_response(content=content, attachments=files, view=view)
+        if final:
+            self._showing_preview = False
+        elif files:
             self.preview = None
             self._showing_preview = True
-        try:
-            view = None if final else cancel_view(self.job_id)
-            if files is None:
-                await self.interaction.edit_original_response(content=content, view=view)
-            else:
-                await self.interaction.edit_original_response(content=content, attachments=files, view=view)
-        except discord.HTTPException as err:
-            # The user may have dismissed or deleted the reply; the job itself carries on.
-            log.warning("job %s: edit failed (%s)", self.job_id, err)
+
+    async def _retried(self, send: Callable[[], Awaitable[Any]], *, final: bool) -> Any:
+        """`send()`, tried again after each of `retry_delays` on a 5xx (final messages only)."""
+        delays = self.retry_delays if final else ()
+        for delay in delays:
+            try:
+                return await send()
+            except discord.DiscordServerError as err:
+                log.warning("job %s: Discord failed (%s); trying again in %.1f s", self.job_id, err, delay)
+                await asyncio.sleep(delay)
+        return await send()
 
     async def deliver(self, job: Job, result: JobResult, notes: Sequence[str]) -> int | None:
         """Send the finished images (split over several messages if needed); returns the main message's id."""
         groups = render.split_images([len(image.png) for image in result.images])
         alive = self.interaction is not None and self.token_alive()
-        mention = "" if alive else self.mention
-        first = render.finished(job.job_id, result, notes, mention=mention, images=groups[0])
-        files = _files(first)
+        first = render.finished(job.job_id, result, notes, mention="" if alive else self.mention, images=groups[0])
         view = result_view(job.job_id)
         message: discord.Message | None = None
         if alive and self.interaction is not None:
+            interaction = self.interaction
             try:
-                message = await self.interaction.edit_original_response(
-                    content=first.content, attachments=files, view=view
+                message = await self._retried(
+                    lambda: interaction.edit_original_response(
+                        content=first.content, attachments=_files(first.uploads), view=view
+                    ),
+                    final=True,
                 )
             except discord.HTTPException as err:
-                if err.status not in (401, 404):  # 401: the token died early; 404: the reply was deleted
+                if not self._reply_lost(err):
                     raise
-                log.warning("job %s: reply gone (%s); posting in the channel instead", job.job_id, err)
                 alive = False
                 first = render.finished(job.job_id, result, notes, mention=self.mention, images=groups[0])
-                files = _files(first)
         if message is None:
-            message = await self._channel_send(first.content, files=files, view=view)
-        for group in groups[1:]:
+            message = await self._channel_send(first.content, uploads=first.uploads, view=view, nonce="d0")
+        for number, group in enumerate(groups[1:], start=1):
             more = [
-                discord.File(io.BytesIO(result.images[i].png), render.image_filename(job.job_id, i, result.images[i]))
+                render.Upload(render.image_filename(job.job_id, i, result.images[i]), result.images[i].png)
                 for i in group
             ]
             if alive and self.interaction is not None:
-                await self.interaction.followup.send(files=more, wait=True)
+                followup, files = self.interaction.followup, tuple(more)
+                await self._retried(lambda: followup.send(files=_files(files), wait=True), final=True)  # noqa: B023
             else:
-                await self._channel_send("", files=more)
+                await self._channel_send("", uploads=more, nonce=f"d{number}")
         return message.id
 
     async def _channel_send(
-        self, content: str, *, files: Sequence[discord.File] = (), view: discord.ui.View | None = None
+        self,
+        content: str,
+        *,
+        uploads: Sequence[render.Upload] = (),
+        view: discord.ui.View | None = None,
+        nonce: str,
     ) -> discord.Message:
+        """Post in the job's channel; where the bot may not post (or attach), in the requester's DMs instead; where
+        those are closed too, the text alone in the channel, saying why the images are missing."""
         channel = messageable(self.client, self.interaction, self.channel_id, self.guild_id)
+        try:
+            return await self._post(channel, content, uploads, view, nonce=f"{self.job_id}{nonce}")
+        except discord.Forbidden as err:
+            log.warning("job %s: may not post in channel %s (%s); sending a DM", self.job_id, self.channel_id, err)
+        where = f"<#{self.channel_id}>" if self.channel_id is not None else "the channel"
+        note = f"(I may not post in {where}, so your job {self.job_id} comes here.)"
+        try:
+            dm = await self.client.create_dm(discord.Object(self.user_id))
+            return await self._post(dm, f"{content}\n{note}".strip(), uploads, view, nonce=None)
+        except discord.HTTPException as err:
+            if not uploads:
+                raise
+            log.warning("job %s: no DM either (%s); posting the text alone", self.job_id, err)
+        missing = (
+            f"{self.mention} I may not attach images in {where} and could not send them to you directly "
+            "(are your DMs closed?). An admin can give me the Attach Files permission here."
+        )
+        return await self._post(channel, f"{content}\n{missing}" if content else missing, (), None, nonce=None)
+
+    async def _post(
+        self,
+        channel: discord.abc.Messageable,
+        content: str,
+        uploads: Sequence[render.Upload],
+        view: discord.ui.View | None,
+        *,
+        nonce: str | None,
+    ) -> discord.Message:
         mentions = discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(self.user_id)])
-        if view is None:
-            return await channel.send(content, files=list(files), allowed_mentions=mentions)
-        return await channel.send(content, files=list(files), view=view, allowed_mentions=mentions)
+        extra: dict[str, Any] = {} if nonce is None else {"nonce": nonce}
+        if view is not None:
+            extra["view"] = view
+
+        async def send() -> discord.Message:
+            return await channel.send(content, files=_files(uploads), allowed_mentions=mentions, **extra)
+
+        message: discord.Message = await self._retried(send, final=True)
+        return message
 
 
 def messageable(
@@ -330,5 +418,6 @@ def messageable(
     return client.get_partial_messageable(channel_id, guild_id=guild_id)
 
 
-def _files(reply: render.Reply) -> list[discord.File]:
-    return [discord.File(io.BytesIO(upload.data), filename=upload.filename) for upload in reply.uploads]
+def _files(uploads: Sequence[render.Upload]) -> list[discord.File]:
+    """Fresh file objects for each attempt: discord.py closes the ones it sent."""
+    return [discord.File(io.BytesIO(upload.data), filename=upload.filename) for upload in uploads]

@@ -8,6 +8,7 @@ Each request is matched to its operation by method and path template; its JSON b
   the integer, so integers there are turned into strings before validating.
 - `allowed_mentions.users` / `.roles`: discord.py sends the ids as integers (it always has, and Discord accepts
   them); the spec says snowflake strings, so they are turned into strings too.
+- `recipient_id` (opening a DM): an integer from discord.py, turned into a string for the same reason.
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ def _normalise(body: Any) -> Any:
     targets = [body, body.get("data")] if isinstance(body, dict) else []
     for target in targets:
         if isinstance(target, dict):
+            if isinstance(target.get("recipient_id"), int):
+                target["recipient_id"] = str(target["recipient_id"])
             for attachment in target.get("attachments") or []:
                 if isinstance(attachment.get("id"), int):
                     attachment["id"] = str(attachment["id"])

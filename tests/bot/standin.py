@@ -26,6 +26,7 @@ GUILD_ID = 1200000000000000001
 CHANNEL_ID = 1300000000000000001
 ADMIN_ROLE_ID = 1400000000000000001
 OWNER_ID = 1500000000000000001
+DM_CHANNEL_BASE = 1600000000000000000
 DISCORD_EPOCH_MS = 1420070400000
 
 ADMINISTRATOR = 1 << 3
@@ -94,6 +95,7 @@ class Recorded:
     files: tuple[RecordedFile, ...] = ()
     multipart: bool = False
     status: int = 200
+    at: float = 0.0  # time.monotonic() when the stand-in answered
 
     def is_for(self, handle: InteractionHandle) -> bool:
         return handle.token in self.path or str(handle.id) in self.path
@@ -116,6 +118,29 @@ class _InteractionState:
 
 
 @dataclass
+class Fault:
+    """An error the stand-in answers instead of (or, with `after`, after) handling matching requests.
+
+    `after=True` is a reply lost on the way back: the request took effect, the bot sees only the error.
+    """
+
+    method: str
+    path: re.Pattern[str]
+    status: int
+    body: Json
+    headers: dict[str, str]
+    times: int
+    after: bool = False
+    with_files: bool | None = None  # only requests with (True) or without (False) files
+    hits: int = 0
+
+    def matches(self, method: str, path: str, files: list[RecordedFile]) -> bool:
+        if self.hits >= self.times or method != self.method or not self.path.fullmatch(path):
+            return False
+        return self.with_files is None or self.with_files == bool(files)
+
+
+@dataclass
 class _Route:
     method: str
     pattern: re.Pattern[str]
@@ -133,6 +158,9 @@ class Standin:
     guild_member_count: int = 3
     attachments: dict[int, StandinAttachment] = field(default_factory=dict)
     downloads: list[int] = field(default_factory=list)  # attachment ids the bot fetched, in order
+    dm_channels: dict[int, int] = field(default_factory=dict)  # DM channel id -> user id
+    faults: list[Fault] = field(default_factory=list)
+    gateway_log: list[Json] = field(default_factory=list)  # every op the bot sent, in order
 
     def __post_init__(self) -> None:
         self._counter: Iterator[int] = itertools.count()
@@ -142,6 +170,10 @@ class Standin:
         self._compressor: Any = None
         self._send_lock = asyncio.Lock()
         self._identified = asyncio.Event()
+        self._session_ready = asyncio.Event()  # set once at the first IDENTIFY: interactions may be dispatched
+        self._dispatched: list[Json] = []  # every dispatch, for a RESUME to replay what it missed
+        self.resumes_allowed = asyncio.Event()
+        self.resumes_allowed.set()
         self._interactions: dict[str, _InteractionState] = {}
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -158,6 +190,7 @@ class Standin:
                 "DELETE", re.compile(r"/webhooks/\d+/(?P<token>[^/]+)/messages/(?P<mid>@original|\d+)"), self._del_wh
             ),
             _Route("POST", re.compile(r"/webhooks/\d+/(?P<token>[^/]+)"), self._followup),
+            _Route("POST", re.compile(r"/users/@me/channels"), self._open_dm),
             _Route("POST", re.compile(r"/channels/(?P<cid>\d+)/messages"), self._channel_post),
             _Route("PATCH", re.compile(r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)"), self._channel_edit),
             _Route("DELETE", re.compile(r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)"), self._channel_delete),
@@ -236,17 +269,71 @@ class Standin:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = request.path[len(API_PREFIX) :]
         body, files, multipart = await self._read_body(request)
+        fault = next((f for f in self.faults if f.matches(request.method, path, files)), None)
+        if fault is not None:
+            fault.hits += 1
+        if fault is None or fault.after:
+            response = await self._route(request.method, path, body, files)
+        if fault is not None:
+            response = _json(fault.body, fault.status, fault.headers)
+        await self._record(
+            Recorded(
+                request.method, path, dict(request.query), body, tuple(files), multipart, response.status,
+                time.monotonic(),
+            )
+        )  # fmt: skip
+        return response
+
+    async def _route(self, method: str, path: str, body: Any, files: list[RecordedFile]) -> web.Response:
         for route in self._routes:
             match = route.pattern.fullmatch(path)
-            if match and route.method == request.method:
-                response = await route.handler(body, files, **match.groupdict())
-                break
-        else:
-            response = _json({"message": "404: Not Found (stand-in has no such route)", "code": 0}, 404)
-        await self._record(
-            Recorded(request.method, path, dict(request.query), body, tuple(files), multipart, response.status)
-        )
-        return response
+            if match and route.method == method:
+                return await route.handler(body, files, **match.groupdict())
+        return _json({"message": "404: Not Found (stand-in has no such route)", "code": 0}, 404)
+
+    # -- faults -------------------------------------------------------------------------------------------------
+
+    def fail(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        *,
+        times: int = 1,
+        code: int = 0,
+        message: str | None = None,
+        after: bool = False,
+        with_files: bool | None = None,
+    ) -> Fault:
+        """Answer the next `times` requests matching `method` and the `path` regex with an error, as Discord
+        does: 403 Missing Permissions is `fail(..., 403, code=50013)`, a burst of 502s `fail(..., 502, times=3)`."""
+        body = {"message": message or _REASONS.get(status, "error"), "code": code}
+        fault = Fault(method, re.compile(path), status, body, {}, times, after, with_files)
+        self.faults.append(fault)
+        return fault
+
+    def rate_limit(
+        self,
+        method: str,
+        path: str,
+        retry_after: float,
+        *,
+        is_global: bool = False,
+        times: int = 1,
+        with_files: bool | None = None,
+    ) -> Fault:
+        """429 with Discord's body and headers: per route (scope "user") or global (every route waits)."""
+        body = {"message": "You are being rate limited.", "retry_after": retry_after, "global": is_global}
+        headers = {
+            "Via": "1.1 google",  # discord.py treats a 429 without it as a Cloudflare ban
+            "Retry-After": str(max(1, round(retry_after))),
+            "X-RateLimit-Scope": "global" if is_global else "user",
+        }
+        if is_global:
+            headers["X-RateLimit-Global"] = "true"
+        fault = Fault(method, re.compile(path), 429, body, headers, times, with_files=with_files)
+        self.faults.append(fault)
+        return fault
 
     async def _read_body(self, request: web.Request) -> tuple[Any, list[RecordedFile], bool]:
         if request.content_type.startswith("multipart/"):
@@ -373,7 +460,36 @@ class Standin:
         return _json(message)
 
     async def _channel_post(self, body: Any, files: list[RecordedFile], cid: str) -> web.Response:
-        return _json(self._new_message(int(cid), body or {}, files))
+        body = body or {}
+        nonce = body.get("nonce")
+        if nonce is not None and body.get("enforce_nonce"):
+            # Discord answers a repeated nonce (within a few minutes) with the message it already created.
+            for message in self.messages.values():
+                if message.get("nonce") == nonce and message["channel_id"] == cid:
+                    return _json(message)
+        message = self._new_message(int(cid), body, files)
+        if nonce is not None:
+            message["nonce"] = nonce
+        return _json(message)
+
+    async def _open_dm(self, body: Any, files: list[RecordedFile]) -> web.Response:
+        recipient = str(body["recipient_id"])
+        channel_id = DM_CHANNEL_BASE + int(recipient) % 10**9
+        self.dm_channels[channel_id] = int(recipient)
+        user = {"id": recipient, "username": f"user-{recipient}", "discriminator": "0", "avatar": None}
+        return _json({"id": str(channel_id), "type": 1, "last_message_id": None, "recipients": [user]})
+
+    def dms(self, user: StandinUser) -> list[Json]:
+        """The messages the bot sent to `user` in a direct message, in order."""
+        return [m for m in self.messages.values() if self.dm_channels.get(int(m["channel_id"])) == user.id]
+
+    async def delete_message(self, message_id: int) -> None:
+        """A moderator deletes a message: it is gone, and the gateway says so."""
+        message = self.messages.pop(message_id)
+        await self._dispatch(
+            "MESSAGE_DELETE",
+            {"id": str(message_id), "channel_id": message["channel_id"], "guild_id": message.get("guild_id")},
+        )
 
     async def _channel_edit(self, body: Any, files: list[RecordedFile], cid: str, mid: str) -> web.Response:
         message = self.messages.get(int(mid))
@@ -422,7 +538,7 @@ class Standin:
         message: Json = {
             "id": str(message_id),
             "channel_id": str(channel_id),
-            "guild_id": str(GUILD_ID),
+            **({} if channel_id in self.dm_channels else {"guild_id": str(GUILD_ID)}),
             "author": self.bot_user(),
             "content": "",
             "timestamp": datetime.now(UTC).isoformat(),
@@ -494,25 +610,57 @@ class Standin:
         await self._send({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None})
         async for frame in ws:
             payload = json.loads(frame.data)
+            self.gateway_log.append(payload)
             if payload["op"] == 1:
                 await self._send({"op": 11, "d": None, "s": None, "t": None})
             elif payload["op"] == 2:
+                self._dispatched.clear()
+                self._seq = 0
                 await self._dispatch("READY", self._ready())
                 await self._dispatch("GUILD_CREATE", self._guild())
                 self._identified.set()
-        self._identified.clear()
+                self._session_ready.set()
+            elif payload["op"] == 6:
+                await self._resume(payload["d"])
+        if self._ws is ws:
+            self._ws = None
+            self._identified.clear()
         return ws
+
+    async def _resume(self, data: Json) -> None:
+        """Replay what the bot missed since the sequence number it has, then RESUMED (Discord's order)."""
+        await self.resumes_allowed.wait()
+        if data["session_id"] != "standin-session":
+            await self._send({"op": 9, "d": False, "s": None, "t": None})  # invalid session: identify again
+            return
+        for missed in [p for p in self._dispatched if p["s"] > (data.get("seq") or 0)]:
+            await self._send(missed)
+        await self._dispatch("RESUMED", {})
+        self._identified.set()
+
+    async def drop_gateway(self, code: int = 4000, *, hold_resume: bool = False) -> None:
+        """Close the gateway connection as Discord does on an outage (4000: resumable). With `hold_resume`, the
+        bot's RESUME waits until `resumes_allowed` is set, so events dispatched meanwhile are missed by it."""
+        if hold_resume:
+            self.resumes_allowed.clear()
+        ws, self._ws = self._ws, None
+        self._identified.clear()
+        assert ws is not None, "no gateway connection to drop"
+        await ws.close(code=code)
 
     async def _send(self, payload: Json) -> None:
         async with self._send_lock:
-            assert self._ws is not None
+            if self._ws is None or self._ws.closed:
+                return  # disconnected: a dispatch waits in `_dispatched` for the RESUME
             data = self._compressor.compress(json.dumps(payload).encode())
             data += self._compressor.flush(zlib.Z_SYNC_FLUSH)  # ends with 00 00 ff ff
             await self._ws.send_bytes(data)
 
     async def _dispatch(self, event: str, data: Json) -> None:
         self._seq += 1
-        await self._send({"op": 0, "t": event, "s": self._seq, "d": data})
+        payload = {"op": 0, "t": event, "s": self._seq, "d": data}
+        self._dispatched.append(payload)
+        await self._send(payload)
 
     def _ready(self) -> Json:
         return {
@@ -592,10 +740,14 @@ class Standin:
     async def wait_identified(self) -> None:
         await asyncio.wait_for(self._identified.wait(), 5.0)
 
+    async def wait_session(self) -> None:
+        """Until the bot has identified once; a dispatch after that reaches it now or at its RESUME."""
+        await asyncio.wait_for(self._session_ready.wait(), 5.0)
+
     async def _interact(
         self, kind: int, data: Json, user: StandinUser, *, message_id: int | None = None
     ) -> InteractionHandle:
-        await self.wait_identified()
+        await self.wait_session()
         interaction_id = self._snowflake()
         handle = InteractionHandle(interaction_id, f"token-{interaction_id}", user)
         self._interactions[handle.token] = _InteractionState(handle, kind, CHANNEL_ID, message_id)
@@ -730,6 +882,17 @@ def custom_ids(message: Json) -> list[str]:
     return [c["custom_id"] for row in message.get("components", []) for c in row.get("components", [])]
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
+_REASONS = {
+    401: "401: Unauthorized",
+    403: "Missing Permissions",
+    404: "Unknown Message",
+    500: "500: Internal Server Error",
+    502: "502: Bad Gateway",
+    503: "503: Service Unavailable",
+}
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     # discord.py decodes a body only when the Content-Type is exactly application/json (no charset).
-    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    return web.Response(body=json.dumps(data).encode(), status=status, headers=all_headers)
