@@ -21,6 +21,7 @@ from bot import render
 from bot.buttons import cancel_view, result_view
 from bot.errors import JOB_ID_KEY
 from bot.store import JobRecord, JobStatus, JobStore
+from engine.errors import StorageFullError
 from engine.jobs import (
     Executor,
     Failed,
@@ -81,13 +82,19 @@ class JobRunner:
         job_id = new_job_id()
         interaction.extras[JOB_ID_KEY] = job_id
         ticket = await self.executor.submit(Job(job_id, str(interaction.user.id), params))
-        self.store.add_job(
-            job_id,
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            params=params,
-        )
+        try:
+            self.store.add_job(
+                job_id,
+                user_id=interaction.user.id,
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                params=params,
+            )
+        except StorageFullError:
+            # A job the store does not hold would be lost by a restart and its buttons would not work: refuse it.
+            log.error("job %s refused: the job store's disk is full", job_id)
+            self.executor.cancel(job_id)
+            raise
         log.info("job %s queued for user %s (model %s)", job_id, interaction.user.id, params.model)
         log.debug("job %s prompt %r", job_id, params.prompt)
         if not interaction.response.is_done():
@@ -118,7 +125,7 @@ class JobRunner:
         mentions the requester. Raises what `submit` raises; the caller tells the user.
         """
         ticket = await self.executor.submit(Job(record.job_id, str(record.user_id), params))
-        self.store.mark_resumed(record.job_id)
+        self._note(self.store.mark_resumed, record.job_id)
         log.info("job %s queued again after a restart (resume %d)", record.job_id, record.resumes + 1)
         target = _ReplyTarget(
             client,
@@ -144,6 +151,16 @@ class JobRunner:
             return True
         self._cancel_requested.discard(job_id)
         return False
+
+    def _note(self, write: Callable[..., None], job_id: str, *args: Any, **kwargs: Any) -> None:
+        """A store write about a job under way: a full disk is logged, and never stops the job or undoes what it
+        delivered. The row keeps its last state (each write is whole or nothing); a job recorded as open when it
+        had finished runs again after a restart, and its channel post's nonce keeps that from showing twice for a
+        few minutes."""
+        try:
+            write(job_id, *args, **kwargs)
+        except StorageFullError as err:
+            log.error("job %s: could not record its progress in the job store (%s)", job_id, err)
 
     def _spawn(self, follow: Coroutine[Any, Any, None], job_id: str) -> None:
         task = asyncio.create_task(follow, name=f"easel-job-{job_id}")
@@ -174,7 +191,7 @@ class JobRunner:
                         throttled=reply.edits > 0,
                     )
                 elif isinstance(event, Started):
-                    self.store.set_status(job.job_id, JobStatus.RUNNING)
+                    self._note(self.store.set_status, job.job_id, JobStatus.RUNNING)
                     log.info("job %s started", job.job_id)
                     await reply.edit(render.started(job.job_id, job.params, notes), throttled=False)
                 elif isinstance(event, Progress):
@@ -187,13 +204,13 @@ class JobRunner:
                 elif isinstance(event, Finished):
                     log.info("job %s finished in %.1f s", job.job_id, event.result.seconds)
                     message_id = await reply.deliver(job, event.result, notes)
-                    self.store.set_status(job.job_id, JobStatus.FINISHED)
+                    self._note(self.store.set_status, job.job_id, JobStatus.FINISHED)
                     if message_id is not None:
-                        self.store.set_message(job.job_id, message_id)
+                        self._note(self.store.set_message, job.job_id, message_id)
                     return
                 elif isinstance(event, Failed):
                     log.info("job %s failed: %s", job.job_id, event.error)
-                    self.store.set_status(job.job_id, JobStatus.FAILED, error=str(event.error))
+                    self._note(self.store.set_status, job.job_id, JobStatus.FAILED, error=str(event.error))
                     await reply.edit(render.failed(job.job_id, str(event.error)), throttled=False, final=True)
                     return
                 elif isinstance(event, WasCancelled):
@@ -201,7 +218,7 @@ class JobRunner:
                         log.info("job %s stopped by a shutdown; it stays open for the next start", job.job_id)
                         return
                     log.info("job %s cancelled", job.job_id)
-                    self.store.set_status(job.job_id, JobStatus.CANCELLED)
+                    self._note(self.store.set_status, job.job_id, JobStatus.CANCELLED)
                     await reply.edit(render.cancelled(job.job_id), throttled=False, final=True)
                     return
         except asyncio.CancelledError:
@@ -209,7 +226,7 @@ class JobRunner:
             raise
         except Exception:
             log.exception("job %s: reporting failed", job.job_id)
-            self.store.set_status(job.job_id, JobStatus.FAILED, error="reporting failed")
+            self._note(self.store.set_status, job.job_id, JobStatus.FAILED, error="reporting failed")
             try:
                 failed = render.failed(job.job_id, "Could not deliver the result.")
                 await reply.edit(failed, throttled=False, final=True)

@@ -1,7 +1,8 @@
 """The job store: one SQLite file under the data dir with every job's params and outcome, guild and user settings.
 
 Buttons read their state from here, so they keep working after a restart. Every query is a single-row read or
-write on a local file, cheap enough to run on the event loop.
+write on a local file, cheap enough to run on the event loop. Every write is one statement, so SQLite applies it
+whole or not at all: a full disk raises StorageFullError and leaves the store as it was.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from engine.errors import StorageFullError
 from engine.params import GenerationParams
 
 DB_NAME = "easel.sqlite3"
@@ -123,13 +125,24 @@ class JobStore:
     def close(self) -> None:
         self._db.close()
 
+    def _write(self, sql: str, values: tuple[Any, ...]) -> None:
+        try:
+            self._db.execute(sql, values)
+        except sqlite3.OperationalError as err:
+            if err.sqlite_errorcode != sqlite3.SQLITE_FULL:
+                raise
+            raise StorageFullError(
+                "Easel's disk is full, so this could not be saved; nothing was changed. Try again later (an admin "
+                "has been told in the log)."
+            ) from err
+
     def synced_commands(self, scope: str) -> str | None:
         """The signature of the slash commands last synced to `scope` ("global" or "guild:<id>")."""
         row = self._db.execute("SELECT signature FROM synced_commands WHERE scope = ?", (scope,)).fetchone()
         return None if row is None else str(row["signature"])
 
     def set_synced_commands(self, scope: str, signature: str) -> None:
-        self._db.execute(
+        self._write(
             "INSERT INTO synced_commands (scope, signature) VALUES (?, ?) "
             "ON CONFLICT (scope) DO UPDATE SET signature = excluded.signature",
             (scope, signature),
@@ -146,7 +159,7 @@ class JobStore:
         channel_id: int | None,
         params: GenerationParams,
     ) -> None:
-        self._db.execute(
+        self._write(
             "INSERT INTO jobs (job_id, user_id, guild_id, channel_id, params, status, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -193,20 +206,20 @@ class JobStore:
 
     def mark_resumed(self, job_id: str) -> None:
         """Queued again after a restart: back to QUEUED, one more resume counted."""
-        self._db.execute(
+        self._write(
             "UPDATE jobs SET status = ?, resumes = resumes + 1 WHERE job_id = ?", (JobStatus.QUEUED.value, job_id)
         )
 
     def set_status(self, job_id: str, status: JobStatus, *, error: str | None = None) -> None:
         finished = None if status in _OPEN else time.time()
-        self._db.execute(
+        self._write(
             "UPDATE jobs SET status = ?, error = COALESCE(?, error),"
             " finished_at = COALESCE(finished_at, ?) WHERE job_id = ?",
             (status.value, error, finished, job_id),
         )
 
     def set_message(self, job_id: str, message_id: int) -> None:
-        self._db.execute("UPDATE jobs SET message_id = ? WHERE job_id = ?", (str(message_id), job_id))
+        self._write("UPDATE jobs SET message_id = ? WHERE job_id = ?", (str(message_id), job_id))
 
     # -- guild settings --------------------------------------------------------------------------------------
 
@@ -217,7 +230,7 @@ class JobStore:
         return None if row is None else row["default_model"]
 
     def set_guild_default_model(self, guild_id: int, model: str | None) -> None:
-        self._db.execute(
+        self._write(
             "INSERT INTO guild_settings (guild_id, default_model) VALUES (?, ?)"
             " ON CONFLICT(guild_id) DO UPDATE SET default_model = excluded.default_model",
             (str(guild_id), model),
@@ -232,9 +245,9 @@ class JobStore:
 
     def set_user_defaults(self, user_id: int, defaults: Mapping[str, Any]) -> None:
         if not defaults:
-            self._db.execute("DELETE FROM user_settings WHERE user_id = ?", (str(user_id),))
+            self._write("DELETE FROM user_settings WHERE user_id = ?", (str(user_id),))
             return
-        self._db.execute(
+        self._write(
             "INSERT INTO user_settings (user_id, defaults) VALUES (?, ?)"
             " ON CONFLICT(user_id) DO UPDATE SET defaults = excluded.defaults",
             (str(user_id), json.dumps(dict(defaults))),

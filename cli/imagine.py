@@ -77,7 +77,11 @@ async def imagine(
             out = Path(args.out)
             for i, image in enumerate(event.result.images):
                 path = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
-                path.write_bytes(image.png)
+                try:
+                    path.write_bytes(image.png)
+                except OSError as err:  # a full disk, a folder that does not exist, no permission
+                    print(f"error: could not save {path}: {err.strerror or err}", file=sys.stderr)
+                    return 1
                 print(f"saved {path}", file=sys.stderr)
             print(event.result.infotext)
             return 0

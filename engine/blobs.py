@@ -6,7 +6,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from engine.errors import InvalidParamsError
+from engine.errors import InvalidParamsError, StorageFullError, is_disk_full
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -21,8 +21,17 @@ class BlobStore:
         if not path.exists():
             self.folder.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            try:
+                tmp.write_bytes(data)
+                tmp.replace(path)  # whole or not at all: a reader never sees half a file under its hash
+            except OSError as err:
+                tmp.unlink(missing_ok=True)
+                if is_disk_full(err):
+                    raise StorageFullError(
+                        "Easel's disk is full, so your image could not be stored; try again later (an admin has "
+                        "been told in the log)."
+                    ) from err
+                raise
         return digest
 
     def get(self, digest: str) -> bytes:

@@ -1,5 +1,7 @@
 """The engine's typed errors: every message is safe to show to the user who caused it."""
 
+import errno
+
 
 class EaselError(Exception):
     """Base of every error the engine raises on purpose; `str(err)` is a message for the user."""
@@ -23,6 +25,14 @@ class GenerationFailedError(EaselError):
 
 class OutOfMemoryError(GenerationFailedError):
     """The device ran out of memory for this job (or this batch of jobs); the worker is fine for the next."""
+
+
+class StorageFullError(EaselError):
+    """The disk (or the job store's size limit) is full: nothing was half-written, and nothing else is lost."""
+
+
+def is_disk_full(err: OSError) -> bool:
+    return err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class Cancelled(EaselError):  # noqa: N818 - reads as a state, per house style

@@ -83,6 +83,14 @@ def test_imagine_refuses_bad_input_without_traceback(tmp_path: Path) -> None:
     assert "multiple of 8" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_a_full_disk_when_saving_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    result = run_main(["imagine", "x", "--model", "builtin:tiny", "--steps", "2", "--out", "/dev/full"], tmp_path)
+    assert result.returncode == 1
+    assert "could not save /dev/full: No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_pasted_block_brings_its_model_or_says_it_is_missing(tmp_path: Path) -> None:
     block = "a lighthouse\nSteps: 2, Sampler: Euler, Seed: 5, Size: 64x64, Model: tiny-but-elsewhere"
     result = run_main(["imagine", "x", "--parameters", block, "--out", "out.png"], tmp_path)

@@ -1,5 +1,6 @@
 """Discord failing under a job, through discord.py against the stand-in: rate limits, 5xx bursts, a gateway
-outage with RESUME, a token that dies, a reply a moderator deletes, a channel the bot may not post or attach in.
+outage with RESUME, a token that dies, a reply a moderator deletes, a channel the bot may not post or attach in;
+and the disk filling up under the job store or the init images.
 
 In every case the job finishes once, its requester is told (in the reply, the channel or a DM), and no message is
 posted twice.
@@ -16,11 +17,15 @@ from pathlib import Path
 import pytest
 
 from bot.store import JobStatus
+from engine.errors import StorageFullError
 from tests.bot.harness import ALICE, BOB, Harness, make_settings
-from tests.bot.helpers import PNG_MAGIC, edits
+from tests.bot.helpers import PNG_MAGIC, assert_ephemeral, edits
 from tests.bot.spec import validation_errors
 from tests.bot.standin import CHANNEL_ID, DM_CHANNEL_BASE, InteractionHandle, Json, Recorded, Standin, StandinUser
-from tests.fakes import FakeExecutor, FakeRegistry
+from tests.bot.test_img2img import assert_withdrawn
+from tests.bot.test_store import fill
+from tests.engine.test_blobs import DEV_FULL, full_disk_for
+from tests.fakes import FakeExecutor, FakeRegistry, tiny_png
 
 REPLY = r"/webhooks/\d+/[^/]+/messages/@original"
 CHANNEL = rf"/channels/{CHANNEL_ID}/messages"
@@ -247,3 +252,57 @@ async def test_no_permission_to_attach_and_closed_dms_still_tell_the_requester(e
     assert expired.store is not None
     record = expired.store.get_job(job_id)
     assert record is not None and record.status is JobStatus.FINISHED
+
+
+# -- a full disk ------------------------------------------------------------------------------------------------
+
+
+async def test_a_full_job_store_refuses_a_new_job_clearly_and_queues_nothing(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    assert harness.store is not None
+    fill(harness.store)
+    long = "a red fox, " * 360  # with the negative prompt, a row past a page: it needs a page the disk lacks
+    handle = await harness.standin.slash("imagine", ALICE, prompt=long, negative_prompt=long)
+    await harness.settle(handle)
+    assert_ephemeral(harness.standin, handle, "disk is full")
+    [job] = executor.submitted
+    assert job.job_id in executor.cancelled  # taken back from the queue: a job the store lacks would be lost
+    assert harness.store.get_job(job.job_id) is None
+
+
+async def test_a_store_that_fills_up_mid_job_still_delivers_the_result(
+    harness: Harness, executor: FakeExecutor, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status updates of a job under way rewrite a row in place, which a full SQLite file usually still
+    takes: the store's error is raised for them here, as it is when the disk has no byte left."""
+    assert harness.store is not None
+    executor.hold = asyncio.Event()
+    handle, job_id = await imagine(harness)
+    await harness.standin.wait_for(lambda r: r.is_for(handle) and "Starting" in str(r.json))
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise StorageFullError("Easel's disk is full")
+
+    monkeypatch.setattr(harness.store, "set_status", full)
+    monkeypatch.setattr(harness.store, "set_message", full)
+    executor.hold.set()
+    await harness.settle()
+    assert harness.standin.original(handle)["content"].startswith("Done")  # not replaced by an error
+    assert len([m for m in about(harness.standin, job_id) if m["attachments"]]) == 1
+    record = harness.store.get_job(job_id)
+    assert record is not None and record.status is JobStatus.RUNNING  # its last state, whole
+    assert "could not record its progress" in caplog.text
+
+
+@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full (Linux)")
+async def test_a_full_disk_while_storing_an_init_image_is_refused_clearly(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    data = tiny_png(64, 64, seed=3)
+    full_disk_for(harness.settings.data_dir / "blobs", data)
+    upload = harness.standin.attachment("cat.png", data, width=64, height=64)
+    handle = await harness.standin.slash("imagine", ALICE, prompt="a cat", init_image=upload)
+    await harness.settle(handle)
+    assert_withdrawn(harness.standin, handle, "disk is full")
+    assert executor.submitted == []

@@ -5,7 +5,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from bot.store import DB_NAME, JobStatus, JobStore
+from engine.errors import StorageFullError
 from engine.params import GenerationParams
 
 PARAMS = GenerationParams(prompt="a fox", model="builtin:tiny", seed=2**64 - 1, subseed=3, subseed_strength=0.15)
@@ -81,3 +84,40 @@ def test_a_users_open_and_recent_jobs_are_their_own_in_order(tmp_path: Path) -> 
     assert [r.job_id for r in store.user_recent_jobs(1, limit=10)] == ["a3", "a1"]
     assert [r.job_id for r in store.user_recent_jobs(1, limit=1)] == ["a3"]
     assert [r.job_id for r in store.user_recent_jobs(1, limit=10, statuses=(JobStatus.FINISHED,))] == ["a1"]
+
+
+def fill(store: JobStore) -> None:
+    """Make the store's disk full for real: SQLite's own page limit at what the file has, every page used up."""
+    db = store._db
+    db.execute("CREATE TABLE IF NOT EXISTS filler (data TEXT)")
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    for size in (2000, 200, 20, 1):
+        while True:
+            try:
+                db.execute("INSERT INTO filler VALUES (?)", ("x" * size,))
+            except sqlite3.OperationalError:
+                break
+
+
+def test_a_full_disk_refuses_a_write_and_leaves_the_store_as_it_was(tmp_path: Path) -> None:
+    store = JobStore.open(tmp_path)
+    store.add_job("kept", user_id=1, guild_id=2, channel_id=3, params=PARAMS)
+    store.set_status("kept", JobStatus.RUNNING)
+    fill(store)
+    with pytest.raises(StorageFullError, match="disk is full"):
+        store.add_job("lost", user_id=1, guild_id=2, channel_id=3, params=PARAMS.replace(prompt="x" * 3000))
+    with pytest.raises(StorageFullError):
+        store.set_status("kept", JobStatus.FAILED, error="y" * 5000)
+    with pytest.raises(StorageFullError):
+        store.set_user_defaults(1, {"negative_prompt": "z" * 5000})
+    assert store.get_job("lost") is None
+    record = store.get_job("kept")
+    assert record is not None and record.status is JobStatus.RUNNING and record.error is None  # nothing half-done
+    assert store.user_defaults(1) == {}
+    store._db.execute("PRAGMA max_page_count = 1000000")  # space again
+    store.add_job("after", user_id=1, guild_id=2, channel_id=3, params=PARAMS)
+    store.close()
+    reopened = JobStore.open(tmp_path)
+    assert reopened._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert [r.job_id for r in reopened.open_jobs()] == ["kept", "after"]
