@@ -20,17 +20,18 @@ def fair_order(pending: list[tuple[str, int]], last_served: dict[str, int]) -> l
 
     The next job belongs to the user served least recently (never served first), oldest job first; so one user
     with ten jobs cannot starve another with one. Returns the seqs in run order.
+
+    Serving a user makes them the most recently served, so after the first pick the users simply take turns in
+    the order of their first pick: round r holds each user's r-th oldest job, users ordered by (last served, oldest
+    job). O(n log n), since the executor orders its whole queue at every submit.
     """
-    served = dict(last_served)
-    remaining = sorted(pending, key=lambda p: p[1])
+    jobs: dict[str, list[int]] = {}
+    for user, seq in sorted(pending, key=lambda p: p[1]):
+        jobs.setdefault(user, []).append(seq)
+    users = sorted(jobs, key=lambda u: (last_served.get(u, -1), jobs[u][0]))
     order: list[int] = []
-    clock = max(served.values(), default=0)
-    while remaining:
-        best = min(remaining, key=lambda p: (served.get(p[0], -1), p[1]))
-        remaining.remove(best)
-        order.append(best[1])
-        clock += 1
-        served[best[0]] = clock
+    for turn in range(max((len(seqs) for seqs in jobs.values()), default=0)):
+        order.extend(jobs[user][turn] for user in users if turn < len(jobs[user]))
     return order
 
 
