@@ -52,7 +52,9 @@ def build_registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry(settings.models_dir, settings.data_dir / "cache", allow_ckpt=settings.allow_ckpt)
 
 
-def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
+def build_engine_side(settings: Settings, *, previews: bool, load_at_start: bool) -> EngineSide:
+    """The engine half of Easel. `load_at_start`: each worker loads the default model before its first job (the bot;
+    a compiled UNet is always warmed up), so that no job waits for the load and a crash loop never blames one."""
     from engine.blobs import BlobStore
     from engine.embeddings import EmbeddingDB
     from engine.executor import PREVIEW_INTERVAL, GpuExecutor, worker_devices
@@ -104,7 +106,11 @@ def build_engine_side(settings: Settings, *, previews: bool) -> EngineSide:
         preview_interval=PREVIEW_INTERVAL if previews else None,
         planner=registry.plan,
         max_batch_images=settings.max_batch_images,
-        warm_up=(settings.default_model or registry.default_model(None)) if settings.compile != "off" else None,
+        warm_up=(
+            (settings.default_model or registry.default_model(None))
+            if load_at_start or settings.compile != "off"
+            else None
+        ),
     )
     return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor)
 
@@ -126,7 +132,7 @@ async def run_imagine(settings: Settings, args: argparse.Namespace) -> int:
     from cli.imagine import imagine
     from engine.errors import EaselError
 
-    side = build_engine_side(settings, previews=False)
+    side = build_engine_side(settings, previews=False, load_at_start=False)
     try:
         try:
             model = default_model(settings, side.registry)
@@ -158,7 +164,7 @@ async def run_bot(settings: Settings, *, sync_commands: bool) -> int:
     from bot.store import JobStore
     from engine.catalog import ExtraNetworks
 
-    side = build_engine_side(settings, previews=settings.previews)
+    side = build_engine_side(settings, previews=settings.previews, load_at_start=True)
     default_model(settings, side.registry)
     store = JobStore.open(settings.data_dir)
     networks = ExtraNetworks(side.loras, side.embeddings, side.vaes)

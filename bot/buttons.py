@@ -178,11 +178,24 @@ DYNAMIC_ITEMS: tuple[type[_JobButton], ...] = (
 )  # fmt: skip
 
 
+RESULT_BUTTONS: tuple[type[_JobButton], ...] = (RerollButton, VaryButton, UpscaleButton, EditButton, DeleteButton)
+
+
 def result_view(job_id: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    for button in (RerollButton, VaryButton, UpscaleButton, EditButton, DeleteButton):  # one row of five
+    for button in RESULT_BUTTONS:  # one row of five
         view.add_item(button(job_id))
     return view
+
+
+def shows_result(message: discord.Message, job_id: str) -> bool:
+    """Whether `message` carries `job_id`'s result buttons (the job's reply once its result is delivered)."""
+    wanted = {f"easel:{button.action}:{job_id}" for button in RESULT_BUTTONS}
+    return any(
+        getattr(child, "custom_id", None) in wanted
+        for row in message.components
+        for child in (row.children if isinstance(row, discord.ActionRow) else [row])
+    )
 
 
 def cancel_view(job_id: str) -> discord.ui.View:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import discord
 
 from bot import render
+from bot.buttons import shows_result
 from bot.replay import replay
 from bot.runner import messageable
 from bot.store import JobRecord, JobStatus
@@ -26,7 +27,16 @@ MAX_RESUMES = 3
 async def resume_open_jobs(bot: EaselBot) -> int:
     """Queue every open job again; returns how many were. Refusals are told to their requester."""
     resumed = 0
+    records = []
     for record in bot.store.open_jobs():
+        if record.message_id is not None and record.channel_id is not None and await _delivered(bot, record):
+            # The result went out and the process died before it was recorded: running it again would post it
+            # twice. (Checked for every job before any is queued, so they queue back to back, in order.)
+            bot.store.set_status(record.job_id, JobStatus.FINISHED)
+            log.info("job %s: its result was delivered before the restart; not run again", record.job_id)
+        else:
+            records.append(record)
+    for record in records:
         try:
             resumed += await _resume(bot, record)
         except Exception:  # one bad record must not strand the jobs behind it
@@ -46,7 +56,8 @@ async def _resume(bot: EaselBot, record: JobRecord) -> bool:
         reason = f"it was cut short by {record.resumes} restarts in a row, so it is not tried again."
     else:
         try:
-            await bot.runner.resume_job(bot, record, replay(record.params, bot))
+            cut_short = record.status is JobStatus.RUNNING
+            await bot.runner.resume_job(bot, record, replay(record.params, bot), cut_short=cut_short)
             return True
         except EaselError as err:  # limits lowered, model removed, queue full...
             reason = str(err)
@@ -61,3 +72,14 @@ async def _resume(bot: EaselBot, record: JobRecord) -> bool:
     except discord.HTTPException as err:
         log.warning("job %s: could not tell the user it was not resumed (%s)", record.job_id, err)
     return False
+
+
+async def _delivered(bot: EaselBot, record: JobRecord) -> bool:
+    """Whether the job's message (its reply, which becomes the result) already shows the result's buttons."""
+    assert record.message_id is not None
+    try:
+        message = await messageable(bot, None, record.channel_id, record.guild_id).fetch_message(record.message_id)
+    except discord.HTTPException as err:  # deleted, or the bot may not read the channel: run it again
+        log.info("job %s: could not read its message (%s)", record.job_id, err)
+        return False
+    return shows_result(message, record.job_id)

@@ -114,19 +114,24 @@ class JobRunner:
             token_lifetime=self.token_lifetime,
             edit_interval=self.edit_interval,
             retry_delays=self.retry_delays,
+            # The reply becomes the result: its id lets the next start see a result delivered just before a crash.
+            on_reply=lambda message_id: self._note(self.store.set_message, job_id, message_id),
         )
         self._spawn(self._follow(target, ticket, tuple(notes)), job_id)
         return job_id
 
-    async def resume_job(self, client: discord.Client, record: JobRecord, params: GenerationParams) -> None:
+    async def resume_job(
+        self, client: discord.Client, record: JobRecord, params: GenerationParams, *, cut_short: bool
+    ) -> None:
         """Queue a job left open by a previous process again, under its own id (so its buttons still match).
 
         No interaction token survives a restart: the job reports only its outcome, as a channel message that
         mentions the requester. Raises what `submit` raises; the caller tells the user.
         """
         ticket = await self.executor.submit(Job(record.job_id, str(record.user_id), params))
-        self._note(self.store.mark_resumed, record.job_id)
-        log.info("job %s queued again after a restart (resume %d)", record.job_id, record.resumes + 1)
+        self._note(self.store.mark_resumed, record.job_id, cut_short=cut_short)
+        state = "was running" if cut_short else "was queued"
+        log.info("job %s queued again after a restart (%s)", record.job_id, state)
         target = _ReplyTarget(
             client,
             record.job_id,
@@ -257,8 +262,10 @@ class _ReplyTarget:
         token_lifetime: timedelta,
         edit_interval: float,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        on_reply: Callable[[int], None] | None = None,
     ) -> None:
         self.client = client
+        self.on_reply = on_reply  # called once, with the reply's message id, after its first edit
         self.job_id = job_id
         self.user_id = user_id
         self.channel_id = channel_id
@@ -318,9 +325,12 @@ class _ReplyTarget:
             files = [discord.File(io.BytesIO(self.preview), filename=render.preview_filename(self.job_id))]
         view = None if final else cancel_view(self.job_id)
         if files is None:
-            await self.interaction.edit_original_response(content=content, view=view)
+            message = await self.interaction.edit_original_response(content=content, view=view)
         else:
-            await self.interaction.edit_original_response(content=content, attachments=files, view=view)
+            message = await self.interaction.edit_original_response(content=content, attachments=files, view=view)
+        if self.on_reply is not None:
+            self.on_reply(message.id)
+            self.on_reply = None
         if final:
             self._showing_preview = False
         elif files:

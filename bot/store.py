@@ -204,10 +204,12 @@ class JobStore:
         ).fetchall()
         return [_record(row) for row in rows]
 
-    def mark_resumed(self, job_id: str) -> None:
-        """Queued again after a restart: back to QUEUED, one more resume counted."""
+    def mark_resumed(self, job_id: str, *, cut_short: bool) -> None:
+        """Queued again after a restart: back to QUEUED. `cut_short` (it was running when the process died) counts
+        one more resume; a job that was only waiting has done nothing that could have killed the process."""
         self._write(
-            "UPDATE jobs SET status = ?, resumes = resumes + 1 WHERE job_id = ?", (JobStatus.QUEUED.value, job_id)
+            "UPDATE jobs SET status = ?, resumes = resumes + ? WHERE job_id = ?",
+            (JobStatus.QUEUED.value, int(cut_short), job_id),
         )
 
     def set_status(self, job_id: str, status: JobStatus, *, error: str | None = None) -> None:

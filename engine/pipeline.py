@@ -197,12 +197,15 @@ class DiffusersEngine:
         return self.registry.plan(params)
 
     def warm_up(self, model: str, should_stop: CancelledFn | None = None) -> None:
-        """With a compiled UNet, compile it now for every bucketed size (and for a batch, so that batches reuse
-        the graph), before the first user waits for it. Runs on the worker thread while the bot connects."""
+        """Load `model` now, and with a compiled UNet compile it for every bucketed size (and for a batch, so
+        that batches reuse the graph), before the first user waits for it. Runs on the worker thread while the bot
+        connects."""
         speed = self.loader.speed
-        if speed.compile == "off":
-            return
         started = time.perf_counter()
+        if speed.compile == "off":
+            self.load(model)
+            log.info("loaded %s at start-up in %.1f s", model, time.perf_counter() - started)
+            return
         # One image (2 UNet rows), two (4 rows: batches turn dynamic), and a prompt and negative of different
         # lengths (separate calls of 1 row each): every shape a job can give.
         shapes = [(1, ""), (2, ""), (1, " ".join(["warm-up"] * 80))]

@@ -36,7 +36,7 @@ def test_auto_means_every_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_each_device_gets_an_engine_and_they_share_loras_and_embeddings(tmp_path: Path) -> None:
     # mps is never touched here: an engine loads nothing until its first job.
     settings = load_settings(device="cpu,mps", models_dir=tmp_path / "models", data_dir=tmp_path / "data")
-    side = main.build_engine_side(settings, previews=False)
+    side = main.build_engine_side(settings, previews=False, load_at_start=False)
     engines = side.executor.engines
     assert [e.device for e in engines] == ["cpu", "mps"]
     for engine in engines:

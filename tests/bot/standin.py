@@ -192,6 +192,7 @@ class Standin:
             _Route("POST", re.compile(r"/webhooks/\d+/(?P<token>[^/]+)"), self._followup),
             _Route("POST", re.compile(r"/users/@me/channels"), self._open_dm),
             _Route("POST", re.compile(r"/channels/(?P<cid>\d+)/messages"), self._channel_post),
+            _Route("GET", re.compile(r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)"), self._channel_get),
             _Route("PATCH", re.compile(r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)"), self._channel_edit),
             _Route("DELETE", re.compile(r"/channels/(?P<cid>\d+)/messages/(?P<mid>\d+)"), self._channel_delete),
         ]
@@ -490,6 +491,12 @@ class Standin:
             "MESSAGE_DELETE",
             {"id": str(message_id), "channel_id": message["channel_id"], "guild_id": message.get("guild_id")},
         )
+
+    async def _channel_get(self, body: Any, files: list[RecordedFile], cid: str, mid: str) -> web.Response:
+        message = self.messages.get(int(mid))
+        if message is None or message["channel_id"] != cid:
+            return _json({"message": "Unknown Message", "code": 10008}, 404)
+        return _json(message)
 
     async def _channel_edit(self, body: Any, files: list[RecordedFile], cid: str, mid: str) -> web.Response:
         message = self.messages.get(int(mid))

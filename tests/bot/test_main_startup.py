@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.bot.process import start_main
 from tests.bot.standin import Recorded, Standin
 
 pytestmark = pytest.mark.slow  # each test starts Easel as a process
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-async def start_main(tmp_path: Path, api_url: str, gateway_url: str, **settings: str) -> asyncio.subprocess.Process:
-    """`python main.py` with a token, pointed at the given Discord endpoints, in a clean EASEL_ environment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_")}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        EASEL_DISCORD_TOKEN="not-a-real-token",
-        EASEL_DISCORD_API_URL=api_url,
-        EASEL_DISCORD_GATEWAY_URL=gateway_url,
-        EASEL_DATA_DIR=str(tmp_path / "data"),
-        EASEL_MODELS_DIR=str(tmp_path / "models"),
-        **settings,
-    )
-    return await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "main.py"), cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
 
 
 async def test_main_starts_the_bot_and_syncs_commands_to_the_dev_guild(standin: Standin, tmp_path: Path) -> None:

@@ -85,10 +85,56 @@ async def test_a_job_cut_short_by_repeated_restarts_is_given_up(harness: Harness
     await wait_queued(harness, handle)
     assert harness.store is not None
     for _ in range(MAX_RESUMES):
-        harness.store.mark_resumed(executor.submitted[0].job_id)
+        harness.store.mark_resumed(executor.submitted[0].job_id, cut_short=True)
     harness.executor = fresh = FakeExecutor()
     await harness.restart()
     await harness.settle()
     assert fresh.submitted == []
     [post] = channel_posts(harness.standin)
     assert f"{MAX_RESUMES} restarts in a row" in post.json["content"]
+
+
+async def test_a_job_only_waiting_through_many_restarts_is_still_run(harness: Harness, executor: FakeExecutor) -> None:
+    # Only a job that was running when the process died counts towards the limit: waiting kills nothing.
+    fresh = await queue_and_restart(harness, executor, "a red fox")
+    for _ in range(MAX_RESUMES + 1):
+        fresh.paused = True
+        fresh = FakeExecutor()
+        harness.executor = fresh
+        await harness.restart()
+        await harness.settle()
+    [post] = channel_posts(harness.standin)
+    assert post.json["content"].startswith(f"<@{ALICE.id}> Done") and "a red fox" in post.json["content"]
+
+
+async def test_a_result_delivered_just_before_a_crash_is_not_run_or_posted_again(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox")
+    await harness.settle(handle)
+    [job] = executor.submitted
+    assert harness.store is not None
+    # The process died between the result reaching Discord and the store recording it.
+    harness.store.set_status(job.job_id, JobStatus.RUNNING)
+    harness.executor = fresh = FakeExecutor()
+    await harness.restart()
+    await harness.settle()
+    assert fresh.submitted == [] and channel_posts(harness.standin) == []
+    record = harness.store.get_job(job.job_id)
+    assert record is not None and record.status is JobStatus.FINISHED
+    assert record.message_id == int(harness.standin.original(handle)["id"])
+
+
+async def test_a_job_whose_reply_shows_no_result_yet_is_run_again(harness: Harness, executor: FakeExecutor) -> None:
+    executor.paused = True
+    handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox")
+    await wait_queued(harness, handle)
+    assert harness.store is not None
+    [job] = executor.submitted
+    record = harness.store.get_job(job.job_id)
+    assert record is not None and record.message_id == int(harness.standin.original(handle)["id"])
+    harness.executor = fresh = FakeExecutor()
+    await harness.restart()
+    await harness.settle()
+    assert [j.job_id for j in fresh.submitted] == [job.job_id]
+    assert len(channel_posts(harness.standin)) == 1

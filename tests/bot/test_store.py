@@ -39,9 +39,12 @@ def test_open_jobs_come_back_in_queue_order_and_count_their_resumes(tmp_path: Pa
     store.close()
     store = JobStore.open(tmp_path)
     assert [r.job_id for r in store.open_jobs()] == ["a", "c"]
-    store.mark_resumed("a")
-    record = store.get_job("a")
-    assert record is not None and (record.status, record.resumes) == (JobStatus.QUEUED, 1)
+    store.mark_resumed("a", cut_short=True)  # it was running when the process died
+    store.mark_resumed("c", cut_short=False)  # it was only waiting: no strike against it
+    assert [(r.job_id, r.status, r.resumes) for r in store.open_jobs()] == [
+        ("a", JobStatus.QUEUED, 1),
+        ("c", JobStatus.QUEUED, 0),
+    ]
 
 
 def test_a_store_from_before_resumes_gains_the_column(tmp_path: Path) -> None:

@@ -1,0 +1,107 @@
+"""A crash loop: `python main.py` on `builtin:tiny`, killed with SIGKILL at random points (while starting, while a
+job runs, while results are delivered) over 20 restarts of one queue of jobs. Every job is delivered exactly once:
+none lost, none posted twice, none given up, and the store holds no open job at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import signal
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.bot.process import start_main
+from tests.bot.standin import GUILD_ID, Recorded, Standin, StandinUser
+
+pytestmark = pytest.mark.slow  # 21 starts of Easel as a process
+
+PROMPT = re.compile(r"crash (\d+) job (\d+)")
+USERS, JOBS_PER_USER, RESTARTS = 4, 3, 20  # 3 jobs each: the default per-user queue cap
+
+
+def delivered(standin: Standin) -> Counter[tuple[int, int]]:
+    """Each job's result messages (its images, with the Done text) that exist now."""
+    found: Counter[tuple[int, int]] = Counter()
+    for message in standin.messages.values():
+        if message["attachments"] and "Done" in message["content"]:
+            match = PROMPT.search(message["content"])
+            if match:
+                found[(int(match[1]), int(match[2]))] += 1
+    return found
+
+
+async def until(condition: object, limit_s: float) -> bool:
+    assert callable(condition)
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_every_job_is_delivered_exactly_once_through_20_kills(standin: Standin, tmp_path: Path) -> None:
+    rng = random.Random(20261203)
+    log = tmp_path / "easel.log"
+    settings = {"EASEL_DEV_GUILD_ID": str(GUILD_ID), "EASEL_PREVIEWS": "false"}
+
+    def is_sync(r: Recorded) -> bool:
+        return r.method == "PUT" and r.path.endswith(f"/guilds/{GUILD_ID}/commands")
+
+    def identifies() -> int:
+        return sum(1 for op in standin.gateway_log if op["op"] == 2)
+
+    process = await start_main(tmp_path, standin.api_url, standin.gateway_url, log=log, **settings)
+    kills: Counter[str] = Counter()
+    try:
+        await standin.wait_for(is_sync, limit_s=90)
+        people = [StandinUser(4000000000000000000 + u, f"crash{u}") for u in range(USERS)]
+        handles = []
+        for k in range(JOBS_PER_USER):  # steps and size so that a job takes a while: kills land inside them
+            for u, person in enumerate(people):
+                prompt = f"crash {u} job {k}"
+                handles.append(
+                    await standin.slash("imagine", person, prompt=prompt, steps=12, width=128, height=128, seed=str(k))
+                )
+        await standin.wait_for(lambda r: r.path.endswith("/callback"), count=len(handles), limit_s=30)
+        for restart in range(RESTARTS):
+            started = identifies() if restart > 0 else 0  # the first process has connected already
+            if restart > 0:
+                process = await start_main(tmp_path, standin.api_url, standin.gateway_url, log=log, **settings)
+            if restart % 4 == 3:  # while it starts: importing, loading, connecting, queueing the open jobs again
+                await asyncio.sleep(rng.uniform(0.2, 4.0))
+                kills["starting"] += 1
+            else:  # once connected: mid-job, between jobs, while a result is being posted
+                assert await until(lambda: identifies() > started, 90), "the bot did not connect"  # noqa: B023
+                before = sum(delivered(standin).values())
+                if rng.random() < 0.5:  # just after a delivery: the next results are on their way
+                    await until(lambda: sum(delivered(standin).values()) > before, 20)  # noqa: B023
+                await asyncio.sleep(rng.uniform(0.0, 1.5))
+                kills["connected"] += 1
+            process.kill()
+            await process.wait()
+        process = await start_main(tmp_path, standin.api_url, standin.gateway_url, log=log, **settings)
+        expected = {(u, k) for u in range(USERS) for k in range(JOBS_PER_USER)}
+        done = await until(lambda: set(delivered(standin)) >= expected, 180)
+        await asyncio.sleep(1.0)  # anything posted twice would come now
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = log.read_text(errors="replace")
+    counts = delivered(standin)
+    assert done, (counts, output[-4000:])
+    assert {key: n for key, n in counts.items() if n != 1} == {}, counts  # nothing posted twice
+    assert sum(kills.values()) == RESTARTS and kills["starting"] and kills["connected"]
+    assert not any("not tried again" in str(m["content"]) for m in standin.messages.values())
+    db = sqlite3.connect(tmp_path / "data" / "easel.sqlite3")
+    statuses = Counter(status for (status,) in db.execute("SELECT status FROM jobs"))
+    db.close()
+    assert statuses == {"finished": USERS * JOBS_PER_USER}, statuses
