@@ -82,8 +82,9 @@ class RerollButton(_JobButton, template=r"easel:reroll:" + JOB_ID_PATTERN):
     action, label, emoji = "reroll", "Reroll", "🎲"
 
     async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
-        params = replay(record.params, bot, seed=_new_seed())
-        await bot.runner.start_job(interaction, params)
+        here = bot.ceilings_here(interaction)
+        params = replay(record.params, bot, here.limits, seed=_new_seed())
+        await bot.runner.start_job(interaction, params, max_queued=here.max_queue)
 
 
 class VaryButton(_JobButton, template=r"easel:vary:" + JOB_ID_PATTERN):
@@ -92,8 +93,9 @@ class VaryButton(_JobButton, template=r"easel:vary:" + JOB_ID_PATTERN):
     action, label, emoji = "vary", "Vary", "🌀"
 
     async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
-        params = replay(record.params, bot, subseed=_new_seed(), subseed_strength=VARIATION_STRENGTH)
-        await bot.runner.start_job(interaction, params)
+        here = bot.ceilings_here(interaction)
+        params = replay(record.params, bot, here.limits, subseed=_new_seed(), subseed_strength=VARIATION_STRENGTH)
+        await bot.runner.start_job(interaction, params, max_queued=here.max_queue)
 
 
 class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
@@ -110,17 +112,19 @@ class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
             return
         shown_w, shown_h = output_size(params)
         width, height = shown_w * UPSCALE_FACTOR, shown_h * UPSCALE_FACTOR
-        limits = bot.limits
+        here = bot.ceilings_here(interaction)
+        limits = here.limits
         if width * height > limits.max_pixels or max(width, height) > limits.max_side:
             await send_ephemeral(
                 interaction,
                 f"Upscaling ×{UPSCALE_FACTOR} would make {width}×{height} ({width * height:,} pixels); this server "
-                f"allows at most {limits.max_pixels:,} pixels and {limits.max_side} per side.",
+                f"allows at most {limits.max_pixels:,} pixels here and {limits.max_side} per side.",
             )
             return
         upscaled = replay(
             params,
             bot,
+            limits,
             enable_hr=True,
             hr_scale=width / params.width,
             hr_resize_x=0,
@@ -128,7 +132,7 @@ class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
             hr_upscaler=UPSCALER,
             denoising_strength=UPSCALE_DENOISING,
         )
-        await bot.runner.start_job(interaction, upscaled)
+        await bot.runner.start_job(interaction, upscaled, max_queued=here.max_queue)
 
 
 class EditButton(_JobButton, template=r"easel:edit:" + JOB_ID_PATTERN):

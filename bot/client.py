@@ -23,6 +23,7 @@ from discord.ext import commands
 from bot import render
 from bot.buttons import DYNAMIC_ITEMS
 from bot.errors import handle_error
+from bot.layers import CHANNEL, SERVER, Ceilings, Layer, ceilings
 from bot.ports import ModelCatalog, NetworkCatalog
 from bot.resume import resume_open_jobs
 from bot.runner import EDIT_INTERVAL, RETRY_DELAYS, TOKEN_LIFETIME, JobRunner
@@ -45,6 +46,14 @@ EXTENSIONS = (
     "commands.show",
     "commands.admin",
 )
+
+
+def scope_channel(interaction: discord.Interaction) -> int | None:
+    """The channel whose settings apply: a thread follows its parent channel."""
+    channel = interaction.channel
+    if isinstance(channel, discord.Thread):
+        return channel.parent_id
+    return interaction.channel_id
 
 
 class EaselTree(app_commands.CommandTree["EaselBot"]):
@@ -103,6 +112,26 @@ class EaselBot(commands.Bot):
         self.downloads: aiohttp.ClientSession | None = None  # for attachments; opened in setup_hook
         # Parsing pasted blocks and prompts, checking and hashing uploads: never on the event loop.
         self._edge = ThreadPoolExecutor(max_workers=2, thread_name_prefix="easel-edge")
+
+    def layers(self, guild_id: int | None, channel_id: int | None) -> list[Layer]:
+        """The server's and the channel's stored defaults and ceilings, lowest first (none in a DM). The server's
+        default model is the one `/model set` chose."""
+        if guild_id is None:
+            return []
+        defaults, limits = self.store.scope_settings(f"guild:{guild_id}")
+        model = self.store.guild_default_model(guild_id)
+        layers = [Layer(SERVER, {"model": model, **defaults} if model else defaults, limits)]
+        if channel_id is not None:
+            defaults, limits = self.store.scope_settings(f"channel:{channel_id}")
+            layers.append(Layer(CHANNEL, defaults, limits))
+        return layers
+
+    def ceilings(self, guild_id: int | None, channel_id: int | None) -> Ceilings:
+        """The limits in force in a channel: the config's, lowered by the server's and the channel's ceilings."""
+        return ceilings(self.limits, self.settings.max_queued_per_user, self.layers(guild_id, channel_id))
+
+    def ceilings_here(self, interaction: discord.Interaction) -> Ceilings:
+        return self.ceilings(interaction.guild_id, scope_channel(interaction))
 
     async def offload(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run CPU-bound edge work (parsing, file checks, hashing) on the bot's own threads, off the event loop."""

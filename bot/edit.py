@@ -80,10 +80,11 @@ class EditModal(discord.ui.Modal, title="Edit and draw again"):
         model_name, note = pasted_model(bot.registry, hint, bot.registry.resolve(self.source.model).name)
         if note is not None:
             notes.append(note)
+        here = bot.ceilings_here(interaction)
         params = build_params(
-            options, model=model_name, limits=bot.limits, defaults=bot.registry.defaults_for(model_name)
+            options, model=model_name, limits=here.limits, defaults=bot.registry.defaults_for(model_name)
         )
-        await bot.runner.start_job(interaction, params, notes)
+        await bot.runner.start_job(interaction, params, notes, max_queued=here.max_queue)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         await handle_error(interaction, error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.params import OPTION_KEYS, GenerationParams, build_params
+from engine.params import OPTION_KEYS, GenerationParams, Limits, build_params
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -16,8 +16,9 @@ def stored_options(params: GenerationParams) -> dict[str, Any]:
     return {name: getattr(params, name) for name in OPTION_KEYS}
 
 
-def replay(params: GenerationParams, bot: EaselBot, **changes: Any) -> GenerationParams:
-    """Stored params with `changes`, validated again; unchanged params come back equal."""
+def replay(params: GenerationParams, bot: EaselBot, limits: Limits, **changes: Any) -> GenerationParams:
+    """Stored params with `changes`, validated again against the limits where they run now (a channel's ceilings
+    may have been lowered); unchanged params come back equal."""
     model = bot.registry.resolve(params.model).name
     options = stored_options(params) | changes
-    return build_params(options, model=model, limits=bot.limits, defaults=bot.registry.defaults_for(model))
+    return build_params(options, model=model, limits=limits, defaults=bot.registry.defaults_for(model))

@@ -57,7 +57,8 @@ async def _resume(bot: EaselBot, record: JobRecord) -> bool:
     else:
         try:
             cut_short = record.status is JobStatus.RUNNING
-            await bot.runner.resume_job(bot, record, replay(record.params, bot), cut_short=cut_short)
+            limits = bot.ceilings(record.guild_id, record.channel_id).limits
+            await bot.runner.resume_job(bot, record, replay(record.params, bot, limits), cut_short=cut_short)
             return True
         except EaselError as err:  # limits lowered, model removed, queue full...
             reason = str(err)

@@ -71,17 +71,23 @@ class JobRunner:
         self._cancel_requested: set[str] = set()
 
     async def start_job(
-        self, interaction: discord.Interaction, params: GenerationParams, notes: Sequence[str] = ()
+        self,
+        interaction: discord.Interaction,
+        params: GenerationParams,
+        notes: Sequence[str] = (),
+        *,
+        max_queued: int | None = None,
     ) -> str:
         """Queue `params` for the interaction's user, then acknowledge it with a "thinking" reply.
 
         Submitting first means a full queue is refused with an ephemeral message and nothing public appears;
         submit never waits on the GPU, so this stays well inside Discord's 3 s. (A caller that had to defer
-        earlier, e.g. to download an attachment, has acknowledged it already.)
+        earlier, e.g. to download an attachment, has acknowledged it already.) `max_queued`: the per-user queue
+        ceiling where the job was asked.
         """
         job_id = new_job_id()
         interaction.extras[JOB_ID_KEY] = job_id
-        ticket = await self.executor.submit(Job(job_id, str(interaction.user.id), params))
+        ticket = await self.executor.submit(Job(job_id, str(interaction.user.id), params, max_queued))
         try:
             self.store.add_job(
                 job_id,

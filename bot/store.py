@@ -44,6 +44,11 @@ CREATE TABLE IF NOT EXISTS user_settings (
     user_id  TEXT PRIMARY KEY,
     defaults TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS scope_settings (
+    scope    TEXT PRIMARY KEY,
+    defaults TEXT NOT NULL,
+    ceilings TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS synced_commands (
     scope     TEXT PRIMARY KEY,
     signature TEXT NOT NULL
@@ -236,6 +241,26 @@ class JobStore:
             "INSERT INTO guild_settings (guild_id, default_model) VALUES (?, ?)"
             " ON CONFLICT(guild_id) DO UPDATE SET default_model = excluded.default_model",
             (str(guild_id), model),
+        )
+
+    # -- server and channel layers ------------------------------------------------------------------------------
+
+    def scope_settings(self, scope: str) -> tuple[dict[str, Any], dict[str, int]]:
+        """The defaults and ceilings an admin stored for `scope` ("guild:<id>" or "channel:<id>"); empty if none.
+        A server's default model is `guild_default_model`, shared with `/model set`."""
+        row = self._db.execute("SELECT defaults, ceilings FROM scope_settings WHERE scope = ?", (scope,)).fetchone()
+        if row is None:
+            return {}, {}
+        return dict(json.loads(row["defaults"])), dict(json.loads(row["ceilings"]))
+
+    def set_scope_settings(self, scope: str, defaults: Mapping[str, Any], ceilings: Mapping[str, int]) -> None:
+        if not defaults and not ceilings:
+            self._write("DELETE FROM scope_settings WHERE scope = ?", (scope,))
+            return
+        self._write(
+            "INSERT INTO scope_settings (scope, defaults, ceilings) VALUES (?, ?, ?)"
+            " ON CONFLICT(scope) DO UPDATE SET defaults = excluded.defaults, ceilings = excluded.ceilings",
+            (scope, json.dumps(dict(defaults)), json.dumps(dict(ceilings))),
         )
 
     # -- user settings ---------------------------------------------------------------------------------------

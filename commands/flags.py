@@ -30,6 +30,17 @@ class PromptFlags:
         return ", ".join(part for part in (negative.strip(), *self.avoid) if part)
 
 
+def parse_ratio(value: str, what: str) -> tuple[float, float]:
+    """`16:9` -> (16.0, 9.0), or InvalidParamsError naming `what` (the flag or option that gave it)."""
+    ratio = _RATIO.match(value.strip())
+    if ratio is None:
+        raise InvalidParamsError(f"{what} takes a ratio like `16:9` or `2:3`, not `{value[:40]}`.")
+    ratio_w, ratio_h = float(ratio.group(1)), float(ratio.group(2))
+    if ratio_w <= 0 or ratio_h <= 0 or not 1 / MAX_RATIO <= ratio_w / ratio_h <= MAX_RATIO:
+        raise InvalidParamsError(f"{what} must be between 1:4 and 4:1, not `{value[:40]}`.")
+    return ratio_w, ratio_h
+
+
 def size_for_aspect(
     ratio_w: float, ratio_h: float, *, base_pixels: int, max_pixels: int, min_side: int = 64
 ) -> tuple[int, int]:
@@ -66,12 +77,7 @@ def read_flags(text: str, *, base_pixels: int, max_pixels: int) -> PromptFlags:
             raise InvalidParamsError(f"`--{name}` is given twice.")
         seen.add(name)
         if name == "ar":
-            ratio = _RATIO.match(value)
-            if ratio is None:
-                raise InvalidParamsError(f"`--ar` takes a ratio like `16:9` or `2:3`, not `{value}`.")
-            ratio_w, ratio_h = float(ratio.group(1)), float(ratio.group(2))
-            if ratio_w <= 0 or ratio_h <= 0 or not 1 / MAX_RATIO <= ratio_w / ratio_h <= MAX_RATIO:
-                raise InvalidParamsError(f"`--ar` must be between 1:4 and 4:1, not `{value}`.")
+            ratio_w, ratio_h = parse_ratio(value, "`--ar`")
             options["width"], options["height"] = size_for_aspect(
                 ratio_w, ratio_h, base_pixels=base_pixels, max_pixels=max_pixels
             )

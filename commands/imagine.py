@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.client import scope_channel
 from bot.errors import withdraw
+from bot.layers import SOURCE_NAMES, USER, Layer, ceilings, stack
 from bot.uploads import check_declared, store_init_image, upload_pixel_limit
 from commands.choices import matching
 from commands.defaults import usable_defaults
 from commands.flags import read_flags, size_for_aspect
 from engine.errors import EaselError, ModelUnavailableError
 from engine.infotext import ModelHint, looks_like_infotext
-from engine.params import GenerationParams, build_params
+from engine.params import GenerationParams, Limits, build_params
 from engine.paste import pasted_model, read_pasted
 from engine.prompts.extra_networks import remove_lora
 from engine.samplers import sampler_names, schedule_names
@@ -110,7 +112,10 @@ class ImagineCog(commands.Cog):
             paste = await self.bot.offload(read_pasted, block)
             pasted, hint = paste.options, paste.model
             notes.extend(paste.notes)
-        model_name = self.choose_model(interaction, model, hint, notes)
+        scopes = self.bot.layers(interaction.guild_id, scope_channel(interaction))
+        here = ceilings(self.bot.limits, self.bot.settings.max_queued_per_user, scopes)
+        limits = here.limits
+        model_name = self.choose_model(model, hint, scopes, notes)
         defaults = self.bot.registry.defaults_for(model_name)
         traits = self.bot.registry.traits(model_name)
         if "vae" in pasted:
@@ -118,7 +123,7 @@ class ImagineCog(commands.Cog):
             if pasted_vae is not None:
                 pasted["vae"] = pasted_vae
         # Flags sit between a pasted block and the slash options: explicit options win over both.
-        flags = read_flags(prompt, base_pixels=defaults.width * defaults.height, max_pixels=self.bot.limits.max_pixels)
+        flags = read_flags(prompt, base_pixels=defaults.width * defaults.height, max_pixels=limits.max_pixels)
         explicit = {
             "prompt": flags.prompt,
             "negative_prompt": negative_prompt,
@@ -137,14 +142,23 @@ class ImagineCog(commands.Cog):
             "vae": vae,
         }
         request = layered(pasted, flags.options, explicit)
-        mine = usable_defaults(
-            self.bot.store.user_defaults(interaction.user.id),
-            model=model_name,
-            limits=self.bot.limits,
-            model_defaults=defaults,
-            notes=notes,
-        )
-        options = layered(mine, request)
+        # Server, then channel, then the user's own defaults; each is checked alone, so one that today's limits
+        # break is left out with a note and the others still apply.
+        checked = [
+            Layer(
+                layer.source,
+                usable_defaults(
+                    layer.defaults,
+                    model=model_name,
+                    limits=limits,
+                    model_defaults=defaults,
+                    notes=notes,
+                    source=layer.source,
+                ),
+            )
+            for layer in (*scopes, Layer(USER, self.bot.store.user_defaults(interaction.user.id)))
+        ]
+        options = layered({key: value for key, (value, _) in stack(checked).items()}, request)
         if flags.avoid:
             options["negative_prompt"] = flags.negative_prompt(str(options.get("negative_prompt", "")))
         networks = self.bot.networks
@@ -163,14 +177,14 @@ class ImagineCog(commands.Cog):
             layers=layers,
         )
         if init_image is None:
-            params = await self.bot.offload(self.build, options, model_name)
-            await self.bot.runner.start_job(interaction, params, notes)
+            params = await self.bot.offload(self.build, options, model_name, limits)
+            await self.bot.runner.start_job(interaction, params, notes, max_queued=here.max_queue)
             return
         # img2img: everything that can be refused without the file is refused first, ephemerally; the download
         # may outlast Discord's 3 s, so it happens after a "thinking" defer.
-        upload_pixels = upload_pixel_limit(self.bot.limits.max_pixels)
+        upload_pixels = upload_pixel_limit(limits.max_pixels)
         check_declared(init_image, max_pixels=upload_pixels)
-        await self.bot.offload(self.build, options | {"init_image": _PENDING_HASH}, model_name)
+        await self.bot.offload(self.build, options | {"init_image": _PENDING_HASH}, model_name, limits)
         await interaction.response.defer(thinking=True)
         try:
             assert self.bot.downloads is not None  # opened in setup_hook
@@ -182,20 +196,18 @@ class ImagineCog(commands.Cog):
                     image_w,
                     image_h,
                     base_pixels=defaults.width * defaults.height,
-                    max_pixels=self.bot.limits.max_pixels,
+                    max_pixels=limits.max_pixels,
                 )
-            params = await self.bot.offload(self.build, options | {"init_image": digest}, model_name)
-            await self.bot.runner.start_job(interaction, params, notes)
+            params = await self.bot.offload(self.build, options | {"init_image": digest}, model_name, limits)
+            await self.bot.runner.start_job(interaction, params, notes, max_queued=here.max_queue)
         except EaselError as err:
             await withdraw(interaction, str(err))
 
-    def build(self, options: Mapping[str, Any], model_name: str) -> GenerationParams:
+    def build(self, options: Mapping[str, Any], model_name: str, limits: Limits) -> GenerationParams:
         """Validated params, their VAE (asked for, or the model's default) checked against the VAE folder and the
         model's family, and named as the file is."""
         registry = self.bot.registry
-        params = build_params(
-            options, model=model_name, limits=self.bot.limits, defaults=registry.defaults_for(model_name)
-        )
+        params = build_params(options, model=model_name, limits=limits, defaults=registry.defaults_for(model_name))
         if params.vae is None:
             return params
         return params.replace(vae=self.bot.networks.resolve_vae(params.vae, registry.traits(model_name).family))
@@ -211,21 +223,23 @@ class ImagineCog(commands.Cog):
             notes.append(f"The pasted VAE `{name[:60]}` is not available here; used the model's.")
             return None
 
-    def choose_model(
-        self, interaction: discord.Interaction, requested: str | None, pasted: ModelHint, notes: list[str]
-    ) -> str:
-        """The model option, else the pasted block's model where this server has it, else the server's default."""
+    def choose_model(self, requested: str | None, pasted: ModelHint, layers: Sequence[Layer], notes: list[str]) -> str:
+        """The model option, else the pasted block's model where this server has it, else the channel's default,
+        else the server's, else the bot's."""
         registry = self.bot.registry
         if requested:
             return registry.resolve(requested).name
         fallback = registry.default_model(self.bot.settings.default_model)
-        stored = None if interaction.guild_id is None else self.bot.store.guild_default_model(interaction.guild_id)
-        if stored:
+        for layer in layers:  # lowest first: a channel's default wins over the server's
+            stored = layer.defaults.get("model")
+            if not stored:
+                continue
             try:
-                fallback = registry.resolve(stored).name
+                fallback = registry.resolve(str(stored)).name
             except ModelUnavailableError:
-                log.warning("guild %s: default model %r is unavailable", interaction.guild_id, stored)
-                notes.append(f"This server's default model `{stored}` is unavailable; used `{fallback}`.")
+                log.warning("%s default model %r is unavailable", layer.source, stored)
+                whose = SOURCE_NAMES[layer.source].capitalize()
+                notes.append(f"{whose}'s default model `{stored}` is unavailable; used `{fallback}`.")
         name, note = pasted_model(registry, pasted, fallback)
         if note is not None:
             notes.append(note)

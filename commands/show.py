@@ -78,8 +78,11 @@ class ShowCog(commands.Cog):
             return
         assert record is not None  # refusal() refuses an unknown id
         # Checked again against today's limits and models; unchanged params come back equal, seed included.
-        params = replay(record.params, self.bot)
-        shown = await self.bot.runner.start_job(interaction, params, [regenerated_note(record.job_id)])
+        here = self.bot.ceilings_here(interaction)
+        params = replay(record.params, self.bot, here.limits)
+        shown = await self.bot.runner.start_job(
+            interaction, params, [regenerated_note(record.job_id)], max_queued=here.max_queue
+        )
         log.info("job %s: shown again as job %s for user %s", record.job_id, shown, interaction.user.id)
 
     @show.autocomplete("job_id")

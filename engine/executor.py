@@ -233,10 +233,11 @@ class GpuExecutor:
             if job.job_id in self._by_id:
                 raise QueueFullError("That job is already queued.")
             mine = sum(1 for e in self._by_id.values() if e.job.user_id == job.user_id)
-            if mine >= self.max_queued_per_user:
+            cap = min(self.max_queued_per_user, job.max_queued or self.max_queued_per_user)
+            if mine >= cap:
                 raise QueueFullError(
-                    f"You already have {mine} job(s) waiting or running (the limit is {self.max_queued_per_user}); "
-                    "wait for one to finish."
+                    f"You already have {mine} job(s) waiting or running (the limit here is {cap}); "
+                    f"{_slot_frees(self._first_free_locked(job.user_id))}"
                 )
             if len(self._by_id) >= self.max_queued_total:
                 raise QueueFullError(f"The queue is full ({self.max_queued_total} jobs); try again when it is shorter.")
@@ -327,6 +328,25 @@ class GpuExecutor:
             updates = [(self._pending[seq], i + 1, eta) for i, (seq, eta) in enumerate(zip(order, etas, strict=True))]
         for entry, position, eta in updates:
             self._emit(entry, Queued(position=position, ahead=position - 1 + len(running), eta_seconds=eta))
+
+    def _first_free_locked(self, user_id: str) -> float | None:
+        """Seconds until the user's first job is done (a queue slot frees), None while nothing is known."""
+        now = self._clock()
+        soonest: list[float] = []
+        running = [w.running for w in self._workers if w.running]
+        for batch in running:
+            if any(e.job.user_id == user_id for e in batch):
+                seconds = self._run_times.estimate(batch[0].job.params.model, sum(e.plan.cost() for e in batch))
+                if seconds is not None:
+                    soonest.append(max(0.0, seconds - (now - batch[0].started_at)))
+        order = self._order_locked()
+        etas = self._etas_locked(order, running)
+        soonest += [
+            eta
+            for seq, eta in zip(order, etas, strict=True)
+            if eta is not None and self._pending[seq].job.user_id == user_id
+        ]
+        return min(soonest, default=None)
 
     def _etas_locked(self, order: list[int], running: list[list[_Entry]]) -> list[float | None]:
         """Seconds until each waiting job is done, from the moving estimates; None while nothing is known."""
@@ -512,3 +532,10 @@ class GpuExecutor:
 
 def name_safe(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name)
+
+
+def _slot_frees(seconds: float | None) -> str:
+    """When a queue slot frees, for the refusal's message."""
+    if seconds is None:
+        return "a slot frees when one of them finishes."
+    return f"a slot frees when one of them finishes, in about {max(1, round(seconds))} s."

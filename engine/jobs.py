@@ -21,6 +21,7 @@ class Job:
     job_id: str
     user_id: str
     params: GenerationParams
+    max_queued: int | None = None  # the per-user cap where it was asked (a server or channel ceiling), if lower
 
 
 @dataclass(frozen=True)

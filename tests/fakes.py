@@ -83,6 +83,10 @@ class FakeExecutor:
     async def submit(self, job: Job) -> Ticket:
         if self.full or len(self.running) >= self.max_queued_total:
             raise QueueFullError("The queue is full; try again when a job finishes.")
+        by_id = {other.job_id: other for other in self.submitted}
+        mine = sum(1 for job_id in self.running if by_id[job_id].user_id == job.user_id)
+        if job.max_queued is not None and mine >= job.max_queued:
+            raise QueueFullError(f"You already have {mine} job(s) waiting or running (the limit here is {mine}).")
         self.submitted.append(job)
         self.running.add(job.job_id)
         self._cancel_events[job.job_id] = asyncio.Event()

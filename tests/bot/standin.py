@@ -24,6 +24,7 @@ APP_ID = 1100000000000000001
 BOT_ID = 1100000000000000001  # Discord gives a bot user the application's id
 GUILD_ID = 1200000000000000001
 CHANNEL_ID = 1300000000000000001
+OTHER_CHANNEL_ID = 1300000000000000002  # a second text channel of the same guild
 ADMIN_ROLE_ID = 1400000000000000001
 OWNER_ID = 1500000000000000001
 DM_CHANNEL_BASE = 1600000000000000000
@@ -153,6 +154,7 @@ class Standin:
 
     requests: list[Recorded] = field(default_factory=list)
     messages: dict[int, Json] = field(default_factory=dict)
+    age_restricted: set[int] = field(default_factory=set)  # channel ids marked NSFW (age-restricted) in Discord
     commands: dict[str, Json] = field(default_factory=dict)
     expired_tokens: set[str] = field(default_factory=set)
     guild_member_count: int = 3
@@ -702,7 +704,7 @@ class Standin:
                 role(GUILD_ID, "@everyone", EVERYONE_PERMISSIONS, 0),
                 role(ADMIN_ROLE_ID, "Easel admins", EVERYONE_PERMISSIONS, 1),
             ],
-            "channels": [self._channel()],
+            "channels": [self._channel(CHANNEL_ID), self._channel(OTHER_CHANNEL_ID)],
             "threads": [],
             "members": [],
             "voice_states": [],
@@ -727,15 +729,15 @@ class Standin:
             "guild_scheduled_events": [],
         }
 
-    def _channel(self) -> Json:
+    def _channel(self, channel_id: int = CHANNEL_ID) -> Json:
         return {
-            "id": str(CHANNEL_ID),
+            "id": str(channel_id),
             "type": 0,
             "guild_id": str(GUILD_ID),
             "name": "art",
             "position": 0,
             "permission_overwrites": [],
-            "nsfw": False,
+            "nsfw": channel_id in self.age_restricted,
             "topic": None,
             "last_message_id": None,
             "rate_limit_per_user": 0,
@@ -752,12 +754,12 @@ class Standin:
         await asyncio.wait_for(self._session_ready.wait(), 5.0)
 
     async def _interact(
-        self, kind: int, data: Json, user: StandinUser, *, message_id: int | None = None
+        self, kind: int, data: Json, user: StandinUser, *, message_id: int | None = None, channel_id: int = CHANNEL_ID
     ) -> InteractionHandle:
         await self.wait_session()
         interaction_id = self._snowflake()
         handle = InteractionHandle(interaction_id, f"token-{interaction_id}", user)
-        self._interactions[handle.token] = _InteractionState(handle, kind, CHANNEL_ID, message_id)
+        self._interactions[handle.token] = _InteractionState(handle, kind, channel_id, message_id)
         payload: Json = {
             "id": str(interaction_id),
             "application_id": str(APP_ID),
@@ -768,8 +770,8 @@ class Standin:
             "guild_id": str(GUILD_ID),
             "guild": {"id": str(GUILD_ID), "locale": "en-US", "features": []},
             "guild_locale": "en-US",
-            "channel_id": str(CHANNEL_ID),
-            "channel": self._channel(),
+            "channel_id": str(channel_id),
+            "channel": self._channel(channel_id),
             "member": {
                 "user": user.payload(),
                 "roles": [str(r) for r in user.roles],
@@ -844,9 +846,11 @@ class Standin:
             data["resolved"] = resolved
         return data
 
-    async def slash(self, name: str, user: StandinUser, /, **values: Any) -> InteractionHandle:
-        """Run `/name` (or `/group sub`) with option values; types come from the synced command."""
-        return await self._interact(2, self._command_data(name, values, None), user)
+    async def slash(
+        self, name: str, user: StandinUser, /, *, in_channel: int = CHANNEL_ID, **values: Any
+    ) -> InteractionHandle:
+        """Run `/name` (or `/group sub`) with option values in a channel; types come from the synced command."""
+        return await self._interact(2, self._command_data(name, values, None), user, channel_id=in_channel)
 
     async def autocomplete(self, name: str, user: StandinUser, focused: str, /, **values: Any) -> InteractionHandle:
         return await self._interact(4, self._command_data(name, values, focused), user)

@@ -41,7 +41,7 @@ async def test_commands_are_synced_to_the_dev_guild(harness: Harness) -> None:
     assert sync.path == f"/applications/1100000000000000001/guilds/{GUILD_ID}/commands"
     by_name = {c["name"]: c for c in sync.json}
     assert set(by_name) == {"admin", "imagine", "info", "lora", "model", "settings", "show"}
-    assert {o["name"] for o in by_name["settings"]["options"]} == {"set", "show", "reset"}
+    assert {o["name"] for o in by_name["settings"]["options"]} == {"set", "show", "reset", "server", "channel"}
     init_image = next(o for o in by_name["imagine"]["options"] if o["name"] == "init_image")
     assert init_image["type"] == 11  # an attachment
     seed = next(o for o in by_name["imagine"]["options"] if o["name"] == "seed")

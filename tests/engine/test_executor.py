@@ -125,9 +125,30 @@ async def test_per_user_limit_refuses_clearly(gated: tuple[GpuExecutor, GatedEng
     engine.gate.clear()
     for i in range(3):
         await executor.submit(job(f"j{i}"))
-    with pytest.raises(QueueFullError, match="limit is 3"):
+    with pytest.raises(QueueFullError, match="limit here is 3"):
         await executor.submit(job("j3"))
     await executor.submit(job("other", user="u2"))  # another user is not affected
+
+
+async def test_a_lower_per_job_cap_wins_and_says_when_a_slot_frees() -> None:
+    """A channel's queue ceiling travels with the job; the refusal says when the user's first job is done."""
+    clock = FakeClock()
+    engine = TimedEngine(clock, seconds=10.0)
+    executor = GpuExecutor(engine, max_queued_per_user=3, max_queued_total=5, encode=fake_encode, clock=clock)
+    await executor.start()
+    try:
+        await asyncio.wait_for(collect((await executor.submit(job("warm", "u1"))).events), 5)  # 10 s is known now
+        engine.gate.clear()
+        await executor.submit(Job("a", "u1", tiny_params(), max_queued=1))
+        with pytest.raises(QueueFullError, match=r"limit here is 1\); a slot frees when one of them finishes, in abo"):
+            await executor.submit(Job("b", "u1", tiny_params(), max_queued=1))
+        await executor.submit(Job("c", "u1", tiny_params(), max_queued=5))  # the executor's own 3 still holds
+        await executor.submit(Job("d", "u1", tiny_params()))
+        with pytest.raises(QueueFullError, match="limit here is 3"):
+            await executor.submit(Job("e", "u1", tiny_params(), max_queued=5))
+        engine.gate.set()
+    finally:
+        await executor.close()
 
 
 async def test_global_limit_refuses_clearly(gated: tuple[GpuExecutor, GatedEngine]) -> None:
