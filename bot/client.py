@@ -45,6 +45,7 @@ EXTENSIONS = (
     "commands.info",
     "commands.show",
     "commands.admin",
+    "commands.help",
 )
 
 

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     compile_mode: str = "default"  # default, cudagraphs (CUDA graphs per bucketed shape), max-autotune
     compile_sizes: str = "512x512,768x768,1024x1024,832x1216,1216x832,896x1152,1152x896"
     log_level: str = "INFO"
+    # Where members can get this bot's source (the AGPL asks a network service to offer it); shown by /about.
+    source_url: str | None = None
 
     @field_validator("admin_user_ids", "admin_role_ids", mode="before")
     @classmethod

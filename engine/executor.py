@@ -105,6 +105,7 @@ class _Worker:
     engine: ImageEngine
     running: list[_Entry] = field(default_factory=list)  # one job, or a batch of compatible jobs
     thread: threading.Thread | None = None
+    resident: list[str] = field(default_factory=list)  # the models it held when it last became idle
 
 
 @runtime_checkable
@@ -284,6 +285,11 @@ class GpuExecutor:
             order = self._order_locked()
         return order.index(entry.seq) + 1
 
+    def loaded_models(self) -> list[str]:
+        """The models some worker holds in memory, as of when each last became idle."""
+        with self._cond:
+            return sorted({name for worker in self._workers for name in worker.resident})
+
     def queue_length(self) -> int:
         with self._cond:
             return len(self._by_id)
@@ -369,14 +375,16 @@ class GpuExecutor:
     def _take_next(self, worker: _Worker) -> list[_Entry]:
         """The next job in fair order (model affinity aside) and the compatible waiting jobs that share its batch;
         empty when the executor closes."""
+        resident = resident_models(worker.engine)  # the worker's own thread, idle: its loader is not changing
         with self._cond:
+            worker.resident = resident
             while not self._pending and not self._closing:
                 self._cond.wait()
             if self._closing:
                 return []
             order = self._order_locked()
             model_of = {seq: e.job.params.model for seq, e in self._pending.items()}
-            seq = pick_job(order, model_of, resident_models(worker.engine), self._passed_over)
+            seq = pick_job(order, model_of, resident, self._passed_over)
             for ahead in order[: order.index(seq)]:
                 self._passed_over[ahead] = self._passed_over.get(ahead, 0) + 1
             self._passed_over.pop(seq, None)
