@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--hr-steps", dest="hr_steps", default=None)
     img.add_argument("--hr-upscaler", dest="hr_upscaler", default=None, help='"Latent" (default), "Lanczos", ...')
     img.add_argument(
+        "--hr-sampler", dest="hr_sampler", default=None, help="the hires pass's sampler (default: the same)"
+    )
+    img.add_argument("--hr-schedule", dest="hr_schedule", default=None, help="its schedule type (default: the same)")
+    img.add_argument(
         "--parameters", default=None, help="an A1111/civitai parameter block, its model included (the flags win)"
     )
     img.add_argument("--out", default="out.png", help="output PNG path (batches add -1, -2, ...)")

@@ -20,7 +20,7 @@ from engine.paste import pasted_model, read_pasted
 _OPTION_FLAGS = (
     "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
     "batch_size", "subseed", "subseed_strength", "clip_skip", "rng", "ensd", "denoising_strength", "hr_scale",
-    "hr_steps", "hr_upscaler",
+    "hr_steps", "hr_upscaler", "hr_sampler", "hr_schedule",
 )  # fmt: skip
 MAX_INIT_BYTES = 20 * 1024 * 1024
 

@@ -19,7 +19,7 @@ from commands.defaults import usable_defaults
 from commands.flags import read_flags, size_for_aspect
 from engine.errors import EaselError, ModelUnavailableError
 from engine.infotext import ModelHint, looks_like_infotext
-from engine.params import GenerationParams, Limits, build_params
+from engine.params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams, Limits, build_params
 from engine.paste import pasted_model, read_pasted
 from engine.prompts.extra_networks import remove_lora
 from engine.samplers import sampler_names, schedule_names
@@ -74,6 +74,8 @@ class ImagineCog(commands.Cog):
         hires="Hires fix: draw at the size, then upscale and refine",
         hires_scale="Hires fix: upscale by (default 2)",
         hires_steps="Hires fix: steps of the second pass (0 = same as steps)",
+        hires_sampler="Hires fix: the second pass's sampler (default: Use same sampler)",
+        hires_schedule="Hires fix: the second pass's schedule type (default: Use same scheduler)",
         lora="A LoRA to add (appends <lora:name:weight>; add more as tags in the prompt)",
         lora_weight="The LoRA's weight (default 1)",
         vae="VAE: Automatic (the model's), None (the checkpoint's own), or one from the VAE folder",
@@ -98,6 +100,8 @@ class ImagineCog(commands.Cog):
         hires: bool | None = None,
         hires_scale: app_commands.Range[float, 1.0, 4.0] | None = None,
         hires_steps: app_commands.Range[int, 0, 150] | None = None,
+        hires_sampler: str | None = None,
+        hires_schedule: str | None = None,
         lora: str | None = None,
         lora_weight: app_commands.Range[float, -5.0, 5.0] | None = None,
         vae: str | None = None,
@@ -139,6 +143,8 @@ class ImagineCog(commands.Cog):
             "enable_hr": hires,
             "hr_scale": hires_scale,
             "hr_steps": hires_steps,
+            "hr_sampler": hires_sampler,
+            "hr_schedule": hires_schedule,
             "vae": vae,
         }
         request = layered(pasted, flags.options, explicit)
@@ -252,6 +258,18 @@ class ImagineCog(commands.Cog):
     @imagine.autocomplete("schedule")
     async def _schedule_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return matching(schedule_names(), current)
+
+    @imagine.autocomplete("hires_sampler")
+    async def _hires_sampler_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return matching([USE_SAME_SAMPLER, *sampler_names()], current)
+
+    @imagine.autocomplete("hires_schedule")
+    async def _hires_schedule_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return matching([USE_SAME_SCHEDULER, *schedule_names()], current)
 
     @imagine.autocomplete("model")
     async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -19,9 +19,9 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from engine.errors import InvalidParamsError
-from engine.params import HIRES_UPSCALERS, GenerationParams
+from engine.params import HIRES_UPSCALERS, USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 from engine.prompts.attention import parse_prompt_attention
-from engine.samplers import effective_schedule, sampler_spec
+from engine.samplers import effective_schedule, resolve_sampler, sampler_spec
 
 # A1111's `re_param`; `find_params` finds what its findall finds, in linear time.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -450,6 +450,10 @@ def options_from_infotext(
             # refuse the whole paste; the note says so, and the new image's infotext names what was used.
             options["hr_upscaler"] = "Lanczos"
             notes.append(f"Hires upscaler: {_shown(upscaler)} is not available here; Lanczos was used instead")
+        hires_choice = _hires_sampler_choice(fields, notes)
+        if hires_choice is not None:
+            options.update(hires_choice)
+            used.update(("Hires sampler", "Hires schedule type"))
         for key, main in _HIRES_SAME_AS.items():
             if key in fields and fields[key] == fields.get(main):
                 used.add(key)
@@ -464,6 +468,30 @@ def options_from_infotext(
         elif not (key.endswith("-2") and f"{base}-1" in fields):
             notes.append(_note(key, value))
     return options, notes
+
+
+def _hires_sampler_choice(fields: Mapping[str, Any], notes: list[str]) -> dict[str, str] | None:
+    """`Hires sampler` and `Hires schedule type` as A1111's `get_hr_sampler_and_scheduler` reads them: "Use same"
+    (or absent) takes the main one; the pair is resolved as the main pair is; equal to the main field's text reads
+    back as "Use same". None when both are the same; a name Easel does not know is noted and the main one is used."""
+    main_sampler, main_schedule = fields.get("Sampler"), fields.get("Schedule type")
+    raw_sampler = str(fields.get("Hires sampler", USE_SAME_SAMPLER))
+    raw_schedule = str(fields.get("Hires schedule type", USE_SAME_SCHEDULER))
+    if raw_sampler == USE_SAME_SAMPLER and raw_schedule == USE_SAME_SCHEDULER:
+        return None
+    sampler = str(main_sampler) if raw_sampler == USE_SAME_SAMPLER else raw_sampler
+    schedule = str(main_schedule) if raw_schedule == USE_SAME_SCHEDULER else raw_schedule
+    try:
+        spec, label = resolve_sampler(sampler, schedule)
+    except InvalidParamsError:
+        notes.append(f"Hires sampler: {_shown(sampler)} ({_shown(schedule)}) is not available here; used the main one")
+        return {}
+    choice = {}
+    if spec.name != main_sampler:
+        choice["hr_sampler"] = spec.name
+    if label != main_schedule:
+        choice["hr_schedule"] = label
+    return choice
 
 
 def _shown(value: Any) -> str:

@@ -27,7 +27,7 @@ OPTION_KEYS = frozenset(
         "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
         "batch_size", "subseed", "subseed_strength", "clip_skip", "init_image", "denoising_strength", "enable_hr",
         "hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_steps", "seed_resize_from_w",
-        "seed_resize_from_h", "rng", "ensd", "vae",
+        "seed_resize_from_h", "rng", "ensd", "vae", "hr_sampler", "hr_schedule",
     }
 )  # fmt: skip
 # Latent upscalers (A1111 `latent_upscale_modes`) and the plain image resamplers that need no model.
@@ -99,6 +99,8 @@ class GenerationParams:
     hr_resize_y: int = 0
     hr_upscaler: str = "Latent"
     hr_steps: int = 0
+    hr_sampler: str | None = None  # the hires pass's own sampler; None: the same sampler ("Use same sampler")
+    hr_schedule: str | None = None  # its own schedule type; None: the job's schedule ("Use same scheduler")
     seed_resize_from_w: int = 0
     seed_resize_from_h: int = 0
     rng: str = "GPU"  # A1111 RNG source: GPU (the device's torch.randn), CPU, or NV (NVIDIA's numbers anywhere)
@@ -248,6 +250,9 @@ def build_params(
     hr_y = _as_int("Hires height", opt("hr_resize_y") or 0)
     hr_steps = _as_int("Hires steps", opt("hr_steps") or 0)
     hr_upscaler = str(opt("hr_upscaler") or "Latent")
+    hr_sampler, hr_schedule = _hires_sampler(opt("hr_sampler"), opt("hr_schedule"), sampler_spec.name, schedule)
+    if not enable_hr:
+        hr_sampler = hr_schedule = None
     if enable_hr:
         _check_range("Hires upscale", hr_scale, 1.0, 4.0)
         _check_range("Hires steps", hr_steps, 0, limits.max_steps)
@@ -297,6 +302,8 @@ def build_params(
         hr_resize_y=hr_y,
         hr_upscaler=hr_upscaler,
         hr_steps=hr_steps,
+        hr_sampler=hr_sampler,
+        hr_schedule=hr_schedule,
         seed_resize_from_w=resize_w,
         seed_resize_from_h=resize_h,
         rng=rng_source,
@@ -345,3 +352,24 @@ def _as_bool(name: str, value: Any) -> bool:
 def _fit_hint(width: int, height: int, max_pixels: int) -> str:
     scale = (max_pixels / (width * height)) ** 0.5
     return f"{int(width * scale) // 8 * 8}x{int(height * scale) // 8 * 8}"
+
+
+USE_SAME_SAMPLER, USE_SAME_SCHEDULER = "Use same sampler", "Use same scheduler"
+
+
+def _hires_sampler(
+    sampler: object, schedule: object, main_sampler: str, main_schedule: str
+) -> tuple[str | None, str | None]:
+    """The hires pass's sampler and schedule type, canonical, each None where it is the job's own (A1111's
+    "Use same sampler" / "Use same scheduler"). A combined name (`Euler a Karras`) carries its schedule."""
+    same_sampler = sampler is None or str(sampler).strip().lower() == USE_SAME_SAMPLER.lower()
+    same_schedule = schedule is None or str(schedule).strip().lower() == USE_SAME_SCHEDULER.lower()
+    if same_sampler and same_schedule:
+        return None, None
+    try:
+        spec, label = resolve_sampler(
+            main_sampler if same_sampler else str(sampler), main_schedule if same_schedule else str(schedule)
+        )
+    except InvalidParamsError as err:
+        raise InvalidParamsError(f"Hires sampler: {err}") from None
+    return None if spec.name == main_sampler else spec.name, None if label == main_schedule else label

@@ -355,8 +355,8 @@ class DiffusersEngine:
         noise = rng.first().to(self.device)
         latents: torch.Tensor = run_pass(
             PassRun(
-                sampler=lead.sampler,
-                schedule=lead.schedule,
+                sampler=sampling_pass.sampler,
+                schedule=sampling_pass.schedule,
                 scheduler_config=run.loaded.scheduler_config,
                 guidance=guidance,
                 noise=noise,

@@ -87,6 +87,8 @@ class SamplingPass:
     denoise: float | None
     conditioning: PassConditioning
     unet_calls: int
+    sampler: SamplerSpec  # the hires pass may have its own (A1111's Hires sampler)
+    schedule: str  # the schedule that runs in this pass, Automatic resolved to the sampler's default
     upscale: Upscale | None = None
 
     @property
@@ -132,6 +134,7 @@ class GenerationPlan:
         return (
             p.model, p.vae, tuple(self.loras), p.width, p.height, p.steps, p.sampler, self.schedule, p.cfg_scale,
             p.clip_skip, p.enable_hr, p.hr_scale, p.hr_resize_x, p.hr_resize_y, p.hr_upscaler, p.hr_steps,
+            self.passes[-1].sampler.name, self.passes[-1].schedule,
             p.denoising_strength, p.init_image is not None, len(self.passes[0].conditioning.parts), self.traits,
         )  # fmt: skip
 
@@ -157,17 +160,21 @@ def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> Ge
     # A1111 counts prompt-editing steps in model calls: twice the steps for second-order samplers.
     total_steps = params.steps * 2 if sampler.second_order else params.steps
     first_kind: PassKind = "img2img" if params.init_image is not None else "txt2img"
+    schedule = effective_schedule(sampler, params.schedule)
     first = _sampling_pass(
-        sampler, first_kind, params.width, params.height, params.steps, params.denoising_strength,
+        sampler, schedule, first_kind, params.width, params.height, params.steps, params.denoising_strength,
         _conditioning(prompt, negative, total_steps, None),
     )  # fmt: skip
     passes = [first]
     if params.enable_hr:
         (up_w, up_h), (width, height) = hires_sizes(params, scale)
+        hr_sampler = sampler_spec(params.hr_sampler) if params.hr_sampler else sampler
+        hr_schedule = effective_schedule(hr_sampler, params.hr_schedule or params.schedule)
         hr_steps = params.hr_steps or params.steps
-        hr_total = hr_steps * 2 if sampler.second_order else hr_steps
+        # The hires pass's prompt editing counts its own sampler's model calls (A1111's calculate_hr_conds).
+        hr_total = hr_steps * 2 if hr_sampler.second_order else hr_steps
         hires = _sampling_pass(
-            sampler, "hires", width, height, hr_steps, params.denoising_strength,
+            hr_sampler, hr_schedule, "hires", width, height, hr_steps, params.denoising_strength,
             _conditioning(prompt, negative, total_steps, hr_total), upscale=Upscale(params.hr_upscaler, up_w, up_h),
         )  # fmt: skip
         passes.append(hires)
@@ -175,7 +182,7 @@ def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> Ge
         params=params,
         traits=traits,
         sampler=sampler,
-        schedule=effective_schedule(sampler, params.schedule),
+        schedule=schedule,
         prompt=prompt,
         negative_prompt=negative,
         loras=loras + negative_loras,
@@ -213,6 +220,7 @@ def _conditioning(prompt: str, negative: str, total_steps: int, hires_steps: int
 
 def _sampling_pass(
     sampler: SamplerSpec,
+    schedule: str,
     kind: PassKind,
     width: int,
     height: int,
@@ -229,7 +237,9 @@ def _sampling_pass(
     else:
         schedule_steps, run_steps = img2img_steps(steps, denoise, hires=kind == "hires")
     calls = unet_calls(sampler, schedule_steps, run_steps, from_noise=kind == "txt2img")
-    return SamplingPass(kind, width, height, steps, schedule_steps, run_steps, denoise, conditioning, calls, upscale)
+    return SamplingPass(
+        kind, width, height, steps, schedule_steps, run_steps, denoise, conditioning, calls, sampler, schedule, upscale
+    )
 
 
 def img2img_steps(steps: int, denoise: float, *, hires: bool = False) -> tuple[int, int]:
@@ -277,6 +287,16 @@ def _infotext_fields(params: GenerationParams, sampler: SamplerSpec) -> dict[str
     if params.init_image is not None or params.enable_hr:
         fields["Denoising strength"] = _num(params.denoising_strength)
     if params.enable_hr:
+        # A1111 writes `Hires sampler` when it differs, and `Hires schedule type` (during the hires pass) when a
+        # schedule function runs there whose label differs from the `Schedule type` the first pass recorded.
+        hr_sampler = sampler_spec(params.hr_sampler) if params.hr_sampler else sampler
+        if params.hr_sampler:
+            fields["Hires sampler"] = params.hr_sampler
+        hr_label = effective_schedule(hr_sampler, params.hr_schedule or params.schedule)
+        first_label = effective_schedule(sampler, params.schedule)
+        recorded = None if first_label == "Automatic" or sampler.timesteps else first_label
+        if hr_label != "Automatic" and not hr_sampler.timesteps and hr_label != recorded:
+            fields["Hires schedule type"] = hr_label
         if params.hr_resize_x or params.hr_resize_y:
             fields["Hires resize"] = f"{params.hr_resize_x}x{params.hr_resize_y}"
         else:

@@ -275,6 +275,20 @@ def test_hires_fix_gives_the_upscaled_size_and_says_so(engine: DiffusersEngine) 
     assert (fields["Size-1"], fields["Hires upscale"], fields["Denoising strength"]) == ("64", "2", "0.6")
 
 
+def test_the_hires_pass_runs_its_own_sampler(engine: DiffusersEngine) -> None:
+    hires = {"enable_hr": True, "hr_scale": 2.0, "hr_steps": 3, "denoising_strength": 0.6, "sampler": "Euler"}
+    [same] = engine.generate(tiny_params(**hires))
+    [named_same] = engine.generate(tiny_params(**hires, hr_sampler="Euler"))
+    [own] = engine.generate(tiny_params(**hires, hr_sampler="DPM++ 2S a", hr_schedule="Exponential"))
+    [ddim] = engine.generate(tiny_params(**hires, hr_sampler="DDIM"))
+    assert np.array_equal(np.asarray(same.image), np.asarray(named_same.image))
+    assert "Hires sampler" not in same.infotext
+    assert not np.array_equal(np.asarray(same.image), np.asarray(own.image))
+    fields = parse_infotext(own.infotext)
+    assert (fields["Hires sampler"], fields["Hires schedule type"]) == ("DPM++ 2S a", "Exponential")
+    assert parse_infotext(ddim.infotext)["Hires sampler"] == "DDIM" and ddim.image.size == (128, 128)
+
+
 @pytest.fixture
 def init_image(engine: DiffusersEngine) -> tuple[str, np.ndarray]:
     """A 64x64 gradient stored in the engine's blob store, and its array."""

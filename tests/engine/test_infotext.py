@@ -371,10 +371,28 @@ def test_options_read_hires_resize() -> None:
     assert (p.enable_hr, p.hr_resize_x, p.hr_resize_y, p.denoising_strength) == (True, 768, 640, 0.6)
 
 
-def test_options_note_a_hires_sampler_that_differs() -> None:
-    text = "a\nSteps: 1, Sampler: Euler, Seed: 2, Denoising strength: 0.5, Hires upscale: 2, Hires sampler: DDIM"
-    _, notes = options_from_infotext(parse_infotext(text))
-    assert notes == ["Hires sampler: DDIM is not supported yet and was ignored"]
+def test_options_read_a_hires_sampler_and_schedule_as_a1111_does() -> None:
+    """`get_hr_sampler_and_scheduler`: "Use same" or absent takes the main one; a combined name carries its
+    schedule; what equals the main field reads back as the same."""
+
+    def hires(fields: str) -> tuple[str | None, str | None, list[str]]:
+        text = f"a\nSteps: 4, Sampler: DPM++ 2M, Schedule type: Karras, Seed: 2, Denoising strength: 0.5, {fields}"
+        options, notes = options_from_infotext(parse_infotext(text))
+        p = build_params(options, model="m", limits=LIMITS)
+        return p.hr_sampler, p.hr_schedule, notes
+
+    # `DPM++ 2M` + `Karras` is its default, so the job's schedule reads as Automatic (as A1111's paste makes it):
+    # "Use same scheduler" then gives DDIM (which takes none) and Euler a (the model's own) that Automatic.
+    assert hires("Hires upscale: 2, Hires sampler: DDIM") == ("DDIM", None, [])
+    assert hires("Hires upscale: 2, Hires sampler: Euler a") == ("Euler a", None, [])
+    assert hires("Hires upscale: 2, Hires schedule type: Exponential") == (None, "Exponential", [])
+    assert hires("Hires upscale: 2, Hires sampler: Euler Uniform") == ("Euler", "Uniform", [])
+    assert hires("Hires upscale: 2, Hires sampler: DPM++ 2M, Hires schedule type: Karras") == (None, None, [])
+    assert hires("Hires upscale: 2, Hires sampler: Nonesuch") == (
+        None,
+        None,
+        ["Hires sampler: Nonesuch (Karras) is not available here; used the main one"],
+    )
 
 
 def test_options_keep_quiet_about_hires_settings_equal_to_the_main_ones() -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import InvalidParamsError
-from engine.params import GenerationParams
+from engine.infotext import parameter_line
+from engine.params import GenerationParams, Limits, build_params
 from engine.plan import ModelTraits, img2img_steps, make_plan, unet_calls
 from engine.prompts.extra_networks import LoraCall
 from engine.samplers import SAMPLERS, sampler_spec
@@ -170,6 +171,41 @@ def test_the_plan_adds_hires_fields_in_a1111s_order() -> None:
         ("Hires steps", "8"),
         ("Hires upscaler", "Lanczos"),
     )
+
+
+def test_the_hires_pass_runs_its_own_sampler_and_schedule() -> None:
+    hires_fix = {"enable_hr": True, "denoising_strength": 0.5}
+    plan = make_plan(params(sampler="Euler", steps=10, hr_sampler="DPM++ 2S a", hr_steps=6, **hires_fix))
+    first, hires = plan.passes
+    assert (first.sampler.name, first.schedule, first.unet_calls) == ("Euler", "Automatic", 10)
+    assert (hires.sampler.name, hires.schedule) == ("DPM++ 2S a", "Karras")
+    assert hires.unet_calls == 2 * 6 - 1  # second order: its own model calls, not the main sampler's
+    # Its prompt editing counts the hires sampler's calls: [a:b:1.5] switches half-way through the hires pass.
+    editing = make_plan(params(prompt="[a:b:1.5]", sampler="Euler", steps=10, hr_sampler="DPM++ 2S a", **hires_fix))
+    assert editing.passes[1].conditioning.parts[0].schedule == ((10, "a"), (20, "b"))
+    assert plan.batch_key() != make_plan(params(sampler="Euler", steps=10, hr_steps=6, **hires_fix)).batch_key()
+
+
+def test_hires_sampler_fields_follow_a1111s_rules() -> None:
+    def fields(**changes: object) -> dict[str, str | None]:
+        return dict(make_plan(params(enable_hr=True, **changes)).infotext_fields)
+
+    # A different sampler is written; its schedule only when a schedule function runs with another label than
+    # the one the first pass recorded.
+    assert fields(sampler="DPM++ 2M", hr_sampler="Euler a").get("Hires sampler") == "Euler a"
+    assert "Hires schedule type" not in fields(sampler="DPM++ 2M", hr_sampler="Euler a")  # Euler a: the model's own
+    assert fields(sampler="Euler", hr_schedule="Karras")["Hires schedule type"] == "Karras"
+    assert "Hires schedule type" not in fields(sampler="DPM++ 2M", hr_sampler="DPM++ SDE")  # Karras both
+    assert fields(sampler="DPM++ 2M", hr_sampler="DPM++ 2M SDE")["Hires schedule type"] == "Exponential"
+    assert "Hires schedule type" not in fields(sampler="Euler", hr_sampler="DDIM")  # no schedule for DDIM
+    written = fields(sampler="Euler", hr_sampler="Heun", hr_schedule="Karras", denoising_strength=0.5)
+    order = [key for key, value in written.items() if value is not None]
+    assert order == ["Denoising strength", "Hires sampler", "Hires schedule type", "Hires upscale", "Hires upscaler"]
+    built = build_params(
+        {"prompt": "a", "sampler": "Euler", "enable_hr": True, "hr_sampler": "Heun"}, model="m", limits=Limits()
+    )
+    line = parameter_line(built, model_name="m", model_hash=None, extra=dict(make_plan(built).infotext_fields))
+    assert "Denoising strength: 0.7, Hires sampler: Heun, Hires upscale: 2, Hires upscaler: Latent" in line
 
 
 def test_ensd_is_recorded_only_for_samplers_whose_noise_it_moves() -> None:
