@@ -46,6 +46,7 @@ EXTENSIONS = (
     "commands.show",
     "commands.admin",
     "commands.help",
+    "commands.pnginfo",
 )
 
 

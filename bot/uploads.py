@@ -23,40 +23,45 @@ def upload_pixel_limit(max_pixels: int) -> int:
     return max_pixels * UPLOAD_PIXEL_FACTOR
 
 
-def check_declared(attachment: discord.Attachment, *, max_pixels: int, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
-    """Refuse on what Discord says about the file (type, size, dimensions) before a byte is downloaded."""
+def check_declared(
+    attachment: discord.Attachment, *, max_pixels: int, max_bytes: int = MAX_UPLOAD_BYTES, what: str = "init image"
+) -> None:
+    """Refuse on what Discord says about the file (type, size, dimensions) before a byte is downloaded; `what` names
+    the file's use in the messages."""
     content_type = (attachment.content_type or "").split(";")[0].strip().lower()
     if content_type and content_type not in ACCEPTED_TYPES:
         raise InvalidParamsError(
-            f"`{attachment.filename}` is {content_type}; the init image must be a PNG, JPEG or WebP image."
+            f"`{attachment.filename}` is {content_type}; the {what} must be a PNG, JPEG or WebP image."
         )
     if attachment.size > max_bytes:
         raise InvalidParamsError(
-            f"`{attachment.filename}` is {attachment.size / (1 << 20):.1f} MiB; init images may be up to "
+            f"`{attachment.filename}` is {attachment.size / (1 << 20):.1f} MiB; {what}s may be up to "
             f"{max_bytes // (1 << 20)} MiB."
         )
     width, height = attachment.width, attachment.height
     if width and height and width * height > max_pixels:
         raise InvalidParamsError(
-            f"`{attachment.filename}` is {width}x{height} ({width * height:,} pixels); init images may have at most "
+            f"`{attachment.filename}` is {width}x{height} ({width * height:,} pixels); {what}s may have at most "
             f"{max_pixels:,} pixels."
         )
 
 
-async def download(session: aiohttp.ClientSession, url: str, *, max_bytes: int = MAX_UPLOAD_BYTES) -> bytes:
+async def download(
+    session: aiohttp.ClientSession, url: str, *, max_bytes: int = MAX_UPLOAD_BYTES, what: str = "init image"
+) -> bytes:
     """The file's bytes, read in chunks and abandoned as soon as it passes `max_bytes` (the declared size may lie)."""
     try:
         async with session.get(url) as response:
             if response.status != 200:
-                raise InvalidParamsError(f"Could not download the init image (HTTP {response.status}); try again.")
+                raise InvalidParamsError(f"Could not download the {what} (HTTP {response.status}); try again.")
             data = bytearray()
             async for chunk in response.content.iter_chunked(_CHUNK):
                 data += chunk
                 if len(data) > max_bytes:
-                    raise InvalidParamsError(f"The init image is over {max_bytes // (1 << 20)} MiB.")
+                    raise InvalidParamsError(f"The {what} is over {max_bytes // (1 << 20)} MiB.")
             return bytes(data)
     except aiohttp.ClientError:
-        raise InvalidParamsError("Could not download the init image; try again.") from None
+        raise InvalidParamsError(f"Could not download the {what}; try again.") from None
 
 
 def check_and_store(blobs: BlobStore, data: bytes, *, max_pixels: int) -> tuple[str, int, int]:

@@ -7,9 +7,10 @@ Reading and checking walk the file's own chunks and markers, so an upload's pixe
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import piexif
 import piexif.helper
@@ -17,11 +18,13 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from engine.errors import InvalidParamsError
+from engine.samplers import samplers_map_name
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _USER_COMMENT = piexif.ExifIFD.UserComment
 _MAX_TEXT = 1 << 20  # the compressed text chunks of one file may not inflate beyond 1 MiB in all
-_TEXT_KEYS = ("parameters", "comment")  # the only PNG text keywords read_infotext looks at
+# The only PNG text keywords read_infotext looks at: A1111's, and NovelAI's (`Software`, `Description`, `Comment`).
+_TEXT_KEYS = ("parameters", "comment", "Software", "Description", "Comment")
 _KEYWORD_MAX = 79  # the PNG specification's longest keyword
 _EXIF_POINTER = 0x8769  # IFD0's pointer to the Exif IFD
 # JPEG start-of-frame markers that carry the image size (not DHT C4, JPG C8, DAC CC).
@@ -85,7 +88,25 @@ def read_infotext(data: bytes) -> str | None:
             info = comment
     elif "comment" in texts:
         info = texts["comment"]
+    if texts.get("Software") == "NovelAI":
+        info = _novelai_infotext(texts, _png_size(data)) or info
     return info
+
+
+def _novelai_infotext(texts: Mapping[str, str], size: tuple[int, int] | None) -> str | None:
+    """A NovelAI PNG as A1111's read_info_from_image turns it into parameter text: `Description` is the prompt, the
+    `Comment` JSON gives the rest (its sampler through `samplers_map`, else Euler a), then `Clip skip: 2, ENSD:
+    31337`. None when the JSON lacks a field (A1111 reports the error and keeps what it had)."""
+    try:
+        data = json.loads(texts["Comment"])
+        sampler = samplers_map_name(str(data["sampler"])) or "Euler a"
+        width, height = size or (0, 0)
+        return (
+            f"{texts['Description']}\nNegative prompt: {data['uc']}\nSteps: {data['steps']}, Sampler: {sampler}, "
+            f"CFG scale: {data['scale']}, Seed: {data['seed']}, Size: {width}x{height}, Clip skip: 2, ENSD: 31337"
+        )
+    except (KeyError, TypeError, ValueError, RecursionError):
+        return None
 
 
 def _user_comment(exif: bytes) -> str:

@@ -141,6 +141,13 @@ _SCHEDULE_BY_LOWER = {key.lower(): s for s in SCHEDULES for key in (s.label, s.n
 _AUTOMATIC = _SCHEDULE_BY_LOWER["automatic"]
 
 
+def samplers_map_name(key: str) -> str | None:
+    """A1111's `samplers_map`: lower-cased names and aliases (`k_euler_ancestral`) -> the sampler's name. The key is
+    looked up as given (A1111 does not lower-case it), as its NovelAI import does."""
+    spec = _BY_LOWER.get(key)
+    return spec.name if spec is not None else None
+
+
 def sampler_spec(name: str) -> SamplerSpec:
     """The spec of a canonical sampler name (as `resolve_sampler` gives and params store); KeyError otherwise."""
     try:

@@ -382,6 +382,7 @@ class Standin:
                 "application_id": app,
                 "version": "1",
                 "type": 1,
+                "description": "",  # what Discord answers for a context-menu command, which has none
                 "default_member_permissions": None,
                 **command,
             }
@@ -851,6 +852,44 @@ class Standin:
     ) -> InteractionHandle:
         """Run `/name` (or `/group sub`) with option values in a channel; types come from the synced command."""
         return await self._interact(2, self._command_data(name, values, None), user, channel_id=in_channel)
+
+    async def message_command(self, name: str, user: StandinUser, message_id: int) -> InteractionHandle:
+        """Run the message context-menu command `name` (type 3) on a message this stand-in holds."""
+        command = self.commands[name]
+        assert command["type"] == 3, command
+        data = {
+            "id": command["id"],
+            "name": name,
+            "type": 3,
+            "target_id": str(message_id),
+            "resolved": {"messages": {str(message_id): self.messages[message_id]}},
+            "guild_id": str(GUILD_ID),
+        }
+        return await self._interact(2, data, user)
+
+    def user_message(self, user: StandinUser, content: str = "", *attachments: StandinAttachment) -> int:
+        """A message a member posted in the art channel, with files; returns its id."""
+        message_id = self._snowflake()
+        self.messages[message_id] = {
+            "id": str(message_id),
+            "channel_id": str(CHANNEL_ID),
+            "guild_id": str(GUILD_ID),
+            "author": user.payload(),
+            "content": content,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [a.payload(self.base_url) for a in attachments],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "components": [],
+            "flags": 0,
+        }
+        return message_id
 
     async def autocomplete(self, name: str, user: StandinUser, focused: str, /, **values: Any) -> InteractionHandle:
         return await self._interact(4, self._command_data(name, values, focused), user)

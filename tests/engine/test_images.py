@@ -189,3 +189,35 @@ def test_check_upload_refuses_other_formats() -> None:
 def test_check_upload_refuses_a_truncated_header() -> None:
     with pytest.raises(InvalidParamsError, match="damaged"):
         check_upload(b"\x89PNG\r\n\x1a\n\x00\x00", max_bytes=10**6, max_pixels=10**6)
+
+
+def novelai_png(comment: str) -> bytes:
+    """A PNG as NovelAI saves one: its prompt in `Description`, the settings as JSON in `Comment`."""
+    info = PngInfo()
+    info.add_text("Title", "AI generated image")
+    info.add_text("Description", "1girl, masterpiece")
+    info.add_text("Software", "NovelAI")
+    info.add_text("Source", "Stable Diffusion 1D44365E")
+    info.add_text("Comment", comment)
+    buffer = io.BytesIO()
+    image().save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def test_a_novelai_png_reads_as_a1111_reads_it() -> None:
+    comment = (
+        '{"steps": 28, "sampler": "k_euler_ancestral", "seed": 123, "strength": 0.7, "scale": 11.0, "uc": "lowres"}'
+    )
+    assert read_infotext(novelai_png(comment)) == (
+        "1girl, masterpiece\nNegative prompt: lowres\n"
+        "Steps: 28, Sampler: Euler a, CFG scale: 11.0, Seed: 123, Size: 64x48, Clip skip: 2, ENSD: 31337"
+    )
+    # samplers_map is A1111's lower-cased aliases; anything else is Euler a, as there.
+    assert "Sampler: DPM++ 2M," in str(read_infotext(novelai_png(comment.replace("k_euler_ancestral", "k_dpmpp_2m"))))
+    assert "Sampler: Euler a," in str(read_infotext(novelai_png(comment.replace("k_euler_ancestral", "nai_smea"))))
+
+
+def test_a_novelai_png_with_a_broken_comment_has_no_parameters() -> None:
+    assert read_infotext(novelai_png("{not json")) is None
+    assert read_infotext(novelai_png('{"steps": 28}')) is None
+    assert read_infotext(novelai_png("[" * 100000 + "]" * 100000)) is None
