@@ -47,6 +47,7 @@ EXTENSIONS = (
     "commands.admin",
     "commands.help",
     "commands.pnginfo",
+    "commands.styles",
 )
 
 

@@ -29,6 +29,7 @@ DEFAULT_LABELS = {
     "negative_prompt": "Negative prompt",
     "clip_skip": "Clip skip",
     "batch_size": "Batch size",
+    "style": "Style",
 }
 CEILING_LABELS = {
     "max_steps": "Max steps",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.errors import StorageFullError
 from engine.params import GenerationParams
+from engine.styles import Style
 
 DB_NAME = "easel.sqlite3"
 
@@ -48,6 +49,10 @@ CREATE TABLE IF NOT EXISTS scope_settings (
     scope    TEXT PRIMARY KEY,
     defaults TEXT NOT NULL,
     ceilings TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS guild_styles (
+    guild_id TEXT PRIMARY KEY,
+    styles   TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS synced_commands (
     scope     TEXT PRIMARY KEY,
@@ -261,6 +266,20 @@ class JobStore:
             "INSERT INTO scope_settings (scope, defaults, ceilings) VALUES (?, ?, ?)"
             " ON CONFLICT(scope) DO UPDATE SET defaults = excluded.defaults, ceilings = excluded.ceilings",
             (scope, json.dumps(dict(defaults)), json.dumps(dict(ceilings))),
+        )
+
+    def styles(self, guild_id: int) -> list[Style]:
+        """A server's prompt styles, in the order they were added."""
+        row = self._db.execute("SELECT styles FROM guild_styles WHERE guild_id = ?", (str(guild_id),)).fetchone()
+        return [] if row is None else [Style(*entry) for entry in json.loads(row["styles"])]
+
+    def set_styles(self, guild_id: int, styles: Sequence[Style]) -> None:
+        """Replace a server's styles whole (one statement: all or nothing)."""
+        rows = json.dumps([[s.name, s.prompt, s.negative_prompt] for s in styles])
+        self._write(
+            "INSERT INTO guild_styles (guild_id, styles) VALUES (?, ?)"
+            " ON CONFLICT(guild_id) DO UPDATE SET styles = excluded.styles",
+            (str(guild_id), rows),
         )
 
     # -- user settings ---------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from engine.params import Limits, ModelDefaults, build_params
 def layer_options(defaults: Mapping[str, Any], *, model_defaults: ModelDefaults, max_pixels: int) -> dict[str, Any]:
     """A layer's defaults as build_params options: the model is chosen apart, an aspect ratio becomes a size of
     about the model's own pixel count (as `--ar` does)."""
-    options = {key: value for key, value in defaults.items() if key != "model"}
+    options = {key: value for key, value in defaults.items() if key not in ("model", "style")}
     if "aspect" in options:
         ratio_w, ratio_h = parse_ratio(str(options.pop("aspect")), "The aspect ratio")
         options["width"], options["height"] = size_for_aspect(

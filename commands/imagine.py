@@ -14,7 +14,7 @@ from bot.client import scope_channel
 from bot.errors import withdraw
 from bot.layers import SOURCE_NAMES, USER, Layer, ceilings, stack
 from bot.uploads import check_declared, store_init_image, upload_pixel_limit
-from commands.choices import matching
+from commands.choices import matching, matching_list
 from commands.defaults import usable_defaults
 from commands.flags import read_flags, size_for_aspect
 from engine.errors import EaselError, ModelUnavailableError
@@ -23,6 +23,7 @@ from engine.params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 from engine.paste import pasted_model, read_pasted
 from engine.prompts.extra_networks import remove_lora
 from engine.samplers import sampler_names, schedule_names
+from engine.styles import apply_styles, extract_styles, resolve_styles
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -79,6 +80,7 @@ class ImagineCog(commands.Cog):
         lora="A LoRA to add (appends <lora:name:weight>; add more as tags in the prompt)",
         lora_weight="The LoRA's weight (default 1)",
         vae="VAE: Automatic (the model's), None (the checkpoint's own), or one from the VAE folder",
+        style="This server's styles to apply, comma-separated (/style list shows them)",
     )
     async def imagine(
         self,
@@ -105,6 +107,7 @@ class ImagineCog(commands.Cog):
         lora: str | None = None,
         lora_weight: app_commands.Range[float, -5.0, 5.0] | None = None,
         vae: str | None = None,
+        style: str | None = None,
     ) -> None:
         pasted: dict[str, Any] = {}
         notes: list[str] = []
@@ -119,6 +122,13 @@ class ImagineCog(commands.Cog):
         scopes = self.bot.layers(interaction.guild_id, scope_channel(interaction))
         here = ceilings(self.bot.limits, self.bot.settings.max_queued_per_user, scopes)
         limits = here.limits
+        server_styles = [] if interaction.guild_id is None else self.bot.store.styles(interaction.guild_id)
+        pasted_styles: list[str] = []
+        if server_styles and ("prompt" in pasted or "negative_prompt" in pasted):
+            # A1111's paste ("Apply if any"): known styles are cut out of the pasted prompts and chosen again.
+            pasted_styles, pasted["prompt"], pasted["negative_prompt"] = await self.bot.offload(
+                extract_styles, server_styles, str(pasted.get("prompt", "")), str(pasted.get("negative_prompt", ""))
+            )
         model_name = self.choose_model(model, hint, scopes, notes)
         defaults = self.bot.registry.defaults_for(model_name)
         traits = self.bot.registry.traits(model_name)
@@ -173,6 +183,14 @@ class ImagineCog(commands.Cog):
             options["prompt"] = with_lora(str(options.get("prompt", "")), networks.resolve_lora(lora), weight, notes)
         elif lora_weight is not None:
             notes.append("Ignored `lora_weight`: no `lora` was chosen.")
+        default_style = stack(scopes).get("style")
+        style_names = style or ", ".join(pasted_styles) or (str(default_style[0]) if default_style else "")
+        if style_names:
+            options["prompt"], options["negative_prompt"] = apply_styles(
+                str(options.get("prompt", "")),
+                str(options.get("negative_prompt", "")),
+                resolve_styles(style_names, server_styles),
+            )
         # A LoRA the engine would refuse mid-queue (unknown, or made for another family) is refused now, ephemerally.
         layers = await self.bot.offload(self.bot.registry.layer_shapes, model_name)
         await self.bot.offload(
@@ -283,6 +301,12 @@ class ImagineCog(commands.Cog):
         except EaselError:
             family = None
         return matching(["Automatic", "None", *self.bot.networks.vae_names(family)], current)
+
+    @imagine.autocomplete("style")
+    async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        return matching_list([s.name for s in self.bot.store.styles(interaction.guild_id)], current)
 
     @imagine.autocomplete("lora")
     async def _lora_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -34,10 +34,11 @@ from bot.layers import (
     show_text,
     stack,
 )
-from commands.choices import matching
+from commands.choices import matching, matching_list
 from commands.defaults import checked_defaults, checked_layer, merged_layer
 from engine.errors import EaselError, InvalidParamsError
 from engine.samplers import sampler_names, schedule_names
+from engine.styles import resolve_styles
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -73,6 +74,7 @@ LAYER_OPTIONS = {
     "negative_prompt": "Default negative prompt",
     "clip_skip": "Default clip skip",
     "batch_size": "Default number of images",
+    "style": "Default style(s) from /style list, comma-separated",
     "max_steps": "Ceiling: most steps a request may use (the lowest of config, server, channel wins)",
     "max_pixels": "Ceiling: most pixels (width x height, hires included) of an image",
     "max_batch": "Ceiling: most images in one request",
@@ -208,6 +210,7 @@ class SettingsCog(commands.Cog):
         negative_prompt: str | None = None,
         clip_skip: app_commands.Range[int, 1, 12] | None = None,
         batch_size: app_commands.Range[int, 1, 100] | None = None,
+        style: str | None = None,
         max_steps: app_commands.Range[int, 1, 1000] | None = None,
         max_pixels: app_commands.Range[int, 4096, 67108864] | None = None,
         max_batch: app_commands.Range[int, 1, 100] | None = None,
@@ -234,6 +237,7 @@ class SettingsCog(commands.Cog):
         negative_prompt: str | None = None,
         clip_skip: app_commands.Range[int, 1, 12] | None = None,
         batch_size: app_commands.Range[int, 1, 100] | None = None,
+        style: str | None = None,
         max_steps: app_commands.Range[int, 1, 1000] | None = None,
         max_pixels: app_commands.Range[int, 4096, 67108864] | None = None,
         max_batch: app_commands.Range[int, 1, 100] | None = None,
@@ -279,6 +283,10 @@ class SettingsCog(commands.Cog):
         model = registry.default_model(self.bot.settings.default_model)
         with contextlib.suppress(EaselError):  # a stored default model that is gone: checked against the bot's
             model = registry.resolve(str(stack([*below, layer]).get("model", (model,))[0])).name
+        if "style" in defaults:
+            defaults["style"] = ", ".join(
+                s.name for s in resolve_styles(str(defaults["style"]), self.bot.store.styles(guild_id))
+            )
         if "vae" in defaults and str(defaults["vae"]).strip().lower() not in ("automatic", "none"):
             defaults["vae"] = self.bot.networks.resolve_vae(str(defaults["vae"]), registry.traits(model).family)
         defaults = checked_layer(defaults, model=model, limits=limits, model_defaults=registry.defaults_for(model))
@@ -311,6 +319,13 @@ class SettingsCog(commands.Cog):
     @channel.autocomplete("model")
     async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return matching(self.bot.registry.names(), current)
+
+    @server.autocomplete("style")
+    @channel.autocomplete("style")
+    async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        if interaction.guild_id is None:
+            return []
+        return matching_list([s.name for s in self.bot.store.styles(interaction.guild_id)], current)
 
     @server.autocomplete("vae")
     @channel.autocomplete("vae")

@@ -40,7 +40,19 @@ async def test_commands_are_synced_to_the_dev_guild(harness: Harness) -> None:
     [sync] = [r for r in harness.standin.requests if r.method == "PUT"]
     assert sync.path == f"/applications/1100000000000000001/guilds/{GUILD_ID}/commands"
     by_name = {c["name"]: c for c in sync.json}
-    assert set(by_name) == {"Parameters", "about", "admin", "help", "imagine", "info", "lora", "model", "settings", "show"}
+    assert set(by_name) == {
+        "Parameters",
+        "about",
+        "admin",
+        "help",
+        "imagine",
+        "info",
+        "lora",
+        "model",
+        "settings",
+        "show",
+        "style",
+    }
     assert {o["name"] for o in by_name["settings"]["options"]} == {"set", "show", "reset", "server", "channel"}
     init_image = next(o for o in by_name["imagine"]["options"] if o["name"] == "init_image")
     assert init_image["type"] == 11  # an attachment
@@ -66,7 +78,7 @@ async def test_an_admin_syncs_the_commands_on_demand(harness: Harness) -> None:
     handle = await harness.standin.slash("admin sync", LISTED_ADMIN)
     await harness.settle(handle)
     assert len([r for r in harness.standin.requests if r.method == "PUT"]) == 2
-    assert "Synced 10 command(s)" in str(harness.standin.sent(handle)[-1].json)
+    assert "Synced 11 command(s)" in str(harness.standin.sent(handle)[-1].json)
 
 
 async def test_a_member_cannot_sync_the_commands(harness: Harness) -> None:
