@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import aiohttp
 import discord
@@ -24,14 +24,16 @@ from bot import render
 from bot.buttons import DYNAMIC_ITEMS
 from bot.errors import handle_error
 from bot.layers import CHANNEL, SERVER, Ceilings, Layer, ceilings
+from bot.nsfw import Outside, Policy, decide, refusal
 from bot.ports import ModelCatalog, NetworkCatalog
 from bot.resume import resume_open_jobs
 from bot.runner import EDIT_INTERVAL, RETRY_DELAYS, TOKEN_LIFETIME, JobRunner
 from bot.store import JobStore
 from config.settings import Settings
 from engine.blobs import BlobStore
+from engine.errors import InvalidParamsError
 from engine.jobs import Executor
-from engine.params import Limits
+from engine.params import GenerationParams, Limits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,6 +50,7 @@ EXTENSIONS = (
     "commands.help",
     "commands.pnginfo",
     "commands.styles",
+    "commands.nsfw",
 )
 
 
@@ -109,7 +112,12 @@ class EaselBot(commands.Bot):
         self.force_sync = sync_commands
         self.extensions_to_load = extensions
         self.runner = JobRunner(
-            executor, store, edit_interval=edit_interval, token_lifetime=token_lifetime, retry_delays=retry_delays
+            executor,
+            store,
+            edit_interval=edit_interval,
+            token_lifetime=token_lifetime,
+            retry_delays=retry_delays,
+            content_policy=self.content_policy,
         )
         self.resume_task: asyncio.Task[None] | None = None
         self.downloads: aiohttp.ClientSession | None = None  # for attachments; opened in setup_hook
@@ -128,6 +136,27 @@ class EaselBot(commands.Bot):
             defaults, limits = self.store.scope_settings(f"channel:{channel_id}")
             layers.append(Layer(CHANNEL, defaults, limits))
         return layers
+
+    def nsfw_policy(self, guild_id: int | None) -> Policy:
+        """A server's NSFW policy (what its admins chose, else the config's); DMs follow the config."""
+        stored = {} if guild_id is None else self.store.nsfw_policy(guild_id)
+        return Policy.from_stored(stored, cast("Outside", self.settings.nsfw_outside))
+
+    def content_policy(self, interaction: discord.Interaction, params: GenerationParams) -> tuple[bool, str | None]:
+        """What may be drawn where, for every job a member asks for (the runner calls it before queueing): DMs
+        as the config allows, a prompt with a listed word as the server's NSFW policy says for this channel."""
+        in_dm = interaction.guild_id is None
+        if in_dm and not self.settings.allow_dms:
+            raise InvalidParamsError("This bot draws on servers only, not in DMs: use /imagine in a server channel.")
+        policy = self.nsfw_policy(interaction.guild_id)
+        channel = interaction.channel
+        age_restricted = isinstance(channel, discord.TextChannel | discord.Thread) and channel.is_nsfw()
+        decision, found = decide(params.prompt, policy, age_restricted=age_restricted)
+        if decision == "refuse":
+            raise InvalidParamsError(refusal(found, in_dm=in_dm, age_restricted_allowed=policy.in_age_restricted))
+        if decision == "spoiler":
+            return True, "Posted behind a spoiler: the prompt has words this server marks as NSFW."
+        return False, None
 
     def ceilings(self, guild_id: int | None, channel_id: int | None) -> Ceilings:
         """The limits in force in a channel: the config's, lowered by the server's and the channel's ceilings."""

@@ -46,6 +46,10 @@ EDIT_INTERVAL = 2.0
 RETRY_DELAYS = (2.0, 8.0, 30.0)
 
 
+# (spoiler, a note for the user) for a job about to be queued, or a user-facing EaselError that refuses it.
+ContentPolicy = Callable[[discord.Interaction, GenerationParams], tuple[bool, str | None]]
+
+
 def new_job_id() -> str:
     return secrets.token_hex(6)
 
@@ -61,9 +65,13 @@ class JobRunner:
         edit_interval: float = EDIT_INTERVAL,
         token_lifetime: timedelta = TOKEN_LIFETIME,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
+        content_policy: ContentPolicy | None = None,
     ) -> None:
+        """`content_policy`: what may be drawn where (the bot's NSFW and DM rules): given the interaction and the
+        params, it raises a user-facing EaselError to refuse, or says whether the images go behind a spoiler."""
         self.executor = executor
         self.store = store
+        self.content_policy = content_policy
         self.edit_interval = edit_interval
         self.token_lifetime = token_lifetime
         self.retry_delays = retry_delays
@@ -85,6 +93,9 @@ class JobRunner:
         earlier, e.g. to download an attachment, has acknowledged it already.) `max_queued`: the per-user queue
         ceiling where the job was asked.
         """
+        spoiler, policy_note = self.content_policy(interaction, params) if self.content_policy else (False, None)
+        if policy_note is not None:
+            notes = [*notes, policy_note]
         job_id = new_job_id()
         interaction.extras[JOB_ID_KEY] = job_id
         ticket = await self.executor.submit(Job(job_id, str(interaction.user.id), params, max_queued))
@@ -95,6 +106,7 @@ class JobRunner:
                 guild_id=interaction.guild_id,
                 channel_id=interaction.channel_id,
                 params=params,
+                spoiler=spoiler,
             )
         except StorageFullError:
             # A job the store does not hold would be lost by a restart and its buttons would not work: refuse it.
@@ -120,6 +132,7 @@ class JobRunner:
             token_lifetime=self.token_lifetime,
             edit_interval=self.edit_interval,
             retry_delays=self.retry_delays,
+            spoiler=spoiler,
             # The reply becomes the result: its id lets the next start see a result delivered just before a crash.
             on_reply=lambda message_id: self._note(self.store.set_message, job_id, message_id),
         )
@@ -148,6 +161,7 @@ class JobRunner:
             token_lifetime=self.token_lifetime,
             edit_interval=self.edit_interval,
             retry_delays=self.retry_delays,
+            spoiler=record.spoiler,
         )
         self._spawn(self._follow(target, ticket, ()), record.job_id)
 
@@ -269,8 +283,10 @@ class _ReplyTarget:
         edit_interval: float,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
         on_reply: Callable[[int], None] | None = None,
+        spoiler: bool = False,
     ) -> None:
         self.client = client
+        self.spoiler = spoiler  # images (and previews) go out behind a spoiler
         self.on_reply = on_reply  # called once, with the reply's message id, after its first edit
         self.job_id = job_id
         self.user_id = user_id
@@ -328,7 +344,8 @@ class _ReplyTarget:
         if final:
             files = [] if self._showing_preview else None
         elif self.preview is not None:
-            files = [discord.File(io.BytesIO(self.preview), filename=render.preview_filename(self.job_id))]
+            name = render.preview_filename(self.job_id)
+            files = [discord.File(io.BytesIO(self.preview), filename=name, spoiler=self.spoiler)]
         view = None if final else cancel_view(self.job_id)
         if files is None:
             message = await self.interaction.edit_original_response(content=content, view=view)
@@ -366,7 +383,7 @@ class _ReplyTarget:
             try:
                 message = await self._retried(
                     lambda: interaction.edit_original_response(
-                        content=first.content, attachments=_files(first.uploads), view=view
+                        content=first.content, attachments=_files(first.uploads, self.spoiler), view=view
                     ),
                     final=True,
                 )
@@ -384,7 +401,7 @@ class _ReplyTarget:
             ]
             if alive and self.interaction is not None:
                 followup, files = self.interaction.followup, tuple(more)
-                await self._retried(lambda: followup.send(files=_files(files), wait=True), final=True)  # noqa: B023
+                await self._retried(lambda: followup.send(files=_files(files, self.spoiler), wait=True), final=True)  # noqa: B023
             else:
                 await self._channel_send("", uploads=more, nonce=f"d{number}")
         return message.id
@@ -434,7 +451,8 @@ class _ReplyTarget:
             extra["view"] = view
 
         async def send() -> discord.Message:
-            return await channel.send(content, files=_files(uploads), allowed_mentions=mentions, **extra)
+            files = _files(uploads, self.spoiler)
+            return await channel.send(content, files=files, allowed_mentions=mentions, **extra)
 
         message: discord.Message = await self._retried(send, final=True)
         return message
@@ -451,6 +469,9 @@ def messageable(
     return client.get_partial_messageable(channel_id, guild_id=guild_id)
 
 
-def _files(uploads: Sequence[render.Upload]) -> list[discord.File]:
-    """Fresh file objects for each attempt: discord.py closes the ones it sent."""
-    return [discord.File(io.BytesIO(upload.data), filename=upload.filename) for upload in uploads]
+def _files(uploads: Sequence[render.Upload], spoiler: bool = False) -> list[discord.File]:
+    """Fresh file objects for each attempt (discord.py closes the ones it sent); images behind a spoiler if asked."""
+    return [
+        discord.File(io.BytesIO(u.data), filename=u.filename, spoiler=spoiler and not u.filename.endswith(".txt"))
+        for u in uploads
+    ]

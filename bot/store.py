@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     error       TEXT,
     created_at  REAL NOT NULL,
     finished_at REAL,
-    resumes     INTEGER NOT NULL DEFAULT 0
+    resumes     INTEGER NOT NULL DEFAULT 0,
+    spoiler     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, created_at);
 CREATE TABLE IF NOT EXISTS guild_settings (
@@ -49,6 +50,10 @@ CREATE TABLE IF NOT EXISTS scope_settings (
     scope    TEXT PRIMARY KEY,
     defaults TEXT NOT NULL,
     ceilings TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS guild_nsfw (
+    guild_id TEXT PRIMARY KEY,
+    policy   TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS guild_styles (
     guild_id TEXT PRIMARY KEY,
@@ -88,6 +93,7 @@ class JobRecord:
     created_at: float
     finished_at: float | None
     resumes: int = 0  # how many restarts have queued this job again
+    spoiler: bool = False  # its images go out behind a spoiler (the server's NSFW policy)
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -111,6 +117,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         created_at=row["created_at"],
         finished_at=row["finished_at"],
         resumes=row["resumes"],
+        spoiler=bool(row["spoiler"]),
     )
 
 
@@ -127,6 +134,8 @@ class JobStore:
         columns = {row["name"] for row in self._db.execute("PRAGMA table_info(jobs)")}
         if "resumes" not in columns:  # a data dir from before open jobs were resumed
             self._db.execute("ALTER TABLE jobs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0")
+        if "spoiler" not in columns:  # a data dir from before the NSFW policy
+            self._db.execute("ALTER TABLE jobs ADD COLUMN spoiler INTEGER NOT NULL DEFAULT 0")
 
     @classmethod
     def open(cls, data_dir: Path) -> JobStore:
@@ -168,10 +177,11 @@ class JobStore:
         guild_id: int | None,
         channel_id: int | None,
         params: GenerationParams,
+        spoiler: bool = False,
     ) -> None:
         self._write(
-            "INSERT INTO jobs (job_id, user_id, guild_id, channel_id, params, status, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO jobs (job_id, user_id, guild_id, channel_id, params, status, created_at, spoiler)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 job_id,
                 str(user_id),
@@ -180,6 +190,7 @@ class JobStore:
                 json.dumps(params.to_dict()),
                 JobStatus.QUEUED.value,
                 time.time(),
+                int(spoiler),
             ),
         )
 
@@ -266,6 +277,18 @@ class JobStore:
             "INSERT INTO scope_settings (scope, defaults, ceilings) VALUES (?, ?, ?)"
             " ON CONFLICT(scope) DO UPDATE SET defaults = excluded.defaults, ceilings = excluded.ceilings",
             (scope, json.dumps(dict(defaults)), json.dumps(dict(ceilings))),
+        )
+
+    def nsfw_policy(self, guild_id: int) -> dict[str, Any]:
+        """A server's stored NSFW policy (bot.nsfw.Policy.stored()), empty when it has chosen nothing."""
+        row = self._db.execute("SELECT policy FROM guild_nsfw WHERE guild_id = ?", (str(guild_id),)).fetchone()
+        return {} if row is None else dict(json.loads(row["policy"]))
+
+    def set_nsfw_policy(self, guild_id: int, policy: Mapping[str, Any]) -> None:
+        self._write(
+            "INSERT INTO guild_nsfw (guild_id, policy) VALUES (?, ?)"
+            " ON CONFLICT(guild_id) DO UPDATE SET policy = excluded.policy",
+            (str(guild_id), json.dumps(dict(policy))),
         )
 
     def styles(self, guild_id: int) -> list[Style]:

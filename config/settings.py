@@ -60,8 +60,19 @@ class Settings(BaseSettings):
     compile_mode: str = "default"  # default, cudagraphs (CUDA graphs per bucketed shape), max-autotune
     compile_sizes: str = "512x512,768x768,1024x1024,832x1216,1216x832,896x1152,1152x896"
     log_level: str = "INFO"
+    allow_dms: bool = True  # draw in DMs (with the config's limits); false: only on servers
+    # What happens to a prompt with a listed NSFW word outside age-restricted channels (and in DMs) on servers that
+    # have not chosen: refuse, spoiler (post it behind a spoiler) or allow. Servers choose with /nsfw set.
+    nsfw_outside: str = "refuse"
     # Where members can get this bot's source (the AGPL asks a network service to offer it); shown by /about.
     source_url: str | None = None
+
+    @field_validator("nsfw_outside")
+    @classmethod
+    def _check_nsfw(cls, value: str) -> str:
+        if value not in ("refuse", "spoiler", "allow"):
+            raise ValueError("must be refuse, spoiler or allow")
+        return value
 
     @field_validator("admin_user_ids", "admin_role_ids", mode="before")
     @classmethod
