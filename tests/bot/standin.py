@@ -755,7 +755,14 @@ class Standin:
         await asyncio.wait_for(self._session_ready.wait(), 5.0)
 
     async def _interact(
-        self, kind: int, data: Json, user: StandinUser, *, message_id: int | None = None, channel_id: int = CHANNEL_ID
+        self,
+        kind: int,
+        data: Json,
+        user: StandinUser,
+        *,
+        message_id: int | None = None,
+        channel_id: int = CHANNEL_ID,
+        in_dm: bool = False,
     ) -> InteractionHandle:
         await self.wait_session()
         interaction_id = self._snowflake()
@@ -794,6 +801,13 @@ class Standin:
         }
         if message_id is not None:
             payload["message"] = self.messages[message_id]
+        if in_dm:  # a bot DM: no guild, the user instead of the member, a DM channel
+            for key in ("guild_id", "guild", "guild_locale", "member"):
+                payload.pop(key)
+            payload["user"] = user.payload()
+            payload["channel"] = {"id": str(channel_id), "type": 1, "recipients": [user.payload()], "flags": 0}
+            payload["context"] = 1
+            payload["authorizing_integration_owners"] = {"0": str(GUILD_ID)}
         await self._dispatch("INTERACTION_CREATE", payload)
         return handle
 
@@ -848,10 +862,17 @@ class Standin:
         return data
 
     async def slash(
-        self, name: str, user: StandinUser, /, *, in_channel: int = CHANNEL_ID, **values: Any
+        self, name: str, user: StandinUser, /, *, in_channel: int = CHANNEL_ID, in_dm: bool = False, **values: Any
     ) -> InteractionHandle:
-        """Run `/name` (or `/group sub`) with option values in a channel; types come from the synced command."""
-        return await self._interact(2, self._command_data(name, values, None), user, channel_id=in_channel)
+        """Run `/name` (or `/group sub`) with option values in a channel, or in the user's DM with the bot; types
+        come from the synced command."""
+        data = self._command_data(name, values, None)
+        if in_dm:
+            data.pop("guild_id", None)
+            channel_id = DM_CHANNEL_BASE + user.id % 10**9
+            self.dm_channels[channel_id] = user.id
+            return await self._interact(2, data, user, channel_id=channel_id, in_dm=True)
+        return await self._interact(2, data, user, channel_id=in_channel)
 
     async def message_command(self, name: str, user: StandinUser, message_id: int) -> InteractionHandle:
         """Run the message context-menu command `name` (type 3) on a message this stand-in holds."""

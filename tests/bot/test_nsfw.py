@@ -84,3 +84,18 @@ async def test_admins_edit_the_word_list_and_members_cannot(harness: Harness, ex
     reset = await nsfw(harness, "words", reset=True)
     assert "`nude`" in assert_ephemeral(harness.standin, reset) and len(executor.submitted) == 1
     assert "Listed words (17)" in assert_ephemeral(harness.standin, await nsfw(harness, "show", ALICE))
+
+
+async def test_dms_follow_the_config(harness: Harness, executor: FakeExecutor) -> None:
+    handle = await harness.standin.slash("imagine", ALICE, in_dm=True, prompt="a cat in my DMs")
+    await harness.settle(handle)
+    refused = await harness.standin.slash("imagine", ALICE, in_dm=True, prompt="a nude statue")
+    await harness.settle(refused)
+    assert_ephemeral(harness.standin, refused, "kept out of DMs (`nude`)")
+    assert [job.params.prompt for job in executor.submitted] == ["a cat in my DMs"]
+    harness.settings = harness.settings.model_copy(update={"allow_dms": False})
+    await harness.restart()
+    closed = await harness.standin.slash("imagine", ALICE, in_dm=True, prompt="a cat")
+    await harness.settle(closed)
+    assert_ephemeral(harness.standin, closed, "This bot draws on servers only")
+    assert len(executor.submitted) == 1
