@@ -22,14 +22,16 @@ MAX_FIELD = 1024  # Discord's cap on an embed field's value
 MAX_LISTED_MODELS = 10
 
 COMMANDS_TEXT = """\
-`/imagine prompt:` draw; options for steps, sampler, size, seed, model, LoRA, VAE, img2img and hires fix
+`/imagine prompt:` draw; options for steps, sampler, size, seed, model, LoRA, VAE, style, img2img, hires fix
 `/imagine parameters:` paste a block copied from A1111 or civitai; the other options override it
 Buttons on a result: **Reroll** (new seed), **Vary** (a variation), **Upscale** (×2), **Edit**, **Delete**
 `/settings set|show|reset` your own defaults; `show` says where each value comes from
 `/info` your queue and recent jobs · `/show job_id:` post a finished job again
-`/lora list` LoRAs and embeddings, with trigger words
-Admins: `/settings server|channel`, `/model list|set|refresh`, `/admin sync`
-`/about` version, models and the source code"""
+`/lora list` LoRAs and embeddings · `/style list` this server's styles (`/imagine style:`)
+Any message with an image → Apps → **Parameters**: its generation parameters, to run again or edit
+`/nsfw show` what is drawn where · `/about` version, models and the source code
+Admins: `/settings server|channel`, `/style add|remove|import`, `/nsfw set|words`,
+`/model list|set|refresh`, `/admin sync`"""
 
 PROMPTS_TEXT = """\
 `(word)` ×1.1 · `((word))` ×1.21 · `(word:1.4)` any weight · `[word]` ÷1.1 · `\\(` a literal bracket
