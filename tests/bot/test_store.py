@@ -47,7 +47,7 @@ def test_open_jobs_come_back_in_queue_order_and_count_their_resumes(tmp_path: Pa
     ]
 
 
-def test_a_store_from_before_resumes_gains_the_column(tmp_path: Path) -> None:
+def test_a_store_from_before_resumes_and_spoilers_gains_the_columns(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / DB_NAME)
     db.execute(
         "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, guild_id TEXT, channel_id TEXT,"
@@ -57,7 +57,8 @@ def test_a_store_from_before_resumes_gains_the_column(tmp_path: Path) -> None:
     db.close()
     store = JobStore.open(tmp_path)
     store.add_job("a", user_id=1, guild_id=None, channel_id=None, params=PARAMS)
-    assert [r.resumes for r in store.open_jobs()] == [0]
+    store.add_job("b", user_id=1, guild_id=None, channel_id=None, params=PARAMS, spoiler=True)
+    assert [(r.resumes, r.spoiler) for r in store.open_jobs()] == [(0, False), (0, True)]
 
 
 def test_user_defaults_are_stored_per_user_and_cleared_when_empty(tmp_path: Path) -> None:
