@@ -84,7 +84,7 @@ class RerollButton(_JobButton, template=r"easel:reroll:" + JOB_ID_PATTERN):
     async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
         here = bot.ceilings_here(interaction)
         params = replay(record.params, bot, here.limits, seed=_new_seed())
-        await bot.runner.start_job(interaction, params, max_queued=here.max_queue)
+        await bot.runner.start_job(interaction, params, max_queued=here.queue_cap)
 
 
 class VaryButton(_JobButton, template=r"easel:vary:" + JOB_ID_PATTERN):
@@ -95,7 +95,7 @@ class VaryButton(_JobButton, template=r"easel:vary:" + JOB_ID_PATTERN):
     async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
         here = bot.ceilings_here(interaction)
         params = replay(record.params, bot, here.limits, subseed=_new_seed(), subseed_strength=VARIATION_STRENGTH)
-        await bot.runner.start_job(interaction, params, max_queued=here.max_queue)
+        await bot.runner.start_job(interaction, params, max_queued=here.queue_cap)
 
 
 class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
@@ -132,7 +132,7 @@ class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
             hr_upscaler=UPSCALER,
             denoising_strength=UPSCALE_DENOISING,
         )
-        await bot.runner.start_job(interaction, upscaled, max_queued=here.max_queue)
+        await bot.runner.start_job(interaction, upscaled, max_queued=here.queue_cap)
 
 
 class EditButton(_JobButton, template=r"easel:edit:" + JOB_ID_PATTERN):

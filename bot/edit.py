@@ -84,7 +84,7 @@ class EditModal(discord.ui.Modal, title="Edit and draw again"):
         params = build_params(
             options, model=model_name, limits=here.limits, defaults=bot.registry.defaults_for(model_name)
         )
-        await bot.runner.start_job(interaction, params, notes, max_queued=here.max_queue)
+        await bot.runner.start_job(interaction, params, notes, max_queued=here.queue_cap)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         await handle_error(interaction, error)

@@ -59,6 +59,12 @@ class Ceilings:
     max_queue: int
     sources: Mapping[str, str]
 
+    @property
+    def queue_cap(self) -> int | None:
+        """The per-user queue cap a job must carry: a server's or channel's ceiling; None where the config's holds
+        (the executor enforces that one itself)."""
+        return self.max_queue if self.sources.get("max_queue", CONFIG) != CONFIG else None
+
     def value(self, key: str) -> int:
         return self.max_queue if key == "max_queue" else int(getattr(self.limits, key))
 

@@ -202,7 +202,7 @@ class ImagineCog(commands.Cog):
         )
         if init_image is None:
             params = await self.bot.offload(self.build, options, model_name, limits)
-            await self.bot.runner.start_job(interaction, params, notes, max_queued=here.max_queue)
+            await self.bot.runner.start_job(interaction, params, notes, max_queued=here.queue_cap)
             return
         # img2img: everything that can be refused without the file is refused first, ephemerally; the download
         # may outlast Discord's 3 s, so it happens after a "thinking" defer.
@@ -223,7 +223,7 @@ class ImagineCog(commands.Cog):
                     max_pixels=limits.max_pixels,
                 )
             params = await self.bot.offload(self.build, options | {"init_image": digest}, model_name, limits)
-            await self.bot.runner.start_job(interaction, params, notes, max_queued=here.max_queue)
+            await self.bot.runner.start_job(interaction, params, notes, max_queued=here.queue_cap)
         except EaselError as err:
             await withdraw(interaction, str(err))
 

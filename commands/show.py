@@ -81,7 +81,7 @@ class ShowCog(commands.Cog):
         here = self.bot.ceilings_here(interaction)
         params = replay(record.params, self.bot, here.limits)
         shown = await self.bot.runner.start_job(
-            interaction, params, [regenerated_note(record.job_id)], max_queued=here.max_queue
+            interaction, params, [regenerated_note(record.job_id)], max_queued=here.queue_cap
         )
         log.info("job %s: shown again as job %s for user %s", record.job_id, shown, interaction.user.id)
 

@@ -55,6 +55,7 @@ def test_the_lowest_ceiling_wins_and_none_raises_the_config() -> None:
     )
     assert (here.limits.max_steps, here.limits.max_batch, here.limits.max_pixels, here.max_queue) == (40, 4, 1 << 20, 1)
     assert here.sources == {"max_steps": SERVER, "max_batch": CONFIG, "max_pixels": CONFIG, "max_queue": CHANNEL}
+    assert here.queue_cap == 1 and ceilings(config, 3, []).queue_cap is None  # the executor holds the config's
     with pytest.raises(InvalidParamsError, match="Max batch size can be at most 4 here"):
         checked_ceilings({"max_batch": 5}, ceilings(config, 3, []))
     assert checked_ceilings({"max_batch": 2}, ceilings(config, 3, [])) == {"max_batch": 2}
