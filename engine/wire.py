@@ -1,0 +1,233 @@
+"""Jobs and job events as flat field maps (what a Redis stream entry holds), for GPU workers on other machines.
+
+The first piece of issue 9's transport: what travels, and the checks on what comes back. A worker is another
+machine, so what it sends is validated as user input is: a known kind, numbers in range, text capped, the error
+type one of Easel's own, and every image checked from its header (format, size, pixels) and matched against
+the job it claims to answer (as many images as asked for, at the size the job makes). Nothing is unpickled or
+decoded before those checks; a bad entry raises `WireError` and the caller drops it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+
+from engine import errors
+from engine.errors import EaselError, GenerationFailedError, InvalidParamsError
+from engine.images import check_upload
+from engine.jobs import (
+    Failed,
+    Finished,
+    GeneratedImage,
+    Job,
+    JobEvent,
+    JobResult,
+    Progress,
+    Queued,
+    Started,
+    WasCancelled,
+)
+from engine.params import RANDOM_SEED_RANGE, GenerationParams
+from engine.plan import output_size
+
+Fields = Mapping[str, bytes]
+
+MAX_TEXT = 64 * 1024  # a parameter text or an error message
+MAX_PNG = 32 * 1024 * 1024  # one result image
+MAX_PREVIEW = 256 * 1024  # one preview JPEG
+MAX_PREVIEW_SIDE = 256
+MAX_STEPS = 100_000  # model calls of one pass, far above any limit a server sets
+_ID = re.compile(r"^[0-9a-f]{6,32}$")
+_ERRORS = {
+    cls.__name__: cls
+    for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, EaselError) and cls is not EaselError
+}
+
+
+class WireError(ValueError):
+    """An entry that is not what Easel sends: dropped, and the sender distrusted."""
+
+
+def encode_job(job: Job) -> dict[str, bytes]:
+    fields = {
+        "job_id": job.job_id.encode(),
+        "user_id": job.user_id.encode(),
+        "params": json.dumps(job.params.to_dict()).encode(),
+    }
+    if job.max_queued is not None:
+        fields["max_queued"] = str(job.max_queued).encode()
+    return fields
+
+
+def decode_job(fields: Fields) -> Job:
+    """A job as a worker reads it. The params are rebuilt field by field; the worker's engine checks them again."""
+    job_id = _text(fields, "job_id", 32)
+    if not _ID.match(job_id):
+        raise WireError("bad job id")
+    user_id = _text(fields, "user_id", 32)
+    if not user_id.isdigit() and user_id != "cli":
+        raise WireError("bad user id")
+    text = _text(fields, "params", MAX_TEXT)
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict) or not all(_fits(name, value) for name, value in data.items()):
+        raise WireError("bad params")
+    params = GenerationParams.from_dict(data)
+    cap = _text(fields, "max_queued", 8) if "max_queued" in fields else None
+    if cap is not None and not cap.isdigit():
+        raise WireError("bad max_queued")
+    max_queued = int(cap) if cap is not None else None
+    return Job(job_id, user_id, params, max_queued)
+
+
+_DEFAULTS = GenerationParams(prompt="", model="", seed=0)
+
+
+def _fits(name: str, value: object) -> bool:
+    """A params field of the type its default has (a float field takes an int); None-default fields take text,
+    numbers or None."""
+    default = getattr(_DEFAULTS, name, None)
+    if name in ("prompt", "model"):
+        return isinstance(value, str)
+    if default is None:
+        return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+
+
+def encode_event(event: JobEvent) -> dict[str, bytes]:
+    if isinstance(event, Queued):
+        body = {"position": event.position, "ahead": event.ahead, "eta": event.eta_seconds}
+        return {"kind": b"queued", "body": json.dumps(body).encode()}
+    if isinstance(event, Started):
+        return {"kind": b"started"}
+    if isinstance(event, Progress):
+        fields = {"kind": b"progress", "body": json.dumps({"step": event.step, "total": event.total}).encode()}
+        if event.preview is not None:
+            fields["preview"] = event.preview
+        return fields
+    if isinstance(event, Finished):
+        result = event.result
+        meta = {
+            "seconds": result.seconds,
+            "infotext": result.infotext,
+            "images": [{"seed": i.seed, "infotext": i.infotext} for i in result.images],
+        }
+        fields = {"kind": b"finished", "body": json.dumps(meta).encode()}
+        fields.update({f"image{n}": image.png for n, image in enumerate(result.images)})
+        return fields
+    if isinstance(event, Failed):
+        failure = {"type": type(event.error).__name__, "message": str(event.error)}
+        return {"kind": b"failed", "body": json.dumps(failure).encode()}
+    return {"kind": b"cancelled"}
+
+
+def decode_event(fields: Fields, job: Job) -> JobEvent:
+    """An event a worker sent about `job`, checked against it; WireError for anything else."""
+    kind = _text(fields, "kind", 16)
+    if kind == "started":
+        return Started()
+    if kind == "cancelled":
+        return WasCancelled()
+    body = _json(fields)
+    if kind == "queued":
+        eta = body.get("eta")
+        return Queued(
+            position=_int(body, "position", 0, 1_000_000),
+            ahead=_int(body, "ahead", 0, 1_000_000),
+            eta_seconds=None if eta is None else _seconds(eta),
+        )
+    if kind == "progress":
+        total = _int(body, "total", 1, MAX_STEPS)
+        preview = fields.get("preview")
+        if preview is not None:
+            _check_image(preview, "JPEG", MAX_PREVIEW, max_side=MAX_PREVIEW_SIDE)
+        return Progress(step=_int(body, "step", 0, total), total=total, preview=preview)
+    if kind == "failed":
+        error_type = _ERRORS.get(str(body.get("type")), GenerationFailedError)
+        return Failed(error_type(_str(body, "message", 2000)))
+    if kind == "finished":
+        return Finished(_result(fields, body, job))
+    raise WireError(f"unknown event kind {kind[:16]!r}")
+
+
+def _result(fields: Fields, body: Mapping[str, object], job: Job) -> JobResult:
+    listed = body.get("images")
+    if not isinstance(listed, list) or len(listed) != job.params.batch_size:
+        raise WireError("a result must have exactly the images the job asked for")
+    width, height = output_size(job.params)
+    images = []
+    for number, meta in enumerate(listed):
+        if not isinstance(meta, dict):
+            raise WireError("bad image entry")
+        png = fields.get(f"image{number}")
+        if png is None:
+            raise WireError(f"image {number} is missing")
+        _check_image(png, "PNG", MAX_PNG, size=(width, height))
+        seed = _int(meta, "seed", 0, RANDOM_SEED_RANGE - 1)
+        images.append(GeneratedImage(png, seed, _str(meta, "infotext", MAX_TEXT), width, height))
+    return JobResult(tuple(images), _str(body, "infotext", MAX_TEXT), _seconds(body.get("seconds")))
+
+
+def _check_image(
+    data: bytes, expected: str, max_bytes: int, *, size: tuple[int, int] | None = None, max_side: int | None = None
+) -> None:
+    try:
+        image_format, width, height = check_upload(data, max_bytes=max_bytes, max_pixels=8192 * 8192)
+    except InvalidParamsError as err:
+        raise WireError(str(err)) from None
+    if image_format != expected:
+        raise WireError(f"expected a {expected}, got a {image_format}")
+    if size is not None and (width, height) != size:
+        raise WireError(f"expected {size[0]}x{size[1]}, got {width}x{height}")
+    if max_side is not None and max(width, height) > max_side:
+        raise WireError(f"a preview may be {max_side} px per side, not {width}x{height}")
+
+
+def _text(fields: Fields, key: str, limit: int) -> str:
+    raw = fields.get(key)
+    if not isinstance(raw, bytes | bytearray) or len(raw) > limit:
+        raise WireError(f"{key}: missing or over {limit} bytes")
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError(f"{key}: not UTF-8") from None
+
+
+def _json(fields: Fields) -> dict[str, object]:
+    text = _text(fields, "body", MAX_TEXT * 2)
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
+        raise WireError("body: not JSON") from None
+    if not isinstance(body, dict):
+        raise WireError("body: not an object")
+    return body
+
+
+def _int(body: Mapping[str, object], key: str, low: int, high: int) -> int:
+    value = body.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise WireError(f"{key}: not a whole number from {low} to {high}")
+    return value
+
+
+def _str(body: Mapping[str, object], key: str, limit: int) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or len(value) > limit:
+        raise WireError(f"{key}: not text of at most {limit} characters")
+    return value
+
+
+def _seconds(value: object) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        raise WireError("seconds: not a finite, non-negative number")
+    return float(value)
