@@ -80,6 +80,17 @@ async def test_a_members_a1111_png_is_read_and_can_be_run_or_edited(harness: Har
     values = [label["component"].get("value", "") for label in modal["components"]]
     assert values[0] == "a lighthouse at dusk, (oil painting:1.2)" and values[1] == "blurry"
     assert "Steps: 7" in values[2] and "Seed: 1234" in values[2]
+    ids = [label["component"]["custom_id"] for label in modal["components"]]
+    submitted = await harness.standin.submit_modal(edit, **{ids[0]: "a lighthouse at dawn"})
+    await harness.settle(submitted)
+    edited = executor.submitted[1].params
+    assert (edited.prompt, edited.steps, edited.seed, edited.negative_prompt) == (
+        "a lighthouse at dawn",
+        7,
+        1234,
+        "blurry",
+    )
+    assert executor.submitted[1].user_id == str(BOB.id)
 
 
 def novelai_png() -> bytes:
