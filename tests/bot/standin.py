@@ -890,27 +890,10 @@ class Standin:
 
     def user_message(self, user: StandinUser, content: str = "", *attachments: StandinAttachment) -> int:
         """A message a member posted in the art channel, with files; returns its id."""
-        message_id = self._snowflake()
-        self.messages[message_id] = {
-            "id": str(message_id),
-            "channel_id": str(CHANNEL_ID),
-            "guild_id": str(GUILD_ID),
-            "author": user.payload(),
-            "content": content,
-            "timestamp": datetime.now(UTC).isoformat(),
-            "edited_timestamp": None,
-            "tts": False,
-            "mention_everyone": False,
-            "mentions": [],
-            "mention_roles": [],
-            "attachments": [a.payload(self.base_url) for a in attachments],
-            "embeds": [],
-            "pinned": False,
-            "type": 0,
-            "components": [],
-            "flags": 0,
-        }
-        return message_id
+        message = self._new_message(CHANNEL_ID, {"content": content}, [])
+        message["author"] = user.payload()
+        message["attachments"] = [a.payload(self.base_url) for a in attachments]
+        return int(message["id"])
 
     async def autocomplete(self, name: str, user: StandinUser, focused: str, /, **values: Any) -> InteractionHandle:
         return await self._interact(4, self._command_data(name, values, focused), user)
