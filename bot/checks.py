@@ -6,6 +6,7 @@ import discord
 from discord import app_commands
 
 from config.settings import Settings
+from engine.errors import InvalidParamsError
 
 
 class NotAdminError(app_commands.CheckFailure):
@@ -25,6 +26,16 @@ def is_admin(interaction: discord.Interaction, settings: Settings) -> bool:
     if any(user.get_role(role_id) is not None for role_id in settings.admin_role_ids):
         return True
     return interaction.permissions.administrator
+
+
+def admin_guild(interaction: discord.Interaction, settings: Settings, action: str) -> int:
+    """The server an admin's change applies to, checked on the server side: NotAdminError (completing "Only an
+    Easel admin can ...") for anyone else, and a clear refusal outside a server."""
+    if interaction.guild_id is None:
+        raise InvalidParamsError("That is a server setting: use it in a channel of the server.")
+    if not is_admin(interaction, settings):
+        raise NotAdminError(action)
+    return interaction.guild_id
 
 
 def admin_group(name: str, description: str) -> app_commands.Group:

@@ -14,9 +14,10 @@ from bot.client import scope_channel
 from bot.errors import withdraw
 from bot.layers import SOURCE_NAMES, USER, Layer, ceilings, stack
 from bot.uploads import check_declared, store_init_image, upload_pixel_limit
-from commands.choices import matching, matching_list
+from commands.choices import matching
 from commands.defaults import usable_defaults
 from commands.flags import read_flags, size_for_aspect
+from commands.styles import style_choices
 from engine.errors import EaselError, ModelUnavailableError
 from engine.infotext import ModelHint, looks_like_infotext
 from engine.params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams, Limits, build_params
@@ -304,9 +305,7 @@ class ImagineCog(commands.Cog):
 
     @imagine.autocomplete("style")
     async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        if interaction.guild_id is None:
-            return []
-        return matching_list([s.name for s in self.bot.store.styles(interaction.guild_id)], current)
+        return style_choices(self.bot.store, interaction.guild_id, current)
 
     @imagine.autocomplete("lora")
     async def _lora_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:

@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import NotAdminError, is_admin
+from bot.checks import admin_guild
 from bot.errors import send_ephemeral
 from bot.nsfw import DEFAULT_WORDS, OUTSIDE_CHOICES, Outside, Policy, checked_words
 
@@ -54,10 +54,7 @@ class NsfwCog(commands.Cog):
         self.bot = bot
 
     def _admin_guild(self, interaction: discord.Interaction) -> int:
-        if not is_admin(interaction, self.bot.settings):
-            raise NotAdminError("change this server's NSFW policy")
-        assert interaction.guild_id is not None  # the group is guild-only
-        return interaction.guild_id
+        return admin_guild(interaction, self.bot.settings, "change this server's NSFW policy")
 
     def _save(self, guild_id: int, policy: Policy) -> None:
         self.bot.store.set_nsfw_policy(guild_id, policy.stored())

@@ -17,7 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import NotAdminError, is_admin
+from bot.checks import admin_guild
 from bot.client import scope_channel
 from bot.errors import send_ephemeral
 from bot.layers import (
@@ -34,8 +34,9 @@ from bot.layers import (
     show_text,
     stack,
 )
-from commands.choices import matching, matching_list
+from commands.choices import matching
 from commands.defaults import checked_defaults, checked_layer, merged_layer
+from commands.styles import style_choices
 from engine.errors import EaselError, InvalidParamsError
 from engine.samplers import sampler_names, schedule_names
 from engine.styles import resolve_styles
@@ -193,9 +194,7 @@ class SettingsCog(commands.Cog):
 
     # -- admins: the server's and a channel's -----------------------------------------------------------------
 
-    @settings.command(name="server", description="Admins: defaults and ceilings for everyone on this server")
-    @app_commands.describe(**LAYER_OPTIONS)
-    async def server(
+    async def _layer(
         self,
         interaction: discord.Interaction,
         model: str | None = None,
@@ -217,50 +216,28 @@ class SettingsCog(commands.Cog):
         max_queue: app_commands.Range[int, 1, 1000] | None = None,
         clear: str | None = None,
     ) -> None:
+        """`/settings server` and `/settings channel`: one signature, the layer named by the command."""
         given = dict(locals())
-        await self._set_scope(interaction, SERVER, given)
+        scope = SERVER if interaction.command is not None and interaction.command.name == SERVER else CHANNEL
+        await self._set_scope(interaction, scope, given)
 
-    @settings.command(name="channel", description="Admins: defaults and ceilings for this channel (over the server's)")
-    @app_commands.describe(**LAYER_OPTIONS)
-    async def channel(
-        self,
-        interaction: discord.Interaction,
-        model: str | None = None,
-        vae: str | None = None,
-        sampler: str | None = None,
-        schedule: str | None = None,
-        steps: app_commands.Range[int, 1, 1000] | None = None,
-        width: app_commands.Range[int, 8, 8192] | None = None,
-        height: app_commands.Range[int, 8, 8192] | None = None,
-        aspect: str | None = None,
-        cfg_scale: float | None = None,
-        negative_prompt: str | None = None,
-        clip_skip: app_commands.Range[int, 1, 12] | None = None,
-        batch_size: app_commands.Range[int, 1, 100] | None = None,
-        style: str | None = None,
-        max_steps: app_commands.Range[int, 1, 1000] | None = None,
-        max_pixels: app_commands.Range[int, 4096, 67108864] | None = None,
-        max_batch: app_commands.Range[int, 1, 100] | None = None,
-        max_queue: app_commands.Range[int, 1, 1000] | None = None,
-        clear: str | None = None,
-    ) -> None:
-        given = dict(locals())
-        await self._set_scope(interaction, CHANNEL, given)
+    app_commands.describe(**LAYER_OPTIONS)(_layer)
+    server = settings.command(name=SERVER, description="Admins: defaults and ceilings for everyone on this server")(
+        _layer
+    )
+    channel = settings.command(
+        name=CHANNEL, description="Admins: defaults and ceilings for this channel (over the server's)"
+    )(_layer)
 
     async def _set_scope(self, interaction: discord.Interaction, scope: str, given: Mapping[str, Any]) -> None:
         """Check and store an admin's change to the server's or this channel's layer, then show the layer."""
-        if interaction.guild_id is None:
-            await send_ephemeral(interaction, "Server and channel settings exist only on a server; DMs use yours.")
-            return
-        if not is_admin(interaction, self.bot.settings):
-            raise NotAdminError(f"change this {scope}'s settings")
+        guild_id = admin_guild(interaction, self.bot.settings, f"change this {scope}'s settings")
         cleared = cleared_keys(given.get("clear"))
         changes = {key: value for key, value in given.items() if key in DEFAULT_LABELS and value is not None}
         new_ceilings = {key: int(value) for key, value in given.items() if key in CEILING_LABELS and value is not None}
         if not changes and not new_ceilings and not cleared:
             await send_ephemeral(interaction, "Nothing to change: give at least one setting, or `clear`.")
             return
-        guild_id = interaction.guild_id
         channel_id = scope_channel(interaction)
         key = f"guild:{guild_id}" if scope == SERVER else f"channel:{channel_id}"
         registry = self.bot.registry
@@ -323,9 +300,7 @@ class SettingsCog(commands.Cog):
     @server.autocomplete("style")
     @channel.autocomplete("style")
     async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        if interaction.guild_id is None:
-            return []
-        return matching_list([s.name for s in self.bot.store.styles(interaction.guild_id)], current)
+        return style_choices(self.bot.store, interaction.guild_id, current)
 
     @server.autocomplete("vae")
     @channel.autocomplete("vae")

@@ -11,10 +11,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.checks import NotAdminError, is_admin
+from bot.checks import admin_guild
 from bot.errors import send_ephemeral
+from bot.store import JobStore
 from bot.uploads import download
-from commands.choices import matching
+from commands.choices import matching, matching_list
 from engine.errors import InvalidParamsError
 from engine.styles import MAX_CSV_BYTES, MAX_STYLES, Style, checked_style, read_styles_csv, resolve_styles
 
@@ -24,6 +25,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_LISTED = 1900  # characters of a /style list reply
+
+
+def style_choices(store: JobStore, guild_id: int | None, current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete for a comma-separated list of this server's styles (none in a DM)."""
+    if guild_id is None:
+        return []
+    return matching_list([style.name for style in store.styles(guild_id)], current)
 
 
 def styles_text(styles: list[Style]) -> str:
@@ -56,10 +64,7 @@ class StyleCog(commands.Cog):
         self.bot = bot
 
     def _check_admin(self, interaction: discord.Interaction) -> int:
-        if not is_admin(interaction, self.bot.settings):
-            raise NotAdminError("change this server's styles")
-        assert interaction.guild_id is not None  # the group is guild-only
-        return interaction.guild_id
+        return admin_guild(interaction, self.bot.settings, "change this server's styles")
 
     @style.command(name="list", description="The styles /imagine style: can apply here")
     async def list_styles(self, interaction: discord.Interaction) -> None:

@@ -20,10 +20,15 @@ def job_id_of(standin: Standin, handle: InteractionHandle) -> str:
     return custom_ids(standin.original(handle))[0].rsplit(":", 1)[1]
 
 
-async def imagine(harness: Harness, user: StandinUser = ALICE, **options: object) -> InteractionHandle:
-    handle = await harness.standin.slash("imagine", user, **options)
+async def slash(harness: Harness, name: str, user: StandinUser, /, **options: object) -> InteractionHandle:
+    """Run `/name` (or `/group sub`) and wait until the bot has answered and its jobs have reported."""
+    handle = await harness.standin.slash(name, user, **options)
     await harness.settle(handle)
     return handle
+
+
+async def imagine(harness: Harness, user: StandinUser = ALICE, **options: object) -> InteractionHandle:
+    return await slash(harness, "imagine", user, **options)
 
 
 def callback_of(standin: Standin, handle: InteractionHandle) -> dict[str, object]:

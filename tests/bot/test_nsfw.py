@@ -7,7 +7,7 @@ import pytest
 from bot.nsfw import DEFAULT_WORDS, Policy, checked_words, decide, flagged_words
 from engine.errors import InvalidParamsError
 from tests.bot.harness import ALICE, SERVER_ADMIN, Harness
-from tests.bot.helpers import assert_ephemeral, contents, edits, imagine
+from tests.bot.helpers import assert_ephemeral, contents, edits, imagine, slash
 from tests.bot.standin import OTHER_CHANNEL_ID, InteractionHandle, StandinUser
 from tests.fakes import FakeExecutor
 
@@ -42,9 +42,7 @@ def test_word_lists_are_bounded_and_clean() -> None:
 async def nsfw(
     harness: Harness, command: str, user: StandinUser = SERVER_ADMIN, /, **options: object
 ) -> InteractionHandle:
-    handle = await harness.standin.slash(f"nsfw {command}", user, **options)
-    await harness.settle(handle)
-    return handle
+    return await slash(harness, f"nsfw {command}", user, **options)
 
 
 async def test_flagged_prompts_are_refused_outside_age_restricted_channels(

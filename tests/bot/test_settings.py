@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.bot.harness import ALICE, BOB, SERVER_ADMIN, Harness
-from tests.bot.helpers import assert_ephemeral, imagine
+from tests.bot.helpers import assert_ephemeral, imagine, slash
 from tests.bot.standin import CHANNEL_ID, GUILD_ID, OTHER_CHANNEL_ID, InteractionHandle, StandinUser
 from tests.fakes import FakeExecutor
 
@@ -13,9 +13,7 @@ from tests.fakes import FakeExecutor
 async def settings(
     harness: Harness, command: str, user: StandinUser = ALICE, /, **options: object
 ) -> InteractionHandle:
-    handle = await harness.standin.slash(f"settings {command}", user, **options)
-    await harness.settle(handle)
-    return handle
+    return await slash(harness, f"settings {command}", user, **options)
 
 
 async def test_defaults_are_used_by_imagine_for_that_user_only(harness: Harness, executor: FakeExecutor) -> None:

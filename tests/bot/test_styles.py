@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.infotext import create_infotext
 from tests.bot.harness import ALICE, SERVER_ADMIN, Harness
-from tests.bot.helpers import assert_ephemeral, imagine
+from tests.bot.helpers import assert_ephemeral, imagine, slash
 from tests.bot.standin import GUILD_ID, InteractionHandle, StandinUser
 from tests.fakes import FakeExecutor
 
@@ -12,9 +12,7 @@ from tests.fakes import FakeExecutor
 async def style(
     harness: Harness, command: str, user: StandinUser = SERVER_ADMIN, /, **options: object
 ) -> InteractionHandle:
-    handle = await harness.standin.slash(f"style {command}", user, **options)
-    await harness.settle(handle)
-    return handle
+    return await slash(harness, f"style {command}", user, **options)
 
 
 async def add_styles(harness: Harness) -> None:
@@ -73,3 +71,13 @@ async def test_an_a1111_styles_csv_imports(harness: Harness) -> None:
     broken = harness.standin.attachment("styles.csv", b"just,some\nrow,s\n", content_type="text/csv")
     handle = await style(harness, "import", file=broken)
     assert "needs a header row" in str(harness.standin.sent(handle)[-1].json)
+
+
+async def test_style_options_autocomplete_a_comma_separated_list(harness: Harness) -> None:
+    await add_styles(harness)
+    standin = harness.standin
+    asked = await standin.autocomplete("imagine", ALICE, "style", prompt="x", style="cinematic, pa")
+    body = (await standin.callback(asked)).json
+    assert body["type"] == 8 and [c["value"] for c in body["data"]["choices"]] == ["cinematic, painterly"]
+    asked = await standin.autocomplete("settings channel", SERVER_ADMIN, "style", style="")
+    assert [c["value"] for c in (await standin.callback(asked)).json["data"]["choices"]] == ["cinematic", "painterly"]

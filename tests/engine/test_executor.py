@@ -130,12 +130,9 @@ async def test_per_user_limit_refuses_clearly(gated: tuple[GpuExecutor, GatedEng
     await executor.submit(job("other", user="u2"))  # another user is not affected
 
 
-async def test_a_lower_per_job_cap_wins_and_says_when_a_slot_frees() -> None:
+async def test_a_lower_per_job_cap_wins_and_says_when_a_slot_frees(timed: tuple[TimedEngine, GpuExecutor]) -> None:
     """A channel's queue ceiling travels with the job; the refusal says when the user's first job is done."""
-    clock = FakeClock()
-    engine = TimedEngine(clock, seconds=10.0)
-    executor = GpuExecutor(engine, max_queued_per_user=3, max_queued_total=5, encode=fake_encode, clock=clock)
-    await executor.start()
+    engine, executor = timed
     try:
         await asyncio.wait_for(collect((await executor.submit(job("warm", "u1"))).events), 5)  # 10 s is known now
         engine.gate.clear()
@@ -458,11 +455,18 @@ class TimedEngine(GatedEngine):
         return raws
 
 
-async def test_queued_events_carry_an_eta_from_the_jobs_ahead() -> None:
+@pytest.fixture
+async def timed() -> tuple[TimedEngine, GpuExecutor]:
+    """A started executor whose engine takes 10 s a job on a fake clock (the test closes it)."""
     clock = FakeClock()
     engine = TimedEngine(clock, seconds=10.0)
     executor = GpuExecutor(engine, max_queued_per_user=3, max_queued_total=5, encode=fake_encode, clock=clock)
     await executor.start()
+    return engine, executor
+
+
+async def test_queued_events_carry_an_eta_from_the_jobs_ahead(timed: tuple[TimedEngine, GpuExecutor]) -> None:
+    engine, executor = timed
     try:
         first = await asyncio.wait_for(collect((await executor.submit(job("a", "u1"))).events), 5)
         assert [e.eta_seconds for e in first if isinstance(e, Queued)] == [None]  # nothing known yet
