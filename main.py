@@ -5,6 +5,7 @@ python main.py                         start the Discord bot (needs EASEL_DISCOR
 python main.py --sync-commands         ... and send its slash commands to Discord even if they did not change
 python main.py imagine "a prompt"      make an image locally, without Discord
 python main.py models                  list the models Easel found
+python main.py worker                  run jobs for a bot on another machine (needs EASEL_REDIS_URL)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from config.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from engine.blobs import BlobStore
     from engine.embeddings import EmbeddingDB
-    from engine.executor import GpuExecutor
+    from engine.jobs import Executor
     from engine.loras import LoraLibrary
     from engine.models.registry import ModelRegistry
     from engine.params import Limits
@@ -43,7 +44,7 @@ class EngineSide(NamedTuple):
     loras: LoraLibrary
     embeddings: EmbeddingDB
     vaes: VaeLibrary
-    executor: GpuExecutor
+    executor: Executor
 
 
 def build_registry(settings: Settings) -> ModelRegistry:
@@ -52,9 +53,13 @@ def build_registry(settings: Settings) -> ModelRegistry:
     return ModelRegistry(settings.models_dir, settings.data_dir / "cache", allow_ckpt=settings.allow_ckpt)
 
 
-def build_engine_side(settings: Settings, *, previews: bool, load_at_start: bool) -> EngineSide:
+def build_engine_side(
+    settings: Settings, *, previews: bool, load_at_start: bool, remote: bool = False, worker: bool = False
+) -> EngineSide:
     """The engine half of Easel. `load_at_start`: each worker loads the default model before its first job (the bot;
-    a compiled UNet is always warmed up), so that no job waits for the load and a crash loop never blames one."""
+    a compiled UNet is always warmed up), so that no job waits for the load and a crash loop never blames one.
+    `remote`: the bot hands its jobs to GPU workers on other machines through Redis, and builds no engine at all.
+    `worker`: the executor of a `main.py worker` (the bot it serves does the admission: no queue caps here)."""
     from engine.blobs import BlobStore
     from engine.embeddings import EmbeddingDB
     from engine.executor import PREVIEW_INTERVAL, GpuExecutor, worker_devices
@@ -75,6 +80,8 @@ def build_engine_side(settings: Settings, *, previews: bool, load_at_start: bool
     loras = LoraLibrary.with_builtins([settings.lora_dir], registry.hashes)
     embeddings = EmbeddingDB([settings.embedding_dir])
     vaes = VaeLibrary([settings.vae_folder], registry.hashes)
+    if remote:
+        return EngineSide(limits, registry, blobs, loras, embeddings, vaes, build_pool(settings, registry))
     memory = settings.model_memory_mb * 1024 * 1024 if settings.model_memory_mb else None
     speed = SpeedOptions(
         dtype=settings.dtype,
@@ -101,8 +108,8 @@ def build_engine_side(settings: Settings, *, previews: bool, load_at_start: bool
     ]
     executor = GpuExecutor(
         engines,
-        max_queued_per_user=settings.max_queued_per_user,
-        max_queued_total=settings.max_queued_total,
+        max_queued_per_user=WORKER_QUEUE if worker else settings.max_queued_per_user,
+        max_queued_total=WORKER_QUEUE if worker else settings.max_queued_total,
         preview_interval=PREVIEW_INTERVAL if previews else None,
         planner=registry.plan,
         max_batch_images=settings.max_batch_images,
@@ -113,6 +120,58 @@ def build_engine_side(settings: Settings, *, previews: bool, load_at_start: bool
         ),
     )
     return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor)
+
+
+# A worker's local queue only holds what the bot handed it (a batch per device); this is a bound, not a policy.
+WORKER_QUEUE = 256
+
+
+def build_pool(settings: Settings, registry: ModelRegistry) -> Executor:
+    from engine.remote import RemotePool, connect
+
+    assert settings.redis_url is not None
+    return RemotePool(
+        connect(settings.redis_url.get_secret_value()),
+        planner=registry.plan,
+        max_queued_per_user=settings.max_queued_per_user,
+        max_queued_total=settings.max_queued_total,
+        model_hash=registry.known_hash,
+        missing=settings.missing_model,
+        timeout=settings.worker_timeout,
+        on_models=registry.set_remote,
+    )
+
+
+async def run_worker(settings: Settings) -> int:
+    """A GPU worker for a bot on another machine: the jobs come from Redis, and so do the cancels."""
+    import socket
+
+    from engine.executor import GpuExecutor, worker_devices
+    from engine.remote import connect, safe_url
+    from engine.worker import RemoteWorker
+
+    assert settings.redis_url is not None
+    url = settings.redis_url.get_secret_value()
+    side = build_engine_side(settings, previews=settings.previews, load_at_start=True, worker=True)
+    assert isinstance(side.executor, GpuExecutor)
+    name = settings.worker_name or "".join(c if c.isalnum() or c in ".-_" else "-" for c in socket.gethostname())[:64]
+    worker = RemoteWorker(
+        connect(url),
+        side.executor,
+        side.registry,
+        name=name or "worker",
+        devices=worker_devices(settings.devices),
+        max_images=settings.max_batch_images,
+        heartbeat=settings.worker_timeout / 5,
+    )
+    log.info("worker %s: jobs from %s", worker.name, safe_url(url))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    settle_heap()
+    await worker.run(stop)
+    return 0
 
 
 def default_model(settings: Settings, registry: ModelRegistry) -> str:
@@ -164,7 +223,12 @@ async def run_bot(settings: Settings, *, sync_commands: bool) -> int:
     from bot.store import JobStore
     from engine.catalog import ExtraNetworks
 
-    side = build_engine_side(settings, previews=settings.previews, load_at_start=True)
+    side = build_engine_side(
+        settings, previews=settings.previews, load_at_start=True, remote=settings.redis_url is not None
+    )
+    start = getattr(side.executor, "start", None)
+    if settings.redis_url is not None and callable(start):
+        await start()  # learn the workers (and their models) before the first job or resume
     default_model(settings, side.registry)
     store = JobStore.open(settings.data_dir)
     networks = ExtraNetworks(side.loras, side.embeddings, side.vaes)
@@ -222,6 +286,15 @@ def main(argv: list[str] | None = None) -> int:
         from cli.models import list_models
 
         return list_models(build_registry(settings))
+    if args.command == "worker":
+        if settings.redis_url is None:
+            print(
+                "easel: set EASEL_REDIS_URL (e.g. redis://easel-worker:PASSWORD@bot-host:6379/0) to run a worker; "
+                "see the README's 'Add a GPU machine'.",
+                file=sys.stderr,
+            )
+            return 2
+        return check_devices(settings) or asyncio.run(run_worker(settings))
     if settings.discord_token is None:
         print(
             "easel: set EASEL_DISCORD_TOKEN (in the environment or .env) to start the bot, or try "

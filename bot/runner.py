@@ -211,8 +211,9 @@ class JobRunner:
                     ready_at = None
                     if event.eta_seconds is not None:
                         ready_at = round(datetime.now(UTC).timestamp() + event.eta_seconds)
+                    waiting = (*notes, event.waiting_for) if event.waiting_for else notes
                     await reply.edit(
-                        render.queued(job.job_id, job.params, event.position, event.ahead, notes, ready_at=ready_at),
+                        render.queued(job.job_id, job.params, event.position, event.ahead, waiting, ready_at=ready_at),
                         throttled=reply.edits > 0,
                     )
                 elif isinstance(event, Started):

@@ -46,4 +46,5 @@ def build_parser() -> argparse.ArgumentParser:
     )
     img.add_argument("--out", default="out.png", help="output PNG path (batches add -1, -2, ...)")
     sub.add_parser("models", help="list the models Easel can use, and refused files")
+    sub.add_parser("worker", help="run jobs for an Easel bot on another machine, through Redis (EASEL_REDIS_URL)")
     return parser

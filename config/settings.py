@@ -66,6 +66,33 @@ class Settings(BaseSettings):
     nsfw_outside: str = "refuse"
     # Where members can get this bot's source (the AGPL asks a network service to offer it); shown by /about.
     source_url: str | None = None
+    # GPU workers on other machines (see the README): the bot hands jobs to `python main.py worker` processes through
+    # this Redis (redis://user:password@host:6379/0; rediss:// for TLS). Unset: the in-process workers, no Redis.
+    redis_url: SecretStr | None = None
+    worker_name: str | None = None  # a worker's name (default: this machine's host name)
+    worker_timeout: float = Field(default=15.0, ge=2.0, le=600.0)  # seconds of silence before a worker's jobs move
+    missing_model: str = "wait"  # a job whose model no connected worker has: wait (saying so) or refuse
+
+    @field_validator("missing_model")
+    @classmethod
+    def _check_missing(cls, value: str) -> str:
+        if value not in ("wait", "refuse"):
+            raise ValueError("must be wait or refuse")
+        return value
+
+    @field_validator("worker_name")
+    @classmethod
+    def _check_worker_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\w.@-]{1,64}", value):
+            raise ValueError("letters, digits and . _ - @ only, at most 64")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"^(redis|rediss|unix)://", value.get_secret_value()):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("nsfw_outside")
     @classmethod

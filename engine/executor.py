@@ -39,7 +39,7 @@ from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, JobHooks, ProgressFn, RawImage
 from engine.plan import GenerationPlan, make_plan
 from engine.previews import PreviewFn, PreviewSource, encode_preview
-from engine.queue_policy import RunTimes, fair_order, finish_times, pick_batch, pick_job
+from engine.queue_policy import RunTimes, admission_problem, fair_order, finish_times, pick_batch, pick_job
 
 __all__ = [
     "PREVIEW_INTERVAL",
@@ -224,30 +224,51 @@ class GpuExecutor:
     # -- the Executor protocol (event loop side) ----------------------------------------------------------------
 
     async def submit(self, job: Job) -> Ticket:
+        outcome = (await self.submit_many([job]))[0]
+        if isinstance(outcome, EaselError):
+            raise outcome
+        return outcome
+
+    async def submit_many(self, jobs: Sequence[Job]) -> list[Ticket | EaselError]:
+        """Queue several jobs at once (a remote worker's share), booked together so that a free device sees them
+        all and can batch them; per job its ticket or why it was refused."""
         if self._loop is None:
             await self.start()
-        # The plan parses the prompt: off the event loop. InvalidParamsError here refuses the job before it is queued.
-        plan = await asyncio.get_running_loop().run_in_executor(self._planning, self._planner, job.params)
+        loop = asyncio.get_running_loop()
+        outcomes: list[Ticket | EaselError] = []
+        plans: list[GenerationPlan | EaselError] = []
+        for job in jobs:
+            # The plan parses the prompt: off the event loop. InvalidParamsError refuses the job before it is queued.
+            try:
+                plans.append(await loop.run_in_executor(self._planning, self._planner, job.params))
+            except EaselError as err:
+                plans.append(err)
         with self._cond:
-            if self._closing:
-                raise QueueFullError("Easel is shutting down; try again in a moment.")
-            if job.job_id in self._by_id:
-                raise QueueFullError("That job is already queued.")
-            mine = sum(1 for e in self._by_id.values() if e.job.user_id == job.user_id)
-            cap = min(self.max_queued_per_user, job.max_queued or self.max_queued_per_user)
-            if mine >= cap:
-                raise QueueFullError(
-                    f"You already have {mine} job(s) waiting or running (the limit here is {cap}); "
-                    f"{_slot_frees(self._first_free_locked(job.user_id))}"
-                )
-            if len(self._by_id) >= self.max_queued_total:
-                raise QueueFullError(f"The queue is full ({self.max_queued_total} jobs); try again when it is shorter.")
-            entry = _Entry(job=job, plan=plan, seq=next(self._seq), events=asyncio.Queue())
-            self._pending[entry.seq] = entry
-            self._by_id[job.job_id] = entry
+            for job, plan in zip(jobs, plans, strict=True):
+                outcomes.append(plan if isinstance(plan, EaselError) else self._book_locked(job, plan))
             self._cond.notify_all()
-        log.info("job %s queued for user %s", job.job_id, job.user_id)
         self._announce_positions()
+        return outcomes
+
+    def _book_locked(self, job: Job, plan: GenerationPlan) -> Ticket | EaselError:
+        if self._closing:
+            return QueueFullError("Easel is shutting down; try again in a moment.")
+        if job.job_id in self._by_id:
+            return QueueFullError("That job is already queued.")
+        mine = sum(1 for e in self._by_id.values() if e.job.user_id == job.user_id)
+        problem = admission_problem(
+            mine,
+            min(self.max_queued_per_user, job.max_queued or self.max_queued_per_user),
+            len(self._by_id),
+            self.max_queued_total,
+            lambda: self._first_free_locked(job.user_id),
+        )
+        if problem is not None:
+            return QueueFullError(problem)
+        entry = _Entry(job=job, plan=plan, seq=next(self._seq), events=asyncio.Queue())
+        self._pending[entry.seq] = entry
+        self._by_id[job.job_id] = entry
+        log.info("job %s queued for user %s", job.job_id, job.user_id)
         return Ticket(job=job, events=self._stream(entry))
 
     def cancel(self, job_id: str) -> bool:
@@ -293,6 +314,11 @@ class GpuExecutor:
     def queue_length(self) -> int:
         with self._cond:
             return len(self._by_id)
+
+    def speed(self) -> float | None:
+        """Measured seconds per unit of plan cost, over all models; None before the first job finished."""
+        with self._cond:
+            return self._run_times.rate()
 
     async def close(self) -> None:
         with self._cond:
@@ -540,10 +566,3 @@ class GpuExecutor:
 
 def name_safe(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name)
-
-
-def _slot_frees(seconds: float | None) -> str:
-    """When a queue slot frees, for the refusal's message."""
-    if seconds is None:
-        return "a slot frees when one of them finishes."
-    return f"a slot frees when one of them finishes, in about {max(1, round(seconds))} s."

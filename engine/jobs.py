@@ -47,6 +47,7 @@ class Queued:
     position: int  # 1 = next to run
     ahead: int  # jobs in front of this one, the running ones included
     eta_seconds: float | None = None  # expected seconds until this job is done; None until a job has finished
+    waiting_for: str | None = None  # why it cannot start yet beyond the jobs ahead (no worker has its model)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class Ticket:
 
 
 class Executor(Protocol):
-    """Runs jobs somewhere (in-process GPU workers today, a remote pool later)."""
+    """Runs jobs somewhere: the in-process GPU workers (`engine.executor.GpuExecutor`) or GPU workers on other
+    machines through Redis (`engine.remote.RemotePool`)."""
 
     async def submit(self, job: Job) -> Ticket:
         """Queue a job, or raise QueueFullError/InvalidParamsError at once; never blocks on the GPU."""

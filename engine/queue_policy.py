@@ -5,7 +5,7 @@ and queue ETAs. No threads and no clocks here: the executor passes in what it kn
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 
 # A free worker looks this far into the fair order for a job whose model it already holds...
 AFFINITY_WINDOW = 4
@@ -98,6 +98,10 @@ class RunTimes:
         rate = self._per_model.get(model, self._overall)
         return None if rate is None else rate * cost
 
+    def rate(self) -> float | None:
+        """Seconds per unit of cost over all models; None while no job has finished."""
+        return self._overall
+
     def _blend(self, old: float | None, new: float) -> float:
         return new if old is None else old + self.weight * (new - old)
 
@@ -116,3 +120,40 @@ def finish_times(running_left: Sequence[float], workers: int, waiting: Sequence[
         done.append(finished)
         heapq.heappush(free, finished)
     return done
+
+
+def finish_times_on(free_in: Sequence[float], rates: Sequence[float], waiting: Sequence[float]) -> list[float]:
+    """Seconds from now until each waiting job (in run order, by cost) is done, on workers of different speeds.
+
+    `free_in`: seconds until each worker is free; `rates`: its seconds per unit of cost. Each job goes to the
+    worker that would finish it first (a fast busy worker may beat a slow idle one), as a scheduler that knows
+    the speeds would hand it out.
+    """
+    free = [max(f, 0.0) for f in free_in]
+    done: list[float] = []
+    for cost in waiting:
+        best = min(range(len(free)), key=lambda w: free[w] + cost * rates[w])
+        free[best] += cost * rates[best]
+        done.append(free[best])
+    return done
+
+
+def admission_problem(
+    mine: int, cap: int, total: int, max_total: int, first_free: Callable[[], float | None]
+) -> str | None:
+    """Why a job may not be queued (the user's share or the whole queue is full), or None. `first_free` says in
+    how many seconds the user's first job should be done (asked only when the user is at the cap)."""
+    if mine >= cap:
+        return f"You already have {mine} job(s) waiting or running (the limit here is {cap}); " + _slot_frees(
+            first_free()
+        )
+    if total >= max_total:
+        return f"The queue is full ({max_total} jobs); try again when it is shorter."
+    return None
+
+
+def _slot_frees(seconds: float | None) -> str:
+    """When a queue slot frees, for the refusal's message."""
+    if seconds is None:
+        return "a slot frees when one of them finishes."
+    return f"a slot frees when one of them finishes, in about {max(1, round(seconds))} s."

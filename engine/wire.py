@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from engine import errors
 from engine.errors import EaselError, GenerationFailedError, InvalidParamsError
@@ -29,6 +30,7 @@ from engine.jobs import (
     Started,
     WasCancelled,
 )
+from engine.models.detect import FAMILY_NAMES
 from engine.params import RANDOM_SEED_RANGE, GenerationParams
 from engine.plan import output_size
 
@@ -40,6 +42,11 @@ MAX_PREVIEW = 256 * 1024  # one preview JPEG
 MAX_PREVIEW_SIDE = 256
 MAX_STEPS = 100_000  # model calls of one pass, far above any limit a server sets
 _ID = re.compile(r"^[0-9a-f]{6,32}$")
+_HASH = re.compile(r"^[0-9a-f]{8,64}$")
+_NAME = re.compile(r"^[\w.@-]{1,64}$")  # a worker's name (a host name, by default)
+_BOOT = re.compile(r"^[0-9a-f]{8,32}$")  # one run of a worker process
+MAX_MODELS = 2000  # models one worker may advertise
+MAX_SLOTS = 64
 _ERRORS = {
     cls.__name__: cls
     for cls in vars(errors).values()
@@ -51,15 +58,29 @@ class WireError(ValueError):
     """An entry that is not what Easel sends: dropped, and the sender distrusted."""
 
 
-def encode_job(job: Job) -> dict[str, bytes]:
+def encode_job(job: Job, model_hash: str | None = None) -> dict[str, bytes]:
+    """A job for a worker; `model_hash`, when known, is the hash the worker's file must have (A1111's 10 hex)."""
     fields = {
+        "kind": b"job",
         "job_id": job.job_id.encode(),
         "user_id": job.user_id.encode(),
         "params": json.dumps(job.params.to_dict()).encode(),
     }
     if job.max_queued is not None:
         fields["max_queued"] = str(job.max_queued).encode()
+    if model_hash is not None:
+        fields["model_hash"] = model_hash.encode()
     return fields
+
+
+def job_model_hash(fields: Fields) -> str | None:
+    """The model hash a job entry asks for, or None when the bot did not know it."""
+    if "model_hash" not in fields:
+        return None
+    value = _text(fields, "model_hash", 64)
+    if not _HASH.match(value):
+        raise WireError("bad model hash")
+    return value
 
 
 def decode_job(fields: Fields) -> Job:
@@ -231,3 +252,143 @@ def _seconds(value: object) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
         raise WireError("seconds: not a finite, non-negative number")
     return float(value)
+
+
+# -- workers' announcements ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerModel:
+    """A model on a worker: its name and A1111 hash (None for a built-in one), and what a plan needs of it."""
+
+    name: str
+    hash: str | None
+    family: str = "sd1"
+    latent_scale: int = 8
+    context_width: int | None = None
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A worker's heartbeat: who it is (name, and `boot`, one run of its process), what it can run, how busy it is.
+
+    `slots`: batches it runs at once (its devices); `max_images`: images it batches together; `speed`: its own
+    measured seconds per unit of plan cost (None until it has run a job); `running`: the jobs it is working on.
+    """
+
+    worker: str
+    boot: str
+    devices: tuple[str, ...]
+    models: tuple[WorkerModel, ...]
+    loaded: tuple[str, ...] = ()
+    free_memory: int | None = None
+    slots: int = 1
+    max_images: int = 1
+    speed: float | None = None
+    running: tuple[str, ...] = ()
+
+    def model(self, name: str) -> WorkerModel | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def encode_hello(hello: Hello) -> dict[str, bytes]:
+    body = {
+        "devices": list(hello.devices),
+        "models": [
+            {"name": m.name, "hash": m.hash, "family": m.family, "scale": m.latent_scale, "width": m.context_width}
+            for m in hello.models
+        ],
+        "loaded": list(hello.loaded),
+        "free_memory": hello.free_memory,
+        "slots": hello.slots,
+        "max_images": hello.max_images,
+        "speed": hello.speed,
+        "running": list(hello.running),
+    }
+    return {"worker": hello.worker.encode(), "boot": hello.boot.encode(), "body": json.dumps(body).encode()}
+
+
+def decode_hello(fields: Fields) -> Hello:
+    """A heartbeat as the bot reads it: every field checked (names, hashes, counts, ranges); WireError if bad."""
+    worker, boot = _sender(fields)
+    body = _json(fields)
+    models = []
+    listed = _list(body, "models", MAX_MODELS)
+    for meta in listed:
+        if not isinstance(meta, dict):
+            raise WireError("bad model entry")
+        digest = meta.get("hash")
+        if digest is not None and not (isinstance(digest, str) and _HASH.match(digest)):
+            raise WireError("bad model hash")
+        family = _str(meta, "family", 32)
+        if family not in FAMILY_NAMES:
+            raise WireError(f"unknown model family {family[:32]!r}")
+        width = meta.get("width")
+        models.append(
+            WorkerModel(
+                name=_str(meta, "name", 200),
+                hash=digest,
+                family=family,
+                latent_scale=_int(meta, "scale", 1, 64),
+                context_width=None if width is None else _int(meta, "width", 1, 1 << 16),
+            )
+        )
+    names = {m.name for m in models}
+    loaded = tuple(_names(body, "loaded", MAX_MODELS))
+    if not set(loaded) <= names:
+        raise WireError("a loaded model the worker does not list")
+    running = tuple(_names(body, "running", MAX_SLOTS * 64))
+    if not all(_ID.match(job_id) for job_id in running):
+        raise WireError("bad job id in running")
+    memory = body.get("free_memory")
+    speed = body.get("speed")
+    return Hello(
+        worker=worker,
+        boot=boot,
+        devices=tuple(_names(body, "devices", MAX_SLOTS)),
+        models=tuple(models),
+        loaded=loaded,
+        free_memory=None if memory is None else _int(body, "free_memory", 0, 1 << 50),
+        slots=_int(body, "slots", 1, MAX_SLOTS),
+        max_images=_int(body, "max_images", 1, 64),
+        speed=None if speed is None else _seconds(speed),
+        running=running,
+    )
+
+
+def sender(fields: Fields) -> tuple[str, str]:
+    """The (worker, boot) an event or heartbeat says it comes from, checked."""
+    return _sender(fields)
+
+
+def _sender(fields: Fields) -> tuple[str, str]:
+    worker = _text(fields, "worker", 64)
+    boot = _text(fields, "boot", 32)
+    if not _NAME.match(worker) or not _BOOT.match(boot):
+        raise WireError("bad worker name or boot id")
+    return worker, boot
+
+
+def event_job_id(fields: Fields) -> str:
+    job_id = _text(fields, "job_id", 32)
+    if not _ID.match(job_id):
+        raise WireError("bad job id")
+    return job_id
+
+
+def valid_worker_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+def _list(body: Mapping[str, object], key: str, limit: int) -> list[object]:
+    value = body.get(key)
+    if not isinstance(value, list) or len(value) > limit:
+        raise WireError(f"{key}: not a list of at most {limit}")
+    return value
+
+
+def _names(body: Mapping[str, object], key: str, limit: int) -> list[str]:
+    values = _list(body, key, limit)
+    if not all(isinstance(v, str) and 0 < len(v) <= 200 for v in values):
+        raise WireError(f"{key}: not a list of names")
+    return [str(v) for v in values]

@@ -55,7 +55,7 @@ class SidecarError(ValueError):
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    kind: str  # "builtin", "diffusers", "single-file", "hub"
+    kind: str  # "builtin", "diffusers", "single-file", "hub", "remote" (on GPU workers elsewhere only)
     path: Path | None
     refused: str | None = None
     family: str = "sd1"  # see engine.models.detect.FAMILY_NAMES

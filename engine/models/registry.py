@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from engine.errors import ModelUnavailableError
@@ -42,6 +43,7 @@ class ModelRegistry:
         self.hashes = HashCache(cache_dir / "hashes.json")
         self._layers: dict[Path, LayerShapes] = {}
         self._entries: dict[str, ModelEntry] = {}
+        self._remote: dict[str, tuple[ModelEntry, str | None]] = {}  # models only GPU workers elsewhere hold
         self.refresh()
 
     def refresh(self) -> None:
@@ -63,8 +65,31 @@ class ModelRegistry:
                 entry = scan_path(path, allow_ckpt=self.allow_ckpt)
                 if entry is not None and entry.name not in entries:
                     entries[entry.name] = entry
+        for name, (entry, _) in self._remote.items():
+            entries.setdefault(name, entry)
         self._entries = entries
         log.info("model registry: %d usable, %d refused", len(self.names()), len(self.refused()))
+
+    def set_remote(self, models: Mapping[str, tuple[str, int, int | None, str | None]]) -> None:
+        """The models GPU workers on other machines hold (name -> family, latent scale, context width, hash), as
+        their heartbeats say: listed, resolved and planned for like local ones; a local file of the name wins."""
+        remote = {
+            name: (
+                ModelEntry(name, "remote", None, family=family, latent_scale=scale, context_width=width),
+                digest,
+            )
+            for name, (family, scale, width, digest) in models.items()
+        }
+        if {n: (e.family, e.latent_scale, e.context_width, h) for n, (e, h) in remote.items()} == {
+            n: (e.family, e.latent_scale, e.context_width, h) for n, (e, h) in self._remote.items()
+        }:
+            return
+        for name in self._remote:
+            if self._entries.get(name) is self._remote[name][0]:
+                del self._entries[name]
+        self._remote = remote
+        for name, (entry, _) in remote.items():
+            self._entries.setdefault(name, entry)
 
     def entries(self) -> list[ModelEntry]:
         return list(self._entries.values())
@@ -108,7 +133,18 @@ class ModelRegistry:
                     return entry.name
         return None
 
+    def known_hash(self, name: str) -> str | None:
+        """A local model's A1111 hash when its file has been hashed already (never hashing now), else None: what a
+        job for a remote worker asks its file to have."""
+        entry = self._entries.get(name)
+        if entry is None or entry.kind == "remote":
+            return None
+        known = self._known_hash(entry)
+        return known[:10] if known is not None else None
+
     def _known_hash(self, entry: ModelEntry) -> str | None:
+        if entry.kind == "remote":
+            return self._remote.get(entry.name, (entry, None))[1]
         weights = self._hashed_file(entry)
         return self.hashes.known("sha256", weights) if weights is not None else None
 
@@ -117,7 +153,7 @@ class ModelRegistry:
         if configured:
             return self.resolve(configured).name
         for entry in self._entries.values():
-            if entry.usable and entry.kind != "builtin":
+            if entry.usable and entry.kind not in ("builtin", "remote"):
                 return entry.name
         return BUILTIN_SHAPES if BUILTIN_SHAPES in self._entries else BUILTIN_TINY
 
@@ -183,7 +219,10 @@ class ModelRegistry:
         return dataclasses.replace(base, **owned)
 
     def model_hash(self, entry: ModelEntry) -> str | None:
-        """A1111's `Model hash`: first 10 hex of sha256 of the checkpoint file (cached by size and mtime)."""
+        """A1111's `Model hash`: first 10 hex of sha256 of the checkpoint file (cached by size and mtime); a model
+        on a remote worker: the hash it advertises."""
+        if entry.kind == "remote":
+            return self._known_hash(entry)
         weights = self._hashed_file(entry)
         return self.hashes.sha256(weights)[:10] if weights is not None else None
 

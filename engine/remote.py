@@ -1,0 +1,734 @@
+"""GPU workers on other machines, the bot's side: `RemotePool`, an `Executor` over Redis Streams.
+
+The bot keeps admission, fair order, model affinity and batching (the same pure policy as in-process, from
+`engine.queue_policy`); workers only run what they are handed. The keys:
+
+- `easel:hello`      workers' heartbeats (devices, models with hashes, loaded models, free memory, speed, jobs)
+- `easel:jobs:W:B`   one stream per run B of worker W, group `worker`: the jobs the bot hands it, and cancels
+- `easel:progress`   progress and previews (capped; a lost one costs nothing)
+- `easel:results`    each job's last event, group `bot`: read, handled, then acknowledged
+- `easel:running`    job -> the worker run holding it, so a restarted bot re-attaches instead of running it again
+
+Delivery is at least once and the result is taken once: the first terminal event for a job ends it, and any later
+one (a worker thought dead that finishes after all) is dropped. A worker refreshes its jobs' entries with every
+heartbeat (XCLAIM), so an entry idle past the timeout (XAUTOCLAIM) means its worker stopped: the job goes back to
+the head of the queue for another. Everything a worker sends is checked by `engine.wire` as user input is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import ModelUnavailableError, QueueFullError
+from engine.jobs import (
+    TERMINAL_EVENTS,
+    Finished,
+    Job,
+    JobEvent,
+    Progress,
+    Queued,
+    Started,
+    Ticket,
+    WasCancelled,
+)
+from engine.plan import GenerationPlan
+from engine.queue_policy import RunTimes, admission_problem, fair_order, finish_times_on, pick_batch, pick_job
+from engine.wire import Hello, WireError, decode_event, decode_hello, encode_job, event_job_id, sender
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+HELLO = "easel:hello"
+RESULTS = "easel:results"
+PROGRESS = "easel:progress"
+RUNNING = "easel:running"
+BOT_GROUP = "bot"
+WORKER_GROUP = "worker"
+TIMEOUT = 15.0  # seconds without a heartbeat (or an entry refresh) after which a worker's jobs go elsewhere
+HELLO_MAXLEN = 2000
+PROGRESS_MAXLEN = 5000
+ORPHANS = 512  # results kept for jobs not (yet) resubmitted after a bot restart
+MISSING_MODEL = ("wait", "refuse")
+
+
+def jobs_key(worker: str, boot: str) -> str:
+    return f"easel:jobs:{worker}:{boot}"
+
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """What a lost or restarting Redis raises: the loops retry on these."""
+    from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+    return (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+
+
+def connect(url: str) -> Redis:
+    """A client for `url` (redis://user:password@host:port/db, or rediss:// for TLS), bytes in and out."""
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url, decode_responses=False, health_check_interval=10, socket_keepalive=True)
+
+
+def safe_url(url: str) -> str:
+    """The URL for a log line: without its password."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = auth.partition(":")[0]
+    return f"{scheme}{sep}{user + ':***' if user else '***'}@{host}"
+
+
+async def retrying(
+    what: str, step: Callable[[], Awaitable[object]], stop: asyncio.Event, *, once: bool = False
+) -> None:
+    """Run `step` until `stop` (`once`: until it succeeds); while Redis is away, wait (0.2 s doubling to 5 s) and
+    go on, logging once."""
+    delay, down = 0.2, False
+    while not stop.is_set():
+        try:
+            await step()
+            if down:
+                log.info("%s: Redis is back", what)
+            if once:
+                return
+            delay, down = 0.2, False
+        except redis_errors() as err:
+            if not down:
+                log.warning("%s: Redis unreachable (%s); retrying", what, err)
+            down = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 5.0)
+
+
+@dataclass
+class _Worker:
+    hello: Hello
+    seen: float
+    batches: list[_Batch] = field(default_factory=list)
+    times: RunTimes = field(default_factory=RunTimes)
+
+    @property
+    def key(self) -> str:
+        return jobs_key(self.hello.worker, self.hello.boot)
+
+    @property
+    def label(self) -> str:
+        return f"{self.hello.worker}/{self.hello.boot}"
+
+
+@dataclass
+class _Batch:
+    jobs: set[str]
+    cost: float
+    model: str
+    sent_at: float
+    entries: dict[str, bytes] = field(default_factory=dict)  # job -> its entry id in the worker's stream
+
+
+@dataclass
+class _Entry:
+    job: Job
+    plan: GenerationPlan
+    seq: int
+    events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)
+    worker: str | None = None  # the worker run (jobs key) holding it
+    started: bool = False
+    cancel_requested: bool = False
+    step_at: float = 0.0
+
+
+class RemotePool:
+    """`engine.jobs.Executor` for GPU workers on other machines (see the module's docstring).
+
+    `planner`: the registry's (it knows every worker's models, see `on_models`); `model_hash`: the A1111 hash the
+    bot knows for a model (None: any worker's file of the name); `missing`: "wait" (a job whose model no connected
+    worker has waits, saying so) or "refuse" (it is refused at once); `on_models`: told the models all connected
+    workers hold (name -> family, latent scale, context width, hash) whenever that changes.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        planner: Callable[[Any], GenerationPlan],
+        max_queued_per_user: int,
+        max_queued_total: int,
+        model_hash: Callable[[str], str | None] = lambda name: None,
+        missing: str = "wait",
+        timeout: float = TIMEOUT,
+        on_models: Callable[[Mapping[str, tuple[str, int, int | None, str | None]]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if missing not in MISSING_MODEL:
+            raise ValueError(f"missing must be one of {MISSING_MODEL}")
+        self.redis: Any = redis  # redis-py's replies are loosely typed: read through `stream_entries`
+        self._planner = planner
+        self.max_queued_per_user = max_queued_per_user
+        self.max_queued_total = max_queued_total
+        self._model_hash = model_hash
+        self.missing = missing
+        self.timeout = timeout
+        self._on_models = on_models
+        self._clock = clock
+        self._workers: dict[str, _Worker] = {}  # by jobs key
+        self._pending: dict[int, _Entry] = {}
+        self._by_id: dict[str, _Entry] = {}
+        self._passed_over: dict[int, int] = {}
+        self._last_served: dict[str, int] = {}
+        self._served = itertools.count(1)
+        self._seq = itertools.count()
+        self._orphans: OrderedDict[str, dict[str, bytes]] = OrderedDict()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sending: set[asyncio.Task[None]] = set()
+        self._started = False
+        self._advertised: dict[str, tuple[str, int, int | None, str | None]] = {}
+        self._progress_from = b"$"
+
+    # -- start and stop -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the results group and learn the workers from their latest heartbeats; then follow them."""
+        if self._started:
+            return
+        self._started = True
+        await retrying("start", self._bootstrap, self._stop, once=True)
+        # Results that came in while no bot was reading: held for the jobs the restarted bot submits again.
+        await retrying("start", self._drain_results, self._stop, once=True)
+        for name, loop in (
+            ("hellos", self._read_hellos),
+            ("results", self._read_results),
+            ("progress", self._read_progress),
+            ("reaper", self._reap),
+        ):
+            self._tasks.append(asyncio.create_task(retrying(name, loop, self._stop), name=f"easel-remote-{name}"))
+
+    async def _bootstrap(self) -> None:
+        await self._ensure_group()
+        now_ms = _ms(await self.redis.time())
+        for entry_id, fields in entry_list(await self.redis.xrevrange(HELLO, count=HELLO_MAXLEN)):
+            age = (now_ms - int(entry_id.split(b"-")[0])) / 1000
+            if age <= self.timeout:
+                self._heard(fields, seen=self._clock() - max(age, 0.0), quiet=True)
+        self._models_changed()
+        info = await self.redis.xinfo_stream(HELLO) if await self.redis.exists(HELLO) else None
+        self._hello_from = info["last-generated-id"] if info else b"0"
+        log.info("remote workers: %d connected", len(self._workers))
+
+    async def _ensure_group(self) -> None:
+        from redis.exceptions import ResponseError
+
+        try:
+            await self.redis.xgroup_create(RESULTS, BOT_GROUP, id="0", mkstream=True)
+        except ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+    async def close(self) -> None:
+        """Stop following. Jobs on workers go on; their results wait in Redis for the next start."""
+        self._stop.set()
+        for task in [*self._tasks, *self._sending]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._sending, return_exceptions=True)
+        with contextlib.suppress(*redis_errors()):
+            await self.redis.aclose()
+
+    # -- the Executor protocol ----------------------------------------------------------------------------------
+
+    async def submit(self, job: Job) -> Ticket:
+        await self.start()
+        plan = await asyncio.to_thread(self._planner, job.params)
+        if job.job_id in self._by_id:
+            raise QueueFullError("That job is already queued.")
+        mine = sum(1 for e in self._by_id.values() if e.job.user_id == job.user_id)
+        problem = admission_problem(
+            mine,
+            min(self.max_queued_per_user, job.max_queued or self.max_queued_per_user),
+            len(self._by_id),
+            self.max_queued_total,
+            lambda: self._first_free(job.user_id),
+        )
+        if problem is not None:
+            raise QueueFullError(problem)
+        if self.missing == "refuse" and self._workers and not self._holders(job.params.model):
+            raise ModelUnavailableError(
+                f"No GPU worker connected has the model {job.params.model!r}; "
+                f"they have: {', '.join(sorted(self._advertised)[:10]) or 'none'}."
+            )
+        entry = _Entry(job=job, plan=plan, seq=next(self._seq))
+        self._by_id[job.job_id] = entry
+        orphan = self._orphans.pop(job.job_id, None)
+        if orphan is not None:  # its result came in before the restarted bot asked again
+            log.info("job %s: result already in from before the restart", job.job_id)
+            self._result(entry, orphan)
+            return Ticket(job=job, events=self._stream(entry))
+        holder = await self._holder_of(job.job_id)
+        if holder is not None:
+            log.info("job %s: still running on %s, from before the restart", job.job_id, holder.label)
+            entry.worker = holder.key
+            holder.batches.append(_Batch({job.job_id}, plan.cost(), job.params.model, self._clock()))
+        else:
+            self._pending[entry.seq] = entry
+            log.info("job %s queued for user %s", job.job_id, job.user_id)
+            self._dispatch()
+        self._announce()
+        return Ticket(job=job, events=self._stream(entry))
+
+    def cancel(self, job_id: str) -> bool:
+        entry = self._by_id.get(job_id)
+        if entry is None:
+            return False
+        if entry.seq in self._pending:
+            self._drop(entry)
+            self._emit(entry, WasCancelled())
+            self._announce()
+            return True
+        entry.cancel_requested = True
+        worker = self._workers.get(entry.worker or "")
+        if worker is not None:
+            self._send(worker.key, [{"kind": b"cancel", "job_id": job_id.encode()}])
+        return True
+
+    def position(self, job_id: str) -> int | None:
+        entry = self._by_id.get(job_id)
+        if entry is None:
+            return None
+        if entry.seq not in self._pending:
+            return 0
+        return self._order().index(entry.seq) + 1
+
+    def loaded_models(self) -> list[str]:
+        return sorted({name for w in self._workers.values() for name in w.hello.loaded})
+
+    def queue_length(self) -> int:
+        return len(self._by_id)
+
+    def workers(self) -> list[Hello]:
+        """The connected workers, as their latest heartbeats say."""
+        return [w.hello for w in self._workers.values()]
+
+    # -- scheduling (all on the event loop: no locks) ------------------------------------------------------------
+
+    def _order(self) -> list[int]:
+        return fair_order([(e.job.user_id, seq) for seq, e in self._pending.items()], self._last_served)
+
+    def _holders(self, model: str) -> list[_Worker]:
+        wanted = self._model_hash(model)
+        return [
+            w
+            for w in self._workers.values()
+            if (m := w.hello.model(model)) is not None and (wanted is None or m.hash in (None, wanted))
+        ]
+
+    def _dispatch(self) -> None:
+        """Hand each worker with a free slot what fair order and model affinity pick for it, batched."""
+        for worker in sorted(self._workers.values(), key=lambda w: len(w.batches)):
+            while self._pending and self._free_slots(worker) > 0:
+                order = [seq for seq in self._order() if worker in self._holders(self._pending[seq].job.params.model)]
+                if not order:
+                    break
+                model_of = {seq: self._pending[seq].job.params.model for seq in order}
+                seq = pick_job(order, model_of, worker.hello.loaded, self._passed_over)
+                for ahead in order[: order.index(seq)]:
+                    self._passed_over[ahead] = self._passed_over.get(ahead, 0) + 1
+                seqs = pick_batch(
+                    order,
+                    seq,
+                    {s: self._pending[s].plan.batch_key() for s in order},
+                    {s: self._pending[s].job.params.batch_size for s in order},
+                    worker.hello.max_images,
+                )
+                self._assign(worker, [self._pending[s] for s in seqs])
+
+    def _free_slots(self, worker: _Worker) -> int:
+        ours = {job_id for batch in worker.batches for job_id in batch.jobs}
+        foreign = any(job_id not in ours for job_id in worker.hello.running)  # e.g. from before a bot restart
+        return worker.hello.slots - len(worker.batches) - int(foreign)
+
+    def _assign(self, worker: _Worker, entries: list[_Entry]) -> None:
+        batch = _Batch(
+            {e.job.job_id for e in entries}, sum(e.plan.cost() for e in entries), entries[0].job.params.model, 0.0
+        )
+        batch.sent_at = self._clock()
+        worker.batches.append(batch)
+        model = worker.hello.model(entries[0].job.params.model)
+        digest = self._model_hash(entries[0].job.params.model) or (model.hash if model else None)
+        for entry in entries:
+            del self._pending[entry.seq]
+            self._passed_over.pop(entry.seq, None)
+            self._last_served[entry.job.user_id] = next(self._served)
+            entry.worker = worker.key
+        log.info("job(s) %s sent to %s", " ".join(e.job.job_id for e in entries), worker.label)
+        running = {e.job.job_id: json.dumps({"worker": worker.key}) for e in entries}
+        self._send(worker.key, [encode_job(e.job, digest) for e in entries], running=running, batch=batch)
+
+    def _send(
+        self,
+        key: str,
+        entries: list[dict[str, bytes]],
+        *,
+        running: Mapping[str, str] | None = None,
+        batch: _Batch | None = None,
+    ) -> None:
+        async def send() -> None:
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for fields in entries:
+                        pipe.xadd(key, dict(fields))
+                    if running:
+                        pipe.hset(RUNNING, mapping=dict(running))
+                    ids = await pipe.execute()
+                if batch is not None:
+                    batch.entries = {
+                        f["job_id"].decode(): i for f, i in zip(entries, ids, strict=False) if isinstance(i, bytes)
+                    }
+            except redis_errors() as err:
+                log.warning("could not reach Redis to hand jobs to a worker (%s); they go back to the queue", err)
+                if batch is not None:
+                    self._requeue_batch(key, batch)
+
+        task = asyncio.create_task(send())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _requeue_batch(self, key: str, batch: _Batch) -> None:
+        worker = self._workers.get(key)
+        if worker is not None and batch in worker.batches:
+            worker.batches.remove(batch)
+        for job_id in batch.jobs:
+            entry = self._by_id.get(job_id)
+            if entry is not None and entry.worker == key:
+                self._requeue(entry)
+        self._dispatch()
+        self._announce()
+
+    def _requeue(self, entry: _Entry) -> None:
+        """Back to the queue, at its old place (its seq): at the head, ahead of what came later."""
+        entry.worker = None
+        entry.started = False
+        if entry.cancel_requested:
+            self._finish(entry, WasCancelled())
+            return
+        self._pending[entry.seq] = entry
+
+    def _drop(self, entry: _Entry) -> None:
+        self._pending.pop(entry.seq, None)
+        self._by_id.pop(entry.job.job_id, None)
+        self._passed_over.pop(entry.seq, None)
+
+    def _finish(self, entry: _Entry, event: JobEvent) -> None:
+        self._drop(entry)
+        self._release(entry, finished=isinstance(event, Finished))
+        self._emit(entry, event)
+        task = asyncio.create_task(self._forget(entry.job.job_id))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _forget(self, job_id: str) -> None:
+        with contextlib.suppress(*redis_errors()):
+            await self.redis.hdel(RUNNING, job_id)
+
+    async def _holder_of(self, job_id: str) -> _Worker | None:
+        """The connected worker run that holds the job since before a bot restart, if any."""
+        try:
+            raw = await self.redis.hget(RUNNING, job_id)
+        except redis_errors():
+            return None
+        if raw is None:
+            return None
+        try:
+            key = json.loads(raw)["worker"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        worker = self._workers.get(key) if isinstance(key, str) else None
+        return worker if worker is not None and job_id in worker.hello.running else None
+
+    # -- what the workers say -----------------------------------------------------------------------------------
+
+    async def _read_hellos(self) -> None:
+        replies = await self.redis.xread({HELLO: self._hello_from}, count=100, block=1000)
+        for entry_id, fields in stream_entries(replies):
+            self._hello_from = entry_id
+            self._heard(fields, seen=self._clock())
+        self._models_changed()
+
+    def _heard(self, fields: dict[str, bytes], *, seen: float, quiet: bool = False) -> None:
+        try:
+            hello = decode_hello(fields)
+        except WireError as err:
+            log.warning("dropped a malformed heartbeat: %s", err)
+            return
+        key = jobs_key(hello.worker, hello.boot)
+        worker = self._workers.get(key)
+        if worker is None:
+            for other in [w for w in self._workers.values() if w.hello.worker == hello.worker]:
+                self._lost(other, "it restarted")  # the same machine, a new run: its old jobs are gone
+            worker = self._workers[key] = _Worker(hello, seen)
+            if not quiet:
+                log.info(
+                    "worker %s connected: %s, %d model(s)", worker.label, ", ".join(hello.devices), len(hello.models)
+                )
+        else:
+            worker.hello, worker.seen = hello, max(worker.seen, seen)
+        if not quiet:
+            self._dispatch()
+
+    def _models_changed(self) -> None:
+        models: dict[str, tuple[str, int, int | None, str | None]] = {}
+        for worker in self._workers.values():
+            for m in worker.hello.models:
+                models.setdefault(m.name, (m.family, m.latent_scale, m.context_width, m.hash))
+        if models != self._advertised:
+            self._advertised = models
+            if self._on_models is not None:
+                self._on_models(models)
+            self._announce()
+
+    async def _drain_results(self) -> None:
+        while await self._read_results(block=False):
+            pass
+
+    async def _read_results(self, *, block: bool = True) -> int:
+        """Read, handle and acknowledge a round of results; how many there were."""
+        from redis.exceptions import ResponseError
+
+        try:
+            # First what this consumer read but did not acknowledge (a bot that stopped mid-way), then the new.
+            count = 0
+            for start in ("0", ">"):
+                replies = await self.redis.xreadgroup(
+                    BOT_GROUP, "bot", {RESULTS: start}, count=50, block=1000 if start == ">" and block else None
+                )
+                for entry_id, fields in stream_entries(replies):
+                    count += 1
+                    if fields:
+                        self._on_result(fields)
+                    await self.redis.xack(RESULTS, BOT_GROUP, entry_id)
+                    await self.redis.xdel(RESULTS, entry_id)
+            return count
+        except ResponseError as err:
+            if "NOGROUP" not in str(err):
+                raise
+            await self._ensure_group()  # Redis came back without its data
+            return 0
+
+    def _on_result(self, fields: dict[str, bytes]) -> None:
+        try:
+            job_id = event_job_id(fields)
+        except WireError as err:
+            log.warning("dropped a malformed result: %s", err)
+            return
+        entry = self._by_id.get(job_id)
+        if entry is None:
+            self._orphans[job_id] = fields
+            while len(self._orphans) > ORPHANS:
+                self._orphans.popitem(last=False)
+            return
+        self._result(entry, fields)
+
+    def _result(self, entry: _Entry, fields: dict[str, bytes]) -> None:
+        try:
+            event = decode_event(fields, entry.job)
+            origin = jobs_key(*sender(fields))
+        except WireError as err:
+            log.warning("job %s: dropped a malformed result: %s", entry.job.job_id, err)
+            return
+        if not isinstance(event, TERMINAL_EVENTS):
+            return
+        if isinstance(event, WasCancelled) and not entry.cancel_requested:
+            # The worker gave the job back (it is shutting down): another runs it.
+            if entry.worker == origin:
+                log.info("job %s given back by %s", entry.job.job_id, origin)
+                self._release(entry)
+                self._requeue(entry)
+                self._dispatch()
+                self._announce()
+            return
+        if entry.worker is not None and entry.worker != origin:
+            # Another worker had it too (this one was thought dead): the first result wins; stop the other.
+            other = self._workers.get(entry.worker)
+            if other is not None:
+                self._send(other.key, [{"kind": b"cancel", "job_id": entry.job.job_id.encode()}])
+            self._release(entry)
+            entry.worker = origin if origin in self._workers else None
+        log.info("job %s: %s from %s", entry.job.job_id, type(event).__name__.lower(), origin)
+        self._finish(entry, event)
+        self._dispatch()
+        self._announce()
+
+    def _release(self, entry: _Entry, *, finished: bool = False) -> None:
+        """Free the slot the job took on its worker; the last of a batch to finish times the worker's speed."""
+        worker = self._workers.get(entry.worker or "")
+        if worker is None:
+            return
+        for batch in list(worker.batches):
+            if entry.job.job_id not in batch.jobs:
+                continue
+            batch.jobs.discard(entry.job.job_id)
+            if not batch.jobs:
+                worker.batches.remove(batch)
+                if finished:
+                    worker.times.record(batch.model, batch.cost, self._clock() - batch.sent_at)
+
+    async def _read_progress(self) -> None:
+        replies = await self.redis.xread({PROGRESS: self._progress_from}, count=200, block=1000)
+        for entry_id, fields in stream_entries(replies):
+            self._progress_from = entry_id
+            self._on_progress(fields)
+
+    def _on_progress(self, fields: dict[str, bytes]) -> None:
+        try:
+            entry = self._by_id.get(event_job_id(fields))
+            if entry is None or entry.worker != jobs_key(*sender(fields)):
+                return  # finished, or from a worker that no longer holds it
+            event = decode_event(fields, entry.job)
+        except WireError as err:
+            log.warning("dropped a malformed progress entry: %s", err)
+            return
+        if isinstance(event, Started):
+            if not entry.started:
+                entry.started = True
+                self._emit(entry, event)
+        elif isinstance(event, Progress):
+            if not entry.started:
+                entry.started = True
+                self._emit(entry, Started())
+            self._emit(entry, event)
+
+    # -- dead workers -------------------------------------------------------------------------------------------
+
+    async def _reap(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), max(self.timeout / 5, 0.2))
+        now = self._clock()
+        for worker in list(self._workers.values()):
+            if now - worker.seen > self.timeout:
+                self._lost(worker, f"no heartbeat for {now - worker.seen:.0f} s")
+                with contextlib.suppress(*redis_errors()):
+                    await self.redis.delete(worker.key)
+                continue
+            # Entries its worker stopped refreshing: the process lives (it still beats) but the job is stuck or lost.
+            reply = await self.redis.xautoclaim(
+                worker.key, WORKER_GROUP, "reaper", min_idle_time=int(self.timeout * 1000), count=100
+            )
+            for entry_id, fields in entry_list(reply[1]):
+                await self.redis.xack(worker.key, WORKER_GROUP, entry_id)
+                job_id = fields.get("job_id", b"").decode(errors="replace")
+                entry = self._by_id.get(job_id)
+                if entry is not None and entry.worker == worker.key:
+                    log.warning("job %s: %s stopped reporting on it; it goes to another worker", job_id, worker.label)
+                    self._release(entry)
+                    self._requeue(entry)
+        self._models_changed()
+        self._dispatch()
+        self._announce()
+
+    def _lost(self, worker: _Worker, why: str) -> None:
+        del self._workers[worker.key]
+        jobs = [e for e in self._by_id.values() if e.worker == worker.key]
+        log.warning("worker %s lost (%s); %d job(s) go back to the queue", worker.label, why, len(jobs))
+        for entry in jobs:
+            self._requeue(entry)
+        self._models_changed()
+
+    # -- what the jobs hear -------------------------------------------------------------------------------------
+
+    async def _stream(self, entry: _Entry) -> AsyncIterator[JobEvent]:
+        while True:
+            event = await entry.events.get()
+            yield event
+            if isinstance(event, TERMINAL_EVENTS):
+                return
+
+    def _emit(self, entry: _Entry, event: JobEvent) -> None:
+        entry.events.put_nowait(event)
+
+    def _slots(self) -> list[tuple[float, float]]:
+        """(seconds until free, seconds per unit of cost) of every connected worker's slots; a worker that has not
+        run a job yet is taken to be as fast as the others' mean (none known: no ETA at all)."""
+        rates = {key: w.times.rate() or w.hello.speed for key, w in self._workers.items()}
+        known = [r for r in rates.values() if r is not None]
+        fallback = sum(known) / len(known) if known else None
+        now = self._clock()
+        slots: list[tuple[float, float]] = []
+        for key, worker in self._workers.items():
+            rate = rates[key] or fallback
+            if rate is None:
+                continue
+            busy = sorted(max(b.cost * rate - (now - b.sent_at), 0.0) for b in worker.batches)[: worker.hello.slots]
+            slots += [(free, rate) for free in busy + [0.0] * (worker.hello.slots - len(busy))]
+        return slots
+
+    def _etas(self, order: list[int]) -> list[float | None]:
+        slots = self._slots()
+        if not slots:
+            return [None] * len(order)
+        done = finish_times_on(
+            [s[0] for s in slots], [s[1] for s in slots], [self._pending[seq].plan.cost() for seq in order]
+        )
+        return list(done)
+
+    def _first_free(self, user_id: str) -> float | None:
+        order = self._order()
+        etas = self._etas(order)
+        return min(
+            (
+                eta
+                for seq, eta in zip(order, etas, strict=True)
+                if eta is not None and self._pending[seq].job.user_id == user_id
+            ),
+            default=None,
+        )
+
+    def _announce(self) -> None:
+        order = self._order()
+        etas = self._etas(order)
+        running = sum(1 for e in self._by_id.values() if e.worker is not None)
+        for place, (seq, eta) in enumerate(zip(order, etas, strict=True), start=1):
+            entry = self._pending[seq]
+            waiting = None
+            if not self._holders(entry.job.params.model):
+                waiting = (
+                    f"No GPU worker connected has the model {entry.job.params.model}; "
+                    "it starts when one that has it connects."
+                    if self._workers
+                    else "No GPU worker is connected; it starts when one connects."
+                )
+            self._emit(entry, Queued(position=place, ahead=place - 1 + running, eta_seconds=eta, waiting_for=waiting))
+
+
+def _ms(redis_time: tuple[int, int] | list[int]) -> int:
+    seconds, micros = redis_time
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def stream_entries(reply: Any) -> list[tuple[bytes, dict[str, bytes]]]:
+    """The entries of an XREAD/XREADGROUP reply over any streams (RESP2 lists or RESP3 maps), oldest first."""
+    if not reply:
+        return []
+    per_stream = reply.values() if isinstance(reply, dict) else [entries for _, entries in reply]
+    return [entry for entries in per_stream for entry in entry_list(entries)]
+
+
+def entry_list(entries: Any) -> list[tuple[bytes, dict[str, bytes]]]:
+    """Stream entries as (id, fields by name); an entry deleted meanwhile has no fields."""
+    if entries and isinstance(entries[0], list) and len(entries[0]) == 1 and isinstance(entries[0][0], list):
+        entries = entries[0]  # RESP3 wraps a stream's entries once more
+    out = []
+    for entry_id, fields in entries or []:
+        named = {bytes(k).decode(errors="replace"): bytes(v) for k, v in (fields or {}).items()}
+        out.append((bytes(entry_id), named))
+    return out

@@ -1,0 +1,303 @@
+"""GPU workers on other machines, the worker's side: `RemoteWorker` runs what the bot hands it on a local
+`GpuExecutor` and streams progress, previews and results back (see `engine.remote` for the keys).
+
+A worker knows no Discord token and holds no queue of its own beyond what the bot sent it: the bot decides who
+runs what. It announces itself every `heartbeat` seconds (devices, models with their A1111 hashes, what is loaded,
+free memory, speed, its jobs) and refreshes its jobs' stream entries with each beat, so a long job is never taken
+for a lost one. A job naming a model hash this worker's file does not have is refused, never drawn with another
+file. On shutdown it gives its running jobs back (the bot requeues them for another worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import EaselError, ModelUnavailableError
+from engine.jobs import TERMINAL_EVENTS, Failed, Job, JobEvent, Progress, Queued, Started, Ticket, WasCancelled
+from engine.remote import (
+    HELLO,
+    HELLO_MAXLEN,
+    PROGRESS,
+    PROGRESS_MAXLEN,
+    RESULTS,
+    TIMEOUT,
+    WORKER_GROUP,
+    jobs_key,
+    retrying,
+    stream_entries,
+)
+from engine.wire import Hello, WireError, WorkerModel, decode_job, encode_event, encode_hello, job_model_hash
+
+if TYPE_CHECKING:
+    from engine.executor import GpuExecutor
+    from engine.models.registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.5  # least seconds between two plain progress entries of a job (previews have their own rate)
+
+
+def free_memory(devices: list[str]) -> int | None:
+    """Bytes free on the first device: the GPU's own count on CUDA, the machine's available memory on CPU."""
+    try:
+        if devices and devices[0].startswith("cuda"):
+            import torch
+
+            return int(torch.cuda.mem_get_info(devices[0])[0])
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, RuntimeError, AttributeError):
+        return None
+
+
+def advertised_models(registry: ModelRegistry) -> list[WorkerModel]:
+    """This worker's models with their A1111 hashes (hashing a file once; cached by size and mtime after)."""
+    models = []
+    for entry in registry.entries():
+        if not entry.usable or entry.kind in ("hub", "remote"):
+            continue
+        try:
+            digest = registry.model_hash(entry)
+        except OSError as err:
+            log.warning("model %s left out: its hash cannot be read (%s)", entry.name, err)
+            continue
+        models.append(WorkerModel(entry.name, digest, entry.family, entry.latent_scale, entry.context_width))
+    return models
+
+
+class RemoteWorker:
+    """One worker process: `run()` until `stop` is set."""
+
+    def __init__(
+        self,
+        redis: Any,
+        executor: GpuExecutor,
+        registry: ModelRegistry,
+        *,
+        name: str,
+        devices: list[str],
+        max_images: int,
+        heartbeat: float = TIMEOUT / 5,
+        progress_interval: float = PROGRESS_INTERVAL,
+        memory: Callable[[], int | None] | None = None,
+    ) -> None:
+        self.redis: Any = redis
+        self.executor = executor
+        self.registry = registry
+        self.name = name
+        self.boot = secrets.token_hex(8)
+        self.devices = devices
+        self.max_images = max_images
+        self.heartbeat = heartbeat
+        self.progress_interval = progress_interval
+        self._memory = memory or (lambda: free_memory(devices))
+        self.key = jobs_key(name, self.boot)
+        self._models: list[WorkerModel] = []
+        self._running: dict[str, bytes] = {}  # job -> its entry id in our stream
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._outbox: asyncio.Queue[tuple[str, bytes | None, dict[str, bytes]]] = asyncio.Queue()
+        self._posted: set[str] = set()
+        self._sent = asyncio.Event()  # set whenever a job's last word has gone out
+        self._beat_now = asyncio.Event()
+        self._stop = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+        self._models = await asyncio.to_thread(advertised_models, self.registry)
+        log.info(
+            "worker %s (run %s): %s, %d model(s): %s",
+            self.name,
+            self.boot,
+            ", ".join(self.devices),
+            len(self._models),
+            ", ".join(m.name for m in self._models),
+        )
+        await retrying("worker start", self._create_group, stop, once=True)
+        loops = [
+            asyncio.create_task(retrying("heartbeat", self._beat, stop), name=f"easel-worker-{self.boot}-heartbeat"),
+            asyncio.create_task(retrying("jobs", self._read_jobs, stop), name=f"easel-worker-{self.boot}-jobs"),
+            asyncio.create_task(
+                retrying("results", self._send_results, stop), name=f"easel-worker-{self.boot}-results"
+            ),
+        ]
+        await stop.wait()
+        log.info("worker %s stopping: %d running job(s) go back to the bot", self.name, len(self._running))
+        await self.executor.close()  # cancels the running jobs: their WasCancelled goes out as "given back"
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drain(), 2)
+        for job_id, entry_id in list(self._running.items()):  # those the local queue still held
+            self._post(job_id, entry_id, WasCancelled())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drain(), 5)
+        for task in [*loops, *self._tasks]:
+            task.cancel()
+        await asyncio.gather(*loops, *self._tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.redis.delete(self.key)
+            await self.redis.aclose()
+
+    async def _drain(self) -> None:
+        """Until every job this worker took has had its last word sent."""
+        while self._running:
+            self._sent.clear()
+            await self._sent.wait()
+
+    async def _create_group(self) -> None:
+        from redis.exceptions import ResponseError
+
+        try:
+            await self.redis.xgroup_create(self.key, WORKER_GROUP, id="0", mkstream=True)
+        except ResponseError as err:
+            if "BUSYGROUP" not in str(err):
+                raise
+
+    def hello(self) -> Hello:
+        return Hello(
+            worker=self.name,
+            boot=self.boot,
+            devices=tuple(self.devices),
+            models=tuple(self._models),
+            loaded=tuple(n for n in self.executor.loaded_models() if any(m.name == n for m in self._models)),
+            free_memory=self._memory(),
+            slots=len(self.executor.engines),
+            max_images=self.max_images,
+            speed=self.executor.speed(),
+            running=tuple(self._running),
+        )
+
+    async def _beat(self) -> None:
+        await self.redis.xadd(HELLO, encode_hello(self.hello()), maxlen=HELLO_MAXLEN, approximate=True)
+        if self._running:
+            # Refresh our jobs' entries: idle past the timeout, they would be taken for lost.
+            await self.redis.xclaim(
+                self.key,
+                WORKER_GROUP,
+                self.boot,
+                min_idle_time=0,
+                message_ids=list(self._running.values()),
+                justid=True,
+            )
+        self._beat_now.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._beat_now.wait(), self.heartbeat)
+
+    async def _read_jobs(self) -> None:
+        from redis.exceptions import ResponseError
+
+        try:
+            reply = await self.redis.xreadgroup(WORKER_GROUP, self.boot, {self.key: ">"}, count=64, block=1000)
+        except ResponseError as err:
+            if "NOGROUP" not in str(err):
+                raise
+            await self._create_group()  # Redis came back without its data
+            return
+        jobs: list[tuple[bytes, Job, str | None]] = []
+        for entry_id, fields in stream_entries(reply):
+            kind = fields.get("kind", b"")
+            if kind == b"cancel":
+                job_id = fields.get("job_id", b"").decode(errors="replace")
+                log.info("job %s: cancel from the bot", job_id)
+                self.executor.cancel(job_id)
+                await self.redis.xack(self.key, WORKER_GROUP, entry_id)
+                continue
+            try:
+                jobs.append((entry_id, decode_job(fields), job_model_hash(fields)))
+            except WireError as err:
+                log.warning("dropped a malformed job entry: %s", err)
+                await self.redis.xack(self.key, WORKER_GROUP, entry_id)
+        if jobs:
+            await self._start(jobs)
+
+    async def _start(self, jobs: list[tuple[bytes, Job, str | None]]) -> None:
+        runnable: list[tuple[bytes, Job]] = []
+        for entry_id, job, digest in jobs:
+            if job.job_id in self._running:  # sent again (a bot restarted meanwhile): the run under way answers it
+                log.info("job %s: already running here", job.job_id)
+                await self.redis.xack(self.key, WORKER_GROUP, entry_id)
+                continue
+            problem = self._model_problem(job.params.model, digest)
+            self._running[job.job_id] = entry_id
+            self._posted.discard(job.job_id)
+            if problem is None:
+                runnable.append((entry_id, job))
+            else:
+                log.warning("job %s refused: %s", job.job_id, problem)
+                self._post(job.job_id, entry_id, Failed(ModelUnavailableError(problem)))
+        outcomes = await self.executor.submit_many([job for _, job in runnable])
+        for (entry_id, job), outcome in zip(runnable, outcomes, strict=True):
+            if isinstance(outcome, EaselError):
+                self._post(job.job_id, entry_id, Failed(outcome))
+                continue
+            log.info("job %s started (%s)", job.job_id, job.params.model)
+            task = asyncio.create_task(
+                self._follow(entry_id, outcome), name=f"easel-worker-{self.boot}-job-{job.job_id}"
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _model_problem(self, name: str, digest: str | None) -> str | None:
+        model = next((m for m in self._models if m.name == name), None)
+        if model is None:
+            return f"Worker {self.name} does not have the model {name!r}."
+        if digest is not None and model.hash is not None and model.hash != digest:
+            return (
+                f"Worker {self.name} has a different file for {name!r} (hash {model.hash}, the job asks for "
+                f"{digest}); it will not draw with another model."
+            )
+        return None
+
+    async def _follow(self, entry_id: bytes, ticket: Ticket) -> None:
+        job_id = ticket.job.job_id
+        last = 0.0
+        async for event in ticket.events:
+            if isinstance(event, Queued):
+                continue
+            if isinstance(event, TERMINAL_EVENTS):
+                self._post(job_id, entry_id, event)
+                return
+            if isinstance(event, Progress) and event.preview is None:
+                now = time.monotonic()
+                if now - last < self.progress_interval and event.step < event.total:
+                    continue
+                last = now
+            assert isinstance(event, Started | Progress)
+            self._outbox.put_nowait((job_id, None, encode_event(event)))
+
+    def _post(self, job_id: str, entry_id: bytes, event: JobEvent) -> None:
+        """The job's last word, once."""
+        if job_id in self._posted:
+            return
+        self._posted.add(job_id)
+        self._outbox.put_nowait((job_id, entry_id, encode_event(event)))
+
+    async def _send_results(self) -> None:
+        """Send what the jobs said, in order; a terminal event is sent until Redis takes it (then its entry is
+        acknowledged), so a result made while Redis was away goes out when it is back."""
+        job_id, entry_id, fields = await self._outbox.get()
+        stamped = {**fields, "job_id": job_id.encode(), "worker": self.name.encode(), "boot": self.boot.encode()}
+        if entry_id is None:
+            await self.redis.xadd(PROGRESS, stamped, maxlen=PROGRESS_MAXLEN, approximate=True)
+            return
+        try:
+            await self.redis.xadd(RESULTS, stamped)
+        except BaseException:
+            await self._requeue_front(job_id, entry_id, fields)
+            raise
+        await self.redis.xack(self.key, WORKER_GROUP, entry_id)
+        self._running.pop(job_id, None)
+        self._sent.set()
+        self._beat_now.set()  # tell the bot at once that a slot is free
+
+    async def _requeue_front(self, job_id: str, entry_id: bytes, fields: dict[str, bytes]) -> None:
+        rest = []
+        while not self._outbox.empty():
+            rest.append(self._outbox.get_nowait())
+        self._outbox.put_nowait((job_id, entry_id, fields))
+        for item in rest:
+            self._outbox.put_nowait(item)

@@ -1,0 +1,271 @@
+"""GPU workers on other machines through a real redis-server: the bot's pool and in-process workers (a fake engine,
+real transport). Skipped with a reason only where redis-server is not installed (.ci/run installs it)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine.errors import ModelUnavailableError
+from engine.jobs import Failed, Finished, Progress, Queued, Started, WasCancelled
+from engine.queue_policy import finish_times_on
+from engine.remote import HELLO, RESULTS, RemotePool, connect, jobs_key, safe_url
+from engine.wire import encode_job
+from tests.engine.remote_helpers import (
+    Outcome,
+    collect,
+    job,
+    make_pool,
+    run_all,
+    start_worker,
+    until_workers,
+)
+from tests.waiting import wait_until
+from tools.redis_server import RedisServer, redis_binary
+
+pytestmark = pytest.mark.skipif(
+    redis_binary() is None, reason="redis-server is not installed here (apt install redis-server; .ci/run does)"
+)
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server  # type: ignore[misc]
+    server.stop()
+
+
+@pytest.fixture
+async def pool(redis: RedisServer) -> AsyncIterator[RemotePool]:
+    pool = make_pool(redis.url)
+    await pool.start()
+    yield pool
+    await pool.close()
+
+
+async def test_two_workers_share_the_jobs_and_each_result_arrives_once(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "alpha-box", {"alpha": None}, step_seconds=0.02)
+    b = await start_worker(redis.url, "beta-box", {"alpha": None}, step_seconds=0.02)
+    await until_workers(pool, 2)
+    tickets = [await pool.submit(job(f"{n:06x}", f"p{n}", user=str(n % 3 + 1))) for n in range(8)]
+    outcomes = await run_all(tickets)
+    assert all(isinstance(o.last, Finished) for o in outcomes)
+    assert [sum(isinstance(e, Finished) for e in o.events) for o in outcomes] == [1] * 8
+    assert sorted(a.engine.ran + b.engine.ran) == sorted(f"p{n}" for n in range(8))  # each ran once
+    assert a.engine.ran and b.engine.ran  # both worked
+    finished = outcomes[0].last
+    assert isinstance(finished, Finished) and finished.result.images[0].png.startswith(b"\x89PNG")
+    assert any(isinstance(e, Started) for e in outcomes[0].events)
+    assert any(isinstance(e, Progress) for e in outcomes[0].events)
+    await a.shut()
+    await b.shut()
+
+
+async def test_affinity_routes_each_job_to_the_worker_holding_its_model(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": "aaaaaaaaaa"})
+    b = await start_worker(redis.url, "b", {"beta": "bbbbbbbbbb"})
+    await until_workers(pool, 2)
+    tickets = [await pool.submit(job(f"{n:06x}", f"p{n}", model="alpha" if n % 2 else "beta")) for n in range(6)]
+    await run_all(tickets)
+    assert sorted(a.engine.ran) == ["p1", "p3", "p5"]
+    assert sorted(b.engine.ran) == ["p0", "p2", "p4"]
+    await a.shut()
+    await b.shut()
+
+
+async def test_a_job_whose_model_no_worker_has_waits_saying_so_then_runs(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None})
+    await until_workers(pool, 1)
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await pool.submit(job("00000a", "late", model="gamma")), outcome))
+    await wait_until(lambda: bool(outcome.events), what="a queued event")
+    first = outcome.events[0]
+    assert isinstance(first, Queued) and first.waiting_for is not None and "gamma" in first.waiting_for
+    g = await start_worker(redis.url, "g", {"gamma": None})
+    await asyncio.wait_for(follow, 15)
+    assert isinstance(outcome.last, Finished) and g.engine.ran == ["late"]
+    await a.shut()
+    await g.shut()
+
+
+async def test_refuse_mode_refuses_a_model_no_worker_has(redis: RedisServer) -> None:
+    pool = make_pool(redis.url, missing="refuse")
+    await pool.start()
+    a = await start_worker(redis.url, "a", {"alpha": None})
+    await until_workers(pool, 1)
+    with pytest.raises(ModelUnavailableError, match="No GPU worker connected has the model 'gamma'"):
+        await pool.submit(job("00000b", "x", model="gamma"))
+    await a.shut()
+    await pool.close()
+
+
+async def test_a_job_naming_another_hash_goes_to_no_worker_and_a_worker_refuses_it(
+    redis: RedisServer, pool: RemotePool
+) -> None:
+    pool._model_hash = lambda name: "1234567890"
+    a = await start_worker(redis.url, "a", {"alpha": "abcdefabcd"})
+    await until_workers(pool, 1)
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await pool.submit(job("00000c", "x")), outcome))
+    await wait_until(lambda: bool(outcome.events), what="a queued event")
+    assert isinstance(outcome.events[0], Queued) and outcome.events[0].waiting_for is not None
+    assert a.engine.ran == []
+    pool.cancel("00000c")
+    await asyncio.wait_for(follow, 5)
+    # Sent straight to the worker anyway (a bot that knew another hash), the job is refused, not drawn.
+    r = connect(redis.url)
+    await r.xadd(
+        a.worker.key, encode_job(job("00000d", "y").__class__("00000d", "1", job("00000d", "y").params), "1234567890")
+    )
+    reply = await r.xread({RESULTS: "0"}, block=5000)
+    fields = {k.decode(): v for k, v in reply[0][1][0][1].items()}
+    assert fields["kind"] == b"failed" and b"different file" in fields["body"]
+    assert a.engine.ran == []
+    await r.aclose()
+    await a.shut()
+
+
+async def test_cancel_while_queued_and_while_running(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.1)
+    await until_workers(pool, 1)
+    running, waiting = Outcome(), Outcome()
+    t1 = asyncio.create_task(collect(await pool.submit(job("0000a1", "long", steps=40)), running))
+    t2 = asyncio.create_task(collect(await pool.submit(job("0000a2", "next", steps=40, cfg_scale=3.0)), waiting))
+    await wait_until(lambda: any(isinstance(e, Progress) for e in running.events), limit_s=10, what="progress")
+    assert pool.cancel("0000a2")  # still in the bot's queue
+    await asyncio.wait_for(t2, 5)
+    assert isinstance(waiting.last, WasCancelled)
+    assert pool.cancel("0000a1")  # on the worker
+    await asyncio.wait_for(t1, 5)
+    assert isinstance(running.last, WasCancelled)
+    assert a.engine.steps_done["long"] < 40 and a.engine.ran == []
+    assert pool.queue_length() == 0
+    await a.shut()
+
+
+async def test_a_dead_worker_s_job_completes_once_elsewhere(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
+    await until_workers(pool, 1)
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await pool.submit(job("0000b1", "survivor", steps=30)), outcome))
+    await wait_until(lambda: a.engine.steps_done.get("survivor", 0) >= 2, limit_s=10, what="the job to start")
+    await a.die()
+    b = await start_worker(redis.url, "b", {"alpha": None}, step_seconds=0.01)
+    await asyncio.wait_for(follow, 20)
+    assert isinstance(outcome.last, Finished)
+    assert sum(isinstance(e, Finished) for e in outcome.events) == 1
+    assert b.engine.ran == ["survivor"]
+    await b.shut()
+
+
+async def test_a_worker_thought_dead_that_finishes_after_all_is_not_posted_twice(redis: RedisServer) -> None:
+    pool = make_pool(redis.url, timeout=1.0)
+    await pool.start()
+    slow = await start_worker(redis.url, "slow", {"alpha": None}, step_seconds=0.1, heartbeat=0.2)
+    await until_workers(pool, 1)
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await pool.submit(job("0000c1", "twice", steps=25)), outcome))
+    await wait_until(lambda: slow.engine.steps_done.get("twice", 0) >= 1, limit_s=10, what="the job to start")
+    # Its heartbeats stop (a network partition), but it goes on drawing and will report.
+    for task in asyncio.all_tasks():
+        if task.get_name() == f"easel-worker-{slow.worker.boot}-heartbeat":
+            task.cancel()
+    fast = await start_worker(redis.url, "fast", {"alpha": None}, step_seconds=0.01)
+    await asyncio.wait_for(follow, 20)
+    await wait_until(lambda: "twice" in slow.engine.ran or slow.engine.steps_done["twice"] >= 25, limit_s=10)
+    await asyncio.sleep(0.5)
+    assert [type(e) for e in outcome.events].count(Finished) == 1
+    assert fast.engine.ran == ["twice"]
+    await fast.shut()
+    await slow.shut()
+    await pool.close()
+
+
+async def test_a_bot_restart_with_jobs_on_workers_loses_nothing_and_posts_nothing_twice(redis: RedisServer) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
+    first = make_pool(redis.url)
+    await first.start()
+    await until_workers(first, 1)
+    jobs = [job(f"0000d{n}", f"r{n}", steps=10, cfg_scale=float(n + 1)) for n in range(3)]
+    for j in jobs:
+        await first.submit(j)
+    await wait_until(lambda: bool(a.engine.steps_done), limit_s=10, what="a job to start")
+    await first.close()  # the bot stops; the store keeps the jobs and the next start submits them again
+    await asyncio.sleep(0.6)  # the running job finishes meanwhile
+    second = make_pool(redis.url)
+    await second.start()
+    outcomes = await run_all([await second.submit(j) for j in jobs])
+    assert all(isinstance(o.last, Finished) for o in outcomes)
+    assert sorted(a.engine.ran) == ["r0", "r1", "r2"]  # none ran twice
+    await a.shut()
+    await second.close()
+
+
+async def test_redis_restart_mid_job_the_job_finishes_and_the_next_runs(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
+    await until_workers(pool, 1)
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await pool.submit(job("0000e1", "through", steps=30)), outcome))
+    await wait_until(lambda: a.engine.steps_done.get("through", 0) >= 2, limit_s=10, what="the job to start")
+    redis.restart()  # AOF: the streams, groups and entries survive
+    await asyncio.wait_for(follow, 30)
+    assert isinstance(outcome.last, Finished)
+    after = await run_all([await pool.submit(job("0000e2", "after"))])
+    assert isinstance(after[0].last, Finished)
+    assert a.engine.ran == ["through", "after"]
+    await a.shut()
+
+
+async def test_malformed_entries_from_a_worker_are_dropped_and_the_pool_goes_on(
+    redis: RedisServer, pool: RemotePool
+) -> None:
+    r = connect(redis.url)
+    await r.xadd(HELLO, {"worker": b"evil", "boot": b"0123456789abcdef", "body": b'{"models": "all"}'})
+    await r.xadd(RESULTS, {"job_id": b"../../etc", "kind": b"finished"})
+    a = await start_worker(redis.url, "a", {"alpha": None})
+    await until_workers(pool, 1)
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await pool.submit(job("0000f1", "fine")), outcome))
+    # A forged result for the job, from no worker that holds it, with a wrong image: dropped.
+    await r.xadd(
+        RESULTS, {"job_id": b"0000f1", "worker": b"x", "boot": b"0123456789abcdef", "kind": b"finished", "body": b"{}"}
+    )
+    await asyncio.wait_for(follow, 10)
+    assert isinstance(outcome.last, Finished) and [w.worker for w in pool.workers()] == ["a"]
+    await r.aclose()
+    await a.shut()
+
+
+async def test_a_worker_shutting_down_gives_its_job_back(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
+    await until_workers(pool, 1)
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await pool.submit(job("0000f2", "handed", steps=40)), outcome))
+    await wait_until(lambda: a.engine.steps_done.get("handed", 0) >= 2, limit_s=10, what="the job to start")
+    await a.shut()
+    assert pool.position("0000f2") == 1  # back in the queue at once, not after the timeout
+    b = await start_worker(redis.url, "b", {"alpha": None})
+    await asyncio.wait_for(follow, 15)
+    assert isinstance(outcome.last, Finished) and b.engine.ran == ["handed"]
+    assert not any(isinstance(e, Failed) for e in outcome.events)
+    await b.shut()
+
+
+def test_eta_gives_each_job_to_the_worker_that_finishes_it_first() -> None:
+    # A fast worker (1 s per unit) busy for 2 s and a slow idle one (4 s per unit): a 1-unit job is done sooner
+    # on the fast one (3 s) than on the slow one (4 s); the next goes to the slow one (4 s).
+    assert finish_times_on([2.0, 0.0], [1.0, 4.0], [1.0, 1.0]) == [3.0, 4.0]
+
+
+def test_the_log_line_hides_the_password() -> None:
+    assert safe_url("rediss://easel-bot:s3cret@host:6380/0") == "rediss://easel-bot:***@host:6380/0"
+    assert safe_url("redis://:s3cret@host") == "redis://***@host"
+    assert safe_url("redis://host:6379") == "redis://host:6379"
+
+
+def test_job_streams_are_per_worker_run() -> None:
+    assert jobs_key("gpu-box", "0123abcd") == "easel:jobs:gpu-box:0123abcd"
