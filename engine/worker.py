@@ -139,8 +139,7 @@ class RemoteWorker:
             task.cancel()
         await asyncio.gather(*loops, *self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await self.redis.delete(self.key)
-            await self.redis.aclose()
+            await self.redis.aclose()  # its stream stays until the bot notices the silence (a worker may not DEL)
 
     async def _drain(self) -> None:
         """Until every job this worker took has had its last word sent."""

@@ -269,3 +269,38 @@ def test_the_log_line_hides_the_password() -> None:
 
 def test_job_streams_are_per_worker_run() -> None:
     assert jobs_key("gpu-box", "0123abcd") == "easel:jobs:gpu-box:0123abcd"
+
+
+ACL_FILE = Path(__file__).resolve().parents[2] / "deploy" / "users.acl"
+
+
+async def test_the_documented_acl_lets_a_worker_read_jobs_and_write_results_only(tmp_path: Path) -> None:
+    from redis.exceptions import NoPermissionError
+
+    acl = ACL_FILE.read_text().replace("BOT_PASSWORD", "bot-secret").replace("WORKER_PASSWORD", "worker-secret")
+    server = RedisServer(tmp_path / "acl", acl=acl)
+    server.start()
+    try:
+        pool = make_pool(server.url_for("easel-bot", "bot-secret"))
+        await pool.start()
+        a = await start_worker(server.url_for("easel-worker", "worker-secret"), "a", {"alpha": None})
+        await until_workers(pool, 1)
+        outcomes = await run_all([await pool.submit(job(f"00aa{n}0", f"acl{n}")) for n in range(2)])
+        assert all(isinstance(o.last, Finished) for o in outcomes)
+        worker = connect(server.url_for("easel-worker", "worker-secret"))
+        for forbidden in (
+            worker.xadd(a.worker.key, {"kind": b"job"}),  # hand itself (or others) jobs
+            worker.xrange(RESULTS),  # read other jobs' results
+            worker.hget("easel:running", "x"),
+            worker.set("easel:jobs:x", "y"),
+            worker.xadd("elsewhere", {"a": b"b"}),
+        ):
+            with pytest.raises(NoPermissionError):
+                await forbidden
+        await worker.aclose()
+        with pytest.raises(Exception, match=r"(?i)auth"):
+            await connect(server.url).ping()  # no anonymous access at all
+        await a.shut()
+        await pool.close()
+    finally:
+        server.stop()
