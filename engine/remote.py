@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -354,6 +355,8 @@ class RemotePool:
                 self._assign(worker, [self._pending[s] for s in seqs])
 
     def _free_slots(self, worker: _Worker) -> int:
+        if not worker.hello.accepting:
+            return 0
         ours = {job_id for batch in worker.batches for job_id in batch.jobs}
         foreign = any(job_id not in ours for job_id in worker.hello.running)  # e.g. from before a bot restart
         return worker.hello.slots - len(worker.batches) - int(foreign)
@@ -385,7 +388,7 @@ class RemotePool:
     ) -> None:
         async def send() -> None:
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
+                async with self.redis.pipeline(transaction=True) as pipe:  # a batch arrives whole (MULTI)
                     for fields in entries:
                         pipe.xadd(key, dict(fields))
                     if running:
@@ -552,6 +555,9 @@ class RemotePool:
             # The worker gave the job back (it is shutting down): another runs it.
             if entry.worker == origin:
                 log.info("job %s given back by %s", entry.job.job_id, origin)
+                leaving = self._workers.get(origin)
+                if leaving is not None:  # it is shutting down: nothing more for it
+                    leaving.hello = dataclasses.replace(leaving.hello, accepting=False)
                 self._release(entry)
                 self._requeue(entry)
                 self._dispatch()

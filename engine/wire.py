@@ -286,6 +286,7 @@ class Hello:
     max_images: int = 1
     speed: float | None = None
     running: tuple[str, ...] = ()
+    accepting: bool = True  # False once it is shutting down: it takes no more jobs
 
     def model(self, name: str) -> WorkerModel | None:
         return next((m for m in self.models if m.name == name), None)
@@ -304,6 +305,7 @@ def encode_hello(hello: Hello) -> dict[str, bytes]:
         "max_images": hello.max_images,
         "speed": hello.speed,
         "running": list(hello.running),
+        "accepting": hello.accepting,
     }
     return {"worker": hello.worker.encode(), "boot": hello.boot.encode(), "body": json.dumps(body).encode()}
 
@@ -342,6 +344,9 @@ def decode_hello(fields: Fields) -> Hello:
         raise WireError("bad job id in running")
     memory = body.get("free_memory")
     speed = body.get("speed")
+    accepting = body.get("accepting", True)
+    if not isinstance(accepting, bool):
+        raise WireError("accepting: not true or false")
     return Hello(
         worker=worker,
         boot=boot,
@@ -353,6 +358,7 @@ def decode_hello(fields: Fields) -> Hello:
         max_images=_int(body, "max_images", 1, 64),
         speed=None if speed is None else _seconds(speed),
         running=running,
+        accepting=accepting,
     )
 
 

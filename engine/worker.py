@@ -103,6 +103,7 @@ class RemoteWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._outbox: asyncio.Queue[tuple[str, bytes | None, dict[str, bytes]]] = asyncio.Queue()
         self._posted: set[str] = set()
+        self._accepting = True
         self._sent = asyncio.Event()  # set whenever a job's last word has gone out
         self._beat_now = asyncio.Event()
         self._stop = asyncio.Event()
@@ -128,6 +129,9 @@ class RemoteWorker:
         ]
         await stop.wait()
         log.info("worker %s stopping: %d running job(s) go back to the bot", self.name, len(self._running))
+        self._accepting = False
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._beat_once(), 2)
         await self.executor.close()  # cancels the running jobs: their WasCancelled goes out as "given back"
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drain(), 2)
@@ -168,10 +172,14 @@ class RemoteWorker:
             max_images=self.max_images,
             speed=self.executor.speed(),
             running=tuple(self._running),
+            accepting=self._accepting,
         )
 
-    async def _beat(self) -> None:
+    async def _beat_once(self) -> None:
         await self.redis.xadd(HELLO, encode_hello(self.hello()), maxlen=HELLO_MAXLEN, approximate=True)
+
+    async def _beat(self) -> None:
+        await self._beat_once()
         if self._running:
             # Refresh our jobs' entries: idle past the timeout, they would be taken for lost.
             await self.redis.xclaim(
@@ -216,6 +224,11 @@ class RemoteWorker:
     async def _start(self, jobs: list[tuple[bytes, Job, str | None]]) -> None:
         runnable: list[tuple[bytes, Job]] = []
         for entry_id, job, digest in jobs:
+            if not self._accepting:  # handed over just as this worker stops: straight back
+                self._running[job.job_id] = entry_id
+                self._posted.discard(job.job_id)
+                self._post(job.job_id, entry_id, WasCancelled())
+                continue
             if job.job_id in self._running:  # sent again (a bot restarted meanwhile): the run under way answers it
                 log.info("job %s: already running here", job.job_id)
                 await self.redis.xack(self.key, WORKER_GROUP, entry_id)

@@ -7,16 +7,16 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
-from engine.errors import Cancelled
+from engine.errors import Cancelled, EaselError
 from engine.executor import GpuExecutor
 from engine.jobs import TERMINAL_EVENTS, Job, JobEvent, Ticket
-from engine.pipeline import CancelledFn, ProgressFn, RawImage
+from engine.pipeline import CancelledFn, JobHooks, ProgressFn, RawImage
 from engine.plan import GenerationPlan, make_plan
 from engine.previews import PreviewFn
 from engine.remote import RemotePool, connect
@@ -64,6 +64,22 @@ class StepEngine:
                 Image.new("RGB", (plan.width, plan.height)), params.seed + i, f"{params.prompt}\nSeed: {params.seed}"
             )
             for i in range(params.batch_size)
+        ]
+
+
+class BatchStepEngine(StepEngine):
+    """Also runs compatible jobs as one batch (as DiffusersEngine does), recording each batch's prompts."""
+
+    def __init__(self, step_seconds: float = 0.01) -> None:
+        super().__init__(step_seconds)
+        self.batches: list[list[str]] = []
+
+    def generate_batch(
+        self, plans: Sequence[GenerationPlan], hooks: Sequence[JobHooks]
+    ) -> list[list[RawImage] | EaselError]:
+        self.batches.append([p.params.prompt for p in plans])
+        return [
+            self.generate(p, on_step=h.on_step, is_cancelled=h.is_cancelled) for p, h in zip(plans, hooks, strict=True)
         ]
 
 
@@ -125,10 +141,16 @@ async def start_worker(
     step_seconds: float = 0.01,
     heartbeat: float = 0.3,
     max_images: int = 4,
+    batches: bool = False,
 ) -> Running:
-    engine = StepEngine(step_seconds)
+    engine = BatchStepEngine(step_seconds) if batches else StepEngine(step_seconds)
     executor = GpuExecutor(
-        [engine], max_queued_per_user=256, max_queued_total=256, preview_interval=None, planner=make_plan
+        [engine],
+        max_queued_per_user=256,
+        max_queued_total=256,
+        preview_interval=None,
+        planner=make_plan,
+        max_batch_images=max_images,
     )
     worker = RemoteWorker(
         connect(url),

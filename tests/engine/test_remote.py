@@ -77,6 +77,21 @@ async def test_affinity_routes_each_job_to_the_worker_holding_its_model(redis: R
     await b.shut()
 
 
+async def test_compatible_waiting_jobs_go_to_a_worker_as_one_batch(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.02, max_images=3, batches=True)
+    await until_workers(pool, 1)
+    a.engine.gate.clear()  # the first job holds the worker while the others queue in the bot
+    tickets = [await pool.submit(job("0000aa", "head", steps=5, cfg_scale=2.0))]
+    await wait_until(lambda: bool(a.worker._running), what="the first job on the worker")
+    tickets += [await pool.submit(job(f"0000b{n}", f"b{n}", user=str(n + 2))) for n in range(4)]
+    a.engine.gate.set()
+    outcomes = await run_all(tickets)
+    assert all(isinstance(o.last, Finished) for o in outcomes)
+    assert a.engine.batches == [["b0", "b1", "b2"]]  # three images per batch at most (the worker's say); b3 alone
+    assert sorted(a.engine.ran) == ["b0", "b1", "b2", "b3", "head"]
+    await a.shut()
+
+
 async def test_a_job_whose_model_no_worker_has_waits_saying_so_then_runs(redis: RedisServer, pool: RemotePool) -> None:
     a = await start_worker(redis.url, "a", {"alpha": None})
     await until_workers(pool, 1)
@@ -240,19 +255,22 @@ async def test_malformed_entries_from_a_worker_are_dropped_and_the_pool_goes_on(
     await a.shut()
 
 
-async def test_a_worker_shutting_down_gives_its_job_back(redis: RedisServer, pool: RemotePool) -> None:
+async def test_a_worker_shutting_down_gives_its_job_back(redis: RedisServer) -> None:
+    pool = make_pool(redis.url, timeout=30.0)  # long: what moves the job is the worker's word, not its silence
+    await pool.start()
     a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
     await until_workers(pool, 1)
     outcome = Outcome()
     follow = asyncio.create_task(collect(await pool.submit(job("0000f2", "handed", steps=40)), outcome))
     await wait_until(lambda: a.engine.steps_done.get("handed", 0) >= 2, limit_s=10, what="the job to start")
     await a.shut()
-    assert pool.position("0000f2") == 1  # back in the queue at once, not after the timeout
+    await wait_until(lambda: pool.position("0000f2") == 1, limit_s=3, what="the job back in the queue")
     b = await start_worker(redis.url, "b", {"alpha": None})
     await asyncio.wait_for(follow, 15)
     assert isinstance(outcome.last, Finished) and b.engine.ran == ["handed"]
     assert not any(isinstance(e, Failed) for e in outcome.events)
     await b.shut()
+    await pool.close()
 
 
 def test_eta_gives_each_job_to_the_worker_that_finishes_it_first() -> None:
