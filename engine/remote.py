@@ -198,6 +198,7 @@ class RemotePool:
         self._started = False
         self._advertised: dict[str, tuple[str, int, int | None, str | None]] = {}
         self._progress_from = b"$"
+        self._joined = asyncio.Event()  # set whenever a worker connects
 
     # -- start and stop -----------------------------------------------------------------------------------------
 
@@ -220,7 +221,8 @@ class RemotePool:
     async def _bootstrap(self) -> None:
         await self._ensure_group()
         now_ms = _ms(await self.redis.time())
-        for entry_id, fields in entry_list(await self.redis.xrevrange(HELLO, count=HELLO_MAXLEN)):
+        latest = entry_list(await self.redis.xrevrange(HELLO, count=HELLO_MAXLEN))
+        for entry_id, fields in reversed(latest):  # oldest first: each worker's newest word counts
             age = (now_ms - int(entry_id.split(b"-")[0])) / 1000
             if age <= self.timeout:
                 self._heard(fields, seen=self._clock() - max(age, 0.0), quiet=True)
@@ -320,6 +322,12 @@ class RemotePool:
     def workers(self) -> list[Hello]:
         """The connected workers, as their latest heartbeats say."""
         return [w.hello for w in self._workers.values()]
+
+    async def wait_for_workers(self, count: int) -> None:
+        """Until `count` workers are connected (the caller bounds the wait)."""
+        while len(self._workers) < count:
+            self._joined.clear()
+            await self._joined.wait()
 
     # -- scheduling (all on the event loop: no locks) ------------------------------------------------------------
 
@@ -480,12 +488,18 @@ class RemotePool:
             for other in [w for w in self._workers.values() if w.hello.worker == hello.worker]:
                 self._lost(other, "it restarted")  # the same machine, a new run: its old jobs are gone
             worker = self._workers[key] = _Worker(hello, seen)
+            self._joined.set()
             if not quiet:
                 log.info(
                     "worker %s connected: %s, %d model(s)", worker.label, ", ".join(hello.devices), len(hello.models)
                 )
         else:
             worker.hello, worker.seen = hello, max(worker.seen, seen)
+        if not hello.accepting and not worker.batches:
+            del self._workers[key]  # it said goodbye, and holds nothing of ours
+            if not quiet:
+                log.info("worker %s left", worker.label)
+            return
         if not quiet:
             self._dispatch()
 

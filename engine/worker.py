@@ -179,6 +179,7 @@ class RemoteWorker:
         await self.redis.xadd(HELLO, encode_hello(self.hello()), maxlen=HELLO_MAXLEN, approximate=True)
 
     async def _beat(self) -> None:
+        self._beat_now.clear()  # before the beat: a job finishing while it goes out asks for the next at once
         await self._beat_once()
         if self._running:
             # Refresh our jobs' entries: idle past the timeout, they would be taken for lost.
@@ -190,7 +191,6 @@ class RemoteWorker:
                 message_ids=list(self._running.values()),
                 justid=True,
             )
-        self._beat_now.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._beat_now.wait(), self.heartbeat)
 

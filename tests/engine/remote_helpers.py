@@ -205,11 +205,7 @@ async def run_all(tickets: list[Ticket], limit_s: float = 30) -> list[Outcome]:
 
 
 async def until_workers(pool: RemotePool, count: int, limit_s: float = 10) -> None:
-    deadline = time.monotonic() + limit_s
-    while len(pool.workers()) < count:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{len(pool.workers())} of {count} workers connected after {limit_s} s")
-        await asyncio.sleep(0.02)
+    await asyncio.wait_for(pool.wait_for_workers(count), limit_s)
 
 
 async def events_of(ticket: Ticket) -> AsyncIterator[JobEvent]:
