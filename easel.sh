@@ -3,6 +3,7 @@
 #   ./easel.sh                                   start the Discord bot (needs EASEL_DISCORD_TOKEN)
 #   ./easel.sh setup                             only create .venv and install
 #   ./easel.sh imagine "a red circle on a blue background" --seed 42 --out out.png
+#   ./easel.sh worker                            a GPU worker for a bot elsewhere (needs EASEL_REDIS_URL)
 # torch is pinned to 2.13.0. Where pip's default index gives a CUDA build (a normal Linux box) that is what GPU
 # owners want; for a CPU-only machine set EASEL_TORCH_INDEX=https://download.pytorch.org/whl/cpu first.
 set -euo pipefail
