@@ -81,7 +81,7 @@ def build_engine_side(
     embeddings = EmbeddingDB([settings.embedding_dir])
     vaes = VaeLibrary([settings.vae_folder], registry.hashes)
     if remote:
-        return EngineSide(limits, registry, blobs, loras, embeddings, vaes, build_pool(settings, registry))
+        return EngineSide(limits, registry, blobs, loras, embeddings, vaes, build_pool(settings, registry, blobs))
     memory = settings.model_memory_mb * 1024 * 1024 if settings.model_memory_mb else None
     speed = SpeedOptions(
         dtype=settings.dtype,
@@ -126,7 +126,7 @@ def build_engine_side(
 WORKER_QUEUE = 256
 
 
-def build_pool(settings: Settings, registry: ModelRegistry) -> Executor:
+def build_pool(settings: Settings, registry: ModelRegistry, blobs: BlobStore) -> Executor:
     from engine.remote import RemotePool, connect
 
     assert settings.redis_url is not None
@@ -139,6 +139,7 @@ def build_pool(settings: Settings, registry: ModelRegistry) -> Executor:
         missing=settings.missing_model,
         timeout=settings.worker_timeout,
         on_models=registry.set_remote,
+        blobs=blobs,
     )
 
 
@@ -163,6 +164,7 @@ async def run_worker(settings: Settings) -> int:
         devices=worker_devices(settings.devices),
         max_images=settings.max_batch_images,
         heartbeat=settings.worker_timeout / 5,
+        blobs=side.blobs,
     )
     log.info("worker %s: jobs from %s", worker.name, safe_url(url))
     stop = asyncio.Event()

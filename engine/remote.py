@@ -29,9 +29,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import ModelUnavailableError, QueueFullError
+from engine.errors import InvalidParamsError, ModelUnavailableError, QueueFullError
 from engine.jobs import (
     TERMINAL_EVENTS,
+    Failed,
     Finished,
     Job,
     JobEvent,
@@ -43,10 +44,21 @@ from engine.jobs import (
 )
 from engine.plan import GenerationPlan
 from engine.queue_policy import RunTimes, admission_problem, fair_order, finish_times_on, pick_batch, pick_job
-from engine.wire import Hello, WireError, decode_event, decode_hello, encode_job, event_job_id, sender
+from engine.wire import (
+    Hello,
+    WireError,
+    decode_event,
+    decode_hello,
+    encode_job,
+    event_job_id,
+    sender,
+    valid_job_id,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from engine.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +69,11 @@ RUNNING = "easel:running"
 BOT_GROUP = "bot"
 WORKER_GROUP = "worker"
 TIMEOUT = 15.0  # seconds without a heartbeat (or an entry refresh) after which a worker's jobs go elsewhere
-HELLO_MAXLEN = 2000
-PROGRESS_MAXLEN = 5000
-ORPHANS = 512  # results kept for jobs not (yet) resubmitted after a bot restart
+HELLO_MAXLEN = 500  # heartbeats kept (a newly started bot learns the workers from them)
+PROGRESS_MAXLEN = 1000  # progress entries kept (previews <= 256 KiB each; the bot reads as they come)
+ORPHANS = 512  # results kept for jobs not (yet) resubmitted after a bot restart...
+ORPHAN_BYTES = 256 * 1024 * 1024  # ...and their bytes at most
+DONE_REMEMBERED = 4096
 MISSING_MODEL = ("wait", "refuse")
 
 
@@ -136,7 +150,6 @@ class _Batch:
     cost: float
     model: str
     sent_at: float
-    entries: dict[str, bytes] = field(default_factory=dict)  # job -> its entry id in the worker's stream
 
 
 @dataclass
@@ -172,6 +185,7 @@ class RemotePool:
         timeout: float = TIMEOUT,
         on_models: Callable[[Mapping[str, tuple[str, int, int | None, str | None]]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        blobs: BlobStore | None = None,
     ) -> None:
         if missing not in MISSING_MODEL:
             raise ValueError(f"missing must be one of {MISSING_MODEL}")
@@ -183,6 +197,7 @@ class RemotePool:
         self.missing = missing
         self.timeout = timeout
         self._on_models = on_models
+        self._blobs = blobs
         self._clock = clock
         self._workers: dict[str, _Worker] = {}  # by jobs key
         self._pending: dict[int, _Entry] = {}
@@ -192,6 +207,8 @@ class RemotePool:
         self._served = itertools.count(1)
         self._seq = itertools.count()
         self._orphans: OrderedDict[str, dict[str, bytes]] = OrderedDict()
+        self._orphan_bytes = 0
+        self._done: OrderedDict[str, None] = OrderedDict()  # jobs ended here lately: a later result is a duplicate
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
@@ -199,6 +216,10 @@ class RemotePool:
         self._advertised: dict[str, tuple[str, int, int | None, str | None]] = {}
         self._progress_from = b"$"
         self._joined = asyncio.Event()  # set whenever a worker connects
+        self._replaced: dict[str, bool] = {}  # worker runs replaced by a newer run of the same name (-> not yet warned)
+        self._hello_ok = clock()  # when the bot last heard Redis answer
+        self._reachable_since = clock()  # since when it has, without a gap
+        self._send_blocked_until = 0.0  # after a failed hand-over, a pause before the next
 
     # -- start and stop -----------------------------------------------------------------------------------------
 
@@ -252,6 +273,10 @@ class RemotePool:
     # -- the Executor protocol ----------------------------------------------------------------------------------
 
     async def submit(self, job: Job) -> Ticket:
+        if self._stop.is_set():
+            raise QueueFullError("Easel is shutting down; try again in a moment.")
+        if not valid_job_id(job.job_id):
+            raise ValueError(f"a job id for remote workers is 6 to 32 hex digits, not {job.job_id!r}")
         await self.start()
         plan = await asyncio.to_thread(self._planner, job.params)
         if job.job_id in self._by_id:
@@ -273,12 +298,17 @@ class RemotePool:
             )
         entry = _Entry(job=job, plan=plan, seq=next(self._seq))
         self._by_id[job.job_id] = entry
+        ticket = Ticket(job=job, events=self._stream(entry))
         orphan = self._orphans.pop(job.job_id, None)
-        if orphan is not None:  # its result came in before the restarted bot asked again
-            log.info("job %s: result already in from before the restart", job.job_id)
+        if orphan is not None:
+            self._orphan_bytes -= _size(orphan)  # its result came in before the restarted bot asked again
+            log.info("job %s: a result already in from before the restart", job.job_id)
             self._result(entry, orphan)
-            return Ticket(job=job, events=self._stream(entry))
+            if job.job_id not in self._by_id:
+                return ticket
         holder = await self._holder_of(job.job_id)
+        if job.job_id not in self._by_id:  # its result (or a cancel) came while Redis was asked
+            return ticket
         if holder is not None:
             log.info("job %s: still running on %s, from before the restart", job.job_id, holder.label)
             entry.worker = holder.key
@@ -288,15 +318,14 @@ class RemotePool:
             log.info("job %s queued for user %s", job.job_id, job.user_id)
             self._dispatch()
         self._announce()
-        return Ticket(job=job, events=self._stream(entry))
+        return ticket
 
     def cancel(self, job_id: str) -> bool:
         entry = self._by_id.get(job_id)
         if entry is None:
             return False
         if entry.seq in self._pending:
-            self._drop(entry)
-            self._emit(entry, WasCancelled())
+            self._finish(entry, WasCancelled())  # (a job given back and queued again may still have its record)
             self._announce()
             return True
         entry.cancel_requested = True
@@ -344,6 +373,8 @@ class RemotePool:
 
     def _dispatch(self) -> None:
         """Hand each worker with a free slot what fair order and model affinity pick for it, batched."""
+        if self._clock() < self._send_blocked_until:
+            return  # Redis just refused a hand-over: the reaper tries again shortly
         for worker in sorted(self._workers.values(), key=lambda w: len(w.batches)):
             while self._pending and self._free_slots(worker) > 0:
                 order = [seq for seq in self._order() if worker in self._holders(self._pending[seq].job.params.model)]
@@ -386,6 +417,24 @@ class RemotePool:
         running = {e.job.job_id: json.dumps({"worker": worker.key}) for e in entries}
         self._send(worker.key, [encode_job(e.job, digest) for e in entries], running=running, batch=batch)
 
+    async def _attach_images(self, entries: list[dict[str, bytes]]) -> list[dict[str, bytes]]:
+        """Each img2img job with its init image (a worker has not got the bot's uploads); a job whose image is
+        gone fails here, with the message the in-process path gives."""
+        ready = []
+        for fields in entries:
+            entry = self._by_id.get(fields["job_id"].decode())
+            digest = entry.job.params.init_image if entry is not None else None
+            if entry is None or digest is None:
+                ready.append(fields)
+                continue
+            try:
+                if self._blobs is None:
+                    raise InvalidParamsError("This bot keeps no uploads, so it cannot send init images to workers.")
+                ready.append({**fields, "init_image": await asyncio.to_thread(self._blobs.get, digest)})
+            except InvalidParamsError as err:
+                self._finish(entry, Failed(err))
+        return ready
+
     def _send(
         self,
         key: str,
@@ -396,18 +445,18 @@ class RemotePool:
     ) -> None:
         async def send() -> None:
             try:
+                ready = await self._attach_images(entries) if batch is not None else entries
+                if not ready:
+                    return
                 async with self.redis.pipeline(transaction=True) as pipe:  # a batch arrives whole (MULTI)
-                    for fields in entries:
+                    for fields in ready:
                         pipe.xadd(key, dict(fields))
                     if running:
                         pipe.hset(RUNNING, mapping=dict(running))
-                    ids = await pipe.execute()
-                if batch is not None:
-                    batch.entries = {
-                        f["job_id"].decode(): i for f, i in zip(entries, ids, strict=False) if isinstance(i, bytes)
-                    }
+                    await pipe.execute()
             except redis_errors() as err:
                 log.warning("could not reach Redis to hand jobs to a worker (%s); they go back to the queue", err)
+                self._send_blocked_until = self._clock() + 1.0
                 if batch is not None:
                     self._requeue_batch(key, batch)
 
@@ -442,6 +491,9 @@ class RemotePool:
 
     def _finish(self, entry: _Entry, event: JobEvent) -> None:
         self._drop(entry)
+        self._done[entry.job.job_id] = None
+        while len(self._done) > DONE_REMEMBERED:
+            self._done.popitem(last=False)
         self._release(entry, finished=isinstance(event, Finished))
         self._emit(entry, event)
         task = asyncio.create_task(self._forget(entry.job.job_id))
@@ -471,6 +523,10 @@ class RemotePool:
 
     async def _read_hellos(self) -> None:
         replies = await self.redis.xread({HELLO: self._hello_from}, count=100, block=1000)
+        now = self._clock()
+        if now - self._hello_ok > 3.0:  # the bot itself could not hear anyone: nobody's silence counts till now
+            self._reachable_since = now
+        self._hello_ok = now
         for entry_id, fields in stream_entries(replies):
             self._hello_from = entry_id
             self._heard(fields, seen=self._clock())
@@ -485,8 +541,21 @@ class RemotePool:
         key = jobs_key(hello.worker, hello.boot)
         worker = self._workers.get(key)
         if worker is None:
+            if key in self._replaced:
+                if self._replaced[key]:
+                    log.error(
+                        "two workers are named %s (runs %s and another); give each its own EASEL_WORKER_NAME. "
+                        "This one gets no jobs.",
+                        hello.worker,
+                        hello.boot,
+                    )
+                    self._replaced[key] = False
+                return
             for other in [w for w in self._workers.values() if w.hello.worker == hello.worker]:
                 self._lost(other, "it restarted")  # the same machine, a new run: its old jobs are gone
+                self._replaced[other.key] = True
+                while len(self._replaced) > 1000:
+                    self._replaced.pop(next(iter(self._replaced)))
             worker = self._workers[key] = _Worker(hello, seen)
             self._joined.set()
             if not quiet:
@@ -527,7 +596,7 @@ class RemotePool:
             count = 0
             for start in ("0", ">"):
                 replies = await self.redis.xreadgroup(
-                    BOT_GROUP, "bot", {RESULTS: start}, count=50, block=1000 if start == ">" and block else None
+                    BOT_GROUP, "bot", {RESULTS: start}, count=8, block=1000 if start == ">" and block else None
                 )
                 for entry_id, fields in stream_entries(replies):
                     count += 1
@@ -549,12 +618,17 @@ class RemotePool:
             log.warning("dropped a malformed result: %s", err)
             return
         entry = self._by_id.get(job_id)
-        if entry is None:
+        if entry is not None:
+            self._result(entry, fields)
+        elif job_id in self._done:
+            log.info("job %s: a second result (another worker ran it too) dropped", job_id)
+        else:
+            # Kept for a job the restarted bot has yet to submit again; bounded in count and in bytes.
             self._orphans[job_id] = fields
-            while len(self._orphans) > ORPHANS:
-                self._orphans.popitem(last=False)
-            return
-        self._result(entry, fields)
+            self._orphan_bytes += _size(fields)
+            while len(self._orphans) > ORPHANS or self._orphan_bytes > ORPHAN_BYTES:
+                _, old = self._orphans.popitem(last=False)
+                self._orphan_bytes -= _size(old)
 
     def _result(self, entry: _Entry, fields: dict[str, bytes]) -> None:
         try:
@@ -635,11 +709,14 @@ class RemotePool:
             await asyncio.wait_for(self._stop.wait(), max(self.timeout / 5, 0.2))
         now = self._clock()
         for worker in list(self._workers.values()):
-            if now - worker.seen > self.timeout:
-                self._lost(worker, f"no heartbeat for {now - worker.seen:.0f} s")
+            silent = now - max(worker.seen, self._reachable_since)
+            if silent > self.timeout:
+                self._lost(worker, f"no heartbeat for {silent:.0f} s")
                 with contextlib.suppress(*redis_errors()):
                     await self.redis.delete(worker.key)
                 continue
+            if now - self._reachable_since <= self.timeout:
+                continue  # after an outage, entries look idle until their workers have had time to refresh them
             # Entries its worker stopped refreshing: the process lives (it still beats) but the job is stuck or lost.
             reply = await self.redis.xautoclaim(
                 worker.key, WORKER_GROUP, "reaper", min_idle_time=int(self.timeout * 1000), count=100
@@ -733,6 +810,10 @@ class RemotePool:
 def _ms(redis_time: tuple[int, int] | list[int]) -> int:
     seconds, micros = redis_time
     return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _size(fields: Mapping[str, bytes]) -> int:
+    return sum(len(value) for value in fields.values())
 
 
 def stream_entries(reply: Any) -> list[tuple[bytes, dict[str, bytes]]]:

@@ -9,6 +9,7 @@ decoded before those checks; a bad entry raises `WireError` and the caller drops
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -39,6 +40,7 @@ Fields = Mapping[str, bytes]
 MAX_TEXT = 64 * 1024  # a parameter text or an error message
 MAX_PNG = 32 * 1024 * 1024  # one result image
 MAX_PREVIEW = 256 * 1024  # one preview JPEG
+MAX_INIT_IMAGE = 64 * 1024 * 1024  # an img2img job's init image, as the bot stored it
 MAX_PREVIEW_SIDE = 256
 MAX_STEPS = 100_000  # model calls of one pass, far above any limit a server sets
 _ID = re.compile(r"^[0-9a-f]{6,32}$")
@@ -71,6 +73,18 @@ def encode_job(job: Job, model_hash: str | None = None) -> dict[str, bytes]:
     if model_hash is not None:
         fields["model_hash"] = model_hash.encode()
     return fields
+
+
+def job_init_image(fields: Fields, job: Job) -> bytes | None:
+    """The init image an img2img job carries, checked against the digest its params name (nothing decoded)."""
+    data = fields.get("init_image")
+    if job.params.init_image is None:
+        return None
+    if not isinstance(data, bytes | bytearray) or len(data) > MAX_INIT_IMAGE:
+        raise WireError(f"init_image: missing or over {MAX_INIT_IMAGE} bytes")
+    if hashlib.sha256(data).hexdigest() != job.params.init_image:
+        raise WireError("init_image: not the image the job names")
+    return bytes(data)
 
 
 def job_model_hash(fields: Fields) -> str | None:
@@ -380,6 +394,10 @@ def event_job_id(fields: Fields) -> str:
     if not _ID.match(job_id):
         raise WireError("bad job id")
     return job_id
+
+
+def valid_job_id(job_id: str) -> bool:
+    return bool(_ID.match(job_id))
 
 
 def valid_worker_name(name: str) -> bool:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import EaselError, ModelUnavailableError
+from engine.errors import EaselError, GenerationFailedError, ModelUnavailableError
 from engine.jobs import TERMINAL_EVENTS, Failed, Job, JobEvent, Progress, Queued, Started, Ticket, WasCancelled
 from engine.remote import (
     HELLO,
@@ -33,9 +33,20 @@ from engine.remote import (
     retrying,
     stream_entries,
 )
-from engine.wire import Hello, WireError, WorkerModel, decode_job, encode_event, encode_hello, job_model_hash
+from engine.wire import (
+    Hello,
+    WireError,
+    WorkerModel,
+    decode_job,
+    encode_event,
+    encode_hello,
+    job_init_image,
+    job_model_hash,
+    valid_job_id,
+)
 
 if TYPE_CHECKING:
+    from engine.blobs import BlobStore
     from engine.executor import GpuExecutor
     from engine.models.registry import ModelRegistry
 
@@ -86,10 +97,12 @@ class RemoteWorker:
         heartbeat: float = TIMEOUT / 5,
         progress_interval: float = PROGRESS_INTERVAL,
         memory: Callable[[], int | None] | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.redis: Any = redis
         self.executor = executor
         self.registry = registry
+        self.blobs = blobs  # where the engine reads init images (img2img jobs carry theirs)
         self.name = name
         self.boot = secrets.token_hex(8)
         self.devices = devices
@@ -204,7 +217,7 @@ class RemoteWorker:
                 raise
             await self._create_group()  # Redis came back without its data
             return
-        jobs: list[tuple[bytes, Job, str | None]] = []
+        jobs: list[tuple[bytes, Job, str | None, bytes | None]] = []
         for entry_id, fields in stream_entries(reply):
             kind = fields.get("kind", b"")
             if kind == b"cancel":
@@ -214,16 +227,24 @@ class RemoteWorker:
                 await self.redis.xack(self.key, WORKER_GROUP, entry_id)
                 continue
             try:
-                jobs.append((entry_id, decode_job(fields), job_model_hash(fields)))
+                job = decode_job(fields)
+                jobs.append((entry_id, job, job_model_hash(fields), job_init_image(fields, job)))
             except WireError as err:
                 log.warning("dropped a malformed job entry: %s", err)
-                await self.redis.xack(self.key, WORKER_GROUP, entry_id)
+                job_id = fields.get("job_id", b"").decode(errors="replace")
+                if valid_job_id(job_id):  # the bot waits for it: say why it will not run
+                    self._running[job_id] = entry_id
+                    self._post(
+                        job_id, entry_id, Failed(GenerationFailedError(f"The worker could not read the job: {err}"))
+                    )
+                else:
+                    await self.redis.xack(self.key, WORKER_GROUP, entry_id)
         if jobs:
             await self._start(jobs)
 
-    async def _start(self, jobs: list[tuple[bytes, Job, str | None]]) -> None:
+    async def _start(self, jobs: list[tuple[bytes, Job, str | None, bytes | None]]) -> None:
         runnable: list[tuple[bytes, Job]] = []
-        for entry_id, job, digest in jobs:
+        for entry_id, job, digest, image in jobs:
             if not self._accepting:  # handed over just as this worker stops: straight back
                 self._running[job.job_id] = entry_id
                 self._posted.discard(job.job_id)
@@ -236,6 +257,8 @@ class RemoteWorker:
             problem = self._model_problem(job.params.model, digest)
             self._running[job.job_id] = entry_id
             self._posted.discard(job.job_id)
+            if problem is None and image is not None:
+                problem = await self._keep(image)
             if problem is None:
                 runnable.append((entry_id, job))
             else:
@@ -252,6 +275,16 @@ class RemoteWorker:
             )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    async def _keep(self, image: bytes) -> str | None:
+        """Store a job's init image where this worker's engine reads it; why not, if it cannot."""
+        if self.blobs is None:
+            return f"Worker {self.name} keeps no uploads, so it cannot run img2img jobs."
+        try:
+            await asyncio.to_thread(self.blobs.put, image)
+        except (OSError, EaselError) as err:
+            return f"Worker {self.name} could not store the init image: {err}"
+        return None
 
     def _model_problem(self, name: str, digest: str | None) -> str | None:
         model = next((m for m in self._models if m.name == name), None)

@@ -7,7 +7,9 @@ import asyncio
 import io
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -25,21 +27,48 @@ pytestmark = [
 ]
 
 
+@dataclass
+class Remote:
+    rig: Harness
+    server: RedisServer
+    registry: Any
+    runs: list[str]  # the prompts the worker's engine drew, one entry per run
+
+    def pool(self) -> Any:
+        from engine.remote import RemotePool, connect
+
+        return RemotePool(
+            connect(self.server.url),
+            planner=self.registry.plan,
+            max_queued_per_user=3,
+            max_queued_total=10,
+            model_hash=self.registry.known_hash,
+            on_models=self.registry.set_remote,
+        )
+
+
 @pytest.fixture
-async def remote_harness(standin: Standin, tmp_path: Path) -> AsyncIterator[Harness]:
+async def remote(standin: Standin, tmp_path: Path) -> AsyncIterator[Remote]:
     from engine.executor import GpuExecutor
     from engine.models.registry import ModelRegistry
     from engine.pipeline import DiffusersEngine
-    from engine.remote import RemotePool, connect
+    from engine.remote import connect
     from engine.worker import RemoteWorker
 
     server = RedisServer(tmp_path / "redis")
     server.start()
     (tmp_path / "models").mkdir()
+    runs: list[str] = []
+
+    class CountingEngine(DiffusersEngine):
+        def generate(self, plan: Any, **hooks: Any) -> Any:
+            runs.append(plan.params.prompt)
+            return super().generate(plan, **hooks)
+
     # The worker's machine: its own registry and engine. The bot's: a registry that learns the worker's models.
     worker_registry = ModelRegistry(tmp_path / "models", tmp_path / "worker-cache")
     local = GpuExecutor(
-        DiffusersEngine(worker_registry, "cpu"),
+        CountingEngine(worker_registry, "cpu"),
         max_queued_per_user=64,
         max_queued_total=64,
         preview_interval=None,
@@ -51,35 +80,59 @@ async def remote_harness(standin: Standin, tmp_path: Path) -> AsyncIterator[Harn
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run(stop))
     registry = ModelRegistry(tmp_path / "models", tmp_path / "cache")
-    pool = RemotePool(
-        connect(server.url),
-        planner=registry.plan,
-        max_queued_per_user=3,
-        max_queued_total=10,
-        model_hash=registry.known_hash,
-        on_models=registry.set_remote,
-    )
+    remote = Remote(Harness(standin, make_settings(standin, tmp_path / "data"), None, registry), server, registry, runs)  # type: ignore[arg-type]
+    remote.rig.executor = pool = remote.pool()
     await pool.start()
     await until_workers(pool, 1)
-    rig = Harness(standin, make_settings(standin, tmp_path / "data"), pool, registry)
-    await rig.start()
-    yield rig
-    await rig.stop()
-    await pool.close()
+    await remote.rig.start()
+    yield remote
+    await remote.rig.stop()
+    await remote.rig.executor.close()  # type: ignore[attr-defined]
     stop.set()
     await running
     server.stop()
 
 
-async def test_imagine_through_a_remote_worker_uploads_the_png_with_its_parameters(remote_harness: Harness) -> None:
-    standin = remote_harness.standin
+async def test_imagine_through_a_remote_worker_uploads_the_png_with_its_parameters(remote: Remote) -> None:
+    standin = remote.rig.standin
     handle = await standin.slash(
         "imagine", ALICE, prompt="a lighthouse at dusk", seed="42", steps=3, width=64, height=64, model="builtin:tiny"
     )
-    await remote_harness.settle(handle)
+    await remote.rig.settle(handle)
     final = [r for r in standin.sent(handle, "PATCH") if r.files][-1]
     [upload] = final.files
     image = Image.open(io.BytesIO(upload.data))
     assert image.format == "PNG" and image.size == (64, 64)
     assert "Seed: 42" in image.info["parameters"]
     assert "Seed: 42" in final.json["content"] and "Steps: 3" in final.json["content"]
+    assert remote.runs == ["a lighthouse at dusk"]
+    # Nothing in Redis holds the bot's Discord token: a worker could not learn it.
+    from engine.remote import connect
+
+    r = connect(remote.server.url)
+    blobs = []
+    for key in await r.keys("*"):
+        kind = await r.type(key)
+        if kind == b"stream":
+            blobs += [v for _, fields in await r.xrange(key) for v in fields.values()]
+        elif kind == b"hash":
+            blobs += list((await r.hgetall(key)).values())
+    assert blobs and not any(b"standin-token" in blob for blob in blobs)
+    await r.aclose()
+
+
+async def test_a_bot_restart_while_a_remote_worker_draws_posts_the_image_once(remote: Remote) -> None:
+    standin = remote.rig.standin
+    handle = await standin.slash(
+        "imagine", ALICE, prompt="a lighthouse at dawn", seed="7", steps=150, width=64, height=64, model="builtin:tiny"
+    )
+    await standin.wait_for(lambda r: r.is_for(handle) and ("Starting" in str(r.json) or "step" in str(r.json)))
+    await remote.rig.stop()  # the bot process ends; the job stays open in its store, and on the worker
+    await remote.rig.executor.close()  # type: ignore[attr-defined]
+    remote.rig.executor = pool = remote.pool()
+    await pool.start()
+    await remote.rig.start()
+    await remote.rig.settle()
+    posts = [r for r in standin.requests if r.files]
+    assert len(posts) == 1 and posts[0].files[0].data.startswith(b"\x89PNG")
+    assert remote.runs == ["a lighthouse at dawn"]  # drawn once: the restarted bot took the running job back

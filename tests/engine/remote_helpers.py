@@ -13,6 +13,7 @@ from typing import Any
 
 from PIL import Image
 
+from engine.blobs import BlobStore
 from engine.errors import Cancelled, EaselError
 from engine.executor import GpuExecutor
 from engine.jobs import TERMINAL_EVENTS, Job, JobEvent, Ticket
@@ -38,6 +39,9 @@ class StepEngine:
     def loaded_names(self) -> list[str]:
         return list(self.loaded)
 
+    def render(self) -> Image.Image:
+        return Image.new("RGB", (512, 512), (200, 30, 30))  # a preview source: encode_preview shrinks it
+
     def generate(
         self,
         plan: GenerationPlan,
@@ -57,6 +61,8 @@ class StepEngine:
             self.steps_done[params.prompt] = step
             if on_step is not None:
                 on_step(step, params.steps)
+            if on_preview is not None:
+                on_preview(step, params.steps, self)
         self.ran.append(params.prompt)
         self.loaded = [params.model]
         return [
@@ -142,13 +148,15 @@ async def start_worker(
     heartbeat: float = 0.3,
     max_images: int = 4,
     batches: bool = False,
+    preview_interval: float | None = None,
+    blobs: BlobStore | None = None,
 ) -> Running:
     engine = BatchStepEngine(step_seconds) if batches else StepEngine(step_seconds)
     executor = GpuExecutor(
         [engine],
         max_queued_per_user=256,
         max_queued_total=256,
-        preview_interval=None,
+        preview_interval=preview_interval,
         planner=make_plan,
         max_batch_images=max_images,
     )
@@ -161,6 +169,7 @@ async def start_worker(
         max_images=max_images,
         heartbeat=heartbeat,
         memory=lambda: 1 << 30,
+        blobs=blobs,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop), name=f"easel-worker-main-{name}")

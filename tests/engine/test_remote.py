@@ -144,6 +144,31 @@ async def test_a_job_naming_another_hash_goes_to_no_worker_and_a_worker_refuses_
     await a.shut()
 
 
+async def test_an_img2img_job_carries_its_init_image_to_the_worker(redis: RedisServer, tmp_path: Path) -> None:
+    from engine.blobs import BlobStore
+    from tests.fakes import tiny_png
+
+    bot_blobs, worker_blobs = BlobStore(tmp_path / "bot-blobs"), BlobStore(tmp_path / "worker-blobs")
+    digest = bot_blobs.put(tiny_png(64, 64, 3))
+    pool = make_pool(redis.url, blobs=bot_blobs)
+    await pool.start()
+    a = await start_worker(redis.url, "a", {"alpha": None}, blobs=worker_blobs)
+    await until_workers(pool, 1)
+    gone = "0" * 64  # an upload the bot no longer has
+    outcomes = await run_all(
+        [
+            await pool.submit(job("00005a", "img2img", init_image=digest, denoising_strength=0.5)),
+            await pool.submit(job("00005b", "lost", init_image=gone, denoising_strength=0.5)),
+        ]
+    )
+    assert isinstance(outcomes[0].last, Finished) and worker_blobs.get(digest) == bot_blobs.get(digest)
+    failed = outcomes[1].last
+    assert isinstance(failed, Failed) and "no longer stored" in str(failed.error)
+    assert a.engine.ran == ["img2img"]
+    await a.shut()
+    await pool.close()
+
+
 async def test_cancel_while_queued_and_while_running(redis: RedisServer, pool: RemotePool) -> None:
     a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.1)
     await until_workers(pool, 1)
@@ -255,6 +280,19 @@ async def test_malformed_entries_from_a_worker_are_dropped_and_the_pool_goes_on(
     await a.shut()
 
 
+async def test_a_worker_answers_a_job_it_cannot_read_with_a_failure(redis: RedisServer) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None})
+    r = connect(redis.url)
+    await a.worker._create_group()
+    await r.xadd(a.worker.key, {"kind": b"job", "job_id": b"00006a", "user_id": b"1", "params": b'{"steps": "all"}'})
+    reply = await r.xread({RESULTS: "0"}, block=5000)
+    fields = {k.decode(): v for k, v in reply[0][1][0][1].items()}
+    assert fields["job_id"] == b"00006a" and fields["kind"] == b"failed" and b"could not read" in fields["body"]
+    assert a.engine.ran == []
+    await r.aclose()
+    await a.shut()
+
+
 async def test_a_worker_shutting_down_gives_its_job_back(redis: RedisServer) -> None:
     pool = make_pool(redis.url, timeout=30.0)  # long: what moves the job is the worker's word, not its silence
     await pool.start()
@@ -271,6 +309,68 @@ async def test_a_worker_shutting_down_gives_its_job_back(redis: RedisServer) -> 
     assert not any(isinstance(e, Failed) for e in outcome.events)
     await b.shut()
     await pool.close()
+
+
+async def test_a_restarted_worker_s_old_jobs_rerun_at_once_not_after_the_timeout(redis: RedisServer) -> None:
+    pool = make_pool(redis.url, timeout=30.0)
+    await pool.start()
+    old = await start_worker(redis.url, "box", {"alpha": None}, step_seconds=0.05)
+    await until_workers(pool, 1)
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await pool.submit(job("00001a1", "again", steps=30)), outcome))
+    await wait_until(lambda: old.engine.steps_done.get("again", 0) >= 2, limit_s=10, what="the job to start")
+    await old.die()
+    new = await start_worker(redis.url, "box", {"alpha": None})  # the same machine, started again (systemd)
+    await asyncio.wait_for(follow, 10)
+    assert isinstance(outcome.last, Finished) and new.engine.ran == ["again"]
+    await new.shut()
+    await pool.close()
+
+
+async def test_an_outage_longer_than_the_timeout_moves_no_job_and_runs_none_twice(redis: RedisServer) -> None:
+    pool = make_pool(redis.url, timeout=1.5)
+    await pool.start()
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.1, heartbeat=0.3)
+    b = await start_worker(redis.url, "b", {"alpha": None}, step_seconds=0.1, heartbeat=0.3)
+    await until_workers(pool, 2)
+    outcomes = [Outcome(), Outcome()]
+    follows = [
+        asyncio.create_task(collect(await pool.submit(job(f"00002{n}", f"h{n}", steps=40, cfg_scale=n + 1.0)), o))
+        for n, o in enumerate(outcomes)
+    ]
+    await wait_until(lambda: len(a.engine.steps_done) + len(b.engine.steps_done) == 2, limit_s=10, what="both running")
+    redis.stop()
+    await asyncio.sleep(3.5)  # more than twice the timeout without Redis: nobody could hear anybody
+    redis.start()
+    await asyncio.wait_for(asyncio.gather(*follows), 30)
+    assert all(isinstance(o.last, Finished) for o in outcomes)
+    assert sorted(a.engine.ran + b.engine.ran) == ["h0", "h1"]  # each ran once: no worker was taken for dead
+    await a.shut()
+    await b.shut()
+    await pool.close()
+
+
+async def test_queued_jobs_get_an_eta_from_the_workers_speed(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.02)
+    await until_workers(pool, 1)
+    await run_all([await pool.submit(job("000030", "warm", steps=5))])  # the bot times the worker once
+    outcomes = await run_all([await pool.submit(job(f"00003{n}", f"e{n}", steps=5, cfg_scale=n + 1.0)) for n in (1, 2)])
+    etas = [e.eta_seconds for e in outcomes[1].events if isinstance(e, Queued)]
+    assert etas and etas[0] is not None and 0 < etas[0] < 5
+    await a.shut()
+
+
+async def test_progress_and_previews_come_back_at_the_in_process_rates(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05, preview_interval=0.4)
+    await until_workers(pool, 1)
+    [outcome] = await run_all([await pool.submit(job("000041", "watched", steps=30))])
+    progress = [e for e in outcome.events if isinstance(e, Progress)]
+    previews = [e.preview for e in progress if e.preview is not None]
+    assert previews and all(p.startswith(b"\xff\xd8") for p in previews)  # JPEG, checked by the bot on arrival
+    assert len(previews) <= 1.5 / 0.4 + 1  # about 1.5 s of steps: one preview per 0.4 s at most
+    assert len(progress) < 30  # plain progress at most every 0.5 s, not every step
+    assert progress[-1].step <= 30
+    await a.shut()
 
 
 def test_eta_gives_each_job_to_the_worker_that_finishes_it_first() -> None:
