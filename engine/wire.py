@@ -48,6 +48,7 @@ _HASH = re.compile(r"^[0-9a-f]{8,64}$")
 _NAME = re.compile(r"^[\w.@-]{1,64}$")  # a worker's name (a host name, by default)
 _BOOT = re.compile(r"^[0-9a-f]{8,32}$")  # one run of a worker process
 MAX_MODELS = 2000  # models one worker may advertise
+MAX_HELLO = 1024 * 1024  # one heartbeat's body
 MAX_SLOTS = 64
 _ERRORS = {
     cls.__name__: cls
@@ -237,8 +238,8 @@ def _text(fields: Fields, key: str, limit: int) -> str:
         raise WireError(f"{key}: not UTF-8") from None
 
 
-def _json(fields: Fields) -> dict[str, object]:
-    text = _text(fields, "body", MAX_TEXT * 2)
+def _json(fields: Fields, limit: int = MAX_TEXT * 2) -> dict[str, object]:
+    text = _text(fields, "body", limit)
     try:
         body = json.loads(text)
     except (ValueError, RecursionError):
@@ -327,7 +328,7 @@ def encode_hello(hello: Hello) -> dict[str, bytes]:
 def decode_hello(fields: Fields) -> Hello:
     """A heartbeat as the bot reads it: every field checked (names, hashes, counts, ranges); WireError if bad."""
     worker, boot = _sender(fields)
-    body = _json(fields)
+    body = _json(fields, MAX_HELLO)
     models = []
     listed = _list(body, "models", MAX_MODELS)
     for meta in listed:

@@ -3,6 +3,8 @@ wrong is refused before it is used (counts, sizes, formats, numbers, text, error
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
 import json
 import math
@@ -13,7 +15,19 @@ from PIL import Image
 from engine.errors import GenerationFailedError, OutOfMemoryError
 from engine.jobs import Failed, Finished, GeneratedImage, Job, JobResult, Progress, Queued, Started, WasCancelled
 from engine.params import GenerationParams
-from engine.wire import WireError, decode_event, decode_job, encode_event, encode_job
+from engine.wire import (
+    Hello,
+    WireError,
+    WorkerModel,
+    decode_event,
+    decode_hello,
+    decode_job,
+    encode_event,
+    encode_hello,
+    encode_job,
+    job_init_image,
+    job_model_hash,
+)
 
 JOB = Job(
     "abc123def456",
@@ -94,3 +108,66 @@ def test_a_job_with_params_of_the_wrong_types_is_refused() -> None:
             decode_job({**fields, "params": json.dumps({**params, key: value}).encode()})
     with pytest.raises(WireError, match="bad job id"):
         decode_job({**fields, "job_id": b"../../etc"})
+
+
+HELLO = Hello(
+    worker="gpu-box.lan",
+    boot="0123456789abcdef",
+    devices=("cuda:0", "cuda:1"),
+    models=(WorkerModel("sdxl-base", "31e35c80fc", "sdxl", 8, 2048), WorkerModel("builtin:tiny", None)),
+    loaded=("sdxl-base",),
+    free_memory=20 << 30,
+    slots=2,
+    max_images=4,
+    speed=0.8,
+    running=("abc123def456",),
+)
+
+
+def test_a_heartbeat_round_trips() -> None:
+    assert decode_hello(encode_hello(HELLO)) == HELLO
+    assert decode_hello(encode_hello(dataclasses.replace(HELLO, accepting=False))).accepting is False
+
+
+def hello_with(**body: object) -> dict[str, bytes]:
+    fields = encode_hello(HELLO)
+    return {**fields, "body": json.dumps({**json.loads(fields["body"]), **body}).encode()}
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({**encode_hello(HELLO), "worker": b"../etc"}, "worker name"),
+        ({**encode_hello(HELLO), "boot": b"not-hex"}, "boot"),
+        (hello_with(models=[{"name": "m", "hash": None, "family": "sd9", "scale": 8, "width": None}]), "family"),
+        (hello_with(models=[{"name": "m", "hash": "../../x", "family": "sd1", "scale": 8, "width": None}]), "hash"),
+        (hello_with(models=[{"name": "m", "hash": None, "family": "sd1", "scale": 8, "width": None}] * 2001), "list"),
+        (hello_with(loaded=["not-listed"]), "does not list"),
+        (hello_with(slots=0), "slots"),
+        (hello_with(slots=True), "slots"),
+        (hello_with(speed=float("nan")), "seconds"),
+        (hello_with(running=["../x"]), "job id"),
+        (hello_with(accepting="yes"), "accepting"),
+    ],
+)
+def test_what_a_heartbeat_gets_wrong_is_refused(fields: dict[str, bytes], reason: str) -> None:
+    with pytest.raises(WireError, match=reason):
+        decode_hello(fields)
+
+
+def test_a_job_s_init_image_must_be_the_one_its_params_name() -> None:
+    image = encoded("PNG")
+    job = Job("abc123def456", "1", JOB.params.replace(init_image=hashlib.sha256(image).hexdigest()))
+    assert job_init_image(encode_job(job) | {"init_image": image}, job) == image
+    with pytest.raises(WireError, match="not the image"):
+        job_init_image(encode_job(job) | {"init_image": encoded("JPEG")}, job)
+    with pytest.raises(WireError, match="missing"):
+        job_init_image(encode_job(job), job)
+    assert job_init_image(encode_job(JOB), JOB) is None
+
+
+def test_a_job_names_its_model_hash_and_only_a_hash() -> None:
+    assert job_model_hash(encode_job(JOB, "31e35c80fc")) == "31e35c80fc"
+    assert job_model_hash(encode_job(JOB)) is None
+    with pytest.raises(WireError):
+        job_model_hash(encode_job(JOB) | {"model_hash": b"../../etc/passwd"})
