@@ -23,7 +23,10 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, folder: Path, *, acl: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, folder: Path, *, acl: str | None = None, port: int | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """`tls`: (certificate, key) files: the server then speaks TLS only (rediss://)."""
         binary = redis_binary()
         if binary is None:
             raise FileNotFoundError("redis-server is not installed (Debian: apt install redis-server)")
@@ -31,21 +34,22 @@ class RedisServer:
         self.folder = folder
         self.port = port or free_port()
         self.acl = acl
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def url_for(self, user: str, password: str) -> str:
         return f"redis://{user}:{password}@127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        ports = ["--port", "0", "--tls-port", str(self.port)] if self.tls else ["--port", str(self.port)]
         args = [
             self.binary,
-            "--port",
-            str(self.port),
+            *ports,
             "--bind",
             "127.0.0.1",
             "--dir",
@@ -57,16 +61,25 @@ class RedisServer:
             "--save",
             "",
         ]
+        if self.tls is not None:
+            cert, key = self.tls
+            args += ["--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-auth-clients", "no"]
         if self.acl is not None:
             acl_file = self.folder / "users.acl"
             acl_file.write_text(self.acl)
             args += ["--aclfile", str(acl_file)]
+        (self.folder / "redis.log").write_bytes(b"")
         log = (self.folder / "redis.log").open("ab")
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited: {(self.folder / 'redis.log').read_text()[-2000:]}")
+            if self.tls is not None:
+                if "Ready to accept connections" in (self.folder / "redis.log").read_text(errors="replace"):
+                    return
+                time.sleep(0.02)
+                continue
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
                     sock.sendall(b"PING\r\n")
@@ -90,3 +103,18 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and its key), made with openssl: for the TLS test only."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

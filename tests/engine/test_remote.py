@@ -4,6 +4,7 @@ real transport). Skipped with a reason only where redis-server is not installed 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tests.engine.remote_helpers import (
     until_workers,
 )
 from tests.waiting import wait_until
-from tools.redis_server import RedisServer, redis_binary
+from tools.redis_server import RedisServer, redis_binary, self_signed
 
 pytestmark = pytest.mark.skipif(
     redis_binary() is None, reason="redis-server is not installed here (apt install redis-server; .ci/run does)"
@@ -418,6 +419,27 @@ async def test_the_documented_acl_lets_a_worker_read_jobs_and_write_results_only
         await worker.aclose()
         with pytest.raises(Exception, match=r"(?i)auth"):
             await connect(server.url).ping()  # no anonymous access at all
+        await a.shut()
+        await pool.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed here (it makes the certificate)")
+async def test_a_rediss_url_speaks_tls_and_checks_the_server_certificate(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path / "tls")
+    server = RedisServer(tmp_path / "tls-redis", tls=(cert, key))
+    server.start()
+    try:
+        url = f"{server.url}?ssl_ca_certs={cert}"
+        pool = make_pool(url)
+        await pool.start()
+        a = await start_worker(url, "a", {"alpha": None})
+        await until_workers(pool, 1)
+        [outcome] = await run_all([await pool.submit(job("00007a", "over tls"))])
+        assert isinstance(outcome.last, Finished)
+        with pytest.raises(Exception, match=r"(?i)certificate"):
+            await connect(server.url).ping()  # without the CA the server's certificate is refused
         await a.shut()
         await pool.close()
     finally:
