@@ -13,6 +13,7 @@ DISCORD_API_URL = "https://discord.com/api/v10"
 DISCORD_GATEWAY_URL = "wss://gateway.discord.gg/"
 
 IdList = Annotated[list[int], NoDecode]
+SECRET_SETTINGS = frozenset({"discord_token", "redis_url"})  # never echoed, not even when malformed
 
 
 class SettingsError(Exception):
@@ -203,5 +204,6 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as err:
         first = err.errors()[0]
-        name = "EASEL_" + "_".join(str(p) for p in first["loc"][:1]).upper()
-        raise SettingsError(f"{name}: {first['msg']} (got {first.get('input')!r})") from None
+        field = "_".join(str(p) for p in first["loc"][:1])
+        got = "its value not shown: it is secret" if field in SECRET_SETTINGS else f"got {first.get('input')!r}"
+        raise SettingsError(f"EASEL_{field.upper()}: {first['msg']} ({got})") from None

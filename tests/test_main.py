@@ -100,3 +100,15 @@ def test_a_pasted_block_brings_its_model_or_says_it_is_missing(tmp_path: Path) -
     assert "Seed: 5" in result.stdout and result.stdout.startswith("x\n")
     found = run_main(["imagine", "x", "--parameters", block.replace("tiny-but-elsewhere", "builtin:tiny")], tmp_path)
     assert found.returncode == 0 and "not available" not in found.stderr and "builtin:tiny" in found.stdout
+
+
+def test_a_worker_without_a_redis_url_says_what_to_set(tmp_path: Path) -> None:
+    result = run_main(["worker"], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "EASEL_REDIS_URL" in result.stderr and "Add a GPU machine" in result.stderr
+
+
+def test_a_bad_redis_url_is_one_line_that_does_not_show_the_password(tmp_path: Path) -> None:
+    result = run_main(["worker"], tmp_path, EASEL_REDIS_URL="http://easel-worker:hunter2@bot-host:6379")
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "EASEL_REDIS_URL" in result.stderr and "hunter2" not in result.stderr
