@@ -253,13 +253,10 @@ class GpuExecutor:
     def _book_locked(self, job: Job, plan: GenerationPlan) -> Ticket | EaselError:
         if self._closing:
             return QueueFullError("Easel is shutting down; try again in a moment.")
-        if job.job_id in self._by_id:
-            return QueueFullError("That job is already queued.")
-        mine = sum(1 for e in self._by_id.values() if e.job.user_id == job.user_id)
         problem = admission_problem(
-            mine,
-            min(self.max_queued_per_user, job.max_queued or self.max_queued_per_user),
-            len(self._by_id),
+            job,
+            [e.job for e in self._by_id.values()],
+            self.max_queued_per_user,
             self.max_queued_total,
             lambda: self._first_free_locked(job.user_id),
         )

@@ -7,6 +7,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 
+from engine.jobs import Job
+
 # A free worker looks this far into the fair order for a job whose model it already holds...
 AFFINITY_WINDOW = 4
 # ...but a job passed over this many times for another's model runs next, whatever is loaded.
@@ -139,15 +141,20 @@ def finish_times_on(free_in: Sequence[float], rates: Sequence[float], waiting: S
 
 
 def admission_problem(
-    mine: int, cap: int, total: int, max_total: int, first_free: Callable[[], float | None]
+    job: Job, queued: Collection[Job], max_per_user: int, max_total: int, first_free: Callable[[], float | None]
 ) -> str | None:
-    """Why a job may not be queued (the user's share or the whole queue is full), or None. `first_free` says in
-    how many seconds the user's first job should be done (asked only when the user is at the cap)."""
+    """Why `job` may not join the `queued` ones (waiting or running), or None: already there, the user's share
+    (the lower of `max_per_user` and the job's own cap, a server's or channel's) or the whole queue is full.
+    `first_free` says in how many seconds the user's first job should be done (asked only at the cap)."""
+    if any(other.job_id == job.job_id for other in queued):
+        return "That job is already queued."
+    mine = sum(1 for other in queued if other.user_id == job.user_id)
+    cap = min(max_per_user, job.max_queued or max_per_user)
     if mine >= cap:
         return f"You already have {mine} job(s) waiting or running (the limit here is {cap}); " + _slot_frees(
             first_free()
         )
-    if total >= max_total:
+    if len(queued) >= max_total:
         return f"The queue is full ({max_total} jobs); try again when it is shorter."
     return None
 

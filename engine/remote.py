@@ -279,13 +279,10 @@ class RemotePool:
             raise ValueError(f"a job id for remote workers is 6 to 32 hex digits, not {job.job_id!r}")
         await self.start()
         plan = await asyncio.to_thread(self._planner, job.params)
-        if job.job_id in self._by_id:
-            raise QueueFullError("That job is already queued.")
-        mine = sum(1 for e in self._by_id.values() if e.job.user_id == job.user_id)
         problem = admission_problem(
-            mine,
-            min(self.max_queued_per_user, job.max_queued or self.max_queued_per_user),
-            len(self._by_id),
+            job,
+            [e.job for e in self._by_id.values()],
+            self.max_queued_per_user,
             self.max_queued_total,
             lambda: self._first_free(job.user_id),
         )
