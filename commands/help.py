@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 TOPICS = ("commands", "prompts", "limits")
 MAX_FIELD = 1024  # Discord's cap on an embed field's value
 MAX_LISTED_MODELS = 10
+MAX_LISTED_WORKERS = 8
 
 COMMANDS_TEXT = """\
 `/imagine prompt:` draw; options for steps, sampler, size, seed, model, LoRA, VAE, style, img2img, hires fix
@@ -70,8 +71,15 @@ def easel_version() -> str:
 
 
 def about_text(
-    *, version: str, models: Sequence[str], default: str, loaded: Sequence[str], source_url: str | None
+    *,
+    version: str,
+    models: Sequence[str],
+    default: str,
+    loaded: Sequence[str],
+    source_url: str | None,
+    workers: Sequence[str] | None = None,
 ) -> str:
+    """`workers`: one line each for the GPU workers on other machines (None: this bot draws in-process)."""
     listed = ", ".join(f"`{name}`" for name in models[:MAX_LISTED_MODELS])
     more = f" and {len(models) - MAX_LISTED_MODELS} more" if len(models) > MAX_LISTED_MODELS else ""
     lines = [
@@ -79,6 +87,10 @@ def about_text(
         f"Models ({len(models)}): {listed}{more}; default `{default}`.",
         f"In memory now: {', '.join(f'`{name}`' for name in loaded) or 'none yet'}.",
     ]
+    if workers is not None:
+        shown = "; ".join(workers[:MAX_LISTED_WORKERS]) or "none connected: jobs wait until one connects"
+        more = f"; and {len(workers) - MAX_LISTED_WORKERS} more" if len(workers) > MAX_LISTED_WORKERS else ""
+        lines.append(f"GPU workers ({len(workers)}): {shown}{more}.")
     if source_url:
         lines.append(f"Source code (AGPL-3.0): {source_url}")
     else:
@@ -109,12 +121,14 @@ class HelpCog(commands.Cog):
     async def about(self, interaction: discord.Interaction) -> None:
         registry = self.bot.registry
         loaded = getattr(self.bot.executor, "loaded_models", None)
+        workers = getattr(self.bot.executor, "worker_lines", None)
         text = about_text(
             version=easel_version(),
             models=registry.names(),
             default=self._default_model(interaction.guild_id),
             loaded=loaded() if callable(loaded) else [],
             source_url=self.bot.settings.source_url,
+            workers=workers() if callable(workers) else None,
         )
         await interaction.response.send_message(text, ephemeral=True)
 

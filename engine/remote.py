@@ -349,6 +349,16 @@ class RemotePool:
         """The connected workers, as their latest heartbeats say."""
         return [w.hello for w in self._workers.values()]
 
+    def worker_lines(self) -> list[str]:
+        """One line per connected worker, for /about: its name, devices, models and how busy it is."""
+        lines = []
+        for worker in sorted(self._workers.values(), key=lambda w: w.hello.worker):
+            hello = worker.hello
+            busy = sum(len(b.jobs) for b in worker.batches)
+            state = f"{busy} job(s)" if busy else "idle" if hello.accepting else "leaving"
+            lines.append(f"`{hello.worker}` ({', '.join(hello.devices)}; {len(hello.models)} models; {state})")
+        return lines
+
     async def wait_for_workers(self, count: int) -> None:
         """Until `count` workers are connected (the caller bounds the wait)."""
         while len(self._workers) < count:

@@ -56,3 +56,13 @@ def test_the_description_stays_within_discords_cap_dropping_the_oldest_lines() -
     assert embed.description is not None and len(embed.description) <= MAX_DESCRIPTION
     assert "20 of your 20 places in use" in embed.description
     assert len(embed) <= 6000
+
+
+def test_about_lists_the_gpu_workers_of_a_remote_pool_and_says_when_none_is_connected() -> None:
+    from commands.help import about_text
+
+    common = {"version": "1.0", "models": ["m"], "default": "m", "loaded": [], "source_url": None}
+    assert "GPU workers" not in about_text(**common)  # type: ignore[arg-type]
+    text = about_text(**common, workers=["`gpu-box` (cuda:0; 3 models; idle)"])  # type: ignore[arg-type]
+    assert "GPU workers (1): `gpu-box` (cuda:0; 3 models; idle)." in text
+    assert "none connected: jobs wait until one connects" in about_text(**common, workers=[])  # type: ignore[arg-type]

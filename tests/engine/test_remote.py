@@ -58,6 +58,7 @@ async def test_two_workers_share_the_jobs_and_each_result_arrives_once(redis: Re
     assert [sum(isinstance(e, Finished) for e in o.events) for o in outcomes] == [1] * 8
     assert sorted(a.engine.ran + b.engine.ran) == sorted(f"p{n}" for n in range(8))  # each ran once
     assert a.engine.ran and b.engine.ran  # both worked
+    assert pool.worker_lines() == ["`alpha-box` (cpu; 1 models; idle)", "`beta-box` (cpu; 1 models; idle)"]
     finished = outcomes[0].last
     assert isinstance(finished, Finished) and finished.result.images[0].png.startswith(b"\x89PNG")
     assert any(isinstance(e, Started) for e in outcomes[0].events)
