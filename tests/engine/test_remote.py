@@ -262,6 +262,25 @@ async def test_redis_restart_mid_job_the_job_finishes_and_the_next_runs(redis: R
     await a.shut()
 
 
+async def test_a_result_made_while_the_bot_was_down_survives_a_redis_restart(redis: RedisServer) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.02)
+    first = make_pool(redis.url)
+    await first.start()
+    await until_workers(first, 1)
+    await first.submit(job("00008a", "kept", steps=10))
+    await wait_until(lambda: bool(a.engine.steps_done), limit_s=10, what="the job to start")
+    await first.close()  # the bot is down...
+    await wait_until(lambda: a.engine.ran == ["kept"], limit_s=10, what="the worker to finish")
+    await asyncio.sleep(0.3)  # ...its result waits in the stream...
+    redis.restart()  # ...through a Redis restart (append-only file)
+    second = make_pool(redis.url)
+    await second.start()
+    [outcome] = await run_all([await second.submit(job("00008a", "kept", steps=10))])
+    assert isinstance(outcome.last, Finished) and a.engine.ran == ["kept"]  # delivered, not drawn again
+    await a.shut()
+    await second.close()
+
+
 async def test_malformed_entries_from_a_worker_are_dropped_and_the_pool_goes_on(
     redis: RedisServer, pool: RemotePool
 ) -> None:
