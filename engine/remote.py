@@ -161,7 +161,7 @@ class _Entry:
     worker: str | None = None  # the worker run (jobs key) holding it
     started: bool = False
     cancel_requested: bool = False
-    step_at: float = 0.0
+    held_by: set[str] = field(default_factory=set)  # every worker run it was given to: only they may answer
 
 
 class RemotePool:
@@ -296,6 +296,11 @@ class RemotePool:
         entry = _Entry(job=job, plan=plan, seq=next(self._seq))
         self._by_id[job.job_id] = entry
         ticket = Ticket(job=job, events=self._stream(entry))
+        recorded = await self._recorded_holder(job.job_id)  # the worker run a bot before a restart gave it to
+        if recorded is not None:
+            entry.held_by.add(recorded)
+        if job.job_id not in self._by_id:  # its result (or a cancel) came while Redis was asked
+            return ticket
         orphan = self._orphans.pop(job.job_id, None)
         if orphan is not None:
             self._orphan_bytes -= _size(orphan)  # its result came in before the restarted bot asked again
@@ -303,10 +308,8 @@ class RemotePool:
             self._result(entry, orphan)
             if job.job_id not in self._by_id:
                 return ticket
-        holder = await self._holder_of(job.job_id)
-        if job.job_id not in self._by_id:  # its result (or a cancel) came while Redis was asked
-            return ticket
-        if holder is not None:
+        holder = self._workers.get(recorded or "")
+        if holder is not None and job.job_id in holder.hello.running:
             log.info("job %s: still running on %s, from before the restart", job.job_id, holder.label)
             entry.worker = holder.key
             holder.batches.append(_Batch({job.job_id}, plan.cost(), job.params.model, self._clock()))
@@ -420,6 +423,7 @@ class RemotePool:
             self._passed_over.pop(entry.seq, None)
             self._last_served[entry.job.user_id] = next(self._served)
             entry.worker = worker.key
+            entry.held_by.add(worker.key)
         log.info("job(s) %s sent to %s", " ".join(e.job.job_id for e in entries), worker.label)
         running = {e.job.job_id: json.dumps({"worker": worker.key}) for e in entries}
         self._send(worker.key, [encode_job(e.job, digest) for e in entries], running=running, batch=batch)
@@ -511,20 +515,17 @@ class RemotePool:
         with contextlib.suppress(*redis_errors()):
             await self.redis.hdel(RUNNING, job_id)
 
-    async def _holder_of(self, job_id: str) -> _Worker | None:
-        """The connected worker run that holds the job since before a bot restart, if any."""
+    async def _recorded_holder(self, job_id: str) -> str | None:
+        """The worker run (jobs key) the job was last given to, as recorded in Redis: after a bot restart, the
+        one whose result counts, and that may still be running it."""
         try:
             raw = await self.redis.hget(RUNNING, job_id)
+            key = json.loads(raw)["worker"] if raw is not None else None
         except redis_errors():
             return None
-        if raw is None:
-            return None
-        try:
-            key = json.loads(raw)["worker"]
         except (ValueError, KeyError, TypeError):
             return None
-        worker = self._workers.get(key) if isinstance(key, str) else None
-        return worker if worker is not None and job_id in worker.hello.running else None
+        return key if isinstance(key, str) else None
 
     # -- what the workers say -----------------------------------------------------------------------------------
 
@@ -645,6 +646,9 @@ class RemotePool:
             log.warning("job %s: dropped a malformed result: %s", entry.job.job_id, err)
             return
         if not isinstance(event, TERMINAL_EVENTS):
+            return
+        if origin not in entry.held_by:
+            log.warning("job %s: a result from %s, which was never given the job, dropped", entry.job.job_id, origin)
             return
         if isinstance(event, WasCancelled) and not entry.cancel_requested:
             # The worker gave the job back (it is shutting down): another runs it.

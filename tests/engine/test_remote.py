@@ -301,6 +301,29 @@ async def test_malformed_entries_from_a_worker_are_dropped_and_the_pool_goes_on(
     await a.shut()
 
 
+async def test_a_worker_cannot_answer_a_job_it_was_not_given(redis: RedisServer, pool: RemotePool) -> None:
+    from engine.jobs import GeneratedImage, JobResult
+    from engine.wire import encode_event
+    from tests.fakes import tiny_png
+
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
+    await until_workers(pool, 1)
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await pool.submit(job("00009a", "honest", steps=20)), outcome))
+    await wait_until(lambda: a.engine.steps_done.get("honest", 0) >= 1, limit_s=10, what="the job to start")
+    # Another worker's credentials, a well-formed result with a real PNG of the right size: still not its job.
+    forged = encode_event(
+        Finished(JobResult((GeneratedImage(tiny_png(64, 64, 1), 1, "forged", 64, 64),), "forged", 1.0))
+    )
+    r = connect(redis.url)
+    await r.xadd(RESULTS, {**forged, "job_id": b"00009a", "worker": b"mallory", "boot": b"0123456789abcdef"})
+    await asyncio.wait_for(follow, 10)
+    finished = outcome.last
+    assert isinstance(finished, Finished) and finished.result.infotext != "forged"
+    await r.aclose()
+    await a.shut()
+
+
 async def test_a_worker_answers_a_job_it_cannot_read_with_a_failure(redis: RedisServer) -> None:
     a = await start_worker(redis.url, "a", {"alpha": None})
     r = connect(redis.url)
@@ -417,6 +440,9 @@ async def test_the_documented_acl_lets_a_worker_read_jobs_and_write_results_only
     from redis.exceptions import NoPermissionError
 
     acl = ACL_FILE.read_text().replace("BOT_PASSWORD", "bot-secret").replace("WORKER_PASSWORD", "worker-secret")
+    # The README's stricter variant: a user of its own per worker, limited to that worker's job streams.
+    worker_line = next(line for line in acl.splitlines() if line.startswith("user easel-worker "))
+    acl += worker_line.replace("easel-worker ", "easel-worker-a ").replace("~easel:jobs:*", "~easel:jobs:a:*") + "\n"
     server = RedisServer(tmp_path / "acl", acl=acl)
     server.start()
     try:
@@ -437,6 +463,11 @@ async def test_the_documented_acl_lets_a_worker_read_jobs_and_write_results_only
             with pytest.raises(NoPermissionError):
                 await forbidden
         await worker.aclose()
+        own = connect(server.url_for("easel-worker-a", "worker-secret"))
+        await own.xgroup_create("easel:jobs:a:0123abcd", "worker", id="0", mkstream=True)
+        with pytest.raises(NoPermissionError):
+            await own.xreadgroup("worker", "x", {"easel:jobs:b:0123abcd": ">"})  # another worker's jobs
+        await own.aclose()
         with pytest.raises(Exception, match=r"(?i)auth"):
             await connect(server.url).ping()  # no anonymous access at all
         await a.shut()
