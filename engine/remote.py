@@ -582,10 +582,20 @@ class RemotePool:
 
     def _models_changed(self) -> None:
         models: dict[str, tuple[str, int, int | None, str | None]] = {}
+        hashes: dict[str, set[str | None]] = {}
         for worker in self._workers.values():
             for m in worker.hello.models:
                 models.setdefault(m.name, (m.family, m.latent_scale, m.context_width, m.hash))
+                hashes.setdefault(m.name, set()).add(m.hash)
         if models != self._advertised:
+            for name, seen in hashes.items():
+                if len(seen) > 1:
+                    log.warning(
+                        "workers hold different files named %s (hashes %s): a job may draw with either; "
+                        "give them one file, or different names",
+                        name,
+                        ", ".join(sorted(h or "none" for h in seen)),
+                    )
             self._advertised = models
             if self._on_models is not None:
                 self._on_models(models)

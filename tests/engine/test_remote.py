@@ -204,6 +204,23 @@ async def test_a_dead_worker_s_job_completes_once_elsewhere(redis: RedisServer, 
     await b.shut()
 
 
+async def test_a_job_three_times_longer_than_the_timeout_stays_on_its_beating_worker(redis: RedisServer) -> None:
+    pool = make_pool(redis.url, timeout=1.0)
+    await pool.start()
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.1, heartbeat=0.2)
+    await until_workers(pool, 1)
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await pool.submit(job("0000ab", "long", steps=30)), outcome))
+    await wait_until(lambda: bool(a.engine.steps_done), limit_s=10, what="the job to start")
+    b = await start_worker(redis.url, "b", {"alpha": None})  # free, and would get the job if it were moved
+    await asyncio.wait_for(follow, 20)
+    assert isinstance(outcome.last, Finished)
+    assert a.engine.ran == ["long"] and b.engine.ran == []
+    await a.shut()
+    await b.shut()
+    await pool.close()
+
+
 async def test_a_worker_thought_dead_that_finishes_after_all_is_not_posted_twice(redis: RedisServer) -> None:
     pool = make_pool(redis.url, timeout=1.0)
     await pool.start()
