@@ -2,8 +2,9 @@
 
     python -m bench.remote [--jobs 24] [--steps 20] [--size 64] [--out bench/remote.json]
 
-1. Throughput: jobs per minute on `builtin:tiny` with 1, 2 and 4 `python main.py worker` processes (CPU, the
-   machine's threads shared out between them) against the in-process executor in this process (all threads).
+1. Throughput (the median of 3 runs): jobs per minute on `builtin:tiny` with 1, 2 and 4 `python main.py worker`
+   processes (CPU, the machine's threads shared out between them) against the in-process executor in this process
+   (all threads).
 2. Added latency: the median time from submit to result of a job that takes no time at all (an instant engine),
    through Redis (RemotePool -> RemoteWorker) minus the same through the in-process executor: what the transport
    costs per job. Goal: at most 20 ms.
@@ -42,6 +43,7 @@ from engine.worker import RemoteWorker
 from tools.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
+REPEATS = 3  # each throughput figure is the median of this many runs (a shared machine drifts)
 
 
 def params(n: int, steps: int, size: int) -> GenerationParams:
@@ -85,7 +87,9 @@ async def in_process(folder: Path, count: int, steps: int, size: int) -> float:
         planner=registry.plan,
     )
     await run_jobs(executor, jobs_for("a0", 2, steps, size))  # load and warm up
-    seconds = await run_jobs(executor, jobs_for("a1", count, steps, size))
+    seconds = statistics.median(
+        [await run_jobs(executor, jobs_for(f"a{r + 1}", count, steps, size)) for r in range(REPEATS)]
+    )
     await executor.close()
     return seconds
 
@@ -119,7 +123,9 @@ async def through_workers(folder: Path, url: str, workers: int, count: int, step
         await pool.start()
         await asyncio.wait_for(pool.wait_for_workers(workers), 300)
         await run_jobs(pool, jobs_for(f"b{workers}0", 2 * workers, steps, size))  # every worker warm
-        return await run_jobs(pool, jobs_for(f"b{workers}1", count, steps, size))
+        return statistics.median(
+            [await run_jobs(pool, jobs_for(f"b{workers}{r + 1}", count, steps, size)) for r in range(REPEATS)]
+        )
     finally:
         await pool.close()
         for process in processes:
