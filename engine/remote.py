@@ -382,26 +382,44 @@ class RemotePool:
         ]
 
     def _dispatch(self) -> None:
-        """Hand each worker with a free slot what fair order and model affinity pick for it, batched."""
+        """Hand out work while a worker has a free slot: each free worker picks as in-process (fair order, its
+        loaded models first within the affinity window); the pick earliest in fair order goes first, to a worker
+        that has its model loaded if one does, else to the one with the most free memory. Compatible waiting jobs
+        join it, up to the worker's batch size."""
         if self._clock() < self._send_blocked_until:
             return  # Redis just refused a hand-over: the reaper tries again shortly
-        for worker in sorted(self._workers.values(), key=lambda w: len(w.batches)):
-            while self._pending and self._free_slots(worker) > 0:
-                order = [seq for seq in self._order() if worker in self._holders(self._pending[seq].job.params.model)]
-                if not order:
-                    break
-                model_of = {seq: self._pending[seq].job.params.model for seq in order}
-                seq = pick_job(order, model_of, worker.hello.loaded, self._passed_over)
-                for ahead in order[: order.index(seq)]:
-                    self._passed_over[ahead] = self._passed_over.get(ahead, 0) + 1
-                seqs = pick_batch(
-                    order,
-                    seq,
-                    {s: self._pending[s].plan.batch_key() for s in order},
-                    {s: self._pending[s].job.params.batch_size for s in order},
-                    worker.hello.max_images,
+        while self._pending:
+            order = self._order()
+            model_of = {seq: self._pending[seq].job.params.model for seq in order}
+            best: tuple[tuple[int, bool, int, int], _Worker, list[int], int] | None = None
+            for worker in self._workers.values():
+                if self._free_slots(worker) <= 0:
+                    continue
+                runnable = [seq for seq in order if worker in self._holders(model_of[seq])]
+                if not runnable:
+                    continue
+                seq = pick_job(runnable, model_of, worker.hello.loaded, self._passed_over)
+                rank = (
+                    order.index(seq),
+                    model_of[seq] not in worker.hello.loaded,
+                    -(worker.hello.free_memory or 0),
+                    len(worker.batches),
                 )
-                self._assign(worker, [self._pending[s] for s in seqs])
+                if best is None or rank < best[0]:
+                    best = (rank, worker, runnable, seq)
+            if best is None:
+                return
+            _, worker, runnable, seq = best
+            for ahead in runnable[: runnable.index(seq)]:
+                self._passed_over[ahead] = self._passed_over.get(ahead, 0) + 1
+            seqs = pick_batch(
+                runnable,
+                seq,
+                {s: self._pending[s].plan.batch_key() for s in runnable},
+                {s: self._pending[s].job.params.batch_size for s in runnable},
+                worker.hello.max_images,
+            )
+            self._assign(worker, [self._pending[s] for s in seqs])
 
     def _free_slots(self, worker: _Worker) -> int:
         if not worker.hello.accepting:

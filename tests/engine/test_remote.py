@@ -79,6 +79,24 @@ async def test_affinity_routes_each_job_to_the_worker_holding_its_model(redis: R
     await b.shut()
 
 
+async def test_a_job_goes_to_the_free_worker_that_has_its_model_loaded(redis: RedisServer, pool: RemotePool) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None, "gamma": None}, step_seconds=0.05)
+    await until_workers(pool, 1)
+    b = await start_worker(redis.url, "b", {"alpha": None})
+    await until_workers(pool, 2)
+    busy = asyncio.create_task(run_all([await pool.submit(job("0000c0", "g", model="gamma", steps=20))]))
+    await wait_until(lambda: bool(a.engine.steps_done), limit_s=10, what="a busy")
+    await run_all([await pool.submit(job("0000c1", "first alpha"))])  # a is busy: b runs it, and keeps alpha
+    await busy
+    await wait_until(lambda: all(not w.running for w in pool.workers()), what="both idle")
+    for n in (2, 3):  # one at a time, both workers free each time
+        await run_all([await pool.submit(job(f"0000c{n}", f"alpha {n}"))])
+    assert b.engine.ran == ["first alpha", "alpha 2", "alpha 3"]
+    assert a.engine.ran == ["g"]  # though a came first and is free: b holds alpha in memory
+    await a.shut()
+    await b.shut()
+
+
 async def test_compatible_waiting_jobs_go_to_a_worker_as_one_batch(redis: RedisServer, pool: RemotePool) -> None:
     a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.02, max_images=3, batches=True)
     await until_workers(pool, 1)
