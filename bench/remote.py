@@ -179,6 +179,9 @@ class InstantModels:
     def model_hash(self, entry: object) -> str | None:
         return None
 
+    def known_hash(self, name: str) -> str | None:
+        return None
+
 
 async def added_latency(url: str, count: int) -> tuple[float, float]:
     """Median milliseconds of an instant job in-process and through Redis (bot pool and worker in this process)."""

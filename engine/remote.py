@@ -213,7 +213,8 @@ class RemotePool:
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
         self._started = False
-        self._advertised: dict[str, tuple[str, int, int | None, str | None]] = {}
+        self._advertised: dict[str, tuple[str, int, int | None, str | None]] = {}  # connected workers' models
+        self._catalog: dict[str, tuple[str, int, int | None, str | None]] = {}  # ... and those of workers away
         self._progress_from = b"$"
         self._joined = asyncio.Event()  # set whenever a worker connects
         self._replaced: dict[str, bool] = {}  # worker runs replaced by a newer run of the same name (-> not yet warned)
@@ -247,7 +248,11 @@ class RemotePool:
             age = (now_ms - int(entry_id.split(b"-")[0])) / 1000
             if age <= self.timeout:
                 self._heard(fields, seen=self._clock() - max(age, 0.0), quiet=True)
+            else:
+                self._remember(fields)  # a worker away now: its models stay known, and their jobs wait for it
         self._models_changed()
+        if self._on_models is not None:
+            self._on_models(dict(self._catalog))  # even with no worker connected now
         info = await self.redis.xinfo_stream(HELLO) if await self.redis.exists(HELLO) else None
         self._hello_from = info["last-generated-id"] if info else b"0"
         log.info("remote workers: %d connected", len(self._workers))
@@ -598,7 +603,17 @@ class RemotePool:
         if not quiet:
             self._dispatch()
 
+    def _remember(self, fields: dict[str, bytes]) -> None:
+        try:
+            hello = decode_hello(fields)
+        except WireError:
+            return
+        for m in hello.models:
+            self._catalog[m.name] = (m.family, m.latent_scale, m.context_width, m.hash)
+
     def _models_changed(self) -> None:
+        """Tell the registry the models of the fleet: those connected workers hold, and those workers away now
+        held when last heard (a restarted bot still knows them, so their jobs wait instead of being refused)."""
         models: dict[str, tuple[str, int, int | None, str | None]] = {}
         hashes: dict[str, set[str | None]] = {}
         for worker in self._workers.values():
@@ -615,8 +630,9 @@ class RemotePool:
                         ", ".join(sorted(h or "none" for h in seen)),
                     )
             self._advertised = models
+            self._catalog.update(models)
             if self._on_models is not None:
-                self._on_models(models)
+                self._on_models(dict(self._catalog))
             self._announce()
 
     async def _drain_results(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -68,18 +69,13 @@ def free_memory(devices: list[str]) -> int | None:
 
 
 def advertised_models(registry: ModelRegistry) -> list[WorkerModel]:
-    """This worker's models with their A1111 hashes (hashing a file once; cached by size and mtime after)."""
-    models = []
-    for entry in registry.entries():
-        if not entry.usable or entry.kind in ("hub", "remote"):
-            continue
-        try:
-            digest = registry.model_hash(entry)
-        except OSError as err:
-            log.warning("model %s left out: its hash cannot be read (%s)", entry.name, err)
-            continue
-        models.append(WorkerModel(entry.name, digest, entry.family, entry.latent_scale, entry.context_width))
-    return models
+    """This worker's models, with the A1111 hashes already known (cached by size and mtime): at once, however
+    many gigabytes the folder holds. `RemoteWorker` hashes the others in the background."""
+    return [
+        WorkerModel(e.name, registry.known_hash(e.name), e.family, e.latent_scale, e.context_width)
+        for e in registry.entries()
+        if e.usable and e.kind not in ("hub", "remote")
+    ]
 
 
 class RemoteWorker:
@@ -124,6 +120,7 @@ class RemoteWorker:
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
         self._models = await asyncio.to_thread(advertised_models, self.registry)
+        hashing = asyncio.create_task(self._hash_models(), name=f"easel-worker-{self.boot}-hashing")
         log.info(
             "worker %s (run %s): %s, %d model(s): %s",
             self.name,
@@ -152,9 +149,9 @@ class RemoteWorker:
             self._post(job_id, entry_id, WasCancelled())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drain(), 5)
-        for task in [*loops, *self._tasks]:
+        for task in [*loops, *self._tasks, hashing]:
             task.cancel()
-        await asyncio.gather(*loops, *self._tasks, return_exceptions=True)
+        await asyncio.gather(*loops, *self._tasks, hashing, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self.redis.aclose()  # its stream stays until the bot notices the silence (a worker may not DEL)
 
@@ -254,7 +251,7 @@ class RemoteWorker:
                 log.info("job %s: already running here", job.job_id)
                 await self.redis.xack(self.key, WORKER_GROUP, entry_id)
                 continue
-            problem = self._model_problem(job.params.model, digest)
+            problem = await self._model_problem(job.params.model, digest)
             self._running[job.job_id] = entry_id
             self._posted.discard(job.job_id)
             if problem is None and image is not None:
@@ -286,10 +283,37 @@ class RemoteWorker:
             return f"Worker {self.name} could not store the init image: {err}"
         return None
 
-    def _model_problem(self, name: str, digest: str | None) -> str | None:
+    async def _hash_models(self) -> None:
+        """Hash, one by one and off the loop, the models whose hash is not known yet (a first start: minutes for
+        a big folder); each is announced as soon as it is known."""
+        for model in list(self._models):
+            if model.hash is None:
+                await self._hash_of(model.name)
+
+    async def _hash_of(self, name: str) -> str | None:
+        """The model's hash, computing it now if need be (None for a model without a file, e.g. built-in)."""
+        model = next((m for m in self._models if m.name == name), None)
+        if model is None or model.hash is not None:
+            return model.hash if model is not None else None
+        entry = next((e for e in self.registry.entries() if e.name == name), None)
+        if entry is None:
+            return None
+        try:
+            digest = await asyncio.to_thread(self.registry.model_hash, entry)
+        except OSError as err:
+            log.warning("model %s: its hash cannot be read (%s)", name, err)
+            return None
+        if digest is not None:
+            self._models = [dataclasses.replace(m, hash=digest) if m.name == name else m for m in self._models]
+            self._beat_now.set()
+        return digest
+
+    async def _model_problem(self, name: str, digest: str | None) -> str | None:
         model = next((m for m in self._models if m.name == name), None)
         if model is None:
             return f"Worker {self.name} does not have the model {name!r}."
+        if digest is not None and model.hash is None:
+            model = dataclasses.replace(model, hash=await self._hash_of(name))  # the job names one: know ours
         if digest is not None and model.hash is not None and model.hash != digest:
             return (
                 f"Worker {self.name} has a different file for {name!r} (hash {model.hash}, the job asks for "

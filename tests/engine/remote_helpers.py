@@ -103,14 +103,20 @@ class Entry:
 class ModelsFolder:
     """What a worker's registry says of its models folder: names and hashes."""
 
-    def __init__(self, models: dict[str, str | None]) -> None:
+    def __init__(self, models: dict[str, str | None], *, cached: bool = True) -> None:
         self.models = [Entry(name, digest) for name, digest in models.items()]
+        self.cached = cached  # whether the hashes are known before hashing (a folder hashed on an earlier start)
+        self.hashed: list[str] = []
 
     def entries(self) -> list[Entry]:
         return self.models
 
     def model_hash(self, entry: Entry) -> str | None:
+        self.hashed.append(entry.name)
         return entry.hash
+
+    def known_hash(self, name: str) -> str | None:
+        return next((e.hash for e in self.models if e.name == name), None) if self.cached else None
 
 
 @dataclass
@@ -150,6 +156,7 @@ async def start_worker(
     batches: bool = False,
     preview_interval: float | None = None,
     blobs: BlobStore | None = None,
+    cached: bool = True,
 ) -> Running:
     engine = BatchStepEngine(step_seconds) if batches else StepEngine(step_seconds)
     executor = GpuExecutor(
@@ -163,7 +170,7 @@ async def start_worker(
     worker = RemoteWorker(
         connect(url),
         executor,
-        ModelsFolder(models),  # type: ignore[arg-type]
+        ModelsFolder(models, cached=cached),  # type: ignore[arg-type]
         name=name,
         devices=["cpu"],
         max_images=max_images,

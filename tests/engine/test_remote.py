@@ -127,6 +127,31 @@ async def test_a_job_whose_model_no_worker_has_waits_saying_so_then_runs(redis: 
     await g.shut()
 
 
+async def test_a_restarted_bot_still_knows_the_models_of_workers_away_now(redis: RedisServer) -> None:
+    a = await start_worker(redis.url, "a", {"gamma": "cccccccccc"})
+    first = make_pool(redis.url)
+    await first.start()
+    await until_workers(first, 1)
+    await a.shut()
+    await first.close()
+    await asyncio.sleep(1.6)  # past the timeout: the worker is away, not connected
+    told: list[dict[str, object]] = []
+    second = make_pool(redis.url, on_models=lambda models: told.append(dict(models)))
+    await second.start()
+    assert second.workers() == [] and told and told[-1]["gamma"] == ("sd1", 8, None, "cccccccccc")
+    outcome = Outcome()
+    follow = asyncio.create_task(collect(await second.submit(job("0000d5", "later", model="gamma")), outcome))
+    await wait_until(lambda: bool(outcome.events), what="a queued event")
+    assert isinstance(outcome.events[0], Queued) and outcome.events[0].waiting_for == (
+        "No GPU worker is connected; it starts when one connects."
+    )
+    back = await start_worker(redis.url, "a", {"gamma": "cccccccccc"})
+    await asyncio.wait_for(follow, 10)
+    assert isinstance(outcome.last, Finished) and back.engine.ran == ["later"]
+    await back.shut()
+    await second.close()
+
+
 async def test_refuse_mode_refuses_a_model_no_worker_has(redis: RedisServer) -> None:
     pool = make_pool(redis.url, missing="refuse")
     await pool.start()
@@ -187,6 +212,19 @@ async def test_an_img2img_job_carries_its_init_image_to_the_worker(redis: RedisS
     assert a.engine.ran == ["img2img"]
     await a.shut()
     await pool.close()
+
+
+async def test_a_worker_announces_at_once_and_its_hashes_as_they_are_computed(
+    redis: RedisServer, pool: RemotePool
+) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": "aaaaaaaaaa", "beta": "bbbbbbbbbb"}, cached=False)
+    await until_workers(pool, 1)
+    await wait_until(
+        lambda: {m.name: m.hash for m in pool.workers()[0].models} == {"alpha": "aaaaaaaaaa", "beta": "bbbbbbbbbb"},
+        what="the hashes computed after start-up to be announced",
+    )
+    assert sorted(a.worker.registry.hashed) == ["alpha", "beta"]  # type: ignore[attr-defined]
+    await a.shut()
 
 
 async def test_cancel_while_queued_and_while_running(redis: RedisServer, pool: RemotePool) -> None:
