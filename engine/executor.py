@@ -11,7 +11,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -22,7 +22,6 @@ from PIL import Image
 from engine.errors import Cancelled, EaselError, GenerationFailedError, OutOfMemoryError, QueueFullError
 from engine.images import encode_png
 from engine.jobs import (
-    TERMINAL_EVENTS,
     Failed,
     Finished,
     GeneratedImage,
@@ -34,6 +33,7 @@ from engine.jobs import (
     Started,
     Ticket,
     WasCancelled,
+    event_stream,
 )
 from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, JobHooks, ProgressFn, RawImage
@@ -266,7 +266,7 @@ class GpuExecutor:
         self._pending[entry.seq] = entry
         self._by_id[job.job_id] = entry
         log.info("job %s queued for user %s", job.job_id, job.user_id)
-        return Ticket(job=job, events=self._stream(entry))
+        return Ticket(job=job, events=event_stream(entry.events))
 
     def cancel(self, job_id: str) -> bool:
         shared = False
@@ -332,13 +332,6 @@ class GpuExecutor:
         self._planning.shutdown(wait=False, cancel_futures=True)
 
     # -- internals ----------------------------------------------------------------------------------------------
-
-    async def _stream(self, entry: _Entry) -> AsyncIterator[JobEvent]:
-        while True:
-            event = await entry.events.get()
-            yield event
-            if isinstance(event, TERMINAL_EVENTS):
-                return
 
     def _order_locked(self) -> list[int]:
         return fair_order([(e.job.user_id, seq) for seq, e in self._pending.items()], self._last_served)

@@ -6,6 +6,7 @@ the in-process `GpuExecutor` without the Discord layer noticing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -81,6 +82,15 @@ class WasCancelled:
 
 JobEvent = Queued | Started | Progress | Finished | Failed | WasCancelled
 TERMINAL_EVENTS = (Finished, Failed, WasCancelled)
+
+
+async def event_stream(events: asyncio.Queue[JobEvent]) -> AsyncIterator[JobEvent]:
+    """A job's events as its executor queues them, ending with (and including) the terminal one."""
+    while True:
+        event = await events.get()
+        yield event
+        if isinstance(event, TERMINAL_EVENTS):
+            return
 
 
 @dataclass

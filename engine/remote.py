@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ from engine.jobs import (
     Started,
     Ticket,
     WasCancelled,
+    event_stream,
 )
 from engine.plan import GenerationPlan
 from engine.queue_policy import RunTimes, admission_problem, fair_order, finish_times_on, pick_batch, pick_job
@@ -300,7 +301,7 @@ class RemotePool:
             )
         entry = _Entry(job=job, plan=plan, seq=next(self._seq))
         self._by_id[job.job_id] = entry
-        ticket = Ticket(job=job, events=self._stream(entry))
+        ticket = Ticket(job=job, events=event_stream(entry.events))
         recorded = await self._recorded_holder(job.job_id)  # the worker run a bot before a restart gave it to
         if recorded is not None:
             entry.held_by.add(recorded)
@@ -797,13 +798,6 @@ class RemotePool:
         self._models_changed()
 
     # -- what the jobs hear -------------------------------------------------------------------------------------
-
-    async def _stream(self, entry: _Entry) -> AsyncIterator[JobEvent]:
-        while True:
-            event = await entry.events.get()
-            yield event
-            if isinstance(event, TERMINAL_EVENTS):
-                return
 
     def _emit(self, entry: _Entry, event: JobEvent) -> None:
         entry.events.put_nowait(event)

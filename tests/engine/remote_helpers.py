@@ -23,6 +23,7 @@ from engine.previews import PreviewFn
 from engine.remote import RemotePool, connect
 from engine.worker import RemoteWorker
 from tests.engine.conftest import tiny_params
+from tests.waiting import wait_until
 
 
 class StepEngine:
@@ -126,6 +127,15 @@ class Running:
     stop: asyncio.Event
     task: asyncio.Task[None]
 
+    async def started(self, prompt: str | None = None, steps: int = 1) -> None:
+        """Until this worker has drawn `steps` steps of the job with `prompt` (any job, when None)."""
+        done = self.engine.steps_done
+        await wait_until(
+            lambda: (max(done.values(), default=0) if prompt is None else done.get(prompt, 0)) >= steps,
+            limit_s=10,
+            what=f"{prompt or 'a job'!r} to start on {self.worker.name}",
+        )
+
     async def shut(self) -> None:
         """A graceful stop (SIGTERM): running jobs are given back."""
         self.stop.set()
@@ -157,7 +167,9 @@ async def start_worker(
     preview_interval: float | None = None,
     blobs: BlobStore | None = None,
     cached: bool = True,
+    joins: RemotePool | None = None,
 ) -> Running:
+    """A worker on the fake engine, running; `joins`: wait until that pool has heard it."""
     engine = BatchStepEngine(step_seconds) if batches else StepEngine(step_seconds)
     executor = GpuExecutor(
         [engine],
@@ -180,18 +192,23 @@ async def start_worker(
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop), name=f"easel-worker-main-{name}")
+    if joins is not None:
+        await wait_until(lambda: any(h.boot == worker.boot for h in joins.workers()), what=f"{name} to connect")
     return Running(worker, engine, stop, task)
 
 
-def make_pool(url: str, **options: Any) -> RemotePool:
+async def started_pool(url: str, **options: Any) -> RemotePool:
+    """The bot's side, started (it has read the workers' latest heartbeats); a short timeout unless told."""
     options.setdefault("timeout", 1.5)
-    return RemotePool(
+    pool = RemotePool(
         connect(url),
         planner=make_plan,
         max_queued_per_user=options.pop("max_queued_per_user", 20),
         max_queued_total=options.pop("max_queued_total", 200),
         **options,
     )
+    await pool.start()
+    return pool
 
 
 @dataclass
@@ -206,6 +223,12 @@ class Outcome:
 async def collect(ticket: Ticket, outcome: Outcome) -> None:
     async for event in ticket.events:
         outcome.events.append(event)
+
+
+async def following(executor: RemotePool, submitted: Job) -> tuple[Outcome, asyncio.Task[None]]:
+    """Submit a job and collect its events in the background: its outcome, and the task to await for its end."""
+    outcome = Outcome()
+    return outcome, asyncio.create_task(collect(await executor.submit(submitted), outcome))
 
 
 def job(job_id: str, prompt: str, *, user: str = "1", model: str = "alpha", **changes: Any) -> Job:

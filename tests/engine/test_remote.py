@@ -16,12 +16,11 @@ from engine.queue_policy import finish_times_on
 from engine.remote import HELLO, RESULTS, RemotePool, connect, jobs_key, safe_url
 from engine.wire import encode_job
 from tests.engine.remote_helpers import (
-    Outcome,
-    collect,
+    following,
     job,
-    make_pool,
     run_all,
     start_worker,
+    started_pool,
     until_workers,
 )
 from tests.waiting import wait_until
@@ -42,16 +41,14 @@ def redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
 
 @pytest.fixture
 async def pool(redis: RedisServer) -> AsyncIterator[RemotePool]:
-    pool = make_pool(redis.url)
-    await pool.start()
+    pool = await started_pool(redis.url)
     yield pool
     await pool.close()
 
 
 async def test_two_workers_share_the_jobs_and_each_result_arrives_once(redis: RedisServer, pool: RemotePool) -> None:
     a = await start_worker(redis.url, "alpha-box", {"alpha": None}, step_seconds=0.02)
-    b = await start_worker(redis.url, "beta-box", {"alpha": None}, step_seconds=0.02)
-    await until_workers(pool, 2)
+    b = await start_worker(redis.url, "beta-box", {"alpha": None}, step_seconds=0.02, joins=pool)
     tickets = [await pool.submit(job(f"{n:06x}", f"p{n}", user=str(n % 3 + 1))) for n in range(8)]
     outcomes = await run_all(tickets)
     assert all(isinstance(o.last, Finished) for o in outcomes)
@@ -69,8 +66,7 @@ async def test_two_workers_share_the_jobs_and_each_result_arrives_once(redis: Re
 
 async def test_affinity_routes_each_job_to_the_worker_holding_its_model(redis: RedisServer, pool: RemotePool) -> None:
     a = await start_worker(redis.url, "a", {"alpha": "aaaaaaaaaa"})
-    b = await start_worker(redis.url, "b", {"beta": "bbbbbbbbbb"})
-    await until_workers(pool, 2)
+    b = await start_worker(redis.url, "b", {"beta": "bbbbbbbbbb"}, joins=pool)
     tickets = [await pool.submit(job(f"{n:06x}", f"p{n}", model="alpha" if n % 2 else "beta")) for n in range(6)]
     await run_all(tickets)
     assert sorted(a.engine.ran) == ["p1", "p3", "p5"]
@@ -80,12 +76,10 @@ async def test_affinity_routes_each_job_to_the_worker_holding_its_model(redis: R
 
 
 async def test_a_job_goes_to_the_free_worker_that_has_its_model_loaded(redis: RedisServer, pool: RemotePool) -> None:
-    a = await start_worker(redis.url, "a", {"alpha": None, "gamma": None}, step_seconds=0.05)
-    await until_workers(pool, 1)
-    b = await start_worker(redis.url, "b", {"alpha": None})
-    await until_workers(pool, 2)
+    a = await start_worker(redis.url, "a", {"alpha": None, "gamma": None}, step_seconds=0.05, joins=pool)
+    b = await start_worker(redis.url, "b", {"alpha": None}, joins=pool)
     busy = asyncio.create_task(run_all([await pool.submit(job("0000c0", "g", model="gamma", steps=20))]))
-    await wait_until(lambda: bool(a.engine.steps_done), limit_s=10, what="a busy")
+    await a.started()
     await run_all([await pool.submit(job("0000c1", "first alpha"))])  # a is busy: b runs it, and keeps alpha
     await busy
     await wait_until(lambda: all(not w.running for w in pool.workers()), what="both idle")
@@ -98,8 +92,7 @@ async def test_a_job_goes_to_the_free_worker_that_has_its_model_loaded(redis: Re
 
 
 async def test_compatible_waiting_jobs_go_to_a_worker_as_one_batch(redis: RedisServer, pool: RemotePool) -> None:
-    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.02, max_images=3, batches=True)
-    await until_workers(pool, 1)
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.02, max_images=3, batches=True, joins=pool)
     a.engine.gate.clear()  # the first job holds the worker while the others queue in the bot
     tickets = [await pool.submit(job("0000aa", "head", steps=5, cfg_scale=2.0))]
     await wait_until(lambda: bool(a.worker._running), what="the first job on the worker")
@@ -113,10 +106,8 @@ async def test_compatible_waiting_jobs_go_to_a_worker_as_one_batch(redis: RedisS
 
 
 async def test_a_job_whose_model_no_worker_has_waits_saying_so_then_runs(redis: RedisServer, pool: RemotePool) -> None:
-    a = await start_worker(redis.url, "a", {"alpha": None})
-    await until_workers(pool, 1)
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await pool.submit(job("00000a", "late", model="gamma")), outcome))
+    a = await start_worker(redis.url, "a", {"alpha": None}, joins=pool)
+    outcome, follow = await following(pool, job("00000a", "late", model="gamma"))
     await wait_until(lambda: bool(outcome.events), what="a queued event")
     first = outcome.events[0]
     assert isinstance(first, Queued) and first.waiting_for is not None and "gamma" in first.waiting_for
@@ -129,18 +120,15 @@ async def test_a_job_whose_model_no_worker_has_waits_saying_so_then_runs(redis: 
 
 async def test_a_restarted_bot_still_knows_the_models_of_workers_away_now(redis: RedisServer) -> None:
     a = await start_worker(redis.url, "a", {"gamma": "cccccccccc"})
-    first = make_pool(redis.url)
-    await first.start()
+    first = await started_pool(redis.url)
     await until_workers(first, 1)
     await a.shut()
     await first.close()
     await asyncio.sleep(1.6)  # past the timeout: the worker is away, not connected
     told: list[dict[str, object]] = []
-    second = make_pool(redis.url, on_models=lambda models: told.append(dict(models)))
-    await second.start()
+    second = await started_pool(redis.url, on_models=lambda models: told.append(dict(models)))
     assert second.workers() == [] and told and told[-1]["gamma"] == ("sd1", 8, None, "cccccccccc")
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await second.submit(job("0000d5", "later", model="gamma")), outcome))
+    outcome, follow = await following(second, job("0000d5", "later", model="gamma"))
     await wait_until(lambda: bool(outcome.events), what="a queued event")
     assert isinstance(outcome.events[0], Queued) and outcome.events[0].waiting_for == (
         "No GPU worker is connected; it starts when one connects."
@@ -153,10 +141,8 @@ async def test_a_restarted_bot_still_knows_the_models_of_workers_away_now(redis:
 
 
 async def test_refuse_mode_refuses_a_model_no_worker_has(redis: RedisServer) -> None:
-    pool = make_pool(redis.url, missing="refuse")
-    await pool.start()
-    a = await start_worker(redis.url, "a", {"alpha": None})
-    await until_workers(pool, 1)
+    pool = await started_pool(redis.url, missing="refuse")
+    a = await start_worker(redis.url, "a", {"alpha": None}, joins=pool)
     with pytest.raises(ModelUnavailableError, match="No GPU worker connected has the model 'gamma'"):
         await pool.submit(job("00000b", "x", model="gamma"))
     await a.shut()
@@ -167,10 +153,8 @@ async def test_a_job_naming_another_hash_goes_to_no_worker_and_a_worker_refuses_
     redis: RedisServer, pool: RemotePool
 ) -> None:
     pool._model_hash = lambda name: "1234567890"
-    a = await start_worker(redis.url, "a", {"alpha": "abcdefabcd"})
-    await until_workers(pool, 1)
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await pool.submit(job("00000c", "x")), outcome))
+    a = await start_worker(redis.url, "a", {"alpha": "abcdefabcd"}, joins=pool)
+    outcome, follow = await following(pool, job("00000c", "x"))
     await wait_until(lambda: bool(outcome.events), what="a queued event")
     assert isinstance(outcome.events[0], Queued) and outcome.events[0].waiting_for is not None
     assert a.engine.ran == []
@@ -195,10 +179,8 @@ async def test_an_img2img_job_carries_its_init_image_to_the_worker(redis: RedisS
 
     bot_blobs, worker_blobs = BlobStore(tmp_path / "bot-blobs"), BlobStore(tmp_path / "worker-blobs")
     digest = bot_blobs.put(tiny_png(64, 64, 3))
-    pool = make_pool(redis.url, blobs=bot_blobs)
-    await pool.start()
-    a = await start_worker(redis.url, "a", {"alpha": None}, blobs=worker_blobs)
-    await until_workers(pool, 1)
+    pool = await started_pool(redis.url, blobs=bot_blobs)
+    a = await start_worker(redis.url, "a", {"alpha": None}, blobs=worker_blobs, joins=pool)
     gone = "0" * 64  # an upload the bot no longer has
     outcomes = await run_all(
         [
@@ -217,8 +199,7 @@ async def test_an_img2img_job_carries_its_init_image_to_the_worker(redis: RedisS
 async def test_a_worker_announces_at_once_and_its_hashes_as_they_are_computed(
     redis: RedisServer, pool: RemotePool
 ) -> None:
-    a = await start_worker(redis.url, "a", {"alpha": "aaaaaaaaaa", "beta": "bbbbbbbbbb"}, cached=False)
-    await until_workers(pool, 1)
+    a = await start_worker(redis.url, "a", {"alpha": "aaaaaaaaaa", "beta": "bbbbbbbbbb"}, cached=False, joins=pool)
     await wait_until(
         lambda: {m.name: m.hash for m in pool.workers()[0].models} == {"alpha": "aaaaaaaaaa", "beta": "bbbbbbbbbb"},
         what="the hashes computed after start-up to be announced",
@@ -228,11 +209,9 @@ async def test_a_worker_announces_at_once_and_its_hashes_as_they_are_computed(
 
 
 async def test_cancel_while_queued_and_while_running(redis: RedisServer, pool: RemotePool) -> None:
-    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.1)
-    await until_workers(pool, 1)
-    running, waiting = Outcome(), Outcome()
-    t1 = asyncio.create_task(collect(await pool.submit(job("0000a1", "long", steps=40)), running))
-    t2 = asyncio.create_task(collect(await pool.submit(job("0000a2", "next", steps=40, cfg_scale=3.0)), waiting))
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.1, joins=pool)
+    running, t1 = await following(pool, job("0000a1", "long", steps=40))
+    waiting, t2 = await following(pool, job("0000a2", "next", steps=40, cfg_scale=3.0))
     await wait_until(lambda: any(isinstance(e, Progress) for e in running.events), limit_s=10, what="progress")
     assert pool.cancel("0000a2")  # still in the bot's queue
     await asyncio.wait_for(t2, 5)
@@ -246,11 +225,9 @@ async def test_cancel_while_queued_and_while_running(redis: RedisServer, pool: R
 
 
 async def test_a_dead_worker_s_job_completes_once_elsewhere(redis: RedisServer, pool: RemotePool) -> None:
-    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
-    await until_workers(pool, 1)
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await pool.submit(job("0000b1", "survivor", steps=30)), outcome))
-    await wait_until(lambda: a.engine.steps_done.get("survivor", 0) >= 2, limit_s=10, what="the job to start")
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05, joins=pool)
+    outcome, follow = await following(pool, job("0000b1", "survivor", steps=30))
+    await a.started("survivor", 2)
     await a.die()
     b = await start_worker(redis.url, "b", {"alpha": None}, step_seconds=0.01)
     await asyncio.wait_for(follow, 20)
@@ -261,13 +238,10 @@ async def test_a_dead_worker_s_job_completes_once_elsewhere(redis: RedisServer, 
 
 
 async def test_a_job_three_times_longer_than_the_timeout_stays_on_its_beating_worker(redis: RedisServer) -> None:
-    pool = make_pool(redis.url, timeout=1.0)
-    await pool.start()
-    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.1, heartbeat=0.2)
-    await until_workers(pool, 1)
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await pool.submit(job("0000ab", "long", steps=30)), outcome))
-    await wait_until(lambda: bool(a.engine.steps_done), limit_s=10, what="the job to start")
+    pool = await started_pool(redis.url, timeout=1.0)
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.1, heartbeat=0.2, joins=pool)
+    outcome, follow = await following(pool, job("0000ab", "long", steps=30))
+    await a.started()
     b = await start_worker(redis.url, "b", {"alpha": None})  # free, and would get the job if it were moved
     await asyncio.wait_for(follow, 20)
     assert isinstance(outcome.last, Finished)
@@ -278,13 +252,10 @@ async def test_a_job_three_times_longer_than_the_timeout_stays_on_its_beating_wo
 
 
 async def test_a_worker_thought_dead_that_finishes_after_all_is_not_posted_twice(redis: RedisServer) -> None:
-    pool = make_pool(redis.url, timeout=1.0)
-    await pool.start()
-    slow = await start_worker(redis.url, "slow", {"alpha": None}, step_seconds=0.1, heartbeat=0.2)
-    await until_workers(pool, 1)
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await pool.submit(job("0000c1", "twice", steps=25)), outcome))
-    await wait_until(lambda: slow.engine.steps_done.get("twice", 0) >= 1, limit_s=10, what="the job to start")
+    pool = await started_pool(redis.url, timeout=1.0)
+    slow = await start_worker(redis.url, "slow", {"alpha": None}, step_seconds=0.1, heartbeat=0.2, joins=pool)
+    outcome, follow = await following(pool, job("0000c1", "twice", steps=25))
+    await slow.started("twice", 1)
     # Its heartbeats stop (a network partition), but it goes on drawing and will report.
     for task in asyncio.all_tasks():
         if task.get_name() == f"easel-worker-{slow.worker.boot}-heartbeat":
@@ -302,17 +273,15 @@ async def test_a_worker_thought_dead_that_finishes_after_all_is_not_posted_twice
 
 async def test_a_bot_restart_with_jobs_on_workers_loses_nothing_and_posts_nothing_twice(redis: RedisServer) -> None:
     a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
-    first = make_pool(redis.url)
-    await first.start()
+    first = await started_pool(redis.url)
     await until_workers(first, 1)
     jobs = [job(f"0000d{n}", f"r{n}", steps=10, cfg_scale=float(n + 1)) for n in range(3)]
     for j in jobs:
         await first.submit(j)
-    await wait_until(lambda: bool(a.engine.steps_done), limit_s=10, what="a job to start")
+    await a.started()
     await first.close()  # the bot stops; the store keeps the jobs and the next start submits them again
     await asyncio.sleep(0.6)  # the running job finishes meanwhile
-    second = make_pool(redis.url)
-    await second.start()
+    second = await started_pool(redis.url)
     outcomes = await run_all([await second.submit(j) for j in jobs])
     assert all(isinstance(o.last, Finished) for o in outcomes)
     assert sorted(a.engine.ran) == ["r0", "r1", "r2"]  # none ran twice
@@ -321,11 +290,9 @@ async def test_a_bot_restart_with_jobs_on_workers_loses_nothing_and_posts_nothin
 
 
 async def test_redis_restart_mid_job_the_job_finishes_and_the_next_runs(redis: RedisServer, pool: RemotePool) -> None:
-    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
-    await until_workers(pool, 1)
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await pool.submit(job("0000e1", "through", steps=30)), outcome))
-    await wait_until(lambda: a.engine.steps_done.get("through", 0) >= 2, limit_s=10, what="the job to start")
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05, joins=pool)
+    outcome, follow = await following(pool, job("0000e1", "through", steps=30))
+    await a.started("through", 2)
     redis.restart()  # AOF: the streams, groups and entries survive
     await asyncio.wait_for(follow, 30)
     assert isinstance(outcome.last, Finished)
@@ -337,17 +304,15 @@ async def test_redis_restart_mid_job_the_job_finishes_and_the_next_runs(redis: R
 
 async def test_a_result_made_while_the_bot_was_down_survives_a_redis_restart(redis: RedisServer) -> None:
     a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.02)
-    first = make_pool(redis.url)
-    await first.start()
+    first = await started_pool(redis.url)
     await until_workers(first, 1)
     await first.submit(job("00008a", "kept", steps=10))
-    await wait_until(lambda: bool(a.engine.steps_done), limit_s=10, what="the job to start")
+    await a.started()
     await first.close()  # the bot is down...
     await wait_until(lambda: a.engine.ran == ["kept"], limit_s=10, what="the worker to finish")
     await asyncio.sleep(0.3)  # ...its result waits in the stream...
     redis.restart()  # ...through a Redis restart (append-only file)
-    second = make_pool(redis.url)
-    await second.start()
+    second = await started_pool(redis.url)
     [outcome] = await run_all([await second.submit(job("00008a", "kept", steps=10))])
     assert isinstance(outcome.last, Finished) and a.engine.ran == ["kept"]  # delivered, not drawn again
     await a.shut()
@@ -360,10 +325,8 @@ async def test_malformed_entries_from_a_worker_are_dropped_and_the_pool_goes_on(
     r = connect(redis.url)
     await r.xadd(HELLO, {"worker": b"evil", "boot": b"0123456789abcdef", "body": b'{"models": "all"}'})
     await r.xadd(RESULTS, {"job_id": b"../../etc", "kind": b"finished"})
-    a = await start_worker(redis.url, "a", {"alpha": None})
-    await until_workers(pool, 1)
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await pool.submit(job("0000f1", "fine")), outcome))
+    a = await start_worker(redis.url, "a", {"alpha": None}, joins=pool)
+    outcome, follow = await following(pool, job("0000f1", "fine"))
     # A forged result for the job, from no worker that holds it, with a wrong image: dropped.
     await r.xadd(
         RESULTS, {"job_id": b"0000f1", "worker": b"x", "boot": b"0123456789abcdef", "kind": b"finished", "body": b"{}"}
@@ -379,11 +342,9 @@ async def test_a_worker_cannot_answer_a_job_it_was_not_given(redis: RedisServer,
     from engine.wire import encode_event
     from tests.fakes import tiny_png
 
-    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
-    await until_workers(pool, 1)
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await pool.submit(job("00009a", "honest", steps=20)), outcome))
-    await wait_until(lambda: a.engine.steps_done.get("honest", 0) >= 1, limit_s=10, what="the job to start")
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05, joins=pool)
+    outcome, follow = await following(pool, job("00009a", "honest", steps=20))
+    await a.started("honest", 1)
     # Another worker's credentials, a well-formed result with a real PNG of the right size: still not its job.
     forged = encode_event(
         Finished(JobResult((GeneratedImage(tiny_png(64, 64, 1), 1, "forged", 64, 64),), "forged", 1.0))
@@ -411,13 +372,10 @@ async def test_a_worker_answers_a_job_it_cannot_read_with_a_failure(redis: Redis
 
 
 async def test_a_worker_shutting_down_gives_its_job_back(redis: RedisServer) -> None:
-    pool = make_pool(redis.url, timeout=30.0)  # long: what moves the job is the worker's word, not its silence
-    await pool.start()
-    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05)
-    await until_workers(pool, 1)
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await pool.submit(job("0000f2", "handed", steps=40)), outcome))
-    await wait_until(lambda: a.engine.steps_done.get("handed", 0) >= 2, limit_s=10, what="the job to start")
+    pool = await started_pool(redis.url, timeout=30.0)  # long: what moves the job is the worker's word, not its silence
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05, joins=pool)
+    outcome, follow = await following(pool, job("0000f2", "handed", steps=40))
+    await a.started("handed", 2)
     await a.shut()
     await wait_until(lambda: pool.position("0000f2") == 1, limit_s=3, what="the job back in the queue")
     b = await start_worker(redis.url, "b", {"alpha": None})
@@ -429,13 +387,10 @@ async def test_a_worker_shutting_down_gives_its_job_back(redis: RedisServer) -> 
 
 
 async def test_a_restarted_worker_s_old_jobs_rerun_at_once_not_after_the_timeout(redis: RedisServer) -> None:
-    pool = make_pool(redis.url, timeout=30.0)
-    await pool.start()
-    old = await start_worker(redis.url, "box", {"alpha": None}, step_seconds=0.05)
-    await until_workers(pool, 1)
-    outcome = Outcome()
-    follow = asyncio.create_task(collect(await pool.submit(job("00001a1", "again", steps=30)), outcome))
-    await wait_until(lambda: old.engine.steps_done.get("again", 0) >= 2, limit_s=10, what="the job to start")
+    pool = await started_pool(redis.url, timeout=30.0)
+    old = await start_worker(redis.url, "box", {"alpha": None}, step_seconds=0.05, joins=pool)
+    outcome, follow = await following(pool, job("00001a1", "again", steps=30))
+    await old.started("again", 2)
     await old.die()
     new = await start_worker(redis.url, "box", {"alpha": None})  # the same machine, started again (systemd)
     await asyncio.wait_for(follow, 10)
@@ -445,16 +400,13 @@ async def test_a_restarted_worker_s_old_jobs_rerun_at_once_not_after_the_timeout
 
 
 async def test_an_outage_longer_than_the_timeout_moves_no_job_and_runs_none_twice(redis: RedisServer) -> None:
-    pool = make_pool(redis.url, timeout=1.5)
-    await pool.start()
+    pool = await started_pool(redis.url, timeout=1.5)
     a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.1, heartbeat=0.3)
-    b = await start_worker(redis.url, "b", {"alpha": None}, step_seconds=0.1, heartbeat=0.3)
-    await until_workers(pool, 2)
-    outcomes = [Outcome(), Outcome()]
-    follows = [
-        asyncio.create_task(collect(await pool.submit(job(f"00002{n}", f"h{n}", steps=40, cfg_scale=n + 1.0)), o))
-        for n, o in enumerate(outcomes)
-    ]
+    b = await start_worker(redis.url, "b", {"alpha": None}, step_seconds=0.1, heartbeat=0.3, joins=pool)
+    outcomes, follows = zip(
+        *[await following(pool, job(f"00002{n}", f"h{n}", steps=40, cfg_scale=n + 1.0)) for n in range(2)],
+        strict=True,
+    )
     await wait_until(lambda: len(a.engine.steps_done) + len(b.engine.steps_done) == 2, limit_s=10, what="both running")
     redis.stop()
     await asyncio.sleep(3.5)  # more than twice the timeout without Redis: nobody could hear anybody
@@ -468,8 +420,7 @@ async def test_an_outage_longer_than_the_timeout_moves_no_job_and_runs_none_twic
 
 
 async def test_queued_jobs_get_an_eta_from_the_workers_speed(redis: RedisServer, pool: RemotePool) -> None:
-    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.02)
-    await until_workers(pool, 1)
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.02, joins=pool)
     await run_all([await pool.submit(job("000030", "warm", steps=5))])  # the bot times the worker once
     outcomes = await run_all([await pool.submit(job(f"00003{n}", f"e{n}", steps=5, cfg_scale=n + 1.0)) for n in (1, 2)])
     etas = [e.eta_seconds for e in outcomes[1].events if isinstance(e, Queued)]
@@ -478,8 +429,7 @@ async def test_queued_jobs_get_an_eta_from_the_workers_speed(redis: RedisServer,
 
 
 async def test_progress_and_previews_come_back_at_the_in_process_rates(redis: RedisServer, pool: RemotePool) -> None:
-    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05, preview_interval=0.4)
-    await until_workers(pool, 1)
+    a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05, preview_interval=0.4, joins=pool)
     [outcome] = await run_all([await pool.submit(job("000041", "watched", steps=30))])
     progress = [e for e in outcome.events if isinstance(e, Progress)]
     previews = [e.preview for e in progress if e.preview is not None]
@@ -519,10 +469,8 @@ async def test_the_documented_acl_lets_a_worker_read_jobs_and_write_results_only
     server = RedisServer(tmp_path / "acl", acl=acl)
     server.start()
     try:
-        pool = make_pool(server.url_for("easel-bot", "bot-secret"))
-        await pool.start()
-        a = await start_worker(server.url_for("easel-worker", "worker-secret"), "a", {"alpha": None})
-        await until_workers(pool, 1)
+        pool = await started_pool(server.url_for("easel-bot", "bot-secret"))
+        a = await start_worker(server.url_for("easel-worker", "worker-secret"), "a", {"alpha": None}, joins=pool)
         outcomes = await run_all([await pool.submit(job(f"00aa{n}0", f"acl{n}")) for n in range(2)])
         assert all(isinstance(o.last, Finished) for o in outcomes)
         worker = connect(server.url_for("easel-worker", "worker-secret"))
@@ -556,10 +504,8 @@ async def test_a_rediss_url_speaks_tls_and_checks_the_server_certificate(tmp_pat
     server.start()
     try:
         url = f"{server.url}?ssl_ca_certs={cert}"
-        pool = make_pool(url)
-        await pool.start()
-        a = await start_worker(url, "a", {"alpha": None})
-        await until_workers(pool, 1)
+        pool = await started_pool(url)
+        a = await start_worker(url, "a", {"alpha": None}, joins=pool)
         [outcome] = await run_all([await pool.submit(job("00007a", "over tls"))])
         assert isinstance(outcome.last, Finished)
         with pytest.raises(Exception, match=r"(?i)certificate"):

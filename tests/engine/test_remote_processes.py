@@ -16,7 +16,7 @@ from engine.images import check_upload
 from engine.jobs import Finished
 from engine.models.registry import ModelRegistry
 from engine.remote import RemotePool, connect
-from tests.engine.remote_helpers import Outcome, collect, job, until_workers
+from tests.engine.remote_helpers import following, job, until_workers
 from tests.waiting import wait_until
 from tools.redis_server import RedisServer, redis_binary
 
@@ -80,12 +80,15 @@ async def test_two_worker_processes_and_one_killed_mid_job(
     await until_workers(pool, 2, limit_s=180)
     assert {h.worker for h in pool.workers()} == {"w1", "w2"}
     assert all(h.model("builtin:tiny") is not None for h in pool.workers())
-    tickets = [
-        await pool.submit(job(f"00b{n:03x}", f"a lighthouse {n}", user=str(n + 1), model="builtin:tiny", steps=30))
-        for n in range(4)
-    ]
-    outcomes = [Outcome() for _ in tickets]
-    follows = [asyncio.create_task(collect(t, o)) for t, o in zip(tickets, outcomes, strict=True)]
+    outcomes, follows = zip(
+        *[
+            await following(
+                pool, job(f"00b{n:03x}", f"a lighthouse {n}", user=str(n + 1), model="builtin:tiny", steps=30)
+            )
+            for n in range(4)
+        ],
+        strict=True,
+    )
     first = pool._by_id["00b000"]
     await wait_until(lambda: first.started, limit_s=60, what="the first job to start on a worker")
     assert first.worker is not None
