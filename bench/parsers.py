@@ -28,7 +28,7 @@ from typing import Any
 
 from PIL import Image
 
-from commands.flags import read_flags
+from engine.prompts.flags import read_flags
 from engine.errors import EaselError
 from engine.images import PNG_SIGNATURE, read_infotext
 from engine.infotext import RE_PARAM, find_params, looks_like_infotext

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bot.layers import SOURCE_NAMES, USER
-from commands.flags import parse_ratio, size_for_aspect
+from engine.prompts.flags import parse_ratio, size_for_aspect
 from engine.errors import InvalidParamsError
 from engine.params import Limits, ModelDefaults, build_params
 

@@ -16,7 +16,7 @@ from bot.layers import SOURCE_NAMES, USER, Layer, ceilings, stack
 from bot.uploads import check_declared, store_init_image, upload_pixel_limit
 from commands.choices import matching
 from commands.defaults import usable_defaults
-from commands.flags import read_flags, size_for_aspect
+from engine.prompts.flags import read_flags, size_for_aspect
 from commands.styles import style_choices
 from engine.errors import EaselError, ModelUnavailableError
 from engine.infotext import ModelHint, looks_like_infotext

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,15 +21,6 @@ RANDOM_SEED_RANGE = 4294967294
 MAX_SEED = 2**64 - 1
 MAX_PROMPT_CHARS = 4000
 RNG_SOURCES = ("GPU", "CPU", "NV")
-# The raw option names build_params understands (slash options, CLI flags, pasted parameter text).
-OPTION_KEYS = frozenset(
-    {
-        "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
-        "batch_size", "subseed", "subseed_strength", "clip_skip", "init_image", "denoising_strength", "enable_hr",
-        "hr_scale", "hr_resize_x", "hr_resize_y", "hr_upscaler", "hr_steps", "seed_resize_from_w",
-        "seed_resize_from_h", "rng", "ensd", "vae", "hr_sampler", "hr_schedule",
-    }
-)  # fmt: skip
 # Latent upscalers (A1111 `latent_upscale_modes`) and the plain image resamplers that need no model.
 HIRES_UPSCALERS = (
     "Latent",
@@ -170,6 +161,119 @@ def _check_range(name: str, value: float, low: float, high: float, hint: str = "
         raise InvalidParamsError(f"{name} must be between {low:g} and {high:g}, not {value:g}.{hint}")
 
 
+@dataclass(frozen=True)
+class _Option:
+    """How one raw option is read: its label in messages, its parser, and its range check against the limits
+    (the check alone, so that a stored layer of defaults can be checked key by key)."""
+
+    label: str
+    parse: Callable[[str, Any], Any]
+    check: Callable[[str, Any, Limits], None] | None = None
+    zero_is_unset: bool = False  # A1111's `value or default`: a 0 takes the default
+    hires_only: bool = False  # checked only when hires fix is on (a txt2img job keeps whatever it carries)
+
+
+def _text(name: str, value: Any) -> str:
+    text = str(value or "")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InvalidParamsError(f"{name} is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}.")
+    return text
+
+
+def _between(low: float, high: float | str) -> Callable[[str, Any, Limits], None]:
+    """A range check; `high` may name a limit (`max_steps`)."""
+
+    def check(name: str, value: Any, limits: Limits) -> None:
+        top = float(getattr(limits, high)) if isinstance(high, str) else high
+        _check_range(name, value, low, top)
+
+    return check
+
+
+def _side(name: str, value: Any, limits: Limits) -> None:
+    if value % 8:
+        raise InvalidParamsError(
+            f"{name} must be a multiple of 8 (try {max(8, value // 8 * 8)} or {value // 8 * 8 + 8}), not {value}."
+        )
+    _check_range(name, value, limits.min_side, limits.max_side)
+
+
+def _upscaler(name: str, value: Any, limits: Limits) -> None:
+    if value not in HIRES_UPSCALERS:
+        raise InvalidParamsError(
+            f"Hires upscaler {value!r} is not available (it needs an upscaler model); "
+            f"use one of: {', '.join(HIRES_UPSCALERS)}."
+        )
+
+
+def _rng(name: str, value: Any) -> str:
+    source = str(value).upper()
+    if source not in RNG_SOURCES:
+        raise InvalidParamsError(f"RNG must be one of {', '.join(RNG_SOURCES)}, not {source!r}.")
+    return source
+
+
+def _seed_resize(name: str, value: Any, limits: Limits) -> None:
+    if value < 0 or value > limits.max_pixels:
+        raise InvalidParamsError("Seed resize from must be a size within this server's limits.")
+
+
+def _as_str(name: str, value: Any) -> str:
+    return str(value)
+
+
+# Every raw option: how it is read and checked on its own. `build_params` assembles them (defaults, the options
+# that depend on each other); `check_option` checks one (a stored default).
+OPTIONS: dict[str, _Option] = {
+    "prompt": _Option("Prompt", _text),
+    "negative_prompt": _Option("Negative prompt", _text),
+    "steps": _Option("Steps", _as_int, _between(1, "max_steps")),
+    "cfg_scale": _Option("CFG scale", _as_float, _between(0.0, 30.0)),
+    "width": _Option("Width", _as_int, _side),
+    "height": _Option("Height", _as_int, _side),
+    "batch_size": _Option("Batch size", _as_int, _between(1, "max_batch")),
+    "sampler": _Option("Sampler", _as_str),
+    "schedule": _Option("Schedule type", _as_str),
+    "seed": _Option("Seed", lambda name, value: value),
+    "subseed": _Option("Variation seed", lambda name, value: value),
+    "subseed_strength": _Option("Variation strength", _as_float, _between(0.0, 1.0), zero_is_unset=True),
+    "clip_skip": _Option("Clip skip", _as_int, _between(1, 12), zero_is_unset=True),
+    "init_image": _Option("Init image", _as_str),
+    "denoising_strength": _Option("Denoising strength", _as_float, _between(0.0, 1.0)),
+    "enable_hr": _Option("Hires fix", lambda name, value: _as_bool(name, value), zero_is_unset=True),
+    "hr_scale": _Option("Hires upscale", _as_float, _between(1.0, 4.0), hires_only=True),
+    "hr_resize_x": _Option("Hires width", _as_int, zero_is_unset=True),
+    "hr_resize_y": _Option("Hires height", _as_int, zero_is_unset=True),
+    "hr_upscaler": _Option("Hires upscaler", _as_str, _upscaler, zero_is_unset=True, hires_only=True),
+    "hr_steps": _Option("Hires steps", _as_int, _between(0, "max_steps"), zero_is_unset=True, hires_only=True),
+    "hr_sampler": _Option("Hires sampler", lambda name, value: value),
+    "hr_schedule": _Option("Hires schedule type", lambda name, value: value),
+    "seed_resize_from_w": _Option("Seed resize width", _as_int, _seed_resize, zero_is_unset=True),
+    "seed_resize_from_h": _Option("Seed resize height", _as_int, _seed_resize, zero_is_unset=True),
+    "rng": _Option("RNG", _rng, zero_is_unset=True),
+    "ensd": _Option("ENSD", _as_int, zero_is_unset=True),
+    "vae": _Option("VAE", lambda name, value: value),
+}
+OPTION_KEYS = frozenset(OPTIONS)
+
+
+def is_unset(key: str, value: Any) -> bool:
+    """Whether a raw value leaves the option to its default: None, blank text, or (A1111's `or`) a zero."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return True
+    return OPTIONS[key].zero_is_unset and not value
+
+
+def check_option(key: str, value: Any, limits: Limits) -> Any:
+    """One raw option read and checked on its own (its type and range under `limits`): the typed value, or
+    InvalidParamsError naming the option."""
+    option = OPTIONS[key]
+    typed = option.parse(option.label, value)
+    if option.check is not None:
+        option.check(option.label, typed, limits)
+    return typed
+
+
 def build_params(
     options: Mapping[str, Any],
     *,
@@ -178,107 +282,76 @@ def build_params(
     defaults: ModelDefaults | None = None,
     rng: random.Random | None = None,
 ) -> GenerationParams:
-    """Turn raw options (all optional except `prompt`) into validated params, or raise InvalidParamsError.
+    """Turn raw options (any of `OPTIONS`, all optional) into validated params, or raise InvalidParamsError.
 
-    `options` keys: prompt, negative_prompt, steps, sampler, schedule, cfg_scale, seed, width, height,
-    batch_size, subseed, subseed_strength, clip_skip. `model` is already resolved by the registry.
+    Each option is read and checked by its entry in `OPTIONS`; what is assembled here is what depends on more
+    than one: the model's defaults, the sampler with its schedule, the size against the pixel limit, and the
+    img2img and hires fix rules. `model` is already resolved by the registry.
     """
     d = defaults or ModelDefaults()
     unknown = set(options) - OPTION_KEYS
     if unknown:
         raise InvalidParamsError(f"Unknown option(s): {', '.join(sorted(unknown))}.")
+    given = {key: value for key, value in options.items() if not is_unset(key, value)}
+    enable_hr = bool(check_option("enable_hr", given["enable_hr"], limits)) if "enable_hr" in given else False
 
-    def opt(key: str) -> Any:
-        value = options.get(key)
-        return None if value is None or (isinstance(value, str) and value.strip() == "") else value
+    def value(key: str, fallback: Any) -> Any:
+        """The option as given, else `fallback`, read and checked (hires-only checks only with hires fix on)."""
+        raw = given.get(key, fallback)
+        if OPTIONS[key].hires_only and not enable_hr:
+            return OPTIONS[key].parse(OPTIONS[key].label, raw)
+        return check_option(key, raw, limits)
 
-    prompt = str(options.get("prompt") or "")
-    negative = str(options.get("negative_prompt") or "")
-    for label, text in (("Prompt", prompt), ("Negative prompt", negative)):
-        if len(text) > MAX_PROMPT_CHARS:
-            raise InvalidParamsError(f"{label} is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}.")
-
-    steps = _as_int("Steps", opt("steps") if opt("steps") is not None else d.steps)
-    _check_range("Steps", steps, 1, limits.max_steps)
-
-    cfg = _as_float("CFG scale", opt("cfg_scale") if opt("cfg_scale") is not None else d.cfg_scale)
-    _check_range("CFG scale", cfg, 0.0, 30.0)
-
-    width = _as_int("Width", opt("width") if opt("width") is not None else d.width)
-    height = _as_int("Height", opt("height") if opt("height") is not None else d.height)
-    for label, side in (("Width", width), ("Height", height)):
-        if side % 8:
-            raise InvalidParamsError(
-                f"{label} must be a multiple of 8 (try {max(8, side // 8 * 8)} or {side // 8 * 8 + 8}), not {side}."
-            )
-        _check_range(label, side, limits.min_side, limits.max_side)
+    prompt = check_option("prompt", options.get("prompt"), limits)  # kept as typed, blank or not
+    negative = check_option("negative_prompt", options.get("negative_prompt"), limits)
+    steps = value("steps", d.steps)
+    cfg = value("cfg_scale", d.cfg_scale)
+    width, height = value("width", d.width), value("height", d.height)
     if width * height > limits.max_pixels:
         raise InvalidParamsError(
             f"{width}x{height} is {width * height:,} pixels; this server allows at most {limits.max_pixels:,} "
             f"(e.g. {_fit_hint(width, height, limits.max_pixels)})."
         )
-
-    batch = _as_int("Batch size", opt("batch_size") if opt("batch_size") is not None else 1)
-    _check_range("Batch size", batch, 1, limits.max_batch)
-
+    batch = value("batch_size", 1)
     # The model's default schedule goes with its default sampler; a sampler the request names takes its own.
-    schedule_default = d.schedule if opt("sampler") is None else None
-    sampler_spec, schedule = resolve_sampler(
-        str(opt("sampler") or d.sampler), str(opt("schedule")) if opt("schedule") is not None else schedule_default
-    )
+    schedule_default = d.schedule if "sampler" not in given else None
+    sampler_spec, schedule = resolve_sampler(value("sampler", d.sampler), given.get("schedule", schedule_default))
+    strength = value("subseed_strength", 0.0)
+    clip_skip = value("clip_skip", d.clip_skip)
 
-    strength = _as_float("Variation strength", opt("subseed_strength") or 0.0)
-    _check_range("Variation strength", strength, 0.0, 1.0)
-
-    clip_skip = _as_int("Clip skip", opt("clip_skip") or d.clip_skip)
-    _check_range("Clip skip", clip_skip, 1, 12)
-
-    init_image = str(opt("init_image")) if opt("init_image") is not None else None
-    enable_hr = _as_bool("Hires fix", opt("enable_hr") or False)
+    init_image = value("init_image", None) if "init_image" in given else None
     if init_image is not None and enable_hr:
         raise InvalidParamsError("Hires fix is for text-to-image; with an init image, set the size directly.")
     denoise_default = 0.75 if init_image is not None else 0.7 if enable_hr else None
-    denoise_raw = opt("denoising_strength")
-    denoise = _as_float("Denoising strength", denoise_raw) if denoise_raw is not None else denoise_default
-    if denoise is not None:
-        _check_range("Denoising strength", denoise, 0.0, 1.0)
-        if init_image is None and not enable_hr:
-            denoise = None  # A1111 ignores it for plain txt2img; it has nothing to act on
+    denoise = value("denoising_strength", denoise_default) if "denoising_strength" in given else denoise_default
+    if init_image is None and not enable_hr:
+        denoise = None  # A1111 ignores it for plain txt2img; it has nothing to act on
 
-    hr_scale = _as_float("Hires upscale", opt("hr_scale") if opt("hr_scale") is not None else 2.0)
-    hr_x = _as_int("Hires width", opt("hr_resize_x") or 0)
-    hr_y = _as_int("Hires height", opt("hr_resize_y") or 0)
-    hr_steps = _as_int("Hires steps", opt("hr_steps") or 0)
-    hr_upscaler = str(opt("hr_upscaler") or "Latent")
-    hr_sampler, hr_schedule = _hires_sampler(opt("hr_sampler"), opt("hr_schedule"), sampler_spec.name, schedule)
+    hr_scale = value("hr_scale", 2.0)
+    hr_x, hr_y = value("hr_resize_x", 0), value("hr_resize_y", 0)
+    hr_steps = value("hr_steps", 0)
+    hr_upscaler = value("hr_upscaler", "Latent")
+    hr_sampler, hr_schedule = _hires_sampler(
+        given.get("hr_sampler"), given.get("hr_schedule"), sampler_spec.name, schedule
+    )
     if not enable_hr:
         hr_sampler = hr_schedule = None
     if enable_hr:
-        _check_range("Hires upscale", hr_scale, 1.0, 4.0)
-        _check_range("Hires steps", hr_steps, 0, limits.max_steps)
-        if hr_upscaler not in HIRES_UPSCALERS:
-            raise InvalidParamsError(
-                f"Hires upscaler {hr_upscaler!r} is not available (it needs an upscaler model); "
-                f"use one of: {', '.join(HIRES_UPSCALERS)}."
-            )
         final_w, final_h = hires_size(width, height, hr_scale, hr_x, hr_y)
         if final_w * final_h > limits.max_pixels or max(final_w, final_h) > limits.max_side:
             raise InvalidParamsError(
                 f"Hires fix would make {final_w}x{final_h}; this server allows at most {limits.max_pixels:,} pixels."
             )
 
-    rng_source = str(opt("rng") or limits.default_rng).upper()
-    if rng_source not in RNG_SOURCES:
-        raise InvalidParamsError(f"RNG must be one of {', '.join(RNG_SOURCES)}, not {rng_source!r}.")
-    ensd = _as_int("ENSD", opt("ensd") or 0)
-    resize_w = _as_int("Seed resize width", opt("seed_resize_from_w") or 0)
-    resize_h = _as_int("Seed resize height", opt("seed_resize_from_h") or 0)
-    if resize_w < 0 or resize_h < 0 or resize_w * resize_h > limits.max_pixels:
+    rng_source = value("rng", limits.default_rng)
+    ensd = value("ensd", 0)
+    resize_w, resize_h = value("seed_resize_from_w", 0), value("seed_resize_from_h", 0)
+    if resize_w * resize_h > limits.max_pixels:
         raise InvalidParamsError("Seed resize from must be a size within this server's limits.")
 
-    vae = _vae_choice(opt("vae"), d.vae)
-    seed = resolve_seed(opt("seed"), rng)
-    subseed = resolve_seed(opt("subseed"), rng) if strength > 0 else 0
+    vae = _vae_choice(given.get("vae"), d.vae)
+    seed = resolve_seed(given.get("seed"), rng)
+    subseed = resolve_seed(given.get("subseed"), rng) if strength > 0 else 0
     return GenerationParams(
         prompt=prompt,
         negative_prompt=negative,

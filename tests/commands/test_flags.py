@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from commands.flags import PromptFlags, read_flags, size_for_aspect
+from engine.prompts.flags import PromptFlags, read_flags, size_for_aspect
 from engine.errors import InvalidParamsError
 
 BASE = 512 * 512

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from commands.flags import read_flags
+from engine.prompts.flags import read_flags
 from engine.errors import EaselError, InvalidParamsError
 from engine.images import PNG_SIGNATURE, check_upload, encode_jpeg, encode_png, encode_webp, read_infotext
 from engine.infotext import RE_PARAM, find_params, looks_like_infotext, parse_infotext

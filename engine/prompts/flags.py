@@ -1,5 +1,5 @@
 """Midjourney habits in the prompt: trailing `--ar 16:9 --no text, logo --seed 1 --steps 30 --cfg 6` become
-options. A pure function; /imagine decides how the options layer with its slash options (those win)."""
+options. A pure function; the request resolver (engine.request) layers them: explicit options win."""
 
 from __future__ import annotations
 
