@@ -156,6 +156,17 @@ def _as_float(name: str, value: Any) -> float:
     return result
 
 
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "1", "yes", "on"}:
+        return True
+    if text in {"false", "0", "no", "off"}:
+        return False
+    raise InvalidParamsError(f"{name} must be true or false, not {value!r}.")
+
+
 def _check_range(name: str, value: float, low: float, high: float, hint: str = "") -> None:
     if not low <= value <= high:
         raise InvalidParamsError(f"{name} must be between {low:g} and {high:g}, not {value:g}.{hint}")
@@ -222,6 +233,11 @@ def _as_str(name: str, value: Any) -> str:
     return str(value)
 
 
+def _as_is(name: str, value: Any) -> Any:
+    """Options read elsewhere: seeds (`resolve_seed`), the hires sampler, the VAE."""
+    return value
+
+
 # Every raw option: how it is read and checked on its own. `build_params` assembles them (defaults, the options
 # that depend on each other); `check_option` checks one (a stored default).
 OPTIONS: dict[str, _Option] = {
@@ -234,25 +250,25 @@ OPTIONS: dict[str, _Option] = {
     "batch_size": _Option("Batch size", _as_int, _between(1, "max_batch")),
     "sampler": _Option("Sampler", _as_str),
     "schedule": _Option("Schedule type", _as_str),
-    "seed": _Option("Seed", lambda name, value: value),
-    "subseed": _Option("Variation seed", lambda name, value: value),
+    "seed": _Option("Seed", _as_is),
+    "subseed": _Option("Variation seed", _as_is),
     "subseed_strength": _Option("Variation strength", _as_float, _between(0.0, 1.0), zero_is_unset=True),
     "clip_skip": _Option("Clip skip", _as_int, _between(1, 12), zero_is_unset=True),
     "init_image": _Option("Init image", _as_str),
     "denoising_strength": _Option("Denoising strength", _as_float, _between(0.0, 1.0)),
-    "enable_hr": _Option("Hires fix", lambda name, value: _as_bool(name, value), zero_is_unset=True),
+    "enable_hr": _Option("Hires fix", _as_bool, zero_is_unset=True),
     "hr_scale": _Option("Hires upscale", _as_float, _between(1.0, 4.0), hires_only=True),
     "hr_resize_x": _Option("Hires width", _as_int, zero_is_unset=True),
     "hr_resize_y": _Option("Hires height", _as_int, zero_is_unset=True),
     "hr_upscaler": _Option("Hires upscaler", _as_str, _upscaler, zero_is_unset=True, hires_only=True),
     "hr_steps": _Option("Hires steps", _as_int, _between(0, "max_steps"), zero_is_unset=True, hires_only=True),
-    "hr_sampler": _Option("Hires sampler", lambda name, value: value),
-    "hr_schedule": _Option("Hires schedule type", lambda name, value: value),
+    "hr_sampler": _Option("Hires sampler", _as_is),
+    "hr_schedule": _Option("Hires schedule type", _as_is),
     "seed_resize_from_w": _Option("Seed resize width", _as_int, _seed_resize, zero_is_unset=True),
     "seed_resize_from_h": _Option("Seed resize height", _as_int, _seed_resize, zero_is_unset=True),
     "rng": _Option("RNG", _rng, zero_is_unset=True),
     "ensd": _Option("ENSD", _as_int, zero_is_unset=True),
-    "vae": _Option("VAE", lambda name, value: value),
+    "vae": _Option("VAE", _as_is),
 }
 OPTION_KEYS = frozenset(OPTIONS)
 
@@ -409,17 +425,6 @@ def hires_size(width: int, height: int, scale: float, resize_x: int, resize_y: i
     if width / height < resize_x / resize_y:
         return resize_x, resize_x * height // width
     return resize_y * width // height, resize_y
-
-
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"true", "1", "yes", "on"}:
-        return True
-    if text in {"false", "0", "no", "off"}:
-        return False
-    raise InvalidParamsError(f"{name} must be true or false, not {value!r}.")
 
 
 def _fit_hint(width: int, height: int, max_pixels: int) -> str:
