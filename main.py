@@ -191,25 +191,29 @@ def default_model(settings: Settings, registry: ModelRegistry) -> str:
 
 async def run_imagine(settings: Settings, args: argparse.Namespace) -> int:
     from cli.imagine import imagine
+    from engine.catalog import ExtraNetworks
     from engine.errors import EaselError
+    from engine.request import Catalog
 
     side = build_engine_side(settings, previews=False, load_at_start=False)
+    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes)
     try:
-        try:
-            model = default_model(settings, side.registry)
-        except EaselError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        if not args.model:  # says so when the built-in model stands in for a missing one
+            try:
+                default_model(settings, side.registry)
+            except EaselError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
         return await imagine(
             args,
-            registry=side.registry,
+            catalog=Catalog(side.registry, networks, settings.default_model),
             executor=side.executor,
             blobs=side.blobs,
             limits=side.limits,
-            default_model=model,
         )
     finally:
         await side.executor.close()
+        networks.close()
 
 
 def settle_heap() -> None:

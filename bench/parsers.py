@@ -28,7 +28,6 @@ from typing import Any
 
 from PIL import Image
 
-from engine.prompts.flags import read_flags
 from engine.errors import EaselError
 from engine.images import PNG_SIGNATURE, read_infotext
 from engine.infotext import RE_PARAM, find_params, looks_like_infotext
@@ -38,6 +37,7 @@ from engine.plan import make_plan
 from engine.prompts import parse_prompt_attention, read_loras, split_and
 from engine.prompts.editing import get_learned_conditioning_prompt_schedules
 from engine.prompts.extra_networks import parse_extra_networks
+from engine.prompts.flags import read_flags
 from engine.prompts.scan import RE_BREAK, RE_EXTRA_NET, RE_WEIGHT, split_break, split_weight
 
 STEPS = 150  # the most steps a job may have: prompt editing renders a text per step

@@ -83,7 +83,7 @@ class RerollButton(_JobButton, template=r"easel:reroll:" + JOB_ID_PATTERN):
 
     async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
         here = bot.ceilings_here(interaction)
-        params = replay(record.params, bot, here.limits, seed=_new_seed())
+        params = await replay(record.params, bot, here.limits, seed=_new_seed())
         await bot.runner.start_job(interaction, params, max_queued=here.queue_cap)
 
 
@@ -94,7 +94,7 @@ class VaryButton(_JobButton, template=r"easel:vary:" + JOB_ID_PATTERN):
 
     async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
         here = bot.ceilings_here(interaction)
-        params = replay(record.params, bot, here.limits, subseed=_new_seed(), subseed_strength=VARIATION_STRENGTH)
+        params = await replay(record.params, bot, here.limits, subseed=_new_seed(), subseed_strength=VARIATION_STRENGTH)
         await bot.runner.start_job(interaction, params, max_queued=here.queue_cap)
 
 
@@ -121,7 +121,7 @@ class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
                 f"allows at most {limits.max_pixels:,} pixels here and {limits.max_side} per side.",
             )
             return
-        upscaled = replay(
+        upscaled = await replay(
             params,
             bot,
             limits,

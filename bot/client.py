@@ -23,7 +23,7 @@ from discord.ext import commands
 from bot import render
 from bot.buttons import DYNAMIC_ITEMS
 from bot.errors import handle_error
-from bot.layers import CHANNEL, SERVER, Ceilings, Layer, ceilings
+from bot.layers import Ceilings, ceilings
 from bot.nsfw import Outside, Policy, decide, refusal
 from bot.ports import ModelCatalog, NetworkCatalog
 from bot.resume import resume_open_jobs
@@ -34,6 +34,8 @@ from engine.blobs import BlobStore
 from engine.errors import InvalidParamsError
 from engine.jobs import Executor
 from engine.params import GenerationParams, Limits
+from engine.request import CHANNEL, SERVER, USER, Catalog, Layer, Request, Resolved
+from engine.request import resolve as resolve_request
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -136,6 +138,20 @@ class EaselBot(commands.Bot):
             defaults, limits = self.store.scope_settings(f"channel:{channel_id}")
             layers.append(Layer(CHANNEL, defaults, limits))
         return layers
+
+    def stored_layers(self, interaction: discord.Interaction) -> list[Layer]:
+        """The stored defaults a member's request here starts from: the server's, the channel's, then their own."""
+        scopes = self.layers(interaction.guild_id, scope_channel(interaction))
+        return [*scopes, Layer(USER, self.store.user_defaults(interaction.user.id))]
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.registry, self.networks, self.settings.default_model)
+
+    async def resolve(self, request: Request, limits: Limits) -> Resolved:
+        """The request's params and notes (`engine.request.resolve`), worked out on the edge threads: it parses
+        prompts and pasted blocks and reads LoRA and model headers."""
+        return await self.offload(resolve_request, request, self.catalog, limits)
 
     def nsfw_policy(self, guild_id: int | None) -> Policy:
         """A server's NSFW policy (what its admins chose, else the config's); DMs follow the config."""

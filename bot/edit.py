@@ -3,15 +3,15 @@ submitted text is read with the same rules as a pasted parameter block and becom
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 import discord
 
 from bot.errors import JOB_ID_KEY, handle_error
-from engine.infotext import ModelHint, parameter_line
-from engine.params import GenerationParams, build_params
-from engine.paste import pasted_model, read_pasted
+from engine.infotext import parameter_line
+from engine.params import GenerationParams
 from engine.plan import make_plan
+from engine.request import Request
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -29,18 +29,19 @@ def edit_box(params: GenerationParams) -> str:
     return parameter_line(params, model_name=params.model, model_hash=None, extra=extra)
 
 
-def read_edit(
-    prompt: str, negative_prompt: str, box: str, *, source: GenerationParams
-) -> tuple[dict[str, Any], ModelHint, list[str]]:
-    """The modal's text -> (build_params options, the model the box names, notes for the user).
-
-    As with a pasted block, a key left out takes its default; a missing `Seed` means a new random seed. The
-    init image and batch size of the source job carry over (they are not text).
-    """
+def edit_request(prompt: str, negative_prompt: str, box: str, *, source: GenerationParams) -> Request:
+    """The modal's text as a request: the box is read as a pasted block (a key left out takes its default; a
+    missing `Seed` means a new random seed), the prompt as a typed one (its flags too). The model is the one the
+    box names where it is here, else the job's; the init image and batch size of the job carry over (they are
+    not text)."""
     line = ", ".join(part.strip().strip(",") for part in box.splitlines() if part.strip())
-    paste = read_pasted(f"-\n{line}{_PAD}", init_image=source.init_image)
-    options = paste.options | {"prompt": prompt, "negative_prompt": negative_prompt, "batch_size": source.batch_size}
-    return options, paste.model, list(paste.notes)
+    return Request(
+        prompt=prompt,
+        options={"negative_prompt": negative_prompt, "batch_size": source.batch_size},
+        paste=f"\n{line}{_PAD}",
+        fallback_model=source.model,
+        init_image=source.init_image,
+    )
 
 
 class EditModal(discord.ui.Modal, title="Edit and draw again"):
@@ -73,18 +74,10 @@ class EditModal(discord.ui.Modal, title="Edit and draw again"):
     async def on_submit(self, interaction: discord.Interaction, /) -> None:
         interaction.extras[JOB_ID_KEY] = self.job_id
         bot = cast("EaselBot", interaction.client)
-        options, hint, notes = read_edit(
-            self.prompt.value, self.negative.value, self.parameters.value, source=self.source
-        )
-        # The job's own model when the box names one this server does not have (or none), as for a paste.
-        model_name, note = pasted_model(bot.registry, hint, bot.registry.resolve(self.source.model).name)
-        if note is not None:
-            notes.append(note)
+        request = edit_request(self.prompt.value, self.negative.value, self.parameters.value, source=self.source)
         here = bot.ceilings_here(interaction)
-        params = build_params(
-            options, model=model_name, limits=here.limits, defaults=bot.registry.defaults_for(model_name)
-        )
-        await bot.runner.start_job(interaction, params, notes, max_queued=here.queue_cap)
+        resolved = await bot.resolve(request, here.limits)
+        await bot.runner.start_job(interaction, resolved.params, resolved.notes, max_queued=here.queue_cap)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
         await handle_error(interaction, error)

@@ -9,11 +9,12 @@ and channel wins.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.errors import InvalidParamsError
 from engine.params import Limits
+from engine.request import CONFIG, SOURCE_NAMES, Layer
 
 # Stored key -> how it is named to users, in the order /settings show lists them.
 DEFAULT_LABELS = {
@@ -37,18 +38,6 @@ CEILING_LABELS = {
     "max_batch": "Max batch size",
     "max_queue": "Max queued jobs per user",
 }
-SERVER, CHANNEL, USER, CONFIG = "server", "channel", "user", "config"
-SOURCE_NAMES = {SERVER: "this server", CHANNEL: "this channel", USER: "you", CONFIG: "the bot's config"}
-_SIZE = ("width", "height")
-
-
-@dataclass(frozen=True)
-class Layer:
-    """What one scope stored: defaults for /imagine and ceilings (only server and channel layers have those)."""
-
-    source: str
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    ceilings: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,21 +56,6 @@ class Ceilings:
 
     def value(self, key: str) -> int:
         return self.max_queue if key == "max_queue" else int(getattr(self.limits, key))
-
-
-def stack(layers: Sequence[Layer]) -> dict[str, tuple[Any, str]]:
-    """Each default's effective value and its layer, lowest layer first. A size and an aspect ratio replace each
-    other: a layer that sets width or height drops a lower layer's aspect, and the reverse."""
-    effective: dict[str, tuple[Any, str]] = {}
-    for layer in layers:
-        values = {key: value for key, value in layer.defaults.items() if value is not None and value != ""}
-        if "aspect" in values:
-            for key in _SIZE:
-                effective.pop(key, None)
-        if any(key in values for key in _SIZE):
-            effective.pop("aspect", None)
-        effective.update({key: (value, layer.source) for key, value in values.items()})
-    return effective
 
 
 def ceilings(limits: Limits, max_queue: int, layers: Sequence[Layer]) -> Ceilings:

@@ -1,24 +1,18 @@
-"""Stored params back through `build_params`: checked again against today's limits and models, because an admin
-may have changed them since the job ran (Reroll, Vary, Upscale, Edit, and jobs resumed after a restart)."""
+"""A stored job asked for again (Reroll, Vary, Upscale, `/show`, jobs resumed after a restart): a request with the
+job as its base, resolved again against today's limits and models, because an admin may have changed them since
+the job ran. Unchanged params come back equal, seed included."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.params import OPTION_KEYS, GenerationParams, Limits, build_params
+from engine.params import GenerationParams, Limits
+from engine.request import Request
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
 
 
-def stored_options(params: GenerationParams) -> dict[str, Any]:
-    """Every option build_params reads, as the stored params hold it (a resolved seed, a blob hash...)."""
-    return {name: getattr(params, name) for name in OPTION_KEYS}
-
-
-def replay(params: GenerationParams, bot: EaselBot, limits: Limits, **changes: Any) -> GenerationParams:
-    """Stored params with `changes`, validated again against the limits where they run now (a channel's ceilings
-    may have been lowered); unchanged params come back equal."""
-    model = bot.registry.resolve(params.model).name
-    options = stored_options(params) | changes
-    return build_params(options, model=model, limits=limits, defaults=bot.registry.defaults_for(model))
+async def replay(params: GenerationParams, bot: EaselBot, limits: Limits, **changes: Any) -> GenerationParams:
+    """The stored params with `changes` (options), checked as any request is: limits, model, LoRAs and VAE."""
+    return (await bot.resolve(Request(options=changes, base=params), limits)).params

@@ -60,7 +60,8 @@ async def _resume(bot: EaselBot, record: JobRecord) -> bool:
             asked_in = bot.get_channel(record.channel_id)  # a thread follows its parent's settings
             scope = asked_in.parent_id if isinstance(asked_in, discord.Thread) else record.channel_id
             limits = bot.ceilings(record.guild_id, scope).limits
-            await bot.runner.resume_job(bot, record, replay(record.params, bot, limits), cut_short=cut_short)
+            params = await replay(record.params, bot, limits)
+            await bot.runner.resume_job(bot, record, params, cut_short=cut_short)
             return True
         except EaselError as err:  # limits lowered, model removed, queue full...
             reason = str(err)

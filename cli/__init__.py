@@ -15,7 +15,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
     img = sub.add_parser("imagine", help="make an image locally, without Discord")
-    img.add_argument("prompt")
+    img.add_argument(
+        "prompt",
+        nargs="?",
+        default="",
+        help="what to draw, in A1111 syntax, with Discord's flags at the end (--ar 16:9 --no text ...); a whole "
+        "pasted parameter block also works here; leave it out (or give -) to use --parameters' prompt",
+    )
     img.add_argument("--negative", "--negative-prompt", dest="negative_prompt", default=None)
     img.add_argument("--steps", default=None)
     img.add_argument("--sampler", default=None, help='A1111 name, e.g. "DPM++ 2M", "Euler a", "DPM++ 2M Karras"')
@@ -29,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--subseed-strength", dest="subseed_strength", default=None, help="variation strength 0..1")
     img.add_argument("--clip-skip", dest="clip_skip", default=None)
     img.add_argument("--model", default=None, help="model name (see `python main.py models`)")
+    img.add_argument("--vae", default=None, help="Automatic (the model's), None (the checkpoint's own) or a VAE file")
+    img.add_argument("--lora", default=None, help="a LoRA to add, as <lora:name:weight> (more as tags in the prompt)")
+    img.add_argument("--lora-weight", dest="lora_weight", type=float, default=None, help="the LoRA's weight (1)")
     img.add_argument("--rng", default=None, help="RNG source: GPU (default; NVIDIA's numbers anywhere), CPU or NV")
     img.add_argument("--ensd", default=None, help="eta noise seed delta (A1111 ENSD)")
     img.add_argument("--init-image", dest="init_image", default=None, help="img2img: a PNG/JPEG/WebP file")
@@ -42,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     img.add_argument("--hr-schedule", dest="hr_schedule", default=None, help="its schedule type (default: the same)")
     img.add_argument(
-        "--parameters", default=None, help="an A1111/civitai parameter block, its model included (the flags win)"
+        "--parameters",
+        default=None,
+        help="an A1111/civitai parameter block, its model included (the prompt and flags win)",
     )
     img.add_argument("--out", default="out.png", help="output PNG path (batches add -1, -2, ...)")
     sub.add_parser("models", help="list the models Easel can use, and refused files")

@@ -1,68 +1,89 @@
-"""`python main.py imagine "a prompt"`: one job through the real executor, with a progress bar, written as PNGs."""
+"""`python main.py imagine "a prompt"`: one request through the same resolver as Discord's, one job through the real
+executor, with a progress bar, written as PNGs."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 from engine.blobs import BlobStore
-from engine.errors import EaselError
+from engine.errors import EaselError, InvalidParamsError
 from engine.images import check_upload
 from engine.jobs import Executor, Failed, Finished, Job, Progress, Queued, Started, WasCancelled
-from engine.models.registry import ModelRegistry
-from engine.params import Limits, build_params
-from engine.paste import pasted_model, read_pasted
+from engine.params import Limits
+from engine.request import Catalog, Request, resolve
 
-# The flags that are build_params options under the same name.
+# The flags that are options under the same name.
 _OPTION_FLAGS = (
-    "prompt", "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height",
-    "batch_size", "subseed", "subseed_strength", "clip_skip", "rng", "ensd", "denoising_strength", "hr_scale",
-    "hr_steps", "hr_upscaler", "hr_sampler", "hr_schedule",
+    "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height", "batch_size",
+    "subseed", "subseed_strength", "clip_skip", "rng", "ensd", "denoising_strength", "hr_scale", "hr_steps",
+    "hr_upscaler", "hr_sampler", "hr_schedule", "vae",
 )  # fmt: skip
 MAX_INIT_BYTES = 20 * 1024 * 1024
+
+
+def cli_request(args: argparse.Namespace, *, init_image: str | None = None) -> Request:
+    """The command line as a request: the prompt as typed (its flags, or a whole block), the block of
+    `--parameters`, and the flags as explicit options. `-` as the prompt means the block's."""
+    options: dict[str, Any] = {key: getattr(args, key) for key in _OPTION_FLAGS if getattr(args, key) is not None}
+    if args.enable_hr:
+        options["enable_hr"] = True
+    prompt = "" if args.prompt.strip() == "-" else args.prompt
+    return Request(
+        prompt=prompt,
+        options=options,
+        paste=args.parameters,
+        model=args.model,
+        lora=args.lora,
+        lora_weight=args.lora_weight,
+        init_image=init_image,
+    )
+
+
+def check_out(out: Path) -> None:
+    """Refuse, before anything is queued, an output path the images could not be written to."""
+    folder = out.parent if str(out.parent) else Path()
+    if not folder.is_dir():
+        raise InvalidParamsError(f"--out: the folder {str(folder)!r} does not exist.")
+    if not os.access(folder, os.W_OK):
+        raise InvalidParamsError(f"--out: the folder {str(folder)!r} is not writable.")
+    if out.is_dir():
+        raise InvalidParamsError(f"--out: {str(out)!r} is a folder; give a file name such as out.png.")
 
 
 async def imagine(
     args: argparse.Namespace,
     *,
-    registry: ModelRegistry,
+    catalog: Catalog,
     executor: Executor,
     blobs: BlobStore,
     limits: Limits,
-    default_model: str,
 ) -> int:
     """Run the job the arguments describe; 0 when the images were written, 1 if it failed, 2 for bad input."""
     from tqdm import tqdm
 
     try:
-        options: dict[str, Any] = {}
-        notes: list[str] = []
-        model = registry.resolve(args.model).name if args.model else default_model
-        if args.parameters:
-            paste = read_pasted(args.parameters)
-            options.update(paste.options)
-            notes.extend(paste.notes)
-            if not args.model:
-                model, note = pasted_model(registry, paste.model, default_model)
-                notes.extend([note] if note else [])
-        for note in notes:
-            print(f"note: {note}", file=sys.stderr)
-        options.update({key: getattr(args, key) for key in _OPTION_FLAGS if getattr(args, key) is not None})
-        if args.enable_hr:
-            options["enable_hr"] = True
+        if not args.prompt.strip() and not args.parameters:
+            raise InvalidParamsError("Give a prompt, or a parameter block with --parameters.")
+        check_out(Path(args.out))
+        digest = None
         if args.init_image:
             data = Path(args.init_image).read_bytes()  # noqa: ASYNC240 - one small local file, before anything is queued
             check_upload(data, max_bytes=MAX_INIT_BYTES, max_pixels=limits.max_pixels * 4)
-            options["init_image"] = blobs.put(data)
-        params = build_params(options, model=model, limits=limits, defaults=registry.defaults_for(model))
+            digest = blobs.put(data)
+        resolved = resolve(cli_request(args, init_image=digest), catalog, limits)
+        for note in resolved.notes:
+            print(f"note: {note}", file=sys.stderr)
+        params = resolved.params
         ticket = await executor.submit(Job(job_id=uuid.uuid4().hex[:12], user_id="cli", params=params))
     except (EaselError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    bar = tqdm(total=params.steps, desc=f"{model} seed {params.seed}", unit="step", file=sys.stderr)
+    bar = tqdm(total=params.steps, desc=f"{params.model} seed {params.seed}", unit="step", file=sys.stderr)
     async for event in ticket.events:
         if isinstance(event, Queued):
             bar.set_postfix_str(f"queued #{event.position}")
@@ -79,7 +100,7 @@ async def imagine(
                 path = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
                 try:
                     path.write_bytes(image.png)
-                except OSError as err:  # a full disk, a folder that does not exist, no permission
+                except OSError as err:  # a full disk, no permission
                     print(f"error: could not save {path}: {err.strerror or err}", file=sys.stderr)
                     return 1
                 print(f"saved {path}", file=sys.stderr)

@@ -11,8 +11,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.layers import CEILING_LABELS, SOURCE_NAMES, Ceilings
+from bot.layers import CEILING_LABELS, Ceilings
 from engine.params import MAX_PROMPT_CHARS
+from engine.request import SOURCE_NAMES
 
 if TYPE_CHECKING:
     from bot.client import EaselBot

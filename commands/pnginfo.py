@@ -18,12 +18,10 @@ from discord.ext import commands
 from bot.edit import EditModal
 from bot.errors import handle_error, send_ephemeral
 from bot.uploads import ACCEPTED_TYPES, MAX_UPLOAD_BYTES, check_declared, download, upload_pixel_limit
-from commands.imagine import ImagineCog
 from engine.images import check_upload, read_infotext
 from engine.infotext import create_infotext
-from engine.params import build_params
-from engine.paste import pasted_model, read_pasted
 from engine.plan import make_plan
+from engine.request import Request
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -109,24 +107,20 @@ class ParametersButton(
 
     @staticmethod
     async def run_again(interaction: discord.Interaction, bot: EaselBot, text: str) -> None:
-        cog = bot.get_cog("ImagineCog")
-        if not isinstance(cog, ImagineCog):
-            await send_ephemeral(interaction, "Drawing is unavailable right now: /imagine did not load.")
-            return
-        # Exactly /imagine with the block pasted: the same checks, defaults, ceilings and queue allowance.
-        imagine: Any = ImagineCog.imagine.callback  # the function itself: the cog is its first argument
-        await imagine(cog, interaction, "", parameters=text)
+        # As /imagine with the block pasted: the same layers, checks, ceilings and queue allowance.
+        here = bot.ceilings_here(interaction)
+        request = Request(
+            paste=text,
+            stored=bot.stored_layers(interaction),
+            styles=[] if interaction.guild_id is None else bot.store.styles(interaction.guild_id),
+        )
+        resolved = await bot.resolve(request, here.limits)
+        await bot.runner.start_job(interaction, resolved.params, resolved.notes, max_queued=here.queue_cap)
 
     @staticmethod
     async def edit(interaction: discord.Interaction, bot: EaselBot, text: str) -> None:
-        paste = await bot.offload(read_pasted, text)
-        fallback = bot.registry.default_model(bot.settings.default_model)
-        model, _ = pasted_model(bot.registry, paste.model, fallback)
-        here = bot.ceilings_here(interaction)
-        params = await bot.offload(
-            build_params, paste.options, model=model, limits=here.limits, defaults=bot.registry.defaults_for(model)
-        )
-        await interaction.response.send_modal(EditModal("pasted", params))
+        resolved = await bot.resolve(Request(paste=text), bot.ceilings_here(interaction).limits)
+        await interaction.response.send_modal(EditModal("pasted", resolved.params))
 
 
 def parameters_view() -> discord.ui.View:

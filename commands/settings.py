@@ -20,24 +20,12 @@ from discord.ext import commands
 from bot.checks import admin_guild
 from bot.client import scope_channel
 from bot.errors import send_ephemeral
-from bot.layers import (
-    CEILING_LABELS,
-    CHANNEL,
-    CONFIG,
-    DEFAULT_LABELS,
-    SERVER,
-    USER,
-    Layer,
-    ceilings,
-    checked_ceilings,
-    layer_text,
-    show_text,
-    stack,
-)
+from bot.layers import CEILING_LABELS, DEFAULT_LABELS, ceilings, checked_ceilings, layer_text, show_text
 from commands.choices import matching
 from commands.defaults import checked_defaults, checked_layer, merged_layer
 from commands.styles import style_choices
 from engine.errors import EaselError, InvalidParamsError
+from engine.request import CHANNEL, CONFIG, SERVER, USER, Layer, stack
 from engine.samplers import sampler_names, schedule_names
 from engine.styles import resolve_styles
 

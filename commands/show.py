@@ -79,7 +79,7 @@ class ShowCog(commands.Cog):
         assert record is not None  # refusal() refuses an unknown id
         # Checked again against today's limits and models; unchanged params come back equal, seed included.
         here = self.bot.ceilings_here(interaction)
-        params = replay(record.params, self.bot, here.limits)
+        params = await replay(record.params, self.bot, here.limits)
         shown = await self.bot.runner.start_job(
             interaction, params, [regenerated_note(record.job_id)], max_queued=here.queue_cap
         )

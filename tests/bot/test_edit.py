@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.edit import edit_box, read_edit
+from bot.edit import edit_box, edit_request
 from engine.infotext import create_infotext
-from engine.params import GenerationParams, Limits, build_params
+from engine.params import GenerationParams, Limits
 from engine.plan import make_plan
+from engine.request import Catalog, resolve
+from tests.fakes import FakeEntry, FakeNetworks, FakeRegistry
 
 PLAIN = GenerationParams(prompt="a red fox", negative_prompt="blurry", model="anime-v3", seed=42, steps=20)
 CASES = {
@@ -39,19 +41,31 @@ def test_ensd_is_left_out_for_a_sampler_it_does_not_move_as_a1111_writes_it() ->
     assert "ENSD: 31337" in edit_box(PLAIN.replace(ensd=31337, sampler="Euler a"))
 
 
+CATALOG = Catalog(FakeRegistry(entries_=[FakeEntry("anime-v3"), FakeEntry("photo-xl", family="sdxl")]), FakeNetworks())
+
+
+def submitted(prompt: str, negative: str, box: str, source: GenerationParams) -> tuple[GenerationParams, list[str]]:
+    resolved = resolve(edit_request(prompt, negative, box, source=source), CATALOG, Limits())
+    return resolved.params, list(resolved.notes)
+
+
 @pytest.mark.parametrize("params", CASES.values(), ids=list(CASES))
 def test_an_unchanged_box_gives_the_same_params(params: GenerationParams) -> None:
-    options, model, notes = read_edit(params.prompt, params.negative_prompt, edit_box(params), source=params)
-    assert (model.name, notes) == (params.model, [])
-    assert build_params(options, model=params.model, limits=Limits()) == params
+    assert submitted(params.prompt, params.negative_prompt, edit_box(params), params) == (params, [])
 
 
 def test_a_trimmed_box_still_reads_as_parameters_and_a_missing_seed_is_random() -> None:
-    options, model, notes = read_edit("a cat", "", "Steps: 30\nSampler: Euler a", source=PLAIN)
-    assert (options["steps"], options["sampler"], model.name, notes) == ("30", "Euler a", None, [])
-    assert "seed" not in options and options["prompt"] == "a cat"
+    first, notes = submitted("a cat", "", "Steps: 30\nSampler: Euler a", PLAIN)
+    second, _ = submitted("a cat", "", "Steps: 30\nSampler: Euler a", PLAIN)
+    assert (first.steps, first.sampler, first.model, first.prompt, notes) == (30, "Euler a", "anime-v3", "a cat", [])
+    assert first.seed != second.seed
+
+
+def test_the_box_may_name_another_model_and_the_prompt_may_carry_flags() -> None:
+    params, _ = submitted("a cat --ar 2:1", "", edit_box(PLAIN).replace("anime-v3", "photo-xl"), PLAIN)
+    assert (params.model, params.prompt, params.width / params.height) == ("photo-xl", "a cat", 2.0)
 
 
 def test_unsupported_keys_are_reported() -> None:
-    _, _, notes = read_edit("a cat", "", edit_box(PLAIN) + ", Face restoration: CodeFormer", source=PLAIN)
+    _, notes = submitted("a cat", "", edit_box(PLAIN) + ", Face restoration: CodeFormer", PLAIN)
     assert any("Face restoration" in note for note in notes)

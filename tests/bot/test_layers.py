@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.layers import CHANNEL, CONFIG, SERVER, USER, Layer, ceilings, checked_ceilings, stack
-from commands.defaults import layer_options, merged_layer
+from bot.layers import ceilings, checked_ceilings
+from commands.defaults import merged_layer
 from commands.settings import cleared_keys
 from engine.errors import InvalidParamsError
 from engine.params import Limits, ModelDefaults
+from engine.request import CHANNEL, CONFIG, SERVER, USER, Layer, layer_options, stack
 
 
 def test_higher_layers_win_key_by_key_and_say_where_from() -> None:

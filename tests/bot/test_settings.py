@@ -60,7 +60,7 @@ async def test_defaults_broken_by_a_lowered_limit_are_skipped_with_a_note(
     await harness.restart()
     handle = await imagine(harness, ALICE, prompt="a red fox")
     assert executor.submitted[0].params.steps == 4
-    assert "Your /settings defaults were not used: Steps must be between 1 and 20" in str(
+    assert "Your /settings default steps was not used: Steps must be between 1 and 20" in str(
         harness.standin.sent(handle, "PATCH")[-1].json
     )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.prompts.flags import PromptFlags, read_flags, size_for_aspect
 from engine.errors import InvalidParamsError
+from engine.prompts.flags import PromptFlags, read_flags, size_for_aspect
 
 BASE = 512 * 512
 

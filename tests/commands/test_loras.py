@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from commands.imagine import with_lora
 from commands.loras import Section, embedding_line, lora_line, paginate
+from engine.request import with_lora
 from tests.fakes import FakeEmbedding, FakeLora
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from commands.defaults import checked_defaults, usable_defaults
+from commands.defaults import checked_defaults
 from commands.settings import defaults_text
 from engine.errors import InvalidParamsError
 from engine.params import Limits, ModelDefaults
@@ -24,14 +24,6 @@ def test_sampler_names_are_stored_canonical_and_a_combined_name_gives_its_schedu
 def test_defaults_over_the_limits_are_refused() -> None:
     with pytest.raises(InvalidParamsError, match="Steps must be between 1 and 50"):
         check({"steps": 80})
-
-
-def test_defaults_broken_by_a_lowered_limit_are_not_used_and_the_user_is_told() -> None:
-    notes: list[str] = []
-    used = usable_defaults(
-        {"steps": 40}, model="m", limits=Limits(max_steps=30), model_defaults=ModelDefaults(), notes=notes
-    )
-    assert used == {} and "Steps must be between 1 and 30" in notes[0] and "/settings show" in notes[0]
 
 
 def test_defaults_text_lists_what_is_set_in_a_fixed_order() -> None:

@@ -49,7 +49,10 @@ def cases() -> dict[str, tuple[dict[str, Any], str]]:
         "hires": ({"prompt": "a", "enable_hr": True}, "sd1"),
         "hires text bool": ({"prompt": "a", "enable_hr": "true", "hr_scale": "1.5", "hr_steps": "10"}, "sd1"),
         "hires resize": ({"prompt": "a", "enable_hr": True, "hr_resize_x": 768, "hr_resize_y": 640}, "sd1"),
-        "hires upscaler": ({"prompt": "a", "enable_hr": True, "hr_upscaler": "Lanczos", "denoising_strength": 0.3}, "sd1"),
+        "hires upscaler": (
+            {"prompt": "a", "enable_hr": True, "hr_upscaler": "Lanczos", "denoising_strength": 0.3},
+            "sd1",
+        ),
         "hires sampler": ({"prompt": "a", "enable_hr": True, "hr_sampler": "Euler", "hr_schedule": "Karras"}, "sd1"),
         "hires same sampler": ({"prompt": "a", "enable_hr": True, "hr_sampler": "Use same sampler"}, "sd1"),
         "hires sampler off": ({"prompt": "a", "hr_sampler": "Euler"}, "sd1"),
@@ -88,7 +91,10 @@ REFUSALS: dict[str, tuple[dict[str, Any], str]] = {
     "tight bad sampler": ({"prompt": "a", "sampler": "Euler b"}, "sd1"),
     "tight bad seed": ({"prompt": "a", "seed": "abc"}, "sd1"),
     "tight bad bool": ({"prompt": "a", "enable_hr": "maybe"}, "sd1"),
-    "tight bad upscaler": ({"prompt": "a", "enable_hr": True, "width": 256, "height": 256, "hr_upscaler": "4x-UltraSharp"}, "sd1"),
+    "tight bad upscaler": (
+        {"prompt": "a", "enable_hr": True, "width": 256, "height": 256, "hr_upscaler": "4x-UltraSharp"},
+        "sd1",
+    ),
     "tight hires img2img": ({"prompt": "a", "enable_hr": True, "init_image": "cd" * 32}, "sd1"),
     "tight vae path": ({"prompt": "a", "vae": "../x"}, "sd1"),
     "tight rng": ({"prompt": "a", "rng": "TPU"}, "sd1"),
@@ -99,7 +105,10 @@ REFUSALS: dict[str, tuple[dict[str, Any], str]] = {
     "tight clip skip": ({"prompt": "a", "clip_skip": 13}, "sd1"),
     "tight nan": ({"prompt": "a", "cfg_scale": "nan"}, "sd1"),
     "tight seed resize": ({"prompt": "a", "seed_resize_from_w": -8}, "sd1"),
-    "tight hires sampler": ({"prompt": "a", "width": 256, "height": 256, "enable_hr": True, "hr_sampler": "Nope"}, "sd1"),
+    "tight hires sampler": (
+        {"prompt": "a", "width": 256, "height": 256, "enable_hr": True, "hr_sampler": "Nope"},
+        "sd1",
+    ),
 }
 
 

@@ -24,7 +24,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from engine.prompts.flags import read_flags
 from engine.errors import EaselError, InvalidParamsError
 from engine.images import PNG_SIGNATURE, check_upload, encode_jpeg, encode_png, encode_webp, read_infotext
 from engine.infotext import RE_PARAM, find_params, looks_like_infotext, parse_infotext
@@ -34,6 +33,7 @@ from engine.plan import make_plan
 from engine.prompts import parse_prompt_attention, read_loras, split_and
 from engine.prompts.editing import get_learned_conditioning_prompt_schedules
 from engine.prompts.extra_networks import parse_extra_networks
+from engine.prompts.flags import read_flags
 from engine.prompts.scan import RE_BREAK, RE_EXTRA_NET, RE_WEIGHT, find_extra_networks, split_break, split_weight
 
 FUZZ = settings(
