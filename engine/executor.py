@@ -243,6 +243,9 @@ class GpuExecutor:
                 plans.append(await loop.run_in_executor(self._planning, self._planner, job.params))
             except EaselError as err:
                 plans.append(err)
+            except Exception as err:  # a bug, or params this engine cannot read: that job fails, the rest go on
+                log.exception("job %s: could not be planned", job.job_id)
+                plans.append(GenerationFailedError(f"Easel could not plan this job ({type(err).__name__}: {err})."))
         with self._cond:
             for job, plan in zip(jobs, plans, strict=True):
                 outcomes.append(plan if isinstance(plan, EaselError) else self._book_locked(job, plan))

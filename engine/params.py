@@ -290,6 +290,27 @@ def check_option(key: str, value: Any, limits: Limits) -> Any:
     return typed
 
 
+# Far above any server's limits: a job that was resolved elsewhere (a worker reading it off the wire) is checked
+# with the same readers as a request, without second-guessing the limits it was resolved under.
+ANY_LIMITS = Limits(max_steps=10_000, max_pixels=1 << 30, max_side=1 << 15, max_batch=1024, min_side=8)
+
+
+def check_params(params: GenerationParams, limits: Limits = ANY_LIMITS) -> None:
+    """Resolved params read again by every option's rules and the sampler's: InvalidParamsError for what this
+    version of Easel cannot run (a sampler a newer bot knows, a size that is not a multiple of 8...)."""
+    for key in OPTION_KEYS - {"seed", "subseed", "vae", "hr_sampler", "hr_schedule"}:
+        value = getattr(params, key)
+        if is_unset(key, value) or (OPTIONS[key].hires_only and not params.enable_hr):
+            continue
+        check_option(key, value, limits)
+    for seed in (params.seed, params.subseed):
+        if not 0 <= seed <= MAX_SEED:
+            raise InvalidParamsError(f"Seed must be between 0 and {MAX_SEED}, not {seed}.")
+    resolve_sampler(params.sampler, params.schedule)
+    if params.hr_sampler is not None or params.hr_schedule is not None:
+        _hires_sampler(params.hr_sampler, params.hr_schedule, params.sampler, params.schedule)
+
+
 def build_params(
     options: Mapping[str, Any],
     *,

@@ -127,6 +127,11 @@ async def retrying(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 5.0)
+        except Exception:  # a bug in one round must not end the loop for good (a worker would stop taking jobs)
+            log.exception("%s: unexpected error; going on", what)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, 5.0)
 
 
 @dataclass

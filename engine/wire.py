@@ -32,7 +32,7 @@ from engine.jobs import (
     WasCancelled,
 )
 from engine.models.detect import FAMILY_NAMES
-from engine.params import RANDOM_SEED_RANGE, GenerationParams
+from engine.params import RANDOM_SEED_RANGE, GenerationParams, check_params
 from engine.plan import output_size
 
 Fields = Mapping[str, bytes]
@@ -113,7 +113,11 @@ def decode_job(fields: Fields) -> Job:
         data = None
     if not isinstance(data, dict) or not all(_fits(name, value) for name, value in data.items()):
         raise WireError("bad params")
-    params = GenerationParams.from_dict(data)
+    try:
+        params = GenerationParams.from_dict(data)
+        check_params(params)  # by the same readers as a request: what this worker's version cannot run is named
+    except (TypeError, InvalidParamsError) as err:
+        raise WireError(f"bad params: {err}") from None
     cap = _text(fields, "max_queued", 8) if "max_queued" in fields else None
     if cap is not None and not cap.isdigit():
         raise WireError("bad max_queued")

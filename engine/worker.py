@@ -251,17 +251,26 @@ class RemoteWorker:
                 log.info("job %s: already running here", job.job_id)
                 await self.redis.xack(self.key, WORKER_GROUP, entry_id)
                 continue
-            problem = await self._model_problem(job.params.model, digest)
             self._running[job.job_id] = entry_id
             self._posted.discard(job.job_id)
-            if problem is None and image is not None:
-                problem = await self._keep(image)
+            try:
+                problem = await self._model_problem(job.params.model, digest)
+                if problem is None and image is not None:
+                    problem = await self._keep(image)
+            except Exception as err:  # one job's failure must not stop the worker: that job fails, with why
+                log.exception("job %s: could not be prepared", job.job_id)
+                problem = f"Worker {self.name} could not prepare the job ({type(err).__name__}: {err})."
             if problem is None:
                 runnable.append((entry_id, job))
             else:
                 log.warning("job %s refused: %s", job.job_id, problem)
                 self._post(job.job_id, entry_id, Failed(ModelUnavailableError(problem)))
-        outcomes = await self.executor.submit_many([job for _, job in runnable])
+        try:
+            outcomes = await self.executor.submit_many([job for _, job in runnable])
+        except Exception as err:  # as above: these jobs fail, the worker goes on serving
+            log.exception("jobs %s: could not be queued", ", ".join(job.job_id for _, job in runnable))
+            failed = GenerationFailedError(f"Worker {self.name} could not queue the job ({type(err).__name__}).")
+            outcomes = [failed] * len(runnable)
         for (entry_id, job), outcome in zip(runnable, outcomes, strict=True):
             if isinstance(outcome, EaselError):
                 self._post(job.job_id, entry_id, Failed(outcome))

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +17,7 @@ from engine.blobs import BlobStore
 from engine.errors import Cancelled, EaselError
 from engine.executor import GpuExecutor
 from engine.jobs import TERMINAL_EVENTS, Job, JobEvent, Ticket
+from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, JobHooks, ProgressFn, RawImage
 from engine.plan import GenerationPlan, make_plan
 from engine.previews import PreviewFn
@@ -168,6 +169,7 @@ async def start_worker(
     blobs: BlobStore | None = None,
     cached: bool = True,
     joins: RemotePool | None = None,
+    planner: Callable[[GenerationParams], GenerationPlan] = make_plan,
 ) -> Running:
     """A worker on the fake engine, running; `joins`: wait until that pool has heard it."""
     engine = BatchStepEngine(step_seconds) if batches else StepEngine(step_seconds)
@@ -176,7 +178,7 @@ async def start_worker(
         max_queued_per_user=256,
         max_queued_total=256,
         preview_interval=preview_interval,
-        planner=make_plan,
+        planner=planner,
         max_batch_images=max_images,
     )
     worker = RemoteWorker(

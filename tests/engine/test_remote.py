@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from engine.errors import ModelUnavailableError
-from engine.jobs import Failed, Finished, Progress, Queued, Started, WasCancelled
+from engine.jobs import Failed, Finished, Job, Progress, Queued, Started, WasCancelled
+from engine.params import GenerationParams
+from engine.plan import GenerationPlan, make_plan
 from engine.queue_policy import finish_times_on
 from engine.remote import HELLO, RESULTS, RemotePool, connect, jobs_key, safe_url
 from engine.wire import encode_job
@@ -23,12 +25,29 @@ from tests.engine.remote_helpers import (
     started_pool,
     until_workers,
 )
-from tests.waiting import wait_until
+from tests.waiting import wait_until, wait_until_async
 from tools.redis_server import RedisServer, redis_binary, self_signed
 
 pytestmark = pytest.mark.skipif(
     redis_binary() is None, reason="redis-server is not installed here (apt install redis-server; .ci/run does)"
 )
+
+
+async def results_read(url: str) -> bool:
+    """Whether the results stream is empty (every result read by the pool, acknowledged and deleted)."""
+    r = connect(url)
+    try:
+        return int(await r.xlen(RESULTS)) == 0
+    finally:
+        await r.aclose()
+
+
+async def result_waiting(url: str) -> bool:
+    r = connect(url)
+    try:
+        return int(await r.xlen(RESULTS)) > 0
+    finally:
+        await r.aclose()
 
 
 @pytest.fixture
@@ -263,7 +282,9 @@ async def test_a_worker_thought_dead_that_finishes_after_all_is_not_posted_twice
     fast = await start_worker(redis.url, "fast", {"alpha": None}, step_seconds=0.01)
     await asyncio.wait_for(follow, 20)
     await wait_until(lambda: "twice" in slow.engine.ran or slow.engine.steps_done["twice"] >= 25, limit_s=10)
-    await asyncio.sleep(0.5)
+    # Its late result has gone out and the pool has read (and dropped) it.
+    await wait_until(lambda: not slow.worker._running, limit_s=10, what="the slow worker's late result")
+    await wait_until_async(lambda: results_read(redis.url), limit_s=10, what="the pool to read every result")
     assert [type(e) for e in outcome.events].count(Finished) == 1
     assert fast.engine.ran == ["twice"]
     await fast.shut()
@@ -280,7 +301,7 @@ async def test_a_bot_restart_with_jobs_on_workers_loses_nothing_and_posts_nothin
         await first.submit(j)
     await a.started()
     await first.close()  # the bot stops; the store keeps the jobs and the next start submits them again
-    await asyncio.sleep(0.6)  # the running job finishes meanwhile
+    await wait_until(lambda: len(a.engine.ran) == 1 and not a.worker._running, limit_s=10, what="the running job")
     second = await started_pool(redis.url)
     outcomes = await run_all([await second.submit(j) for j in jobs])
     assert all(isinstance(o.last, Finished) for o in outcomes)
@@ -310,7 +331,7 @@ async def test_a_result_made_while_the_bot_was_down_survives_a_redis_restart(red
     await a.started()
     await first.close()  # the bot is down...
     await wait_until(lambda: a.engine.ran == ["kept"], limit_s=10, what="the worker to finish")
-    await asyncio.sleep(0.3)  # ...its result waits in the stream...
+    await wait_until_async(lambda: result_waiting(redis.url), limit_s=10, what="the result in the stream")
     redis.restart()  # ...through a Redis restart (append-only file)
     second = await started_pool(redis.url)
     [outcome] = await run_all([await second.submit(job("00008a", "kept", steps=10))])
@@ -514,3 +535,38 @@ async def test_a_rediss_url_speaks_tls_and_checks_the_server_certificate(tmp_pat
         await pool.close()
     finally:
         server.stop()
+
+
+async def test_a_job_failing_on_a_worker_in_a_way_easel_did_not_foresee_fails_alone_and_the_worker_goes_on(
+    redis: RedisServer, pool: RemotePool
+) -> None:
+    def planner(params: GenerationParams) -> GenerationPlan:
+        if params.prompt == "poison":
+            raise KeyError("a sampler this worker does not know")  # a bug, not one of Easel's errors
+        return make_plan(params)
+
+    a = await start_worker(redis.url, "a", {"alpha": None}, planner=planner, joins=pool)
+    outcomes = await run_all([await pool.submit(job("0000f1", "poison")), await pool.submit(job("0000f2", "fine"))])
+    failed = outcomes[0].last
+    assert isinstance(failed, Failed) and "could not plan this job (KeyError" in str(failed.error)
+    assert isinstance(outcomes[1].last, Finished)
+    later = await run_all([await pool.submit(job("0000f3", "later"))])
+    assert isinstance(later[0].last, Finished) and a.engine.ran == ["fine", "later"]
+    await a.shut()
+
+
+async def test_a_job_this_workers_version_cannot_read_fails_with_why_and_the_worker_goes_on(
+    redis: RedisServer, pool: RemotePool
+) -> None:
+    a = await start_worker(redis.url, "a", {"alpha": None}, joins=pool)
+    r = connect(redis.url)
+    newer = job("0000e1", "x")
+    # A newer bot's sampler, sent straight to this worker.
+    await r.xadd(a.worker.key, encode_job(Job("0000e1", "1", newer.params.replace(sampler="Euler z")), None))
+    reply = await r.xread({RESULTS: "0"}, block=5000)
+    fields = {k.decode(): v for k, v in reply[0][1][0][1].items()}
+    assert fields["kind"] == b"failed" and b"Unknown sampler 'Euler z'" in fields["body"]
+    after = await run_all([await pool.submit(job("0000e2", "after"))])
+    assert isinstance(after[0].last, Finished) and a.engine.ran == ["after"]
+    await r.aclose()
+    await a.shut()
