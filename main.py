@@ -232,9 +232,8 @@ async def run_bot(settings: Settings, *, sync_commands: bool) -> int:
     side = build_engine_side(
         settings, previews=settings.previews, load_at_start=True, remote=settings.redis_url is not None
     )
-    start = getattr(side.executor, "start", None)
-    if settings.redis_url is not None and callable(start):
-        await start()  # learn the workers (and their models) before the first job or resume
+    if settings.redis_url is not None:
+        await side.executor.start()  # learn the workers (and their models) before the first job or resume
     default_model(settings, side.registry)
     store = JobStore.open(settings.data_dir)
     networks = ExtraNetworks(side.loras, side.embeddings, side.vaes)

@@ -49,10 +49,12 @@ class _JobButton(discord.ui.DynamicItem[Button], template=r"easel:[a-z]+:" + JOB
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any, /) -> Self:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
+    ) -> Self:
         return cls(match["job_id"])
 
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
         interaction.extras[JOB_ID_KEY] = self.job_id
         bot = cast("EaselBot", interaction.client)
         record = bot.store.get_job(self.job_id)
@@ -64,11 +66,11 @@ class _JobButton(discord.ui.DynamicItem[Button], template=r"easel:[a-z]+:" + JOB
         except Exception as err:  # the buttons' outermost boundary: same policy as the tree's handler
             await handle_error(interaction, err)
 
-    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+    async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
         raise NotImplementedError
 
     @staticmethod
-    def may_manage(interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> bool:
+    def may_manage(interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> bool:
         return interaction.user.id == record.user_id or is_admin(interaction, bot.settings)
 
 
@@ -81,7 +83,7 @@ class RerollButton(_JobButton, template=r"easel:reroll:" + JOB_ID_PATTERN):
 
     action, label, emoji = "reroll", "Reroll", "🎲"
 
-    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+    async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
         here = bot.ceilings_here(interaction)
         params = await replay(record.params, bot, here.limits, seed=_new_seed())
         await bot.runner.start_job(interaction, params, max_queued=here.queue_cap)
@@ -92,7 +94,7 @@ class VaryButton(_JobButton, template=r"easel:vary:" + JOB_ID_PATTERN):
 
     action, label, emoji = "vary", "Vary", "🌀"
 
-    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+    async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
         here = bot.ceilings_here(interaction)
         params = await replay(record.params, bot, here.limits, subseed=_new_seed(), subseed_strength=VARIATION_STRENGTH)
         await bot.runner.start_job(interaction, params, max_queued=here.queue_cap)
@@ -103,7 +105,7 @@ class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
 
     action, label, emoji = "upscale", "Upscale", "⏫"
 
-    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+    async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
         params = record.params
         if params.init_image is not None:
             await send_ephemeral(
@@ -140,7 +142,7 @@ class EditButton(_JobButton, template=r"easel:edit:" + JOB_ID_PATTERN):
 
     action, label, emoji = "edit", "Edit", "✏️"
 
-    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+    async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
         await interaction.response.send_modal(EditModal(record.job_id, record.params))
 
 
@@ -150,7 +152,7 @@ class DeleteButton(_JobButton, template=r"easel:delete:" + JOB_ID_PATTERN):
     action, label, emoji = "delete", "Delete", "🗑️"
     style = discord.ButtonStyle.danger
 
-    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+    async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
         if not self.may_manage(interaction, bot, record):
             await send_ephemeral(interaction, "Only the person who asked for this image, or an admin, can delete it.")
             return
@@ -165,7 +167,7 @@ class CancelButton(_JobButton, template=r"easel:cancel:" + JOB_ID_PATTERN):
 
     action, label, emoji = "cancel", "Cancel", "✖️"
 
-    async def run(self, interaction: discord.Interaction, bot: EaselBot, record: JobRecord) -> None:
+    async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
         if not self.may_manage(interaction, bot, record):
             await send_ephemeral(interaction, "Only the person who asked for this image, or an admin, can cancel it.")
             return

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import discord
 from discord import app_commands
 
 from config.settings import Settings
 from engine.errors import InvalidParamsError
+
+if TYPE_CHECKING:
+    from bot.client import EaselBot
 
 
 class NotAdminError(app_commands.CheckFailure):
@@ -16,7 +21,7 @@ class NotAdminError(app_commands.CheckFailure):
         super().__init__(f"Only an Easel admin can {action}.")
 
 
-def is_admin(interaction: discord.Interaction, settings: Settings) -> bool:
+def is_admin(interaction: discord.Interaction[EaselBot], settings: Settings) -> bool:
     """Admin: a listed user id, a member with a listed role, or a member with the Administrator permission."""
     user = interaction.user
     if user.id in settings.admin_user_ids:
@@ -28,7 +33,7 @@ def is_admin(interaction: discord.Interaction, settings: Settings) -> bool:
     return interaction.permissions.administrator
 
 
-def admin_guild(interaction: discord.Interaction, settings: Settings, action: str) -> int:
+def admin_guild(interaction: discord.Interaction[EaselBot], settings: Settings, action: str) -> int:
     """The server an admin's change applies to, checked on the server side: NotAdminError (completing "Only an
     Easel admin can ...") for anyone else, and a clear refusal outside a server."""
     if interaction.guild_id is None:
@@ -55,7 +60,7 @@ class AdminCheck:
     settings: Settings
     action = "use this command"  # completes "Only an Easel admin can ..."
 
-    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+    async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         if not is_admin(interaction, self.settings):
             raise NotAdminError(self.action)
         return True

@@ -56,7 +56,7 @@ EXTENSIONS = (
 )
 
 
-def scope_channel(interaction: discord.Interaction) -> int | None:
+def scope_channel(interaction: discord.Interaction[EaselBot]) -> int | None:
     """The channel whose settings apply: a thread follows its parent channel."""
     channel = interaction.channel
     if isinstance(channel, discord.Thread):
@@ -139,7 +139,7 @@ class EaselBot(commands.Bot):
             layers.append(Layer(CHANNEL, defaults, limits))
         return layers
 
-    def stored_layers(self, interaction: discord.Interaction) -> list[Layer]:
+    def stored_layers(self, interaction: discord.Interaction[EaselBot]) -> list[Layer]:
         """The stored defaults a member's request here starts from: the server's, the channel's, then their own."""
         scopes = self.layers(interaction.guild_id, scope_channel(interaction))
         return [*scopes, Layer(USER, self.store.user_defaults(interaction.user.id))]
@@ -158,7 +158,9 @@ class EaselBot(commands.Bot):
         stored = {} if guild_id is None else self.store.nsfw_policy(guild_id)
         return Policy.from_stored(stored, cast("Outside", self.settings.nsfw_outside))
 
-    def content_policy(self, interaction: discord.Interaction, params: GenerationParams) -> tuple[bool, str | None]:
+    def content_policy(
+        self, interaction: discord.Interaction[EaselBot], params: GenerationParams
+    ) -> tuple[bool, str | None]:
         """What may be drawn where, for every job a member asks for (the runner calls it before queueing): DMs
         as the config allows, a prompt with a listed word as the server's NSFW policy says for this channel."""
         in_dm = interaction.guild_id is None
@@ -178,7 +180,7 @@ class EaselBot(commands.Bot):
         """The limits in force in a channel: the config's, lowered by the server's and the channel's ceilings."""
         return ceilings(self.limits, self.settings.max_queued_per_user, self.layers(guild_id, channel_id))
 
-    def ceilings_here(self, interaction: discord.Interaction) -> Ceilings:
+    def ceilings_here(self, interaction: discord.Interaction[EaselBot]) -> Ceilings:
         return self.ceilings(interaction.guild_id, scope_channel(interaction))
 
     async def offload(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:

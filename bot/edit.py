@@ -3,7 +3,7 @@ submitted text is read with the same rules as a pasted parameter block and becom
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
@@ -71,7 +71,7 @@ class EditModal(discord.ui.Modal, title="Edit and draw again"):
             )
         )
 
-    async def on_submit(self, interaction: discord.Interaction, /) -> None:
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
         interaction.extras[JOB_ID_KEY] = self.job_id
         bot = cast("EaselBot", interaction.client)
         request = edit_request(self.prompt.value, self.negative.value, self.parameters.value, source=self.source)
@@ -79,5 +79,5 @@ class EditModal(discord.ui.Modal, title="Edit and draw again"):
         resolved = await bot.resolve(request, here.limits)
         await bot.runner.start_job(interaction, resolved.params, resolved.notes, max_queued=here.queue_cap)
 
-    async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
+    async def on_error(self, interaction: discord.Interaction[EaselBot], error: Exception, /) -> None:  # type: ignore[override]
         await handle_error(interaction, error)

@@ -4,11 +4,15 @@ logged with the job id and the user gets a generic line (never a traceback)."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 
 from engine.errors import EaselError
+
+if TYPE_CHECKING:
+    from bot.client import EaselBot
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +20,7 @@ UNEXPECTED = "Something went wrong on our side; it has been logged."
 JOB_ID_KEY = "easel_job_id"  # interaction.extras key: the job a handler was working on, for the log line
 
 
-async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
+async def send_ephemeral(interaction: discord.Interaction[EaselBot], text: str) -> None:
     """Reply ephemerally whether or not the interaction was already acknowledged."""
     try:
         if interaction.response.is_done():
@@ -27,7 +31,7 @@ async def send_ephemeral(interaction: discord.Interaction, text: str) -> None:
         log.warning("could not send an error reply for interaction %s", interaction.id, exc_info=True)
 
 
-async def withdraw(interaction: discord.Interaction, text: str) -> None:
+async def withdraw(interaction: discord.Interaction[EaselBot], text: str) -> None:
     """Refuse after a public "thinking" defer: remove the placeholder, then tell only the user (a followup to a
     deferred reply would fill the placeholder publicly, whatever its flags)."""
     try:
@@ -52,7 +56,7 @@ def user_message(error: BaseException) -> str | None:
     return None
 
 
-async def handle_error(interaction: discord.Interaction, error: BaseException) -> None:
+async def handle_error(interaction: discord.Interaction[EaselBot], error: BaseException) -> None:
     """Tree-level handler (also called by the buttons): expected errors to the user, the rest to the log."""
     message = user_message(error)
     if message is None:
@@ -67,7 +71,7 @@ async def handle_error(interaction: discord.Interaction, error: BaseException) -
     await send_ephemeral(interaction, message)
 
 
-def _describe(interaction: discord.Interaction) -> str:
+def _describe(interaction: discord.Interaction[EaselBot]) -> str:
     if interaction.command is not None:
         return f"/{interaction.command.qualified_name}"
     data: dict[str, object] = dict(interaction.data or {})

@@ -13,7 +13,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -36,6 +36,9 @@ from engine.jobs import (
 )
 from engine.params import GenerationParams
 
+if TYPE_CHECKING:
+    from bot.client import EaselBot
+
 log = logging.getLogger(__name__)
 
 # Discord lets an interaction token edit its reply for 15 minutes; leave a margin for a slow upload.
@@ -47,7 +50,7 @@ RETRY_DELAYS = (2.0, 8.0, 30.0)
 
 
 # (spoiler, a note for the user) for a job about to be queued, or a user-facing EaselError that refuses it.
-ContentPolicy = Callable[[discord.Interaction, GenerationParams], tuple[bool, str | None]]
+ContentPolicy = Callable[["discord.Interaction[EaselBot]", GenerationParams], tuple[bool, str | None]]
 
 
 def new_job_id() -> str:
@@ -80,7 +83,7 @@ class JobRunner:
 
     async def start_job(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[EaselBot],
         params: GenerationParams,
         notes: Sequence[str] = (),
         *,
@@ -279,7 +282,7 @@ class _ReplyTarget:
         user_id: int,
         channel_id: int | None,
         guild_id: int | None,
-        interaction: discord.Interaction | None,
+        interaction: discord.Interaction[EaselBot] | None,
         token_lifetime: timedelta,
         edit_interval: float,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
@@ -460,7 +463,10 @@ class _ReplyTarget:
 
 
 def messageable(
-    client: discord.Client, interaction: discord.Interaction | None, channel_id: int | None, guild_id: int | None
+    client: discord.Client,
+    interaction: discord.Interaction[EaselBot] | None,
+    channel_id: int | None,
+    guild_id: int | None,
 ) -> discord.abc.Messageable:
     """The interaction's channel if discord.py has it, else a partial one built from the stored ids."""
     if interaction is not None and isinstance(interaction.channel, discord.abc.Messageable):

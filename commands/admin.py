@@ -26,7 +26,7 @@ class AdminCog(AdminCheck, commands.Cog):
         self.settings = bot.settings
 
     @admin.command(name="sync", description="Send Easel's slash commands to Discord again")
-    async def sync(self, interaction: discord.Interaction) -> None:
+    async def sync(self, interaction: discord.Interaction[EaselBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         count = await self.bot.sync_commands(force=True)
         log.info("commands synced by user %s", interaction.user.id)

@@ -106,7 +106,7 @@ class HelpCog(commands.Cog):
     @app_commands.command(name="help", description="How to use Easel: commands, prompt syntax, and the limits here")
     @app_commands.describe(topic="Only one part: commands, prompts or limits")
     @app_commands.choices(topic=[app_commands.Choice(name=topic, value=topic) for topic in TOPICS])
-    async def help(self, interaction: discord.Interaction, topic: str | None = None) -> None:
+    async def help(self, interaction: discord.Interaction[EaselBot], topic: str | None = None) -> None:
         here = self.bot.ceilings_here(interaction)
         embed = discord.Embed(title="Easel help", colour=discord.Colour.blurple())
         for name, value in help_fields(topic, here, max_side=here.limits.max_side):
@@ -119,17 +119,15 @@ class HelpCog(commands.Cog):
         return stored or self.bot.registry.default_model(self.bot.settings.default_model)
 
     @app_commands.command(name="about", description="Easel's version, the models here, and its source code")
-    async def about(self, interaction: discord.Interaction) -> None:
+    async def about(self, interaction: discord.Interaction[EaselBot]) -> None:
         registry = self.bot.registry
-        loaded = getattr(self.bot.executor, "loaded_models", None)
-        workers = getattr(self.bot.executor, "worker_lines", None)
         text = about_text(
             version=easel_version(),
             models=registry.names(),
             default=self._default_model(interaction.guild_id),
-            loaded=loaded() if callable(loaded) else [],
+            loaded=self.bot.executor.loaded_models(),
             source_url=self.bot.settings.source_url,
-            workers=workers() if callable(workers) else None,
+            workers=self.bot.executor.worker_lines(),
         )
         await interaction.response.send_message(text, ephemeral=True)
 

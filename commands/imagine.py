@@ -66,7 +66,7 @@ class ImagineCog(commands.Cog):
     )
     async def imagine(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[EaselBot],
         prompt: str,
         negative_prompt: str | None = None,
         steps: int | None = None,
@@ -136,31 +136,39 @@ class ImagineCog(commands.Cog):
             await withdraw(interaction, str(err))
 
     @imagine.autocomplete("sampler")
-    async def _sampler_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _sampler_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return matching(sampler_names(), current)
 
     @imagine.autocomplete("schedule")
-    async def _schedule_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _schedule_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return matching(schedule_names(), current)
 
     @imagine.autocomplete("hires_sampler")
     async def _hires_sampler_choices(
-        self, interaction: discord.Interaction, current: str
+        self, interaction: discord.Interaction[EaselBot], current: str
     ) -> list[app_commands.Choice[str]]:
         return matching([USE_SAME_SAMPLER, *sampler_names()], current)
 
     @imagine.autocomplete("hires_schedule")
     async def _hires_schedule_choices(
-        self, interaction: discord.Interaction, current: str
+        self, interaction: discord.Interaction[EaselBot], current: str
     ) -> list[app_commands.Choice[str]]:
         return matching([USE_SAME_SCHEDULER, *schedule_names()], current)
 
     @imagine.autocomplete("model")
-    async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _model_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return matching(self.bot.registry.names(), current)
 
     @imagine.autocomplete("vae")
-    async def _vae_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _vae_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         model = interaction.namespace.model or self.bot.registry.default_model(self.bot.settings.default_model)
         try:
             family = self.bot.registry.traits(str(model)).family
@@ -169,11 +177,15 @@ class ImagineCog(commands.Cog):
         return matching(["Automatic", "None", *self.bot.networks.vae_names(family)], current)
 
     @imagine.autocomplete("style")
-    async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _style_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return style_choices(self.bot.store, interaction.guild_id, current)
 
     @imagine.autocomplete("lora")
-    async def _lora_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _lora_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return matching(self.bot.networks.lora_names(), current)
 
 

@@ -101,7 +101,7 @@ class InfoCog(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="info", description="Your queued and recent jobs, and your queue allowance")
-    async def info(self, interaction: discord.Interaction) -> None:
+    async def info(self, interaction: discord.Interaction[EaselBot]) -> None:
         store, executor = self.bot.store, self.bot.executor
         open_jobs = [(r, executor.position(r.job_id)) for r in store.user_open_jobs(interaction.user.id)]
         recent = store.user_recent_jobs(interaction.user.id, limit=RECENT)

@@ -131,7 +131,10 @@ class LorasCog(commands.Cog):
         page="Which page, when the list is longer than one message",
     )
     async def list_loras(
-        self, interaction: discord.Interaction, search: str | None = None, page: app_commands.Range[int, 1, 1000] = 1
+        self,
+        interaction: discord.Interaction[EaselBot],
+        search: str | None = None,
+        page: app_commands.Range[int, 1, 1000] = 1,
     ) -> None:
         # A LoRA's hash is computed from the whole file the first time: that may outlast Discord's 3 s.
         await interaction.response.defer(ephemeral=True, thinking=True)

@@ -56,13 +56,13 @@ class ModelsCog(AdminCheck, commands.Cog):
         return stored or self.bot.registry.default_model(self.bot.settings.default_model)
 
     @model.command(name="list", description="List usable models, and files refused with the reason")
-    async def list_models(self, interaction: discord.Interaction) -> None:
+    async def list_models(self, interaction: discord.Interaction[EaselBot]) -> None:
         text = model_list_text(self.bot.registry.entries(), self._default(interaction.guild_id))
         await interaction.response.send_message(text, ephemeral=True)
 
     @model.command(name="set", description="Set this server's default model")
     @app_commands.describe(name="The model to use when /imagine does not name one")
-    async def set_default(self, interaction: discord.Interaction, name: str) -> None:
+    async def set_default(self, interaction: discord.Interaction[EaselBot], name: str) -> None:
         entry = self.bot.registry.resolve(name)
         guild_id = interaction.guild_id
         assert guild_id is not None  # guild_only
@@ -71,11 +71,13 @@ class ModelsCog(AdminCheck, commands.Cog):
         await interaction.response.send_message(f"This server's default model is now `{entry.name}`.", ephemeral=True)
 
     @set_default.autocomplete("name")
-    async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _model_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return matching(self.bot.registry.names(), current)
 
     @model.command(name="refresh", description="Rescan the models, LoRA and embeddings folders")
-    async def refresh(self, interaction: discord.Interaction) -> None:
+    async def refresh(self, interaction: discord.Interaction[EaselBot]) -> None:
         # LoRA headers and embedding files are read on the catalog's thread; a slow disk may outlast 3 s.
         await interaction.response.defer(ephemeral=True, thinking=True)
         self.bot.registry.refresh()

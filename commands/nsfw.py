@@ -53,14 +53,14 @@ class NsfwCog(commands.Cog):
     def __init__(self, bot: EaselBot) -> None:
         self.bot = bot
 
-    def _admin_guild(self, interaction: discord.Interaction) -> int:
+    def _admin_guild(self, interaction: discord.Interaction[EaselBot]) -> int:
         return admin_guild(interaction, self.bot.settings, "change this server's NSFW policy")
 
     def _save(self, guild_id: int, policy: Policy) -> None:
         self.bot.store.set_nsfw_policy(guild_id, policy.stored())
 
     @nsfw.command(name="show", description="This server's NSFW policy and word list")
-    async def show(self, interaction: discord.Interaction) -> None:
+    async def show(self, interaction: discord.Interaction[EaselBot]) -> None:
         await send_ephemeral(interaction, policy_text(self.bot.nsfw_policy(interaction.guild_id)))
 
     @nsfw.command(name="set", description="Admins: what happens to flagged prompts, by channel kind")
@@ -70,7 +70,7 @@ class NsfwCog(commands.Cog):
     )
     @app_commands.choices(outside=[app_commands.Choice(name=choice, value=choice) for choice in OUTSIDE_CHOICES])
     async def set_policy(
-        self, interaction: discord.Interaction, outside: str | None = None, age_restricted: bool | None = None
+        self, interaction: discord.Interaction[EaselBot], outside: str | None = None, age_restricted: bool | None = None
     ) -> None:
         guild_id = self._admin_guild(interaction)
         policy = self.bot.nsfw_policy(guild_id)
@@ -90,7 +90,7 @@ class NsfwCog(commands.Cog):
     )
     async def words(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[EaselBot],
         add: str | None = None,
         remove: str | None = None,
         reset: bool = False,

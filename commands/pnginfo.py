@@ -88,10 +88,12 @@ class ParametersButton(
         self.action = action
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: Any, /) -> Self:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
+    ) -> Self:
         return cls(match["action"])
 
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
         bot = cast("EaselBot", interaction.client)
         text = text_of(interaction.message)
         if text is None:
@@ -106,7 +108,7 @@ class ParametersButton(
             await handle_error(interaction, err)
 
     @staticmethod
-    async def run_again(interaction: discord.Interaction, bot: EaselBot, text: str) -> None:
+    async def run_again(interaction: discord.Interaction[EaselBot], bot: EaselBot, text: str) -> None:
         # As /imagine with the block pasted: the same layers, checks, ceilings and queue allowance.
         here = bot.ceilings_here(interaction)
         request = Request(
@@ -118,7 +120,7 @@ class ParametersButton(
         await bot.runner.start_job(interaction, resolved.params, resolved.notes, max_queued=here.queue_cap)
 
     @staticmethod
-    async def edit(interaction: discord.Interaction, bot: EaselBot, text: str) -> None:
+    async def edit(interaction: discord.Interaction[EaselBot], bot: EaselBot, text: str) -> None:
         resolved = await bot.resolve(Request(paste=text), bot.ceilings_here(interaction).limits)
         await interaction.response.send_modal(EditModal("pasted", resolved.params))
 
@@ -143,7 +145,7 @@ class ParametersCog(commands.Cog):
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
         self.bot.remove_dynamic_items(ParametersButton)
 
-    async def parameters(self, interaction: discord.Interaction, message: discord.Message) -> None:
+    async def parameters(self, interaction: discord.Interaction[EaselBot], message: discord.Message) -> None:
         job_id = job_of(message, self.bot.user.id if self.bot.user else None)
         record = self.bot.store.get_job(job_id) if job_id else None
         if record is not None:
@@ -184,7 +186,9 @@ class ParametersCog(commands.Cog):
         await self._send(interaction, embed, parameters_view())
 
     @staticmethod
-    async def _send(interaction: discord.Interaction, embed: discord.Embed, view: discord.ui.View | None) -> None:
+    async def _send(
+        interaction: discord.Interaction[EaselBot], embed: discord.Embed, view: discord.ui.View | None
+    ) -> None:
         if interaction.response.is_done():
             if view is None:
                 await interaction.followup.send(embed=embed, ephemeral=True)

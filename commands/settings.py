@@ -102,7 +102,7 @@ class SettingsCog(commands.Cog):
     def __init__(self, bot: EaselBot) -> None:
         self.bot = bot
 
-    def _model(self, interaction: discord.Interaction) -> str:
+    def _model(self, interaction: discord.Interaction[EaselBot]) -> str:
         """The model a member's request would use here when it names none."""
         stored = stack(self.bot.layers(interaction.guild_id, scope_channel(interaction))).get("model")
         if stored is not None:
@@ -126,7 +126,7 @@ class SettingsCog(commands.Cog):
     )
     async def set_defaults(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[EaselBot],
         sampler: str | None = None,
         schedule: str | None = None,
         steps: int | None = None,
@@ -162,7 +162,7 @@ class SettingsCog(commands.Cog):
     @settings.command(
         name="show", description="Show the defaults and limits /imagine uses for you here, and from where"
     )
-    async def show(self, interaction: discord.Interaction) -> None:
+    async def show(self, interaction: discord.Interaction[EaselBot]) -> None:
         scopes = self.bot.layers(interaction.guild_id, scope_channel(interaction))
         mine = Layer(USER, self.bot.store.user_defaults(interaction.user.id))
         effective = stack([*scopes, mine])
@@ -174,7 +174,7 @@ class SettingsCog(commands.Cog):
         await send_ephemeral(interaction, show_text(effective, here, model=(str(model[0]), model[1])))
 
     @settings.command(name="reset", description="Forget your defaults for /imagine")
-    async def reset(self, interaction: discord.Interaction) -> None:
+    async def reset(self, interaction: discord.Interaction[EaselBot]) -> None:
         self.bot.store.set_user_defaults(interaction.user.id, {})
         await interaction.response.send_message(
             "Your defaults are gone: /imagine uses this server's and the model's.", ephemeral=True
@@ -184,7 +184,7 @@ class SettingsCog(commands.Cog):
 
     async def _layer(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[EaselBot],
         model: str | None = None,
         vae: str | None = None,
         sampler: str | None = None,
@@ -217,7 +217,9 @@ class SettingsCog(commands.Cog):
         name=CHANNEL, description="Admins: defaults and ceilings for this channel (over the server's)"
     )(_layer)
 
-    async def _set_scope(self, interaction: discord.Interaction, scope: str, given: Mapping[str, Any]) -> None:
+    async def _set_scope(
+        self, interaction: discord.Interaction[EaselBot], scope: str, given: Mapping[str, Any]
+    ) -> None:
         """Check and store an admin's change to the server's or this channel's layer, then show the layer."""
         guild_id = admin_guild(interaction, self.bot.settings, f"change this {scope}'s settings")
         cleared = cleared_keys(given.get("clear"))
@@ -271,28 +273,38 @@ class SettingsCog(commands.Cog):
     @set_defaults.autocomplete("sampler")
     @server.autocomplete("sampler")
     @channel.autocomplete("sampler")
-    async def _sampler_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _sampler_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return matching(sampler_names(), current)
 
     @set_defaults.autocomplete("schedule")
     @server.autocomplete("schedule")
     @channel.autocomplete("schedule")
-    async def _schedule_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _schedule_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return matching(schedule_names(), current)
 
     @server.autocomplete("model")
     @channel.autocomplete("model")
-    async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _model_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return matching(self.bot.registry.names(), current)
 
     @server.autocomplete("style")
     @channel.autocomplete("style")
-    async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _style_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return style_choices(self.bot.store, interaction.guild_id, current)
 
     @server.autocomplete("vae")
     @channel.autocomplete("vae")
-    async def _vae_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _vae_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         return matching(["Automatic", "None", *self.bot.networks.vae_names()], current)
 
 

@@ -69,7 +69,7 @@ class ShowCog(commands.Cog):
 
     @app_commands.command(name="show", description="Post a finished job again, with its buttons")
     @app_commands.describe(job_id="The job's id (autocompletes your recent jobs; /info lists them)")
-    async def show(self, interaction: discord.Interaction, job_id: str) -> None:
+    async def show(self, interaction: discord.Interaction[EaselBot], job_id: str) -> None:
         typed = job_id.strip().lower()
         record = self.bot.store.get_job(typed)
         refused = refusal(record, typed, user_id=interaction.user.id, guild_id=interaction.guild_id)
@@ -86,7 +86,9 @@ class ShowCog(commands.Cog):
         log.info("job %s: shown again as job %s for user %s", record.job_id, shown, interaction.user.id)
 
     @show.autocomplete("job_id")
-    async def _job_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _job_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         typed = current.strip().lower()
         recent = self.bot.store.user_recent_jobs(
             interaction.user.id, limit=AUTOCOMPLETE_SCAN, statuses=(JobStatus.FINISHED,)

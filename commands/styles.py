@@ -63,11 +63,11 @@ class StyleCog(commands.Cog):
     def __init__(self, bot: EaselBot) -> None:
         self.bot = bot
 
-    def _check_admin(self, interaction: discord.Interaction) -> int:
+    def _check_admin(self, interaction: discord.Interaction[EaselBot]) -> int:
         return admin_guild(interaction, self.bot.settings, "change this server's styles")
 
     @style.command(name="list", description="The styles /imagine style: can apply here")
-    async def list_styles(self, interaction: discord.Interaction) -> None:
+    async def list_styles(self, interaction: discord.Interaction[EaselBot]) -> None:
         assert interaction.guild_id is not None
         await send_ephemeral(interaction, styles_text(self.bot.store.styles(interaction.guild_id)))
 
@@ -78,7 +78,7 @@ class StyleCog(commands.Cog):
         negative_prompt="Its negative prompt (the same rule)",
     )
     async def add(
-        self, interaction: discord.Interaction, name: str, prompt: str = "", negative_prompt: str = ""
+        self, interaction: discord.Interaction[EaselBot], name: str, prompt: str = "", negative_prompt: str = ""
     ) -> None:
         guild_id = self._check_admin(interaction)
         style = checked_style(name, prompt, negative_prompt)
@@ -88,7 +88,7 @@ class StyleCog(commands.Cog):
 
     @style.command(name="remove", description="Admins: remove a style")
     @app_commands.describe(name="The style to remove")
-    async def remove(self, interaction: discord.Interaction, name: str) -> None:
+    async def remove(self, interaction: discord.Interaction[EaselBot], name: str) -> None:
         guild_id = self._check_admin(interaction)
         styles = self.bot.store.styles(guild_id)
         chosen = resolve_styles(name, styles)
@@ -101,7 +101,7 @@ class StyleCog(commands.Cog):
 
     @style.command(name="import", description="Admins: add the styles of an A1111 styles.csv (same names are replaced)")
     @app_commands.describe(file="A1111's styles.csv: name,prompt,negative_prompt")
-    async def import_styles(self, interaction: discord.Interaction, file: discord.Attachment) -> None:
+    async def import_styles(self, interaction: discord.Interaction[EaselBot], file: discord.Attachment) -> None:
         guild_id = self._check_admin(interaction)
         if file.size > MAX_CSV_BYTES:
             raise InvalidParamsError(
@@ -119,7 +119,9 @@ class StyleCog(commands.Cog):
         await send_ephemeral(interaction, f"Imported {len(imported)} style(s); this server has {len(styles)} now.")
 
     @remove.autocomplete("name")
-    async def _style_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _style_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
         if interaction.guild_id is None:
             return []
         return matching([s.name for s in self.bot.store.styles(interaction.guild_id)], current)

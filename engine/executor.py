@@ -306,6 +306,9 @@ class GpuExecutor:
             order = self._order_locked()
         return order.index(entry.seq) + 1
 
+    def worker_lines(self) -> list[str] | None:
+        return None  # the jobs run here, on this process's devices
+
     def loaded_models(self) -> list[str]:
         """The models some worker holds in memory, as of when each last became idle."""
         with self._cond:

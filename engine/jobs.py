@@ -117,4 +117,16 @@ class Executor(Protocol):
         """1-based place in the queue, 0 while running, None when unknown or finished."""
         ...
 
+    async def start(self) -> None:
+        """Start the worker threads, or learn the remote workers (and their models); `submit` starts it too."""
+        ...
+
+    def loaded_models(self) -> list[str]:
+        """The models in memory now (on any device or worker), for `/about`."""
+        ...
+
+    def worker_lines(self) -> list[str] | None:
+        """One line per GPU worker on another machine, for `/about`; None where the jobs run in this process."""
+        ...
+
     async def close(self) -> None: ...

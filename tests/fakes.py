@@ -130,6 +130,15 @@ class FakeExecutor:
         finally:
             self.running.discard(job.job_id)
 
+    async def start(self) -> None:
+        pass
+
+    def loaded_models(self) -> list[str]:
+        return []
+
+    def worker_lines(self) -> list[str] | None:
+        return None
+
     def cancel(self, job_id: str) -> bool:
         if job_id not in self.running:
             return False
