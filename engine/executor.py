@@ -7,7 +7,6 @@ threads turn images into PNG bytes (and previews into JPEG bytes) so encoding ne
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import threading
 import time
@@ -39,7 +38,8 @@ from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, JobHooks, ProgressFn, RawImage
 from engine.plan import GenerationPlan, make_plan
 from engine.previews import PreviewFn, PreviewSource, encode_preview
-from engine.queue_policy import RunTimes, admission_problem, fair_order, finish_times, pick_batch, pick_job
+from engine.queue_policy import RunTimes, admission_problem, fair_order, finish_times
+from engine.waiting import WaitingRoom
 
 __all__ = [
     "PREVIEW_INTERVAL",
@@ -200,13 +200,9 @@ class GpuExecutor:
         self.warm_up = warm_up
         self._workers = [_Worker(f"{name}{i}", engine) for i, engine in enumerate(engine_list)]
         self._cond = threading.Condition()
-        self._pending: dict[int, _Entry] = {}
-        self._by_id: dict[str, _Entry] = {}
-        self._passed_over: dict[int, int] = {}
-        self._last_served: dict[str, int] = {}
-        self._served_clock = 0
+        self._room: WaitingRoom[_Entry] = WaitingRoom()
+        self._by_id: dict[str, _Entry] = {}  # every job booked here and not yet ended: waiting or running
         self._run_times = RunTimes()
-        self._seq = itertools.count()
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._planning = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"easel-plan-{name}")
@@ -265,8 +261,8 @@ class GpuExecutor:
         )
         if problem is not None:
             return QueueFullError(problem)
-        entry = _Entry(job=job, plan=plan, seq=next(self._seq), events=asyncio.Queue())
-        self._pending[entry.seq] = entry
+        entry = _Entry(job=job, plan=plan, seq=self._room.next_seq(), events=asyncio.Queue())
+        self._room.book(entry)
         self._by_id[job.job_id] = entry
         log.info("job %s queued for user %s", job.job_id, job.user_id)
         return Ticket(job=job, events=event_stream(entry.events))
@@ -277,10 +273,8 @@ class GpuExecutor:
             entry = self._by_id.get(job_id)
             if entry is None:
                 return False
-            if entry.seq in self._pending:
-                del self._pending[entry.seq]
+            if self._room.drop(entry):
                 del self._by_id[job_id]
-                self._passed_over.pop(entry.seq, None)
                 queued = True
             else:
                 entry.cancel_requested.set()
@@ -301,10 +295,7 @@ class GpuExecutor:
             entry = self._by_id.get(job_id)
             if entry is None:
                 return None
-            if entry.seq not in self._pending:
-                return 0
-            order = self._order_locked()
-        return order.index(entry.seq) + 1
+            return self._room.position(entry) or 0  # 0: running
 
     def worker_lines(self) -> list[str] | None:
         return None  # the jobs run here, on this process's devices
@@ -339,9 +330,6 @@ class GpuExecutor:
 
     # -- internals ----------------------------------------------------------------------------------------------
 
-    def _order_locked(self) -> list[int]:
-        return fair_order([(e.job.user_id, seq) for seq, e in self._pending.items()], self._last_served)
-
     def _emit(self, entry: _Entry, event: JobEvent) -> None:
         if self._loop is None or self._loop.is_closed():
             return
@@ -350,10 +338,10 @@ class GpuExecutor:
     def _announce_positions(self) -> None:
         """Tell every waiting job where it stands and when it should be done (a talkative queue)."""
         with self._cond:
-            order = self._order_locked()
+            order = self._room.order()
             running = [w.running for w in self._workers if w.running]
             etas = self._etas_locked(order, running)
-            updates = [(self._pending[seq], i + 1, eta) for i, (seq, eta) in enumerate(zip(order, etas, strict=True))]
+            updates = [(entry, i + 1, eta) for i, (entry, eta) in enumerate(zip(order, etas, strict=True))]
         for entry, position, eta in updates:
             self._emit(entry, Queued(position=position, ahead=position - 1 + len(running), eta_seconds=eta))
 
@@ -367,16 +355,14 @@ class GpuExecutor:
                 seconds = self._run_times.estimate(batch[0].job.params.model, sum(e.plan.cost() for e in batch))
                 if seconds is not None:
                     soonest.append(max(0.0, seconds - (now - batch[0].started_at)))
-        order = self._order_locked()
+        order = self._room.order()
         etas = self._etas_locked(order, running)
         soonest += [
-            eta
-            for seq, eta in zip(order, etas, strict=True)
-            if eta is not None and self._pending[seq].job.user_id == user_id
+            eta for entry, eta in zip(order, etas, strict=True) if eta is not None and entry.job.user_id == user_id
         ]
         return min(soonest, default=None)
 
-    def _etas_locked(self, order: list[int], running: list[list[_Entry]]) -> list[float | None]:
+    def _etas_locked(self, order: list[_Entry], running: list[list[_Entry]]) -> list[float | None]:
         """Seconds until each waiting job is done, from the moving estimates; None while nothing is known."""
         now = self._clock()
         left: list[float] = []
@@ -386,8 +372,7 @@ class GpuExecutor:
             if seconds is None:
                 return [None] * len(order)
             left.append(seconds - (now - batch[0].started_at))
-        for seq in order:
-            entry = self._pending[seq]
+        for entry in order:
             seconds = self._run_times.estimate(entry.job.params.model, entry.plan.cost())
             if seconds is None:
                 return [None] * len(order)
@@ -400,33 +385,16 @@ class GpuExecutor:
         resident = resident_models(worker.engine)  # the worker's own thread, idle: its loader is not changing
         with self._cond:
             worker.resident = resident
-            while not self._pending and not self._closing:
+            while not self._room and not self._closing:
                 self._cond.wait()
             if self._closing:
                 return []
-            order = self._order_locked()
-            model_of = {seq: e.job.params.model for seq, e in self._pending.items()}
-            seq = pick_job(order, model_of, resident, self._passed_over)
-            for ahead in order[: order.index(seq)]:
-                self._passed_over[ahead] = self._passed_over.get(ahead, 0) + 1
-            self._passed_over.pop(seq, None)
-            max_images = self.max_batch_images if isinstance(worker.engine, BatchEngine) else 1
-            seqs = pick_batch(
-                order,
-                seq,
-                {s: e.plan.batch_key() for s, e in self._pending.items()},
-                {s: e.job.params.batch_size for s, e in self._pending.items()},
-                max_images,
-            )
-            batch = []
+            pick = self._room.pick(resident)
+            assert pick is not None  # this worker can run any waiting job
+            batch = self._room.take(pick, self.max_batch_images if isinstance(worker.engine, BatchEngine) else 1)
             started = self._clock()
-            for picked in seqs:
-                self._passed_over.pop(picked, None)
-                entry = self._pending.pop(picked)
-                self._served_clock += 1
-                self._last_served[entry.job.user_id] = self._served_clock  # a ride in a batch is a turn served
+            for entry in batch:
                 entry.started_at = started
-                batch.append(entry)
             worker.running = batch
             return batch
 
