@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
+import enum
 import json
 import logging
 import time
@@ -44,7 +44,8 @@ from engine.jobs import (
     event_stream,
 )
 from engine.plan import GenerationPlan
-from engine.queue_policy import RunTimes, admission_problem, fair_order, finish_times_on, pick_batch, pick_job
+from engine.queue_policy import RunTimes, admission_problem, finish_times_on
+from engine.waiting import Pick, WaitingRoom
 from engine.wire import (
     Hello,
     WireError,
@@ -158,16 +159,49 @@ class _Batch:
     sent_at: float
 
 
+class JobState(enum.Enum):
+    """Where a remote job is: one field, moved only by `_Entry`'s transitions."""
+
+    WAITING = "waiting"  # in the waiting room
+    SENT = "sent"  # handed to a worker run, which has not said it started
+    RUNNING = "running"  # its worker said it started
+    CANCELLING = "cancelling"  # on a worker, cancelled: it ends when the worker says so (or is lost)
+    ENDED = "ended"  # its last event went out
+
+
+ON_A_WORKER = (JobState.SENT, JobState.RUNNING, JobState.CANCELLING)
+
+
 @dataclass
 class _Entry:
     job: Job
     plan: GenerationPlan
     seq: int
     events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)
-    worker: str | None = None  # the worker run (jobs key) holding it
-    started: bool = False
-    cancel_requested: bool = False
+    state: JobState = JobState.WAITING
+    worker: str | None = None  # the worker run (jobs key) holding it, while it is on one
     held_by: set[str] = field(default_factory=set)  # every worker run it was given to: only they may answer
+
+    def send_to(self, key: str) -> None:
+        self.state, self.worker = JobState.SENT, key
+        self.held_by.add(key)
+
+    def start(self) -> bool:
+        """Its worker said it started; whether that is news (the user hears Started once)."""
+        if self.state is not JobState.SENT:
+            return False
+        self.state = JobState.RUNNING
+        return True
+
+    def cancel(self) -> None:
+        self.state = JobState.CANCELLING
+
+    def back(self) -> None:
+        """Its worker is gone or gave it back: waiting again."""
+        self.state, self.worker = JobState.WAITING, None
+
+    def end(self) -> None:
+        self.state = JobState.ENDED
 
 
 class RemotePool:
@@ -206,12 +240,8 @@ class RemotePool:
         self._blobs = blobs
         self._clock = clock
         self._workers: dict[str, _Worker] = {}  # by jobs key
-        self._pending: dict[int, _Entry] = {}
-        self._by_id: dict[str, _Entry] = {}
-        self._passed_over: dict[int, int] = {}
-        self._last_served: dict[str, int] = {}
-        self._served = itertools.count(1)
-        self._seq = itertools.count()
+        self._room: WaitingRoom[_Entry] = WaitingRoom()
+        self._by_id: dict[str, _Entry] = {}  # every job submitted here and not yet ended
         self._orphans: OrderedDict[str, dict[str, bytes]] = OrderedDict()
         self._orphan_bytes = 0
         self._done: OrderedDict[str, None] = OrderedDict()  # jobs ended here lately: a later result is a duplicate
@@ -304,7 +334,7 @@ class RemotePool:
                 f"No GPU worker connected has the model {job.params.model!r}; "
                 f"they have: {', '.join(sorted(self._advertised)[:10]) or 'none'}."
             )
-        entry = _Entry(job=job, plan=plan, seq=next(self._seq))
+        entry = _Entry(job=job, plan=plan, seq=self._room.next_seq())
         self._by_id[job.job_id] = entry
         ticket = Ticket(job=job, events=event_stream(entry.events))
         recorded = await self._recorded_holder(job.job_id)  # the worker run a bot before a restart gave it to
@@ -322,10 +352,10 @@ class RemotePool:
         holder = self._workers.get(recorded or "")
         if holder is not None and job.job_id in holder.hello.running:
             log.info("job %s: still running on %s, from before the restart", job.job_id, holder.label)
-            entry.worker = holder.key
+            entry.send_to(holder.key)
             holder.batches.append(_Batch({job.job_id}, plan.cost(), job.params.model, self._clock()))
         else:
-            self._pending[entry.seq] = entry
+            self._room.book(entry)
             log.info("job %s queued for user %s", job.job_id, job.user_id)
             self._dispatch()
         self._announce()
@@ -335,11 +365,11 @@ class RemotePool:
         entry = self._by_id.get(job_id)
         if entry is None:
             return False
-        if entry.seq in self._pending:
+        if entry.state is JobState.WAITING:
             self._finish(entry, WasCancelled())  # (a job given back and queued again may still have its record)
             self._announce()
             return True
-        entry.cancel_requested = True
+        entry.cancel()
         worker = self._workers.get(entry.worker or "")
         if worker is not None:
             self._send(worker.key, [{"kind": b"cancel", "job_id": job_id.encode()}])
@@ -349,9 +379,7 @@ class RemotePool:
         entry = self._by_id.get(job_id)
         if entry is None:
             return None
-        if entry.seq not in self._pending:
-            return 0
-        return self._order().index(entry.seq) + 1
+        return self._room.position(entry) or 0  # 0: on a worker
 
     def loaded_models(self) -> list[str]:
         return sorted({name for w in self._workers.values() for name in w.hello.loaded})
@@ -381,9 +409,6 @@ class RemotePool:
 
     # -- scheduling (all on the event loop: no locks) ------------------------------------------------------------
 
-    def _order(self) -> list[int]:
-        return fair_order([(e.job.user_id, seq) for seq, e in self._pending.items()], self._last_served)
-
     def _holders(self, model: str) -> list[_Worker]:
         wanted = self._model_hash(model)
         return [
@@ -399,38 +424,26 @@ class RemotePool:
         join it, up to the worker's batch size."""
         if self._clock() < self._send_blocked_until:
             return  # Redis just refused a hand-over: the reaper tries again shortly
-        while self._pending:
-            order = self._order()
-            model_of = {seq: self._pending[seq].job.params.model for seq in order}
-            best: tuple[tuple[int, bool, int, int], _Worker, list[int], int] | None = None
+        while self._room:
+            best: tuple[tuple[int, bool, int, int], _Worker, Pick[_Entry]] | None = None
             for worker in self._workers.values():
                 if self._free_slots(worker) <= 0:
                     continue
-                runnable = [seq for seq in order if worker in self._holders(model_of[seq])]
-                if not runnable:
+                pick = self._room.pick(worker.hello.loaded, lambda e: worker in self._holders(e.job.params.model))  # noqa: B023
+                if pick is None:
                     continue
-                seq = pick_job(runnable, model_of, worker.hello.loaded, self._passed_over)
                 rank = (
-                    order.index(seq),
-                    model_of[seq] not in worker.hello.loaded,
+                    pick.rank,
+                    pick.entry.job.params.model not in worker.hello.loaded,
                     -(worker.hello.free_memory or 0),
                     len(worker.batches),
                 )
                 if best is None or rank < best[0]:
-                    best = (rank, worker, runnable, seq)
+                    best = (rank, worker, pick)
             if best is None:
                 return
-            _, worker, runnable, seq = best
-            for ahead in runnable[: runnable.index(seq)]:
-                self._passed_over[ahead] = self._passed_over.get(ahead, 0) + 1
-            seqs = pick_batch(
-                runnable,
-                seq,
-                {s: self._pending[s].plan.batch_key() for s in runnable},
-                {s: self._pending[s].job.params.batch_size for s in runnable},
-                worker.hello.max_images,
-            )
-            self._assign(worker, [self._pending[s] for s in seqs])
+            _, worker, pick = best
+            self._assign(worker, self._room.take(pick, worker.hello.max_images))
 
     def _free_slots(self, worker: _Worker) -> int:
         if not worker.hello.accepting:
@@ -448,11 +461,7 @@ class RemotePool:
         model = worker.hello.model(entries[0].job.params.model)
         digest = self._model_hash(entries[0].job.params.model) or (model.hash if model else None)
         for entry in entries:
-            del self._pending[entry.seq]
-            self._passed_over.pop(entry.seq, None)
-            self._last_served[entry.job.user_id] = next(self._served)
-            entry.worker = worker.key
-            entry.held_by.add(worker.key)
+            entry.send_to(worker.key)
         log.info("job(s) %s sent to %s", " ".join(e.job.job_id for e in entries), worker.label)
         running = {e.job.job_id: json.dumps({"worker": worker.key}) for e in entries}
         self._send(worker.key, [encode_job(e.job, digest) for e in entries], running=running, batch=batch)
@@ -517,17 +526,15 @@ class RemotePool:
 
     def _requeue(self, entry: _Entry) -> None:
         """Back to the queue, at its old place (its seq): at the head, ahead of what came later."""
-        entry.worker = None
-        entry.started = False
-        if entry.cancel_requested:
+        if entry.state is JobState.CANCELLING:
             self._finish(entry, WasCancelled())
             return
-        self._pending[entry.seq] = entry
+        entry.back()
+        self._room.requeue(entry)
 
     def _drop(self, entry: _Entry) -> None:
-        self._pending.pop(entry.seq, None)
+        self._room.drop(entry)
         self._by_id.pop(entry.job.job_id, None)
-        self._passed_over.pop(entry.seq, None)
 
     def _finish(self, entry: _Entry, event: JobEvent) -> None:
         self._drop(entry)
@@ -535,6 +542,7 @@ class RemotePool:
         while len(self._done) > DONE_REMEMBERED:
             self._done.popitem(last=False)
         self._release(entry, finished=isinstance(event, Finished))
+        entry.end()
         self._emit(entry, event)
         task = asyncio.create_task(self._forget(entry.job.job_id))
         self._sending.add(task)
@@ -700,7 +708,7 @@ class RemotePool:
         if origin not in entry.held_by:
             log.warning("job %s: a result from %s, which was never given the job, dropped", entry.job.job_id, origin)
             return
-        if isinstance(event, WasCancelled) and not entry.cancel_requested:
+        if isinstance(event, WasCancelled) and entry.state is not JobState.CANCELLING:
             # The worker gave the job back (it is shutting down): another runs it.
             if entry.worker == origin:
                 log.info("job %s given back by %s", entry.job.job_id, origin)
@@ -753,14 +761,9 @@ class RemotePool:
         except WireError as err:
             log.warning("dropped a malformed progress entry: %s", err)
             return
-        if isinstance(event, Started):
-            if not entry.started:
-                entry.started = True
-                self._emit(entry, event)
-        elif isinstance(event, Progress):
-            if not entry.started:
-                entry.started = True
-                self._emit(entry, Started())
+        if isinstance(event, Started | Progress) and entry.start():
+            self._emit(entry, Started())
+        if isinstance(event, Progress):
             self._emit(entry, event)
 
     # -- dead workers -------------------------------------------------------------------------------------------
@@ -823,33 +826,25 @@ class RemotePool:
             slots += [(free, rate) for free in busy + [0.0] * (worker.hello.slots - len(busy))]
         return slots
 
-    def _etas(self, order: list[int]) -> list[float | None]:
+    def _etas(self, order: list[_Entry]) -> list[float | None]:
         slots = self._slots()
         if not slots:
             return [None] * len(order)
-        done = finish_times_on(
-            [s[0] for s in slots], [s[1] for s in slots], [self._pending[seq].plan.cost() for seq in order]
-        )
-        return list(done)
+        return list(finish_times_on([s[0] for s in slots], [s[1] for s in slots], [e.plan.cost() for e in order]))
 
     def _first_free(self, user_id: str) -> float | None:
-        order = self._order()
+        order = self._room.order()
         etas = self._etas(order)
         return min(
-            (
-                eta
-                for seq, eta in zip(order, etas, strict=True)
-                if eta is not None and self._pending[seq].job.user_id == user_id
-            ),
+            (eta for entry, eta in zip(order, etas, strict=True) if eta is not None and entry.job.user_id == user_id),
             default=None,
         )
 
     def _announce(self) -> None:
-        order = self._order()
+        order = self._room.order()
         etas = self._etas(order)
-        running = sum(1 for e in self._by_id.values() if e.worker is not None)
-        for place, (seq, eta) in enumerate(zip(order, etas, strict=True), start=1):
-            entry = self._pending[seq]
+        running = sum(1 for e in self._by_id.values() if e.state in ON_A_WORKER)
+        for place, (entry, eta) in enumerate(zip(order, etas, strict=True), start=1):
             waiting = None
             if not self._holders(entry.job.params.model):
                 waiting = (

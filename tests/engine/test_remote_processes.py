@@ -15,7 +15,7 @@ import pytest
 from engine.images import check_upload
 from engine.jobs import Finished
 from engine.models.registry import ModelRegistry
-from engine.remote import RemotePool, connect
+from engine.remote import JobState, RemotePool, connect
 from tests.engine.remote_helpers import following, job, until_workers
 from tests.waiting import wait_until
 from tools.redis_server import RedisServer, redis_binary
@@ -90,7 +90,7 @@ async def test_two_worker_processes_and_one_killed_mid_job(
         strict=True,
     )
     first = pool._by_id["00b000"]
-    await wait_until(lambda: first.started, limit_s=60, what="the first job to start on a worker")
+    await wait_until(lambda: first.state is JobState.RUNNING, limit_s=60, what="the first job to start on a worker")
     assert first.worker is not None
     victim = first.worker.split(":")[2]
     workers[victim].send_signal(signal.SIGKILL)  # kill -9, mid-job
