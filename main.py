@@ -127,7 +127,8 @@ WORKER_QUEUE = 256
 
 
 def build_pool(settings: Settings, registry: ModelRegistry, blobs: BlobStore) -> Executor:
-    from engine.remote import RemotePool, connect
+    from engine.remote.pool import RemotePool
+    from engine.remote.transport import connect
 
     assert settings.redis_url is not None
     return RemotePool(
@@ -148,8 +149,8 @@ async def run_worker(settings: Settings) -> int:
     import socket
 
     from engine.executor import GpuExecutor, worker_devices
-    from engine.remote import connect, safe_url
-    from engine.worker import RemoteWorker
+    from engine.remote.transport import connect, safe_url
+    from engine.remote.worker import RemoteWorker
 
     assert settings.redis_url is not None
     url = settings.redis_url.get_secret_value()

@@ -38,8 +38,9 @@ from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, DiffusersEngine, ProgressFn, RawImage
 from engine.plan import GenerationPlan, make_plan
 from engine.previews import PreviewFn
-from engine.remote import RemotePool, connect
-from engine.worker import RemoteWorker
+from engine.remote.pool import RemotePool
+from engine.remote.transport import connect
+from engine.remote.worker import RemoteWorker
 from tools.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]

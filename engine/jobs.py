@@ -103,7 +103,7 @@ class Ticket:
 
 class Executor(Protocol):
     """Runs jobs somewhere: the in-process GPU workers (`engine.executor.GpuExecutor`) or GPU workers on other
-    machines through Redis (`engine.remote.RemotePool`)."""
+    machines through Redis (`engine.remote.pool.RemotePool`)."""
 
     async def submit(self, job: Job) -> Ticket:
         """Queue a job, or raise QueueFullError/InvalidParamsError at once; never blocks on the GPU."""

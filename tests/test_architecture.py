@@ -58,3 +58,15 @@ def test_the_rule_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import discord\nfrom config.settings import Settings\n", encoding="utf-8")
     assert {"discord", "config"} <= imported_modules(bad)
+
+
+def test_the_request_resolver_and_the_waiting_room_load_without_torch() -> None:
+    code = "import sys, engine.request, engine.waiting; print(sorted({'torch', 'numpy', 'discord'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_worker_never_imports_the_bots_pool() -> None:
+    code = "import sys, engine.remote.worker; print('engine.remote.pool' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 from engine.errors import ModelUnavailableError
 from engine.infotext import ModelHint
@@ -31,6 +32,19 @@ BUILTIN_SHAPES = "builtin:shapes"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # What each family draws best at when neither the request nor the owner says (A1111's defaults; SDXL's native size).
 FAMILY_DEFAULTS = {"sd1": ModelDefaults(), "sdxl": ModelDefaults(width=1024, height=1024)}
+
+
+class AdvertisedModel(Protocol):
+    """A model a GPU worker on another machine says it holds (`engine.remote.wire.WorkerModel`)."""
+
+    @property
+    def hash(self) -> str | None: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def latent_scale(self) -> int: ...
+    @property
+    def context_width(self) -> int | None: ...
 
 
 class ModelRegistry:
@@ -70,15 +84,18 @@ class ModelRegistry:
         self._entries = entries
         log.info("model registry: %d usable, %d refused", len(self.names()), len(self.refused()))
 
-    def set_remote(self, models: Mapping[str, tuple[str, int, int | None, str | None]]) -> None:
-        """The models GPU workers on other machines hold (name -> family, latent scale, context width, hash), as
-        their heartbeats say: listed, resolved and planned for like local ones; a local file of the name wins."""
+    def set_remote(self, models: Mapping[str, AdvertisedModel]) -> None:
+        """The models GPU workers on other machines hold (name -> its family, latent scale, context width and
+        hash), as their heartbeats say: listed, resolved and planned for like local ones; a local file of the name
+        wins."""
         remote = {
             name: (
-                ModelEntry(name, "remote", None, family=family, latent_scale=scale, context_width=width),
-                digest,
+                ModelEntry(
+                    name, "remote", None, family=m.family, latent_scale=m.latent_scale, context_width=m.context_width
+                ),
+                m.hash,
             )
-            for name, (family, scale, width, digest) in models.items()
+            for name, m in models.items()
         }
         if {n: (e.family, e.latent_scale, e.context_width, h) for n, (e, h) in remote.items()} == {
             n: (e.family, e.latent_scale, e.context_width, h) for n, (e, h) in self._remote.items()

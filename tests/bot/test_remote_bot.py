@@ -35,7 +35,8 @@ class Remote:
     runs: list[str]  # the prompts the worker's engine drew, one entry per run
 
     def pool(self) -> Any:
-        from engine.remote import RemotePool, connect
+        from engine.remote.pool import RemotePool
+        from engine.remote.transport import connect
 
         return RemotePool(
             connect(self.server.url),
@@ -52,8 +53,8 @@ async def remote(standin: Standin, tmp_path: Path) -> AsyncIterator[Remote]:
     from engine.executor import GpuExecutor
     from engine.models.registry import ModelRegistry
     from engine.pipeline import DiffusersEngine
-    from engine.remote import connect
-    from engine.worker import RemoteWorker
+    from engine.remote.transport import connect
+    from engine.remote.worker import RemoteWorker
 
     server = RedisServer(tmp_path / "redis")
     server.start()
@@ -107,7 +108,7 @@ async def test_imagine_through_a_remote_worker_uploads_the_png_with_its_paramete
     assert "Seed: 42" in final.json["content"] and "Steps: 3" in final.json["content"]
     assert remote.runs == ["a lighthouse at dusk"]
     # Nothing in Redis holds the bot's Discord token: a worker could not learn it.
-    from engine.remote import connect
+    from engine.remote.transport import connect
 
     r = connect(remote.server.url)
     blobs = []

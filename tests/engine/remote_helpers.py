@@ -21,8 +21,9 @@ from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, JobHooks, ProgressFn, RawImage
 from engine.plan import GenerationPlan, make_plan
 from engine.previews import PreviewFn
-from engine.remote import RemotePool, connect
-from engine.worker import RemoteWorker
+from engine.remote.pool import RemotePool
+from engine.remote.transport import connect
+from engine.remote.worker import RemoteWorker
 from tests.engine.conftest import tiny_params
 from tests.waiting import wait_until
 

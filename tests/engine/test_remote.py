@@ -15,8 +15,9 @@ from engine.jobs import Failed, Finished, Job, Progress, Queued, Started, WasCan
 from engine.params import GenerationParams
 from engine.plan import GenerationPlan, make_plan
 from engine.queue_policy import finish_times_on
-from engine.remote import HELLO, RESULTS, RemotePool, connect, jobs_key, safe_url
-from engine.wire import encode_job
+from engine.remote.pool import RemotePool
+from engine.remote.transport import HELLO, RESULTS, connect, jobs_key, safe_url
+from engine.remote.wire import WorkerModel, encode_job
 from tests.engine.remote_helpers import (
     following,
     job,
@@ -146,7 +147,7 @@ async def test_a_restarted_bot_still_knows_the_models_of_workers_away_now(redis:
     await asyncio.sleep(1.6)  # past the timeout: the worker is away, not connected
     told: list[dict[str, object]] = []
     second = await started_pool(redis.url, on_models=lambda models: told.append(dict(models)))
-    assert second.workers() == [] and told and told[-1]["gamma"] == ("sd1", 8, None, "cccccccccc")
+    assert second.workers() == [] and told and told[-1]["gamma"] == WorkerModel("gamma", "cccccccccc")
     outcome, follow = await following(second, job("0000d5", "later", model="gamma"))
     await wait_until(lambda: bool(outcome.events), what="a queued event")
     assert isinstance(outcome.events[0], Queued) and outcome.events[0].waiting_for == (
@@ -360,7 +361,7 @@ async def test_malformed_entries_from_a_worker_are_dropped_and_the_pool_goes_on(
 
 async def test_a_worker_cannot_answer_a_job_it_was_not_given(redis: RedisServer, pool: RemotePool) -> None:
     from engine.jobs import GeneratedImage, JobResult
-    from engine.wire import encode_event
+    from engine.remote.wire import encode_event
     from tests.fakes import tiny_png
 
     a = await start_worker(redis.url, "a", {"alpha": None}, step_seconds=0.05, joins=pool)

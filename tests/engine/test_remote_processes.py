@@ -15,7 +15,8 @@ import pytest
 from engine.images import check_upload
 from engine.jobs import Finished
 from engine.models.registry import ModelRegistry
-from engine.remote import JobState, RemotePool, connect
+from engine.remote.pool import JobState, RemotePool
+from engine.remote.transport import connect
 from tests.engine.remote_helpers import following, job, until_workers
 from tests.waiting import wait_until
 from tools.redis_server import RedisServer, redis_binary

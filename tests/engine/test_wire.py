@@ -15,7 +15,7 @@ from PIL import Image
 from engine.errors import GenerationFailedError, OutOfMemoryError
 from engine.jobs import Failed, Finished, GeneratedImage, Job, JobResult, Progress, Queued, Started, WasCancelled
 from engine.params import GenerationParams
-from engine.wire import (
+from engine.remote.wire import (
     Hello,
     WireError,
     WorkerModel,

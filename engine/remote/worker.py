@@ -1,5 +1,5 @@
 """GPU workers on other machines, the worker's side: `RemoteWorker` runs what the bot hands it on a local
-`GpuExecutor` and streams progress, previews and results back (see `engine.remote` for the keys).
+`GpuExecutor` and streams progress, previews and results back (see `engine.remote.transport` for the keys).
 
 A worker knows no Discord token and holds no queue of its own beyond what the bot sent it: the bot decides who
 runs what. It announces itself every `heartbeat` seconds (devices, models with their A1111 hashes, what is loaded,
@@ -18,11 +18,12 @@ import os
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EaselError, GenerationFailedError, ModelUnavailableError
 from engine.jobs import TERMINAL_EVENTS, Failed, Job, JobEvent, Progress, Queued, Started, Ticket, WasCancelled
-from engine.remote import (
+from engine.remote.transport import (
     HELLO,
     HELLO_MAXLEN,
     PROGRESS,
@@ -34,7 +35,7 @@ from engine.remote import (
     retrying,
     stream_entries,
 )
-from engine.wire import (
+from engine.remote.wire import (
     Hello,
     WireError,
     WorkerModel,
@@ -78,6 +79,27 @@ def advertised_models(registry: ModelRegistry) -> list[WorkerModel]:
     ]
 
 
+@dataclass(frozen=True)
+class Handed:
+    """A job as the bot handed it: its entry in this worker's stream, the job, the model hash its file must have
+    (if the bot knows one) and its init image (an img2img job)."""
+
+    entry_id: bytes
+    job: Job
+    model_hash: str | None
+    init_image: bytes | None
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What a job says, on its way to the bot: progress (no `entry_id`), or its last word, which acknowledges the
+    job's entry in this worker's stream once Redis has taken it."""
+
+    job_id: str
+    fields: dict[str, bytes]
+    entry_id: bytes | None = None
+
+
 class RemoteWorker:
     """One worker process: `run()` until `stop` is set."""
 
@@ -110,7 +132,7 @@ class RemoteWorker:
         self._models: list[WorkerModel] = []
         self._running: dict[str, bytes] = {}  # job -> its entry id in our stream
         self._tasks: set[asyncio.Task[None]] = set()
-        self._outbox: asyncio.Queue[tuple[str, bytes | None, dict[str, bytes]]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._posted: set[str] = set()
         self._accepting = True
         self._sent = asyncio.Event()  # set whenever a job's last word has gone out
@@ -214,7 +236,7 @@ class RemoteWorker:
                 raise
             await self._create_group()  # Redis came back without its data
             return
-        jobs: list[tuple[bytes, Job, str | None, bytes | None]] = []
+        jobs: list[Handed] = []
         for entry_id, fields in stream_entries(reply):
             kind = fields.get("kind", b"")
             if kind == b"cancel":
@@ -225,7 +247,7 @@ class RemoteWorker:
                 continue
             try:
                 job = decode_job(fields)
-                jobs.append((entry_id, job, job_model_hash(fields), job_init_image(fields, job)))
+                jobs.append(Handed(entry_id, job, job_model_hash(fields), job_init_image(fields, job)))
             except WireError as err:
                 log.warning("dropped a malformed job entry: %s", err)
                 job_id = fields.get("job_id", b"").decode(errors="replace")
@@ -239,9 +261,10 @@ class RemoteWorker:
         if jobs:
             await self._start(jobs)
 
-    async def _start(self, jobs: list[tuple[bytes, Job, str | None, bytes | None]]) -> None:
+    async def _start(self, jobs: list[Handed]) -> None:
         runnable: list[tuple[bytes, Job]] = []
-        for entry_id, job, digest, image in jobs:
+        for handed in jobs:
+            entry_id, job, digest, image = handed.entry_id, handed.job, handed.model_hash, handed.init_image
             if not self._accepting:  # handed over just as this worker stops: straight back
                 self._running[job.job_id] = entry_id
                 self._posted.discard(job.job_id)
@@ -345,37 +368,42 @@ class RemoteWorker:
                     continue
                 last = now
             assert isinstance(event, Started | Progress)
-            self._outbox.put_nowait((job_id, None, encode_event(event)))
+            self._outbox.put_nowait(Outgoing(job_id, encode_event(event)))
 
     def _post(self, job_id: str, entry_id: bytes, event: JobEvent) -> None:
         """The job's last word, once."""
         if job_id in self._posted:
             return
         self._posted.add(job_id)
-        self._outbox.put_nowait((job_id, entry_id, encode_event(event)))
+        self._outbox.put_nowait(Outgoing(job_id, encode_event(event), entry_id))
 
     async def _send_results(self) -> None:
         """Send what the jobs said, in order; a terminal event is sent until Redis takes it (then its entry is
         acknowledged), so a result made while Redis was away goes out when it is back."""
-        job_id, entry_id, fields = await self._outbox.get()
-        stamped = {**fields, "job_id": job_id.encode(), "worker": self.name.encode(), "boot": self.boot.encode()}
-        if entry_id is None:
+        out = await self._outbox.get()
+        stamped = {
+            **out.fields,
+            "job_id": out.job_id.encode(),
+            "worker": self.name.encode(),
+            "boot": self.boot.encode(),
+        }
+        if out.entry_id is None:
             await self.redis.xadd(PROGRESS, stamped, maxlen=PROGRESS_MAXLEN, approximate=True)
             return
         try:
             await self.redis.xadd(RESULTS, stamped)
         except BaseException:
-            await self._requeue_front(job_id, entry_id, fields)
+            self._requeue_front(out)
             raise
-        await self.redis.xack(self.key, WORKER_GROUP, entry_id)
-        self._running.pop(job_id, None)
+        await self.redis.xack(self.key, WORKER_GROUP, out.entry_id)
+        self._running.pop(out.job_id, None)
         self._sent.set()
         self._beat_now.set()  # tell the bot at once that a slot is free
 
-    async def _requeue_front(self, job_id: str, entry_id: bytes, fields: dict[str, bytes]) -> None:
+    def _requeue_front(self, out: Outgoing) -> None:
         rest = []
         while not self._outbox.empty():
             rest.append(self._outbox.get_nowait())
-        self._outbox.put_nowait((job_id, entry_id, fields))
+        self._outbox.put_nowait(out)
         for item in rest:
             self._outbox.put_nowait(item)

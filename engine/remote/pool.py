@@ -1,7 +1,8 @@
 """GPU workers on other machines, the bot's side: `RemotePool`, an `Executor` over Redis Streams.
 
 The bot keeps admission, fair order, model affinity and batching (the same pure policy as in-process, from
-`engine.queue_policy`); workers only run what they are handed. The keys:
+`engine.queue_policy`, in `engine.waiting`'s room); workers only run what they are handed. The keys (see
+`engine.remote.transport`):
 
 - `easel:hello`      workers' heartbeats (devices, models with hashes, loaded models, free memory, speed, jobs)
 - `easel:jobs:W:B`   one stream per run B of worker W, group `worker`: the jobs the bot hands it, and cancels
@@ -12,7 +13,7 @@ The bot keeps admission, fair order, model affinity and batching (the same pure 
 Delivery is at least once and the result is taken once: the first terminal event for a job ends it, and any later
 one (a worker thought dead that finishes after all) is dropped. A worker refreshes its jobs' entries with every
 heartbeat (XCLAIM), so an entry idle past the timeout (XAUTOCLAIM) means its worker stopped: the job goes back to
-the head of the queue for another. Everything a worker sends is checked by `engine.wire` as user input is.
+the head of the queue for another. Everything a worker sends is checked by `engine.remote.wire` as user input is.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -45,10 +46,25 @@ from engine.jobs import (
 )
 from engine.plan import GenerationPlan
 from engine.queue_policy import RunTimes, admission_problem, finish_times_on
-from engine.waiting import Pick, WaitingRoom
-from engine.wire import (
+from engine.remote.transport import (
+    BOT_GROUP,
+    HELLO,
+    HELLO_MAXLEN,
+    PROGRESS,
+    RESULTS,
+    RUNNING,
+    TIMEOUT,
+    WORKER_GROUP,
+    entry_list,
+    jobs_key,
+    redis_errors,
+    retrying,
+    stream_entries,
+)
+from engine.remote.wire import (
     Hello,
     WireError,
+    WorkerModel,
     decode_event,
     decode_hello,
     encode_job,
@@ -56,6 +72,7 @@ from engine.wire import (
     sender,
     valid_job_id,
 )
+from engine.waiting import Pick, WaitingRoom
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -64,75 +81,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HELLO = "easel:hello"
-RESULTS = "easel:results"
-PROGRESS = "easel:progress"
-RUNNING = "easel:running"
-BOT_GROUP = "bot"
-WORKER_GROUP = "worker"
-TIMEOUT = 15.0  # seconds without a heartbeat (or an entry refresh) after which a worker's jobs go elsewhere
-HELLO_MAXLEN = 500  # heartbeats kept (a newly started bot learns the workers from them)
-PROGRESS_MAXLEN = 1000  # progress entries kept (previews <= 256 KiB each; the bot reads as they come)
 ORPHANS = 512  # results kept for jobs not (yet) resubmitted after a bot restart...
 ORPHAN_BYTES = 256 * 1024 * 1024  # ...and their bytes at most
 DONE_REMEMBERED = 4096
 MISSING_MODEL = ("wait", "refuse")
-
-
-def jobs_key(worker: str, boot: str) -> str:
-    return f"easel:jobs:{worker}:{boot}"
-
-
-def redis_errors() -> tuple[type[BaseException], ...]:
-    """What a lost or restarting Redis raises: the loops retry on these."""
-    from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
-
-    return (ConnectionError, TimeoutError, BusyLoadingError, OSError)
-
-
-def connect(url: str) -> Redis:
-    """A client for `url` (redis://user:password@host:port/db, or rediss:// for TLS), bytes in and out."""
-    from redis.asyncio import Redis
-
-    return Redis.from_url(url, decode_responses=False, health_check_interval=10, socket_keepalive=True)
-
-
-def safe_url(url: str) -> str:
-    """The URL for a log line: without its password."""
-    scheme, sep, rest = url.partition("://")
-    auth, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = auth.partition(":")[0]
-    return f"{scheme}{sep}{user + ':***' if user else '***'}@{host}"
-
-
-async def retrying(
-    what: str, step: Callable[[], Awaitable[object]], stop: asyncio.Event, *, once: bool = False
-) -> None:
-    """Run `step` until `stop` (`once`: until it succeeds); while Redis is away, wait (0.2 s doubling to 5 s) and
-    go on, logging once."""
-    delay, down = 0.2, False
-    while not stop.is_set():
-        try:
-            await step()
-            if down:
-                log.info("%s: Redis is back", what)
-            if once:
-                return
-            delay, down = 0.2, False
-        except redis_errors() as err:
-            if not down:
-                log.warning("%s: Redis unreachable (%s); retrying", what, err)
-            down = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 5.0)
-        except Exception:  # a bug in one round must not end the loop for good (a worker would stop taking jobs)
-            log.exception("%s: unexpected error; going on", what)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 5.0)
 
 
 @dataclass
@@ -210,7 +162,7 @@ class RemotePool:
     `planner`: the registry's (it knows every worker's models, see `on_models`); `model_hash`: the A1111 hash the
     bot knows for a model (None: any worker's file of the name); `missing`: "wait" (a job whose model no connected
     worker has waits, saying so) or "refuse" (it is refused at once); `on_models`: told the models all connected
-    workers hold (name -> family, latent scale, context width, hash) whenever that changes.
+    workers hold (name -> its family, latent scale, context width and hash) whenever that changes.
     """
 
     def __init__(
@@ -223,7 +175,7 @@ class RemotePool:
         model_hash: Callable[[str], str | None] = lambda name: None,
         missing: str = "wait",
         timeout: float = TIMEOUT,
-        on_models: Callable[[Mapping[str, tuple[str, int, int | None, str | None]]], None] | None = None,
+        on_models: Callable[[Mapping[str, WorkerModel]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         blobs: BlobStore | None = None,
     ) -> None:
@@ -249,8 +201,8 @@ class RemotePool:
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[None]] = set()
         self._started = False
-        self._advertised: dict[str, tuple[str, int, int | None, str | None]] = {}  # connected workers' models
-        self._catalog: dict[str, tuple[str, int, int | None, str | None]] = {}  # ... and those of workers away
+        self._advertised: dict[str, WorkerModel] = {}  # connected workers' models
+        self._catalog: dict[str, WorkerModel] = {}  # ... and those of workers away
         self._progress_from = b"$"
         self._joined = asyncio.Event()  # set whenever a worker connects
         self._replaced: dict[str, bool] = {}  # worker runs replaced by a newer run of the same name (-> not yet warned)
@@ -623,16 +575,16 @@ class RemotePool:
         except WireError:
             return
         for m in hello.models:
-            self._catalog[m.name] = (m.family, m.latent_scale, m.context_width, m.hash)
+            self._catalog[m.name] = m
 
     def _models_changed(self) -> None:
         """Tell the registry the models of the fleet: those connected workers hold, and those workers away now
         held when last heard (a restarted bot still knows them, so their jobs wait instead of being refused)."""
-        models: dict[str, tuple[str, int, int | None, str | None]] = {}
+        models: dict[str, WorkerModel] = {}
         hashes: dict[str, set[str | None]] = {}
         for worker in self._workers.values():
             for m in worker.hello.models:
-                models.setdefault(m.name, (m.family, m.latent_scale, m.context_width, m.hash))
+                models.setdefault(m.name, m)
                 hashes.setdefault(m.name, set()).add(m.hash)
         if models != self._advertised:
             for name, seen in hashes.items():
@@ -863,22 +815,3 @@ def _ms(redis_time: tuple[int, int] | list[int]) -> int:
 
 def _size(fields: Mapping[str, bytes]) -> int:
     return sum(len(value) for value in fields.values())
-
-
-def stream_entries(reply: Any) -> list[tuple[bytes, dict[str, bytes]]]:
-    """The entries of an XREAD/XREADGROUP reply over any streams (RESP2 lists or RESP3 maps), oldest first."""
-    if not reply:
-        return []
-    per_stream = reply.values() if isinstance(reply, dict) else [entries for _, entries in reply]
-    return [entry for entries in per_stream for entry in entry_list(entries)]
-
-
-def entry_list(entries: Any) -> list[tuple[bytes, dict[str, bytes]]]:
-    """Stream entries as (id, fields by name); an entry deleted meanwhile has no fields."""
-    if entries and isinstance(entries[0], list) and len(entries[0]) == 1 and isinstance(entries[0][0], list):
-        entries = entries[0]  # RESP3 wraps a stream's entries once more
-    out = []
-    for entry_id, fields in entries or []:
-        named = {bytes(k).decode(errors="replace"): bytes(v) for k, v in (fields or {}).items()}
-        out.append((bytes(entry_id), named))
-    return out
