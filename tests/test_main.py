@@ -102,6 +102,34 @@ def test_a_pasted_block_brings_its_model_or_says_it_is_missing(tmp_path: Path) -
     assert found.returncode == 0 and "not available" not in found.stderr and "builtin:tiny" in found.stdout
 
 
+def test_an_unknown_lora_or_a_missing_out_folder_is_refused_before_any_model_loads(tmp_path: Path) -> None:
+    lora = run_main(["imagine", "a red circle <lora:gren:1>", "--steps", "2"], tmp_path)
+    assert lora.returncode == 2 and "error: Unknown LoRA 'gren'. Closest: green." in lora.stderr
+    out = run_main(["imagine", "a red circle", "--steps", "2", "--out", "nowhere/x.png"], tmp_path)
+    assert out.returncode == 2 and "error: --out: the folder 'nowhere' does not exist." in out.stderr
+    for result in (lora, out):
+        assert "queued" not in result.stderr and "loaded model" not in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_flags_at_the_end_of_a_cli_prompt_work_as_on_discord(tmp_path: Path) -> None:
+    result = run_main(["imagine", "a red circle on a blue background --ar 2:1 --no blur", "--steps", "2"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("a red circle on a blue background\nNegative prompt: blur\n")
+    assert "Size: 128x64" in result.stdout
+
+
+def test_a_block_alone_or_as_the_prompt_is_drawn_as_it_is(tmp_path: Path) -> None:
+    block = "a blue square on a yellow background\nSteps: 2, Sampler: Euler, Seed: 5, Size: 64x64"
+    alone = run_main(["imagine", "--parameters", block, "--out", "a.png"], tmp_path)
+    typed = run_main(["imagine", block, "--out", "b.png"], tmp_path)
+    for result in (alone, typed):
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("a blue square on a yellow background\nSteps: 2, Sampler: Euler")
+        assert "Seed: 5" in result.stdout
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+
+
 def test_a_worker_without_a_redis_url_says_what_to_set(tmp_path: Path) -> None:
     result = run_main(["worker"], tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
