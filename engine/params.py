@@ -352,7 +352,8 @@ def build_params(
     batch = value("batch_size", 1)
     # The model's default schedule goes with its default sampler; a sampler the request names takes its own.
     schedule_default = d.schedule if "sampler" not in given else None
-    sampler_spec, schedule = resolve_sampler(value("sampler", d.sampler), given.get("schedule", schedule_default))
+    asked_schedule = value("schedule", None) if "schedule" in given else schedule_default
+    sampler_spec, schedule = resolve_sampler(value("sampler", d.sampler), asked_schedule)
     strength = value("subseed_strength", 0.0)
     clip_skip = value("clip_skip", d.clip_skip)
 
