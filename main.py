@@ -177,9 +177,11 @@ async def run_worker(settings: Settings) -> int:
     return 0
 
 
-def default_model(settings: Settings, registry: ModelRegistry) -> str:
+def default_model(settings: Settings, registry: ModelRegistry, used: str | None = None) -> str:
+    """The default model, with a warning where a built-in one stands in for a missing one (`used`: only if that is
+    the model a job actually uses)."""
     name = registry.default_model(settings.default_model)
-    if name.startswith("builtin:") and not settings.default_model:
+    if name.startswith("builtin:") and not settings.default_model and used in (None, name):
         log.warning(
             "No model in %s: using %s. Put a .safetensors checkpoint (or a diffusers folder) in %s, "
             "or set EASEL_DEFAULT_MODEL.",
@@ -193,24 +195,18 @@ def default_model(settings: Settings, registry: ModelRegistry) -> str:
 async def run_imagine(settings: Settings, args: argparse.Namespace) -> int:
     from cli.imagine import imagine
     from engine.catalog import ExtraNetworks
-    from engine.errors import EaselError
     from engine.request import Catalog
 
     side = build_engine_side(settings, previews=False, load_at_start=False)
     networks = ExtraNetworks(side.loras, side.embeddings, side.vaes)
     try:
-        if not args.model:  # says so when the built-in model stands in for a missing one
-            try:
-                default_model(settings, side.registry)
-            except EaselError as err:
-                print(f"error: {err}", file=sys.stderr)
-                return 2
         return await imagine(
             args,
             catalog=Catalog(side.registry, networks, settings.default_model),
             executor=side.executor,
             blobs=side.blobs,
             limits=side.limits,
+            on_model=lambda used: default_model(settings, side.registry, used),
         )
     finally:
         await side.executor.close()

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,10 @@ async def imagine(
     executor: Executor,
     blobs: BlobStore,
     limits: Limits,
+    on_model: Callable[[str], object] = lambda used: None,
 ) -> int:
-    """Run the job the arguments describe; 0 when the images were written, 1 if it failed, 2 for bad input."""
+    """Run the job the arguments describe; 0 when the images were written, 1 if it failed, 2 for bad input.
+    `on_model` hears the model the job uses, before it is queued (to say when a built-in one stands in)."""
     from tqdm import tqdm
 
     try:
@@ -79,6 +82,7 @@ async def imagine(
         for note in resolved.notes:
             print(f"note: {note}", file=sys.stderr)
         params = resolved.params
+        on_model(params.model)
         ticket = await executor.submit(Job(job_id=uuid.uuid4().hex[:12], user_id="cli", params=params))
     except (EaselError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -148,6 +148,12 @@ def device_problem(devices: Sequence[str]) -> str | None:
     return None
 
 
+def _device_name(engine: object, fallback: str) -> str:
+    """What a worker is called in the log: its engine's device (`cpu`, `cuda:0`), else `fallback`."""
+    device = getattr(engine, "device", None)
+    return device if isinstance(device, str) and device else fallback
+
+
 def encode_raw(raw: RawImage) -> GeneratedImage:
     return GeneratedImage(
         png=encode_png(raw.image, raw.infotext),
@@ -198,7 +204,7 @@ class GpuExecutor:
         self._planner = planner
         self.max_batch_images = max_batch_images
         self.warm_up = warm_up
-        self._workers = [_Worker(f"{name}{i}", engine) for i, engine in enumerate(engine_list)]
+        self._workers = [_Worker(_device_name(engine, f"{name}{i}"), engine) for i, engine in enumerate(engine_list)]
         self._cond = threading.Condition()
         self._room: WaitingRoom[_Entry] = WaitingRoom()
         self._by_id: dict[str, _Entry] = {}  # every job booked here and not yet ended: waiting or running

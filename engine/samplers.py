@@ -204,8 +204,8 @@ def resolve_sampler(name: str, schedule: str | None = None) -> tuple[SamplerSpec
         split = _split_combined(name)
         if split is None:
             close = difflib.get_close_matches(name, list(_BY_NAME), n=3, cutoff=0.4)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise InvalidParamsError(f"Unknown sampler {name!r}.{hint}")
+            hint = f" Did you mean {', '.join(close)}?" if close else f" Samplers: {', '.join(sampler_names())}."
+            raise InvalidParamsError(f"Unknown sampler {name[:60]!r}.{hint}")
         sampler, schedule_spec = split
     # As in A1111's get_sampler_and_scheduler, a combined name's suffix wins over the schedule given with it
     # (an old infotext's `DPM++ 2M SDE Karras` arrives with the parser's default `Schedule type: Automatic`).
@@ -213,8 +213,8 @@ def resolve_sampler(name: str, schedule: str | None = None) -> tuple[SamplerSpec
         schedule_spec = _SCHEDULE_BY_LOWER.get(" ".join(schedule.split()).lower())
         if schedule_spec is None:
             close = difflib.get_close_matches(schedule, schedule_names(), n=3, cutoff=0.4)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise InvalidParamsError(f"Unknown schedule type {schedule!r}.{hint}")
+            hint = f" Did you mean {', '.join(close)}?" if close else f" Schedule types: {', '.join(schedule_names())}."
+            raise InvalidParamsError(f"Unknown schedule type {schedule[:60]!r}.{hint}")
     if schedule_spec is None or schedule_spec.label == sampler.automatic or sampler.timesteps:
         # The sampler's own default schedule reads back as Automatic, as A1111 converts it on paste; timestep
         # samplers ignore the schedule type in A1111, so what actually runs is recorded.

@@ -9,6 +9,7 @@ diffusers' `convert_ldm_*_checkpoint`, generalised to any number of blocks so ti
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -32,7 +33,15 @@ def read_header(path: Path) -> dict[str, Any]:
             header: dict[str, Any] = json.loads(fh.read(length))
         except ValueError:
             raise ValueError("not a safetensors file (unreadable header)") from None
+        size = os.fstat(fh.fileno()).st_size
     _check_header(header)
+    promised = (
+        8 + length + max((info["data_offsets"][1] for k, info in header.items() if k != "__metadata__"), default=0)
+    )
+    if size < promised:
+        raise ValueError(
+            f"damaged or incomplete download: the file has {size:,} bytes, its header promises {promised:,}"
+        )
     return header
 
 

@@ -109,3 +109,16 @@ def test_a_header_that_is_not_safetensors_is_named_as_such(tmp_path: Path) -> No
     with pytest.raises(ValueError, match="damaged safetensors header"):
         read_header(tmp_path / "x.safetensors")
     assert len(read_header(builtin.SHAPES_LORAS_DIR / "green.safetensors")) > 1
+
+
+def test_a_checkpoint_cut_short_is_listed_as_a_damaged_or_incomplete_download(tmp_path: Path) -> None:
+    from engine.models.entries import scan_path
+
+    path = tmp_path / "half.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}, str(path))
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) - 1000])  # a download that stopped early
+    entry = scan_path(path, allow_ckpt=False)
+    assert entry is not None and entry.refused is not None
+    assert entry.refused.startswith("damaged or incomplete download: the file has")
+    assert f"its header promises {len(whole):,}" in entry.refused
