@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, NamedTuple
 
 from cli import build_parser
@@ -72,6 +73,7 @@ def build_engine_side(
     limits = Limits(
         max_steps=settings.max_steps,
         max_pixels=settings.max_pixels,
+        max_hires_pixels=max(settings.max_hires_pixels, settings.max_pixels),
         max_batch=settings.max_batch,
         default_rng=settings.rng,
     )
@@ -205,7 +207,7 @@ async def run_imagine(settings: Settings, args: argparse.Namespace) -> int:
             catalog=Catalog(side.registry, networks, settings.default_model),
             executor=side.executor,
             blobs=side.blobs,
-            limits=side.limits,
+            limits=replace(side.limits, scope="the bot's config", settings_named=True),
             on_model=lambda used: default_model(settings, side.registry, used),
         )
     finally:

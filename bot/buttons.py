@@ -116,11 +116,11 @@ class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
         width, height = shown_w * UPSCALE_FACTOR, shown_h * UPSCALE_FACTOR
         here = bot.ceilings_here(interaction)
         limits = here.limits
-        if width * height > limits.max_pixels or max(width, height) > limits.max_side:
+        if width * height > limits.max_hires_pixels or max(width, height) > limits.max_hires_side:
             await send_ephemeral(
                 interaction,
                 f"Upscaling ×{UPSCALE_FACTOR} would make {width}×{height} ({width * height:,} pixels); this server "
-                f"allows at most {limits.max_pixels:,} pixels here and {limits.max_side} per side.",
+                f"allows at most {limits.max_hires_pixels:,} pixels here and {limits.max_hires_side:,} per side.",
             )
             return
         upscaled = await replay(

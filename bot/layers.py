@@ -65,11 +65,14 @@ def ceilings(limits: Limits, max_queue: int, layers: Sequence[Layer]) -> Ceiling
         for key, value in layer.ceilings.items():
             if key in current and value < current[key][0]:
                 current[key] = (value, layer.source)
+    max_pixels = current["max_pixels"][0]
     lowered = replace(
         limits,
         max_steps=current["max_steps"][0],
-        max_pixels=current["max_pixels"][0],
+        max_pixels=max_pixels,
         max_batch=current["max_batch"][0],
+        # A lowered pixel ceiling lowers the size after hires fix in proportion.
+        max_hires_pixels=min(limits.max_hires_pixels, max_pixels * limits.max_hires_pixels // limits.max_pixels),
     )
     return Ceilings(lowered, current["max_queue"][0], {key: source for key, (_, source) in current.items()})
 

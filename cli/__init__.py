@@ -42,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--ensd", default=None, help="eta noise seed delta (A1111 ENSD)")
     img.add_argument("--init-image", dest="init_image", default=None, help="img2img: a PNG/JPEG/WebP file")
     img.add_argument("--denoise", dest="denoising_strength", default=None, help="img2img / hires denoising 0..1")
-    img.add_argument("--hires", dest="enable_hr", action="store_true", help="hires fix (A1111)")
+    img.add_argument(
+        "--hires",
+        dest="enable_hr",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="hires fix (A1111); --no-hires turns off the one a pasted block switches on",
+    )
     img.add_argument("--hr-scale", dest="hr_scale", default=None)
     img.add_argument("--hr-steps", dest="hr_steps", default=None)
     img.add_argument("--hr-upscaler", dest="hr_upscaler", default=None, help='"Latent" (default), "Lanczos", ...')

@@ -31,8 +31,8 @@ def cli_request(args: argparse.Namespace, *, init_image: str | None = None) -> R
     """The command line as a request: the prompt as typed (its flags, or a whole block), the block of
     `--parameters`, and the flags as explicit options. `-` as the prompt means the block's."""
     options: dict[str, Any] = {key: getattr(args, key) for key in _OPTION_FLAGS if getattr(args, key) is not None}
-    if args.enable_hr:
-        options["enable_hr"] = True
+    if args.enable_hr is not None:
+        options["enable_hr"] = args.enable_hr
     prompt = "" if args.prompt.strip() == "-" else args.prompt
     return Request(
         prompt=prompt,
@@ -42,6 +42,7 @@ def cli_request(args: argparse.Namespace, *, init_image: str | None = None) -> R
         lora=args.lora,
         lora_weight=args.lora_weight,
         init_image=init_image,
+        hires_off="--no-hires",
     )
 
 

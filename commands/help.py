@@ -50,6 +50,10 @@ def limits_text(here: Ceilings, *, max_side: int, prompt_chars: int = MAX_PROMPT
         f"{label}: **{here.value(key):,}** ({SOURCE_NAMES[here.sources[key]]})" for key, label in CEILING_LABELS.items()
     ]
     lines.append(f"Largest side: **{max_side:,}** px · prompt: **{prompt_chars:,}** characters")
+    lines.append(
+        f"After hires fix or Upscale: **{here.limits.max_hires_pixels:,}** pixels, "
+        f"**{here.limits.max_hires_side:,}** px a side"
+    )
     return "\n".join(lines)
 
 

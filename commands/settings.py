@@ -65,7 +65,7 @@ LAYER_OPTIONS = {
     "batch_size": "Default number of images",
     "style": "Default style(s) from /style list, comma-separated",
     "max_steps": "Ceiling: most steps a request may use (the lowest of config, server, channel wins)",
-    "max_pixels": "Ceiling: most pixels (width x height, hires included) of an image",
+    "max_pixels": "Ceiling: most pixels (width x height) asked for; the size after hires fix is lowered alike",
     "max_batch": "Ceiling: most images in one request",
     "max_queue": "Ceiling: most jobs one member may have waiting or running",
     "clear": "Settings to remove, comma-separated (e.g. steps, max_batch), or all",

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
 
     max_steps: int = Field(default=150, ge=1, le=1000)
     max_pixels: int = Field(default=1024 * 1024, ge=64 * 64)
+    # The final size after hires fix (and the Upscale button): 1024x1024 x2 fits, as on a 24 GB card in A1111.
+    max_hires_pixels: int = Field(default=2048 * 2048, ge=64 * 64)
     max_batch: int = Field(default=4, ge=1, le=16)
     max_queued_per_user: int = Field(default=3, ge=1)
     max_queued_total: int = Field(default=50, ge=1)

@@ -11,6 +11,10 @@ class InvalidParamsError(EaselError):
     """A request asked for something impossible or over a limit; nothing was queued."""
 
 
+class HiresTooLargeError(InvalidParamsError):
+    """Hires fix would make an image over the limit after the hires pass (the resolver says why it is on)."""
+
+
 class QueueFullError(EaselError):
     """The queue (the user's share or the whole) is full; try again when a job finishes."""
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import InvalidParamsError
+from engine.errors import HiresTooLargeError, InvalidParamsError
 from engine.samplers import resolve_sampler
 
 # A1111 draws random seeds with random.randrange(4294967294); torch accepts seeds up to 2**64 - 1.
@@ -40,11 +40,20 @@ class Limits:
     """Ceilings an admin sets; a request over any of them is refused before queueing."""
 
     max_steps: int = 150
-    max_pixels: int = 1024 * 1024
+    max_pixels: int = 1024 * 1024  # the size asked for (hires fix's first pass)
     max_side: int = 2048
     max_batch: int = 4
     min_side: int = 64
     default_rng: str = "GPU"  # the server's RNG source when a request names none
+    # The final size after hires fix: a 1024x1024 SDXL image upscaled x2 (4.2 MP) fits, as it does in A1111.
+    max_hires_pixels: int = 2048 * 2048
+    max_hires_side: int = 4096
+    scope: str = "this server"  # who sets these, as messages name it
+    settings_named: bool = False  # messages name the settings to change (the command line: the bot's config)
+
+    def setting(self, name: str) -> str:
+        """` (EASEL_NAME)` where messages name settings, else nothing."""
+        return f" ({name})" if self.settings_named else ""
 
 
 @dataclass(frozen=True)
@@ -226,7 +235,7 @@ def _rng(name: str, value: Any) -> str:
 
 def _seed_resize(name: str, value: Any, limits: Limits) -> None:
     if value < 0 or value > limits.max_pixels:
-        raise InvalidParamsError("Seed resize from must be a size within this server's limits.")
+        raise InvalidParamsError(f"Seed resize from must be a size within {limits.scope}'s limits.")
 
 
 def _as_str(name: str, value: Any) -> str:
@@ -346,8 +355,8 @@ def build_params(
     width, height = value("width", d.width), value("height", d.height)
     if width * height > limits.max_pixels:
         raise InvalidParamsError(
-            f"{width}x{height} is {width * height:,} pixels; this server allows at most {limits.max_pixels:,} "
-            f"(e.g. {_fit_hint(width, height, limits.max_pixels)})."
+            f"{width}x{height} is {width * height:,} pixels; {limits.scope} allows at most {limits.max_pixels:,}"
+            f"{limits.setting('EASEL_MAX_PIXELS')} (e.g. {_fit_hint(width, height, limits.max_pixels)})."
         )
     batch = value("batch_size", 1)
     # The model's default schedule goes with its default sampler; a sampler the request names takes its own.
@@ -376,16 +385,18 @@ def build_params(
         hr_sampler = hr_schedule = None
     if enable_hr:
         final_w, final_h = hires_size(width, height, hr_scale, hr_x, hr_y)
-        if final_w * final_h > limits.max_pixels or max(final_w, final_h) > limits.max_side:
-            raise InvalidParamsError(
-                f"Hires fix would make {final_w}x{final_h}; this server allows at most {limits.max_pixels:,} pixels."
+        if final_w * final_h > limits.max_hires_pixels or max(final_w, final_h) > limits.max_hires_side:
+            raise HiresTooLargeError(
+                f"Hires fix would make {final_w}x{final_h} ({final_w * final_h:,} pixels); {limits.scope} allows at "
+                f"most {limits.max_hires_pixels:,}{limits.setting('EASEL_MAX_HIRES_PIXELS')} and "
+                f"{limits.max_hires_side:,} per side after hires fix: lower the size or the hires upscale."
             )
 
     rng_source = value("rng", limits.default_rng)
     ensd = value("ensd", 0)
     resize_w, resize_h = value("seed_resize_from_w", 0), value("seed_resize_from_h", 0)
     if resize_w * resize_h > limits.max_pixels:
-        raise InvalidParamsError("Seed resize from must be a size within this server's limits.")
+        raise InvalidParamsError(f"Seed resize from must be a size within {limits.scope}'s limits.")
 
     vae = _vae_choice(given.get("vae"), d.vae)
     seed = resolve_seed(given.get("seed"), rng)

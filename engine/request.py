@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.errors import InvalidParamsError, ModelUnavailableError
+from engine.errors import HiresTooLargeError, InvalidParamsError, ModelUnavailableError
 from engine.infotext import ModelHint, looks_like_infotext
 from engine.params import OPTION_KEYS, GenerationParams, Limits, ModelDefaults, build_params, check_option
 from engine.paste import pasted_model, read_pasted
@@ -125,6 +125,7 @@ class Request:
     fallback_model: str | None = None
     init_image: str | None = None
     init_size: tuple[int, int] | None = None
+    hires_off: str = "`hires: False`"  # how this entry point turns hires fix off, for messages
 
 
 @dataclass(frozen=True)
@@ -226,7 +227,20 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
         traits=models.traits(model),
         layers=models.layer_shapes(model),
     )
-    params = build_params(options, model=model, limits=limits, defaults=defaults, rng=rng)
+    try:
+        params = build_params(options, model=model, limits=limits, defaults=defaults, rng=rng)
+    except HiresTooLargeError as err:
+        if (
+            request.base is None
+            and "enable_hr" in pasted
+            and "enable_hr" not in layered(flags.options, request.options)
+        ):
+            raise HiresTooLargeError(
+                f"{err} Hires fix is on because the pasted parameters have `Denoising strength: "
+                f"{str(pasted.get('denoising_strength'))[:20]}` and no init image (A1111's txt2img reads that as "
+                f"hires fix); turn it off with {request.hires_off}."
+            ) from None
+        raise
     if params.vae is not None:  # asked for, or the model's default: checked against the folder and the family
         params = params.replace(vae=catalog.networks.resolve_vae(params.vae, family))
     return Resolved(params, tuple(notes))

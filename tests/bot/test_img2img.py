@@ -126,7 +126,11 @@ async def test_hires_options_reach_the_params(harness: Harness, executor: FakeEx
     assert "hires fix → 96×96" in edits(harness.standin, handle)[0].json["content"]
 
 
-async def test_hires_past_the_pixel_limit_is_refused(harness: Harness, executor: FakeExecutor) -> None:
-    handle = await imagine(harness, prompt="a castle", width=1024, height=1024, hires=True)
-    assert_ephemeral(harness.standin, handle, "Hires fix would make 2048x2048")
+async def test_hires_past_the_pixel_limit_is_refused_and_1024_squared_times_two_is_not(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    handle = await imagine(harness, prompt="a castle", width=1024, height=1024, hires=True, hires_scale=2.5)
+    assert_ephemeral(harness.standin, handle, "Hires fix would make 2560x2560", "this server allows at most 4,194,304")
     assert executor.submitted == []
+    await imagine(harness, prompt="a castle", width=1024, height=1024, hires=True)  # an ordinary SDXL hires job
+    assert [(j.params.width, j.params.hr_scale) for j in executor.submitted] == [(1024, 2.0)]

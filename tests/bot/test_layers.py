@@ -68,3 +68,10 @@ def test_clear_reads_keys_labels_and_all() -> None:
     assert cleared_keys(None) == set()
     with pytest.raises(InvalidParamsError, match="Nothing called `stpes` to clear"):
         cleared_keys("stpes")
+
+
+def test_a_lowered_pixel_ceiling_lowers_the_size_after_hires_fix_alike() -> None:
+    configured = Limits(max_pixels=1024 * 1024, max_hires_pixels=4 * 1024 * 1024)
+    here = ceilings(configured, 3, [Layer(CHANNEL, {}, {"max_pixels": 512 * 512})])
+    assert (here.limits.max_pixels, here.limits.max_hires_pixels) == (512 * 512, 1024 * 1024)
+    assert ceilings(configured, 3, []).limits.max_hires_pixels == 4 * 1024 * 1024

@@ -32,9 +32,9 @@ async def test_upscale_of_a_hires_result_doubles_what_was_shown(harness: Harness
 
 
 async def test_upscale_past_the_pixel_limit_is_refused(harness: Harness, executor: FakeExecutor) -> None:
-    first = await imagine(harness, prompt="a red fox", width=1024, height=512)
+    first = await imagine(harness, prompt="a red fox", width=1024, height=1024, hires=True, hires_scale=1.5)
     refused = await click(harness, first, "upscale", ALICE)
-    assert_ephemeral(harness.standin, refused, "Upscaling ×2 would make 2048×1024", "at most 1,048,576 pixels")
+    assert_ephemeral(harness.standin, refused, "Upscaling ×2 would make 3072×3072", "at most 4,194,304 pixels")
     assert len(executor.submitted) == 1
 
 

@@ -19,7 +19,7 @@ PARAMS_FILE = Path(__file__).resolve().parent.parent / "data" / "golden" / "para
 SDXL = ModelDefaults(width=832, height=1216, cfg_scale=5.5, steps=28, sampler="Euler a", schedule="Karras", clip_skip=2)
 OWNER_VAE = ModelDefaults(vae="sdxl_vae.safetensors")
 DEFAULTS = {"sd1": ModelDefaults(), "sdxl": SDXL, "vae": OWNER_VAE}
-TIGHT = Limits(max_steps=30, max_pixels=512 * 512, max_batch=2)
+TIGHT = Limits(max_steps=30, max_pixels=512 * 512, max_hires_pixels=512 * 512, max_batch=2)
 
 
 def cases() -> dict[str, tuple[dict[str, Any], str]]:

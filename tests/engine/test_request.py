@@ -199,3 +199,31 @@ def test_one_request_builds_params_once(monkeypatch: pytest.MonkeyPatch) -> None
     stored = [Layer(SERVER, {"steps": 20}), Layer(CHANNEL, {"cfg_scale": 5}), Layer(USER, {"sampler": "Euler"})]
     run(Request(prompt="a --ar 2:3", paste=BLOCK, stored=stored, lora="green", style="ink", styles=STYLES))
     assert len(calls) == 1
+
+
+FOUNDING = "a castle\nSteps: 20, Sampler: Euler a, Seed: 1, Size: 1024x1024, Denoising strength: 0.68"
+
+
+def test_a_paste_whose_denoising_strength_turns_hires_on_says_so_when_hires_is_too_large() -> None:
+    small = Limits(max_hires_pixels=2 * 1024 * 1024)
+    with pytest.raises(InvalidParamsError) as refused:
+        run(Request(paste=FOUNDING), small)
+    text = str(refused.value)
+    assert text.startswith("Hires fix would make 2048x2048 (4,194,304 pixels); this server allows at most 2,097,152")
+    assert "the pasted parameters have `Denoising strength: 0.68` and no init image" in text
+    assert text.endswith("turn it off with `hires: False`.")
+    params, _ = run(Request(paste=FOUNDING, options={"enable_hr": False}), small)
+    assert (params.enable_hr, params.width) == (False, 1024)
+
+
+def test_the_default_limits_allow_a_1024_squared_image_with_hires_times_two() -> None:
+    params, _ = run(Request(paste=FOUNDING))
+    assert (params.enable_hr, params.hr_scale, params.denoising_strength) == (True, 2.0, 0.68)
+
+
+def test_limits_messages_name_the_bots_config_and_its_setting_on_the_command_line() -> None:
+    cli = Limits(max_pixels=512 * 512, scope="the bot's config", settings_named=True)
+    with pytest.raises(InvalidParamsError, match=r"the bot's config allows at most 262,144 \(EASEL_MAX_PIXELS\)"):
+        run(Request(prompt="a", options={"width": 1024, "height": 1024}), cli)
+    with pytest.raises(InvalidParamsError, match=r"turn it off with --no-hires\.$"):
+        run(Request(paste=FOUNDING, hires_off="--no-hires"), Limits(max_hires_pixels=1024 * 1024))
