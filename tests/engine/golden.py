@@ -24,6 +24,7 @@ from engine.params import GenerationParams
 from engine.samplers import SCHEDULES, sampler_names
 
 GOLDEN_FILE = Path(__file__).resolve().parent.parent / "data" / "golden" / "tiny.json"
+IMAGES_DIR = GOLDEN_FILE.parent / "tiny"  # the recorded images themselves, for CPUs whose kernels differ
 
 
 def init_png() -> bytes:
@@ -90,10 +91,16 @@ def cases(init_image: str) -> dict[str, GenerationParams]:
 
 def fingerprint(engine: Any, params: GenerationParams) -> list[dict[str, str]]:
     """Per image: sha256 of its RGB pixels and its parameter text."""
-    return [
-        {"pixels": hashlib.sha256(raw.image.tobytes()).hexdigest(), "infotext": raw.infotext}
-        for raw in engine.generate(params)
-    ]
+    return [fingerprint_of(raw.image, raw.infotext) for raw in engine.generate(params)]
+
+
+def fingerprint_of(image: Image.Image, infotext: str) -> dict[str, str]:
+    return {"pixels": hashlib.sha256(image.tobytes()).hexdigest(), "infotext": infotext}
+
+
+def image_path(name: str, index: int) -> Path:
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    return IMAGES_DIR / f"{slug}-{index}.png"
 
 
 def platform() -> dict[str, str]:
@@ -114,7 +121,13 @@ def record(cache: Path) -> None:
     (cache / "models").mkdir(parents=True, exist_ok=True)
     engine = DiffusersEngine(ModelRegistry(cache / "models", cache / "cache"), "cpu")
     init = engine.blobs.put(init_png())
-    results = {name: fingerprint(engine, params) for name, params in cases(init).items()}
+    results: dict[str, list[dict[str, str]]] = {}
+    IMAGES_DIR.mkdir(parents=True, exist_ok=True)
+    for name, params in cases(init).items():
+        raws = engine.generate(params)
+        results[name] = [fingerprint_of(raw.image, raw.infotext) for raw in raws]
+        for index, raw in enumerate(raws):
+            raw.image.save(image_path(name, index), format="PNG", optimize=True)
     GOLDEN_FILE.parent.mkdir(parents=True, exist_ok=True)
     GOLDEN_FILE.write_text(json.dumps({"platform": platform(), "cases": results}, indent=1) + "\n", encoding="utf-8")
     print(f"recorded {len(results)} cases in {GOLDEN_FILE}", file=sys.stderr)
