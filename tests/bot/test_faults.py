@@ -124,6 +124,7 @@ async def test_a_500_502_503_burst_delays_the_result_and_posts_it_once(expired: 
     assert message["content"].startswith(f"<@{ALICE.id}> Done")
 
 
+@pytest.mark.slow  # discord.py itself waits about 10 s between its tries of a 503
 async def test_a_post_whose_answer_was_lost_is_not_posted_twice(expired: Harness) -> None:
     """Discord created the message but answered 503: the runner sends it again with the same enforced nonce,
     and Discord answers with the message it has."""
@@ -151,6 +152,7 @@ async def test_a_503_on_the_reply_is_tried_again(harness: Harness) -> None:
     assert posts(standin, CHANNEL) == []
 
 
+@pytest.mark.slow  # as above
 async def test_a_failed_job_is_still_reported_through_an_outage(expired: Harness) -> None:
     executor = expired.executor
     assert isinstance(executor, FakeExecutor)

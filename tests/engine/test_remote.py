@@ -29,9 +29,12 @@ from tests.engine.remote_helpers import (
 from tests.waiting import wait_until, wait_until_async
 from tools.redis_server import RedisServer, redis_binary, self_signed
 
-pytestmark = pytest.mark.skipif(
-    redis_binary() is None, reason="redis-server is not installed here (apt install redis-server; .ci/run does)"
-)
+pytestmark = [
+    pytest.mark.slow,  # each test starts a redis-server
+    pytest.mark.skipif(
+        redis_binary() is None, reason="redis-server is not installed here (apt install redis-server; .ci/run does)"
+    ),
+]
 
 
 async def results_read(url: str) -> bool:
