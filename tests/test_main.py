@@ -75,6 +75,9 @@ def test_imagine_writes_a_png_with_parameters_and_prints_them(tmp_path: Path) ->
     image = Image.open(io.BytesIO((tmp_path / "out.png").read_bytes()))
     assert image.info["parameters"] == result.stdout.strip()
     assert "3/3" in result.stderr  # the progress bar reached the end
+    # Quiet: nothing about packages Easel does not use, no default-model hint when a model was named.
+    assert "torchvision" not in result.stderr and "No model in" not in result.stderr
+    assert " on cpu" in result.stderr and "gpu0" not in result.stderr
 
 
 def test_imagine_refuses_bad_input_without_traceback(tmp_path: Path) -> None:

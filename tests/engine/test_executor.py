@@ -611,3 +611,17 @@ async def test_a_batch_that_runs_out_of_memory_runs_again_job_by_job_and_every_j
         await executor.close()
     assert engine.batches == [["a", "b"]] and engine.ran == ["first", "a", "b"]
     assert all(isinstance(e[-1], Finished) for e in events)
+
+
+async def test_the_log_names_each_worker_by_its_device(caplog: pytest.LogCaptureFixture) -> None:
+    engines = [GatedEngine(), GatedEngine()]
+    for engine, device in zip(engines, ("cpu", "cuda:1"), strict=True):
+        engine.device = device  # type: ignore[attr-defined]
+    executor = GpuExecutor(engines, max_queued_per_user=5, max_queued_total=5)
+    try:
+        with caplog.at_level("INFO", logger="engine.executor"):
+            await asyncio.wait_for(collect((await executor.submit(job("a"))).events), 5)
+        assert any(record.getMessage().endswith("on cpu") for record in caplog.records)
+        assert not any("gpu0" in record.getMessage() for record in caplog.records)
+    finally:
+        await executor.close()
