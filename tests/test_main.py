@@ -143,3 +143,14 @@ def test_a_bad_redis_url_is_one_line_that_does_not_show_the_password(tmp_path: P
     result = run_main(["worker"], tmp_path, EASEL_REDIS_URL="http://easel-worker:hunter2@bot-host:6379")
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "EASEL_REDIS_URL" in result.stderr and "hunter2" not in result.stderr
+
+
+def test_the_readme_quick_start_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = readme.split("```bash\n", 1)[1].split("\n", 1)[0]
+    assert command == './easel.sh imagine "a red circle on a blue background" --seed 42 --out out.png'
+    shown = readme.split("prints the parameter text:\n\n```\n", 1)[1].split("```", 1)[0]
+    result = run_main(["imagine", "a red circle on a blue background", "--seed", "42", "--out", "out.png"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == shown
+    assert (tmp_path / "out.png").read_bytes().startswith(b"\x89PNG")
