@@ -230,6 +230,11 @@ def _run_encoder(
         out = text_encoder(input_ids=tokens, output_hidden_states=True)
         # transformers 5 flattened CLIPTextModel (no `.text_model`); 4.x nests it.
         final_layer_norm = getattr(text_encoder, "text_model", text_encoder).final_layer_norm
+        layers = len(out.hidden_states) - 1
+        if clip_skip > layers:
+            raise InvalidParamsError(
+                f"Clip skip {clip_skip} is more than this model's text encoder has layers ({layers}): use 1 to {layers}."
+            )
         return final_layer_norm(out.hidden_states[-clip_skip]), None
     return text_encoder(input_ids=tokens)[0], None
 

@@ -1,6 +1,7 @@
 """The engine's typed errors: every message is safe to show to the user who caused it."""
 
 import errno
+import re
 
 
 class EaselError(Exception):
@@ -43,7 +44,12 @@ class Cancelled(EaselError):  # noqa: N818 - reads as a state, per house style
     """The job was cancelled before it finished."""
 
 
+# An absolute path inside a library's message (`/srv/easel/models/x.safetensors`, `C:\\models\\x.ckpt`).
+_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?[\\/](?:[^\s'\"\\/:,;()]+[\\/])+")
+
+
 def short_reason(err: BaseException) -> str:
-    """The first line of an unexpected library error, short enough for a user-facing message."""
-    text = str(err).strip()
+    """The first line of an unexpected library error, short enough for a user-facing message, with any server path
+    cut to its file name (users see names relative to the models folder, never where the server keeps them)."""
+    text = _PATH.sub("", str(err).strip())
     return text.splitlines()[0][:300] if text else type(err).__name__

@@ -294,15 +294,25 @@ def _restore_old_hires_fix_params(res: dict[str, Any]) -> None:
     first_width, first_height = res.get("First pass size-1"), res.get("First pass size-2")
     if first_width is None or first_height is None:
         return
-    first_width, first_height = int(first_width), int(first_height)
-    width, height = int(res.get("Size-1", 512)), int(res.get("Size-2", 512))
+    first_width, first_height = _side("First pass size", first_width), _side("First pass size", first_height)
+    width, height = _side("Size", res.get("Size-1", 512)), _side("Size", res.get("Size-2", 512))
     if first_width == 0 or first_height == 0:
+        if width == 0 or height == 0:
+            raise InvalidParamsError(f"Size {width}x{height} is not a size: give both sides, e.g. `Size: 512x768`.")
         # processing.old_hires_fix_first_pass_dimensions: about 512x512 pixels, sides rounded up to 64.
         scale = math.sqrt(512 * 512 / (width * height))
         first_width = math.ceil(scale * width / 64) * 64
         first_height = math.ceil(scale * height / 64) * 64
     res["Size-1"], res["Size-2"] = first_width, first_height
     res["Hires resize-1"], res["Hires resize-2"] = width, height
+
+
+def _side(key: str, value: Any) -> int:
+    """One side of a pasted `WxH` size, as a number of pixels a request could hold (not 4,000 digits)."""
+    text = str(value).strip()
+    if not text.isdigit() or len(text) > 6:
+        raise InvalidParamsError(f"{key} must be a size such as `512x768`, not `{text[:20]}`.")
+    return int(text)
 
 
 def _uses_emphasis(prompt: str, negative_prompt: str) -> bool:

@@ -128,6 +128,13 @@ class GenerationParams:
         return dataclasses.replace(self, **changes)
 
 
+def shown(value: Any, limit: int = 40) -> str:
+    """A value as a message quotes it: its repr, cut short (a pasted field can be thousands of characters, and a
+    reply holds 2,000)."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def resolve_seed(value: int | str | None, rng: random.Random | None = None) -> int:
     """A1111's get_fixed_seed: empty, None or -1 mean a fresh random seed; anything else must be 0..2**64-1."""
     if value is None or (isinstance(value, str) and value.strip() in {"", "-1"}) or value == -1:
@@ -135,23 +142,23 @@ def resolve_seed(value: int | str | None, rng: random.Random | None = None) -> i
     try:
         seed = int(str(value).strip())
     except ValueError:
-        raise InvalidParamsError(f"Seed must be a whole number (or -1 for random), not {value!r}.") from None
+        raise InvalidParamsError(f"Seed must be a whole number (or -1 for random), not {shown(value)}.") from None
     if not 0 <= seed <= MAX_SEED:
-        raise InvalidParamsError(f"Seed must be between 0 and {MAX_SEED} (or -1 for random), not {seed}.")
+        raise InvalidParamsError(f"Seed must be between 0 and {MAX_SEED} (or -1 for random), not {shown(seed)}.")
     return seed
 
 
 def _as_int(name: str, value: Any) -> int:
     if isinstance(value, bool):
-        raise InvalidParamsError(f"{name} must be a whole number, not {value!r}.")
+        raise InvalidParamsError(f"{name} must be a whole number, not {shown(value)}.")
     if isinstance(value, int):
         return value
     try:
         as_float = float(str(value).strip())
     except ValueError:
-        raise InvalidParamsError(f"{name} must be a whole number, not {value!r}.") from None
+        raise InvalidParamsError(f"{name} must be a whole number, not {shown(value)}.") from None
     if not as_float.is_integer():
-        raise InvalidParamsError(f"{name} must be a whole number, not {value!r}.")
+        raise InvalidParamsError(f"{name} must be a whole number, not {shown(value)}.")
     return int(as_float)
 
 
@@ -159,9 +166,9 @@ def _as_float(name: str, value: Any) -> float:
     try:
         result = float(str(value).strip())
     except ValueError:
-        raise InvalidParamsError(f"{name} must be a number, not {value!r}.") from None
+        raise InvalidParamsError(f"{name} must be a number, not {shown(value)}.") from None
     if not math.isfinite(result):
-        raise InvalidParamsError(f"{name} must be a finite number, not {value!r}.")
+        raise InvalidParamsError(f"{name} must be a finite number, not {shown(value)}.")
     return result
 
 
@@ -173,7 +180,7 @@ def _as_bool(name: str, value: Any) -> bool:
         return True
     if text in {"false", "0", "no", "off"}:
         return False
-    raise InvalidParamsError(f"{name} must be true or false, not {value!r}.")
+    raise InvalidParamsError(f"{name} must be true or false, not {shown(value)}.")
 
 
 def _check_range(name: str, value: float, low: float, high: float, hint: str = "") -> None:
@@ -197,6 +204,12 @@ def _text(name: str, value: Any) -> str:
     text = str(value or "")
     if len(text) > MAX_PROMPT_CHARS:
         raise InvalidParamsError(f"{name} is {len(text)} characters; the limit is {MAX_PROMPT_CHARS}.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate (raw JSON can carry one): no tokenizer reads it
+        raise InvalidParamsError(
+            f"{name} has a character that is not text at position {err.start + 1} (U+{ord(text[err.start]):04X})."
+        ) from None
     return text
 
 
@@ -221,7 +234,7 @@ def _side(name: str, value: Any, limits: Limits) -> None:
 def _upscaler(name: str, value: Any, limits: Limits) -> None:
     if value not in HIRES_UPSCALERS:
         raise InvalidParamsError(
-            f"Hires upscaler {value!r} is not available (it needs an upscaler model); "
+            f"Hires upscaler {shown(value)} is not available (it needs an upscaler model); "
             f"use one of: {', '.join(HIRES_UPSCALERS)}."
         )
 
@@ -229,8 +242,13 @@ def _upscaler(name: str, value: Any, limits: Limits) -> None:
 def _rng(name: str, value: Any) -> str:
     source = str(value).upper()
     if source not in RNG_SOURCES:
-        raise InvalidParamsError(f"RNG must be one of {', '.join(RNG_SOURCES)}, not {source!r}.")
+        raise InvalidParamsError(f"RNG must be one of {', '.join(RNG_SOURCES)}, not {shown(source)}.")
     return source
+
+
+def _seed_delta(name: str, value: Any, limits: Limits) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise InvalidParamsError(f"{name} must be between 0 and {MAX_SEED}, not {str(value)[:24]}.")
 
 
 def _seed_resize(name: str, value: Any, limits: Limits) -> None:
@@ -276,7 +294,7 @@ OPTIONS: dict[str, _Option] = {
     "seed_resize_from_w": _Option("Seed resize width", _as_int, _seed_resize, zero_is_unset=True),
     "seed_resize_from_h": _Option("Seed resize height", _as_int, _seed_resize, zero_is_unset=True),
     "rng": _Option("RNG", _rng, zero_is_unset=True),
-    "ensd": _Option("ENSD", _as_int, zero_is_unset=True),
+    "ensd": _Option("ENSD", _as_int, _seed_delta, zero_is_unset=True),
     "vae": _Option("VAE", _as_is),
 }
 OPTION_KEYS = frozenset(OPTIONS)
