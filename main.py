@@ -152,18 +152,18 @@ async def run_worker(settings: Settings) -> int:
 
     from engine.executor import GpuExecutor, worker_devices
     from engine.remote.transport import connect, safe_url
-    from engine.remote.worker import RemoteWorker
+    from engine.remote.worker import RemoteWorker, default_worker_name
 
     assert settings.redis_url is not None
     url = settings.redis_url.get_secret_value()
     side = build_engine_side(settings, previews=settings.previews, load_at_start=True, worker=True)
     assert isinstance(side.executor, GpuExecutor)
-    name = settings.worker_name or "".join(c if c.isalnum() or c in ".-_" else "-" for c in socket.gethostname())[:64]
+    name = settings.worker_name or default_worker_name(socket.gethostname(), os.getpid())
     worker = RemoteWorker(
         connect(url),
         side.executor,
         side.registry,
-        name=name or "worker",
+        name=name,
         devices=worker_devices(settings.devices),
         max_images=settings.max_batch_images,
         heartbeat=settings.worker_timeout / 5,

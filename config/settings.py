@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     # GPU workers on other machines (see the README): the bot hands jobs to `python main.py worker` processes through
     # this Redis (redis://user:password@host:6379/0; rediss:// for TLS). Unset: the in-process workers, no Redis.
     redis_url: SecretStr | None = None
-    worker_name: str | None = None  # a worker's name (default: this machine's host name)
+    worker_name: str | None = None  # a worker's name (default: this machine's host name and the process id)
     worker_timeout: float = Field(default=15.0, ge=2.0, le=600.0)  # seconds of silence before a worker's jobs move
     missing_model: str = "wait"  # a job whose model no connected worker has: wait (saying so) or refuse
 

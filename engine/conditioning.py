@@ -233,7 +233,8 @@ def _run_encoder(
         layers = len(out.hidden_states) - 1
         if clip_skip > layers:
             raise InvalidParamsError(
-                f"Clip skip {clip_skip} is more than this model's text encoder has layers ({layers}): use 1 to {layers}."
+                f"Clip skip {clip_skip} is more than this model's text encoder has layers ({layers}): "
+                f"use 1 to {layers}."
             )
         return final_layer_norm(out.hidden_states[-clip_skip]), None
     return text_encoder(input_ids=tokens)[0], None

@@ -549,7 +549,7 @@ class RemotePool:
                     self._replaced[key] = False
                 return
             for other in [w for w in self._workers.values() if w.hello.worker == hello.worker]:
-                self._lost(other, "it restarted")  # the same machine, a new run: its old jobs are gone
+                self._lost(other, "it restarted", replaced=True)  # the same machine, a new run: its old jobs are gone
                 self._replaced[other.key] = True
                 while len(self._replaced) > 1000:
                     self._replaced.pop(next(iter(self._replaced)))
@@ -749,12 +749,17 @@ class RemotePool:
         self._dispatch()
         self._announce()
 
-    def _lost(self, worker: _Worker, why: str) -> None:
+    def _lost(self, worker: _Worker, why: str, *, replaced: bool = False) -> None:
         del self._workers[worker.key]
         jobs = [e for e in self._by_id.values() if e.worker == worker.key]
         log.warning("worker %s lost (%s); %d job(s) go back to the queue", worker.label, why, len(jobs))
         for entry in jobs:
             self._requeue(entry)
+        if not replaced:
+            # Another live run of this name, shut out while this one held the name, takes it at its next beat.
+            prefix = jobs_key(worker.hello.worker, "")
+            for key in [k for k in self._replaced if k.startswith(prefix)]:
+                del self._replaced[key]
         self._models_changed()
 
     # -- what the jobs hear -------------------------------------------------------------------------------------

@@ -57,6 +57,14 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.5  # least seconds between two plain progress entries of a job (previews have their own rate)
 
 
+def default_worker_name(host: str, pid: int) -> str:
+    """A worker's name when EASEL_WORKER_NAME is not set: the host's name and the process's id, so two workers on
+    one machine never share a name (a name that is set is kept across restarts: a restarted run's old jobs then
+    go elsewhere at once, not after the timeout)."""
+    safe = "".join(c if c.isalnum() or c in ".-_" else "-" for c in host)[:50] or "worker"
+    return f"{safe}-{pid}"
+
+
 def free_memory(devices: list[str]) -> int | None:
     """Bytes free on the first device: the GPU's own count on CUDA, the machine's available memory on CPU."""
     try:

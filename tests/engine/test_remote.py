@@ -574,3 +574,27 @@ async def test_a_job_this_workers_version_cannot_read_fails_with_why_and_the_wor
     assert isinstance(after[0].last, Finished) and a.engine.ran == ["after"]
     await r.aclose()
     await a.shut()
+
+
+async def test_two_workers_sharing_a_name_lose_no_job_when_the_one_holding_it_dies(
+    redis: RedisServer, pool: RemotePool
+) -> None:
+    first = await start_worker(redis.url, "box", {"alpha": None}, step_seconds=0.02, joins=pool)
+    second = await start_worker(redis.url, "box", {"alpha": None}, step_seconds=0.05, joins=pool)
+    # The later run holds the name; the earlier one is shut out while it lives.
+    outcomes = [await following(pool, job(f"0000c{n}", f"shared {n}", user=str(n + 1), steps=20)) for n in range(4)]
+    await second.started()
+    await second.die()
+    await asyncio.wait_for(asyncio.gather(*(follow for _, follow in outcomes)), 30)
+    for outcome, _ in outcomes:
+        assert [type(e) for e in outcome.events].count(Finished) == 1
+    assert set(first.engine.ran) | set(second.engine.ran) == {f"shared {n}" for n in range(4)}
+    assert first.engine.ran  # the survivor took the name, and the work
+    await first.shut()
+
+
+def test_workers_started_without_a_name_on_one_host_get_different_names() -> None:
+    from engine.remote.worker import default_worker_name
+
+    assert default_worker_name("gpu box", 4242) == "gpu-box-4242"
+    assert default_worker_name("vm", 1) != default_worker_name("vm", 2)

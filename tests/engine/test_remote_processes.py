@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from engine.jobs import Finished
 from engine.models.registry import ModelRegistry
 from engine.remote.pool import JobState, RemotePool
 from engine.remote.transport import connect
+from engine.remote.worker import default_worker_name
 from tests.engine.remote_helpers import following, job, until_workers
 from tests.waiting import wait_until
 from tools.redis_server import RedisServer, redis_binary
@@ -28,19 +30,19 @@ pytestmark = [
 ]
 
 
-async def start_worker_process(tmp_path: Path, url: str, name: str) -> asyncio.subprocess.Process:
+async def start_worker_process(tmp_path: Path, url: str, log_name: str) -> asyncio.subprocess.Process:
+    """`python main.py worker` with no name set: both processes on this host name themselves."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EASEL_")}
     env.update(
         HF_HUB_OFFLINE="1",
         EASEL_REDIS_URL=url,
-        EASEL_WORKER_NAME=name,
         EASEL_WORKER_TIMEOUT="3",
         EASEL_DEVICE="cpu",
         EASEL_DATA_DIR=str(tmp_path / "data"),
         EASEL_MODELS_DIR=str(tmp_path / "models"),
         EASEL_DEFAULT_MODEL="builtin:tiny",
     )
-    log = (tmp_path / f"{name}.log").open("ab")
+    log = (tmp_path / f"{log_name}.log").open("ab")
     return await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "main.py"), "worker", cwd=tmp_path, env=env, stdout=log, stderr=log
     )
@@ -51,7 +53,8 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[RemotePool, dict[str, asy
     server = RedisServer(tmp_path / "redis")
     server.start()
     (tmp_path / "models").mkdir()
-    workers = {name: await start_worker_process(tmp_path, server.url, name) for name in ("w1", "w2")}
+    started = [await start_worker_process(tmp_path, server.url, log_name) for log_name in ("w1", "w2")]
+    workers = {default_worker_name(socket.gethostname(), process.pid): process for process in started}
     registry = ModelRegistry(tmp_path / "models", tmp_path / "data" / "cache")
     pool = RemotePool(
         connect(server.url),
@@ -79,7 +82,7 @@ async def test_two_worker_processes_and_one_killed_mid_job(
 ) -> None:
     pool, workers = setup
     await until_workers(pool, 2, limit_s=180)
-    assert {h.worker for h in pool.workers()} == {"w1", "w2"}
+    assert {h.worker for h in pool.workers()} == set(workers)  # two names, though started alike on one host
     assert all(h.model("builtin:tiny") is not None for h in pool.workers())
     outcomes, follows = zip(
         *[
@@ -104,7 +107,7 @@ async def test_two_worker_processes_and_one_killed_mid_job(
         png = finished.result.images[0].png
         assert check_upload(png, max_bytes=1 << 20, max_pixels=1 << 20)[:3] == ("PNG", 64, 64)
         assert "Seed: 42" in finished.result.infotext and "builtin:tiny" in finished.result.infotext
-    survivor = "w2" if victim == "w1" else "w1"
-    log = (tmp_path / f"{survivor}.log").read_text()
+    [survivor] = [name for name in workers if name != victim]
+    log = (tmp_path / f"w{list(workers).index(survivor) + 1}.log").read_text()
     assert "job 00b000 started" in log  # the killed worker's job ran again on the other one
     assert [h.worker for h in pool.workers()] == [survivor]
