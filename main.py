@@ -67,6 +67,7 @@ def build_engine_side(
     from engine.loras import LoraLibrary
     from engine.params import Limits
     from engine.pipeline import DiffusersEngine
+    from engine.queue_policy import CostLimits
     from engine.speed import SpeedOptions
     from engine.vaes import VaeLibrary
 
@@ -120,6 +121,8 @@ def build_engine_side(
             if load_at_start or settings.compile != "off"
             else None
         ),
+        # A worker runs what its bot admitted; the bot holds the work ceilings.
+        costs=CostLimits() if worker else CostLimits(settings.max_job_cost, settings.max_user_cost),
     )
     return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor)
 
@@ -129,6 +132,7 @@ WORKER_QUEUE = 256
 
 
 def build_pool(settings: Settings, registry: ModelRegistry, blobs: BlobStore) -> Executor:
+    from engine.queue_policy import CostLimits
     from engine.remote.pool import RemotePool
     from engine.remote.transport import connect
 
@@ -138,6 +142,7 @@ def build_pool(settings: Settings, registry: ModelRegistry, blobs: BlobStore) ->
         planner=registry.plan,
         max_queued_per_user=settings.max_queued_per_user,
         max_queued_total=settings.max_queued_total,
+        costs=CostLimits(settings.max_job_cost, settings.max_user_cost),
         model_hash=registry.known_hash,
         missing=settings.missing_model,
         timeout=settings.worker_timeout,

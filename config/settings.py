@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     max_hires_pixels: int = Field(default=2048 * 2048, ge=64 * 64)
     max_batch: int = Field(default=4, ge=1, le=16)
     max_queued_per_user: int = Field(default=3, ge=1)
+    # Work ceilings, in units of one 512x512 step with CFG (the plan's cost): a 150-step SDXL batch of 4 at
+    # 1024x1024 with hires x2 is 12,000 (24,000 with a second-order sampler such as Heun or DPM++ 2S a).
+    max_job_cost: float = Field(default=25_000, gt=0)
+    max_user_cost: float = Field(default=75_000, gt=0)
     max_queued_total: int = Field(default=50, ge=1)
     # Compatible waiting jobs (same model, size, steps, sampler...) run as one batch of up to this many images.
     max_batch_images: int = Field(default=4, ge=1, le=64)

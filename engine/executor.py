@@ -18,7 +18,14 @@ from typing import Protocol, runtime_checkable
 import torch
 from PIL import Image
 
-from engine.errors import Cancelled, EaselError, GenerationFailedError, OutOfMemoryError, QueueFullError
+from engine.errors import (
+    Cancelled,
+    EaselError,
+    GenerationFailedError,
+    InvalidParamsError,
+    OutOfMemoryError,
+    QueueFullError,
+)
 from engine.images import encode_png
 from engine.jobs import (
     Failed,
@@ -38,7 +45,16 @@ from engine.params import GenerationParams
 from engine.pipeline import CancelledFn, JobHooks, ProgressFn, RawImage
 from engine.plan import GenerationPlan, make_plan
 from engine.previews import PreviewFn, PreviewSource, encode_preview
-from engine.queue_policy import RunTimes, admission_problem, fair_order, finish_times
+from engine.queue_policy import (
+    NO_COST_LIMITS,
+    CostLimits,
+    RunTimes,
+    admission_problem,
+    fair_order,
+    finish_times,
+    job_cost_problem,
+    user_cost_problem,
+)
 from engine.waiting import WaitingRoom
 
 __all__ = [
@@ -183,6 +199,7 @@ class GpuExecutor:
         planner: Callable[[GenerationParams], GenerationPlan] = make_plan,
         max_batch_images: int = 1,
         warm_up: str | None = None,
+        costs: CostLimits = NO_COST_LIMITS,
     ) -> None:
         """`preview_interval`: least seconds between two previews of a job (None: no previews at all).
 
@@ -191,6 +208,7 @@ class GpuExecutor:
         `max_batch_images`: a free worker takes, with the next job, compatible waiting jobs up to this many images
         in all (1: every job runs alone); only engines that can run batches (`BatchEngine`) get more than one.
         `warm_up`: a model each worker warms up (`engine.warm_up`) before its first job, e.g. to compile it.
+        `costs`: the most work (by the plan's cost) one job, and one user's jobs together, may ask for.
         """
         engine_list = list(engines) if isinstance(engines, Sequence) else [engines]
         if not engine_list:
@@ -204,6 +222,7 @@ class GpuExecutor:
         self._planner = planner
         self.max_batch_images = max_batch_images
         self.warm_up = warm_up
+        self.costs = costs
         self._workers = [_Worker(_device_name(engine, f"{name}{i}"), engine) for i, engine in enumerate(engine_list)]
         self._cond = threading.Condition()
         self._room: WaitingRoom[_Entry] = WaitingRoom()
@@ -242,7 +261,9 @@ class GpuExecutor:
         for job in jobs:
             # The plan parses the prompt: off the event loop. InvalidParamsError refuses the job before it is queued.
             try:
-                plans.append(await loop.run_in_executor(self._planning, self._planner, job.params))
+                made = await loop.run_in_executor(self._planning, self._planner, job.params)
+                too_much = job_cost_problem(made.cost(), self.costs)
+                plans.append(made if too_much is None else InvalidParamsError(too_much))
             except EaselError as err:
                 plans.append(err)
             except Exception as err:  # a bug, or params this engine cannot read: that job fails, the rest go on
@@ -265,6 +286,9 @@ class GpuExecutor:
             self.max_queued_total,
             lambda: self._first_free_locked(job.user_id),
         )
+        if problem is None:
+            mine = sum(e.plan.cost() for e in self._by_id.values() if e.job.user_id == job.user_id)
+            problem = user_cost_problem(plan.cost(), mine, self.costs)
         if problem is not None:
             return QueueFullError(problem)
         entry = _Entry(job=job, plan=plan, seq=self._room.next_seq(), events=asyncio.Queue())

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from engine.errors import InvalidParamsError
 from engine.params import GenerationParams, hires_size
 from engine.prompts.and_split import split_and
 from engine.prompts.editing import get_learned_conditioning_prompt_schedules
@@ -27,6 +28,11 @@ _UNIT_ROWS = 2
 # DPM adaptive picks its own step sizes: the model calls it makes do not follow the step count. This many is
 # typical of it on SD schedules at A1111's tolerances (it is only an estimate for the queue's ETA).
 DPM_ADAPTIVE_CALLS = 60
+
+
+# Bounds on what one prompt may ask of every step (A1111 has none: 666 `AND` parts cost 39 minutes of a GPU).
+MAX_AND_PARTS = 16
+MAX_LORA_TAGS = 32
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,10 @@ def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> Ge
     sampler = sampler_spec(params.sampler)
     prompt, loras = read_loras(params.prompt)
     negative, negative_loras = read_loras(params.negative_prompt)
+    if len(loras) + len(negative_loras) > MAX_LORA_TAGS:
+        raise InvalidParamsError(
+            f"The prompts call {len(loras) + len(negative_loras)} LoRAs; one job may use at most {MAX_LORA_TAGS}."
+        )
     scale = traits.latent_scale
 
     # A1111 counts prompt-editing steps in model calls: twice the steps for second-order samplers.
@@ -214,7 +224,13 @@ def _conditioning(prompt: str, negative: str, total_steps: int, hires_steps: int
         [entries] = get_learned_conditioning_prompt_schedules([text], total_steps, hires_steps)
         return tuple((int(end), str(part)) for end, part in entries)
 
-    parts = tuple(PromptPart(schedule(text), weight) for text, weight in split_and(prompt))
+    split = split_and(prompt)
+    if len(split) > MAX_AND_PARTS:
+        raise InvalidParamsError(
+            f"The prompt has {len(split)} `AND` parts; at most {MAX_AND_PARTS}, since each part is one more model call "
+            "at every step."
+        )
+    parts = tuple(PromptPart(schedule(text), weight) for text, weight in split)
     return PassConditioning(parts, schedule(negative))
 
 

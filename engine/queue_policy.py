@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 
 from engine.jobs import Job
 
@@ -164,3 +165,36 @@ def _slot_frees(seconds: float | None) -> str:
     if seconds is None:
         return "a slot frees when one of them finishes."
     return f"a slot frees when one of them finishes, in about {max(1, round(seconds))} s."
+
+
+@dataclass(frozen=True)
+class CostLimits:
+    """Ceilings on work, in the plan's units (one model call at 512x512 with CFG): per job, and per user for all
+    their jobs waiting or running together. None: no ceiling."""
+
+    per_job: float | None = None
+    per_user: float | None = None
+
+
+NO_COST_LIMITS = CostLimits()
+
+
+def job_cost_problem(cost: float, limits: CostLimits) -> str | None:
+    """Why one job is too much work to queue at all, with what to lower; None when it is not."""
+    if limits.per_job is None or cost <= limits.per_job:
+        return None
+    return (
+        f"This job is {cost:,.0f} units of work (a unit: one 512x512 step with CFG); this bot takes at most "
+        f"{limits.per_job:,.0f} per job. Lower the steps, the size, the hires upscale, the batch size or the "
+        "`AND` parts."
+    )
+
+
+def user_cost_problem(cost: float, others: float, limits: CostLimits) -> str | None:
+    """Why a job must wait for the user's other jobs (`others`: their work waiting or running); None when not."""
+    if limits.per_user is None or others == 0 or cost + others <= limits.per_user:
+        return None
+    return (
+        f"Your jobs waiting or running are {others:,.0f} units of work and this one is {cost:,.0f}; together at most "
+        f"{limits.per_user:,.0f} may wait here. Try again when one of them finishes."
+    )

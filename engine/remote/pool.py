@@ -45,7 +45,15 @@ from engine.jobs import (
     event_stream,
 )
 from engine.plan import GenerationPlan
-from engine.queue_policy import RunTimes, admission_problem, finish_times_on
+from engine.queue_policy import (
+    NO_COST_LIMITS,
+    CostLimits,
+    RunTimes,
+    admission_problem,
+    finish_times_on,
+    job_cost_problem,
+    user_cost_problem,
+)
 from engine.remote.transport import (
     BOT_GROUP,
     HELLO,
@@ -178,6 +186,7 @@ class RemotePool:
         on_models: Callable[[Mapping[str, WorkerModel]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         blobs: BlobStore | None = None,
+        costs: CostLimits = NO_COST_LIMITS,
     ) -> None:
         if missing not in MISSING_MODEL:
             raise ValueError(f"missing must be one of {MISSING_MODEL}")
@@ -190,6 +199,7 @@ class RemotePool:
         self.timeout = timeout
         self._on_models = on_models
         self._blobs = blobs
+        self.costs = costs
         self._clock = clock
         self._workers: dict[str, _Worker] = {}  # by jobs key
         self._room: WaitingRoom[_Entry] = WaitingRoom()
@@ -272,6 +282,9 @@ class RemotePool:
             raise ValueError(f"a job id for remote workers is 6 to 32 hex digits, not {job.job_id!r}")
         await self.start()
         plan = await asyncio.to_thread(self._planner, job.params)
+        too_much = job_cost_problem(plan.cost(), self.costs)
+        if too_much is not None:
+            raise InvalidParamsError(too_much)
         problem = admission_problem(
             job,
             [e.job for e in self._by_id.values()],
@@ -279,6 +292,9 @@ class RemotePool:
             self.max_queued_total,
             lambda: self._first_free(job.user_id),
         )
+        if problem is None:
+            mine = sum(e.plan.cost() for e in self._by_id.values() if e.job.user_id == job.user_id)
+            problem = user_cost_problem(plan.cost(), mine, self.costs)
         if problem is not None:
             raise QueueFullError(problem)
         if self.missing == "refuse" and self._workers and not self._holders(job.params.model):
