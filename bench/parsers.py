@@ -69,6 +69,8 @@ PROMPT_FAMILIES: dict[str, Callable[[int], str]] = {
     "spaces in an AND part": lambda n: "a" + " " * (n - 3) + ":x",
     "colons and digits": lambda n: fill(":1.", n),
     "backslashes": lambda n: fill("\\(", n),
+    "colons alone": lambda n: fill(":", n),
+    "escaped quotes": lambda n: fill('\\"', n),
     "flags": lambda n: fill("--x ", n),
 }
 

@@ -85,15 +85,15 @@ def parse_prompt_attention(text: str) -> list[list[str | float]]:
     if not res:
         res = [["", 1.0]]
 
-    # Merge runs of exactly equal weights, as A1111 does (float equality, not a tolerance).
-    i = 0
-    while i + 1 < len(res):
-        if res[i][1] == res[i + 1][1]:
-            res[i][0] = str(res[i][0]) + str(res[i + 1][0])
-            res.pop(i + 1)
+    # Merge runs of exactly equal weights, as A1111 does (float equality, not a tolerance): A1111 pops and
+    # concatenates pair by pair, quadratic in the pieces (`::::` makes one per colon); a run is joined once here.
+    runs: list[tuple[list[str], str | float]] = []
+    for piece, weight in res:
+        if runs and runs[-1][1] == weight:
+            runs[-1][0].append(str(piece))
         else:
-            i += 1
-    return res
+            runs.append(([str(piece)], weight))
+    return [["".join(pieces), weight] for pieces, weight in runs]
 
 
 def _weight(number: str, piece: str) -> float:
