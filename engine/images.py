@@ -23,6 +23,9 @@ from engine.samplers import samplers_map_name
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _USER_COMMENT = piexif.ExifIFD.UserComment
 _MAX_TEXT = 1 << 20  # the compressed text chunks of one file may not inflate beyond 1 MiB in all
+# Chunks (PNG, WebP) or header segments (JPEG) read from one file: a real image has tens, or a few thousand image
+# data chunks; 873,000 one-byte text chunks in 20 MiB once cost seconds of CPU per read.
+MAX_CHUNKS = 20_000
 # The only PNG text keywords read_infotext looks at: A1111's, and NovelAI's (`Software`, `Description`, `Comment`).
 _TEXT_KEYS = ("parameters", "comment", "Software", "Description", "Comment")
 _KEYWORD_MAX = 79  # the PNG specification's longest keyword
@@ -156,11 +159,19 @@ def _ifd_entry(tiff: memoryview, order: str, offset: int, tag: int) -> memoryvie
     return None
 
 
+def _bounded() -> Iterator[int]:
+    """Counts the chunks of one file read so far; past `MAX_CHUNKS` the file is refused, not read on."""
+    yield from range(MAX_CHUNKS)
+    raise InvalidParamsError(f"That image has more than {MAX_CHUNKS:,} chunks; Easel does not read it.")
+
+
 def _png_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
     """(type, body) of each chunk, read in place (a body is a view into the file, never a copy)."""
     view = memoryview(data)
     pos = len(PNG_SIGNATURE)
-    while pos + 8 <= len(data):
+    for _ in _bounded():
+        if pos + 8 > len(data):
+            break
         length, kind = struct.unpack(">I4s", view[pos : pos + 8])
         body = view[pos + 8 : pos + 8 + length]
         if len(body) < length:
@@ -226,8 +237,8 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, memoryview]]:
     """(marker, body) for each JPEG header segment up to the start of scan, read in place."""
     view = memoryview(data)
     pos = 2
-    while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
+    for _ in _bounded():
+        if pos + 4 > len(data) or data[pos] != 0xFF:
             break
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
@@ -259,7 +270,9 @@ def _jpeg_metadata(data: bytes) -> tuple[dict[str, str], bytes | None]:
 def _webp_chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
     view = memoryview(data)
     pos = 12
-    while pos + 8 <= len(data):
+    for _ in _bounded():
+        if pos + 8 > len(data):
+            break
         kind, length = struct.unpack("<4sI", view[pos : pos + 8])
         yield kind, view[pos + 8 : pos + 8 + length]
         pos += 8 + length + (length & 1)
@@ -293,12 +306,36 @@ def check_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[str, 
     if size is None or size[0] <= 0 or size[1] <= 0:
         raise InvalidParamsError(f"That {image_format} file is damaged: its size cannot be read.")
     width, height = size
-    if width * height > max_pixels:
-        raise InvalidParamsError(
-            f"The image is {width}x{height} ({width * height:,} pixels); this server accepts at most "
-            f"{max_pixels:,} pixels."
-        )
+    # Every size the file declares (a second IHDR, an animation frame, another SOF) counts: a decoder may use it.
+    for other_w, other_h in [size, *_other_sizes(image_format, data)]:
+        if other_w * other_h > max_pixels:
+            raise InvalidParamsError(
+                f"The image is {other_w}x{other_h} ({other_w * other_h:,} pixels); this server accepts at most "
+                f"{max_pixels:,} pixels."
+            )
     return image_format, width, height
+
+
+def _other_sizes(image_format: str, data: bytes) -> list[tuple[int, int]]:
+    """Every size declared in the file besides its first: PNG's IHDR and APNG frame (fcTL) chunks, JPEG's frame
+    headers, WebP's image chunks."""
+    found: list[tuple[int, int]] = []
+    if image_format == "PNG":
+        for kind, body in _png_chunks(data):
+            if kind == b"IHDR" and len(body) >= 8:
+                found.append(struct.unpack(">II", body[:8]))
+            elif kind == b"fcTL" and len(body) >= 12:
+                found.append(struct.unpack(">II", body[4:12]))
+    elif image_format == "JPEG":
+        for marker, body in _jpeg_segments(data):
+            if marker in _SOF_MARKERS and len(body) >= 5:
+                height, width = struct.unpack(">HH", body[1:5])
+                found.append((width, height))
+    else:
+        for kind, body in _webp_chunks(data):
+            if kind == b"ANMF" and len(body) >= 12:
+                found.append((int.from_bytes(body[6:9], "little") + 1, int.from_bytes(body[9:12], "little") + 1))
+    return [(int(w), int(h)) for w, h in found]
 
 
 def _size(n: int) -> str:

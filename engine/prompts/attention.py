@@ -88,12 +88,12 @@ def parse_prompt_attention(text: str) -> list[list[str | float]]:
     # Merge runs of exactly equal weights, as A1111 does (float equality, not a tolerance): A1111 pops and
     # concatenates pair by pair, quadratic in the pieces (`::::` makes one per colon); a run is joined once here.
     runs: list[tuple[list[str], str | float]] = []
-    for piece, weight in res:
-        if runs and runs[-1][1] == weight:
-            runs[-1][0].append(str(piece))
+    for chunk, multiplier in res:
+        if runs and runs[-1][1] == multiplier:
+            runs[-1][0].append(str(chunk))
         else:
-            runs.append(([str(piece)], weight))
-    return [["".join(pieces), weight] for pieces, weight in runs]
+            runs.append(([str(chunk)], multiplier))
+    return [["".join(texts), multiplier] for texts, multiplier in runs]
 
 
 def _weight(number: str, piece: str) -> float:

@@ -221,3 +221,32 @@ def test_a_novelai_png_with_a_broken_comment_has_no_parameters() -> None:
     assert read_infotext(novelai_png("{not json")) is None
     assert read_infotext(novelai_png('{"steps": 28}')) is None
     assert read_infotext(novelai_png("[" * 100000 + "]" * 100000)) is None
+
+
+def _with_chunks(data: bytes, chunks: bytes) -> bytes:
+    """The PNG with `chunks` inserted right after its IHDR."""
+    ihdr_end = 8 + 12 + struct.unpack(">I", data[8:12])[0]
+    return data[:ihdr_end] + chunks + data[ihdr_end:]
+
+
+def test_a_png_with_a_second_larger_size_header_is_refused_before_decoding() -> None:
+    small = encode_png(image(), "a fox\nSteps: 5")
+    huge = struct.pack(">IIBBBBB", 13_000, 13_000, 8, 2, 0, 0, 0)
+    crafted = _with_chunks(small, png_chunk(b"IHDR", huge))
+    with pytest.raises(InvalidParamsError, match=r"^The image is 13000x13000 \(169,000,000 pixels\)"):
+        check_upload(crafted, max_bytes=1 << 20, max_pixels=1 << 20)
+    frame = struct.pack(">IIIII", 0, 9000, 9000, 0, 0) + b"\x00" * 6  # an APNG frame header
+    with pytest.raises(InvalidParamsError, match=r"^The image is 9000x9000"):
+        check_upload(_with_chunks(small, png_chunk(b"fcTL", frame)), max_bytes=1 << 20, max_pixels=1 << 20)
+    assert check_upload(small, max_bytes=1 << 20, max_pixels=1 << 20)[0] == "PNG"
+
+
+def test_a_png_of_countless_tiny_chunks_is_refused_not_read_for_seconds() -> None:
+    from engine.images import MAX_CHUNKS
+
+    small = encode_png(image(), "a fox\nSteps: 5")
+    crafted = _with_chunks(small, png_chunk(b"tEXt", b"x\x00y") * (MAX_CHUNKS + 10))
+    with pytest.raises(InvalidParamsError, match=r"more than 20,000 chunks"):
+        read_infotext(crafted)
+    with pytest.raises(InvalidParamsError, match=r"more than 20,000 chunks"):
+        check_upload(crafted, max_bytes=1 << 22, max_pixels=1 << 20)
