@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import discord
 from discord import app_commands
 
+from bot import render
 from engine.errors import EaselError
 
 if TYPE_CHECKING:
@@ -21,14 +22,21 @@ JOB_ID_KEY = "easel_job_id"  # interaction.extras key: the job a handler was wor
 
 
 async def send_ephemeral(interaction: discord.Interaction[EaselBot], text: str) -> None:
-    """Reply ephemerally whether or not the interaction was already acknowledged."""
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
-    except discord.HTTPException:
-        log.warning("could not send an error reply for interaction %s", interaction.id, exc_info=True)
+    """Reply ephemerally whether or not the interaction was already acknowledged; the text cut to what Discord
+    takes, and a reply Discord refuses as malformed sent again as plain, shorter text."""
+    text = render.fit(text)
+    for attempt in (text, render.fit(discord.utils.escape_markdown(text), 1500)):
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(attempt, ephemeral=True)
+            else:
+                await interaction.response.send_message(attempt, ephemeral=True)
+            return
+        except discord.HTTPException as err:
+            if err.status != 400 or attempt is not text:
+                log.warning("could not send an error reply for interaction %s", interaction.id, exc_info=True)
+                return
+            log.warning("interaction %s: Discord refused a reply (%s); sending it plainer", interaction.id, err)
 
 
 async def withdraw(interaction: discord.Interaction[EaselBot], text: str) -> None:

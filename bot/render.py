@@ -58,12 +58,29 @@ def summary(params: GenerationParams) -> str:
     )
 
 
+MAX_NOTES = 5  # notes shown on a job's message; a paste of 640 unknown fields makes 640 notes
+NOTE_CHARS = 200
+
+
+def fit(text: str, limit: int = MAX_CONTENT) -> str:
+    """Text cut to what Discord takes in one message (its end replaced by `…`)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _notes(notes: Sequence[str]) -> str:
-    return "".join(f"\n⚠️ {note}" for note in notes)
+    shown = "".join(f"\n⚠️ {_preview(note, NOTE_CHARS)}" for note in notes[:MAX_NOTES])
+    more = len(notes) - MAX_NOTES
+    return shown + (f"\n⚠️ …and {more} more notes on how the request was read." if more > 0 else "")
 
 
 def _footer(job_id: str) -> str:
     return f"\n-# job {job_id}"
+
+
+def _fitted(body: str, job_id: str) -> str:
+    """A job's message: its body cut to fit, then the footer that names the job (never cut)."""
+    footer = _footer(job_id)
+    return fit(body, MAX_CONTENT - len(footer)) + footer
 
 
 def queued(
@@ -78,11 +95,11 @@ def queued(
     """`ready_at`: when the job should be done (Unix seconds), shown as a Discord timestamp that counts down."""
     place = "next up" if ahead == 0 else f"position {position} in the queue, {ahead} ahead"
     eta = f", ready <t:{ready_at}:R>" if ready_at is not None else ""
-    return f"{summary(params)}\n⏳ Queued: {place}{eta}.{_notes(notes)}{_footer(job_id)}"
+    return _fitted(f"{summary(params)}\n⏳ Queued: {place}{eta}.{_notes(notes)}", job_id)
 
 
 def started(job_id: str, params: GenerationParams, notes: Sequence[str] = ()) -> str:
-    return f"{summary(params)}\n🎨 Starting…{_notes(notes)}{_footer(job_id)}"
+    return _fitted(f"{summary(params)}\n🎨 Starting…{_notes(notes)}", job_id)
 
 
 def progress_bar(step: int, total: int, cells: int = BAR_CELLS) -> str:
@@ -93,11 +110,11 @@ def progress_bar(step: int, total: int, cells: int = BAR_CELLS) -> str:
 
 
 def progress(job_id: str, params: GenerationParams, step: int, total: int, notes: Sequence[str] = ()) -> str:
-    return f"{summary(params)}\n🎨 {progress_bar(step, total)}{_notes(notes)}{_footer(job_id)}"
+    return _fitted(f"{summary(params)}\n🎨 {progress_bar(step, total)}{_notes(notes)}", job_id)
 
 
 def failed(job_id: str, message: str) -> str:
-    return f"❌ {message}{_footer(job_id)}"
+    return _fitted(f"❌ {message}", job_id)
 
 
 def cancelled(job_id: str) -> str:
@@ -107,9 +124,10 @@ def cancelled(job_id: str) -> str:
 def not_resumed(job_id: str, params: GenerationParams, mention: str, reason: str) -> str:
     """A job left waiting by a restart that could not be queued again."""
     prompt = _escape(_preview(params.prompt, 80)) or "(empty prompt)"
-    return (
+    return _fitted(
         f"{mention} Easel restarted while your job **{prompt}** was waiting, and it could not be queued again: "
-        f"{reason}{_footer(job_id)}"
+        f"{reason}",
+        job_id,
     )
 
 

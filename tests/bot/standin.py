@@ -276,7 +276,12 @@ class Standin:
         if fault is not None:
             fault.hits += 1
         if fault is None or fault.after:
-            response = await self._route(request.method, path, body, files)
+            too_long = _too_long(body)
+            response = (
+                await self._route(request.method, path, body, files)
+                if too_long is None
+                else _json({"code": 50035, "message": "Invalid Form Body", "errors": too_long}, 400)
+            )
         if fault is not None:
             response = _json(fault.body, fault.status, fault.headers)
         await self._record(
@@ -944,6 +949,18 @@ _REASONS = {
     502: "502: Bad Gateway",
     503: "503: Service Unavailable",
 }
+
+
+MAX_CONTENT = 2000  # Discord refuses a message whose content is longer (Invalid Form Body, 50035)
+
+
+def _too_long(body: Any) -> dict[str, object] | None:
+    """Discord's answer to a message (or an interaction callback's message) over its content limit."""
+    for message in (body, body.get("data") if isinstance(body, dict) else None):
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str) and len(content) > MAX_CONTENT:
+            return {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer."}]}}
+    return None
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
