@@ -33,10 +33,28 @@ async def send_ephemeral(interaction: discord.Interaction[EaselBot], text: str) 
                 await interaction.response.send_message(attempt, ephemeral=True)
             return
         except discord.HTTPException as err:
+            if err.status == 404 and not interaction.response.is_done():
+                await _in_channel(interaction, text)  # the interaction was lost before it could be answered
+                return
             if err.status != 400 or attempt is not text:
                 log.warning("could not send an error reply for interaction %s", interaction.id, exc_info=True)
                 return
             log.warning("interaction %s: Discord refused a reply (%s); sending it plainer", interaction.id, err)
+
+
+async def _in_channel(interaction: discord.Interaction[EaselBot], text: str) -> None:
+    """The answer to a command Discord lost (it could not be acknowledged): a channel message to the user."""
+    channel = interaction.channel
+    if channel is None or not isinstance(channel, discord.abc.Messageable):
+        return
+    mention = f"<@{interaction.user.id}>"
+    try:
+        await channel.send(
+            render.fit(f"{mention} {text}"),
+            allowed_mentions=discord.AllowedMentions(users=[discord.Object(interaction.user.id)]),
+        )
+    except discord.HTTPException:
+        log.warning("could not answer lost interaction %s in its channel", interaction.id, exc_info=True)
 
 
 async def withdraw(interaction: discord.Interaction[EaselBot], text: str) -> None:

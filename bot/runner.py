@@ -118,20 +118,24 @@ class JobRunner:
             raise
         log.info("job %s queued for user %s (model %s)", job_id, interaction.user.id, params.model)
         log.debug("job %s prompt %r", job_id, params.prompt)
+        acknowledged = True
         if not interaction.response.is_done():
             try:
                 await interaction.response.defer(thinking=True)
-            except discord.HTTPException:
-                self.executor.cancel(job_id)
-                self.store.set_status(job_id, JobStatus.CANCELLED, error="could not acknowledge the interaction")
-                raise
+            except discord.HTTPException as err:
+                # Discord failed to take the acknowledgement, but the command reached us: the job runs, and its
+                # outcome goes to the channel with a mention, as for a job resumed after a restart.
+                log.warning(
+                    "job %s: Discord did not take the acknowledgement (%s); it reports in the channel", job_id, err
+                )
+                acknowledged = False
         target = _ReplyTarget(
             interaction.client,
             job_id,
             user_id=interaction.user.id,
             channel_id=interaction.channel_id,
             guild_id=interaction.guild_id,
-            interaction=interaction,
+            interaction=interaction if acknowledged else None,
             token_lifetime=self.token_lifetime,
             edit_interval=self.edit_interval,
             retry_delays=self.retry_delays,

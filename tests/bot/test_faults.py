@@ -308,3 +308,31 @@ async def test_a_full_disk_while_storing_an_init_image_is_refused_clearly(
     await harness.settle(handle)
     assert_withdrawn(harness.standin, handle, "disk is full")
     assert executor.submitted == []
+
+
+async def test_a_command_whose_acknowledgement_fails_still_runs_and_reports_in_the_channel(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    standin = harness.standin
+    # After an outage Discord no longer knows the interaction: its acknowledgement is refused for good.
+    standin.fail("POST", r"/interactions/\d+/[^/]+/callback", 404, code=10062, message="Unknown interaction")
+    handle = await standin.slash("imagine", ALICE, prompt="a red fox")
+    await standin.callback(handle)
+    await harness.settle()
+    [job] = executor.submitted
+    assert_finished_once(harness, job.job_id)
+    [message] = [m for m in about(standin, job.job_id) if m["attachments"]]
+    assert message["content"].startswith(f"<@{ALICE.id}> Done")  # in the channel, to the requester
+
+
+async def test_a_refusal_whose_interaction_was_lost_is_told_in_the_channel(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    standin = harness.standin
+    standin.fail("POST", r"/interactions/\d+/[^/]+/callback", 404, code=10062, message="Unknown interaction")
+    handle = await standin.slash("imagine", ALICE, prompt="a red fox", steps=999)
+    await standin.callback(handle)
+    await harness.settle()
+    assert executor.submitted == []
+    [told] = [m for m in standin.messages.values() if "Steps must be between" in str(m.get("content"))]
+    assert told["content"].startswith(f"<@{ALICE.id}> Steps must be between 1 and")
