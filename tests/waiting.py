@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 
-async def wait_until(condition: Callable[[], bool], *, limit_s: float = 5.0, what: str = "the condition") -> None:
+async def wait_until(condition: Callable[[], bool], *, limit_s: float = 30.0, what: str = "the condition") -> None:
     deadline = time.monotonic() + limit_s
     while not condition():
         if time.monotonic() > deadline:
@@ -16,7 +16,7 @@ async def wait_until(condition: Callable[[], bool], *, limit_s: float = 5.0, wha
 
 
 async def wait_until_async(
-    condition: Callable[[], Awaitable[bool]], *, limit_s: float = 5.0, what: str = "the condition"
+    condition: Callable[[], Awaitable[bool]], *, limit_s: float = 30.0, what: str = "the condition"
 ) -> None:
     """As `wait_until`, for a condition that must be asked for (a Redis stream's length...)."""
     deadline = time.monotonic() + limit_s

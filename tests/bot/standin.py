@@ -237,7 +237,7 @@ class Standin:
     # -- waiting on what the bot sent ---------------------------------------------------------------------------
 
     async def wait_for(
-        self, predicate: Callable[[Recorded], bool], *, count: int = 1, limit_s: float = 5.0
+        self, predicate: Callable[[Recorded], bool], *, count: int = 1, limit_s: float = 30.0
     ) -> list[Recorded]:
         """Wait until `count` recorded requests match; returns them in order."""
 
@@ -248,7 +248,7 @@ class Standin:
             await asyncio.wait_for(self._changed.wait_for(lambda: len(matches()) >= count), limit_s)
         return matches()
 
-    async def callback(self, handle: InteractionHandle, limit_s: float = 5.0) -> Recorded:
+    async def callback(self, handle: InteractionHandle, limit_s: float = 30.0) -> Recorded:
         """Wait for the bot's answer to an interaction (every interaction gets exactly one)."""
         found = await self.wait_for(lambda r: r.is_for(handle) and r.path.endswith("/callback"), limit_s=limit_s)
         return found[0]
@@ -753,11 +753,11 @@ class Standin:
     # -- injecting interactions ---------------------------------------------------------------------------------
 
     async def wait_identified(self) -> None:
-        await asyncio.wait_for(self._identified.wait(), 5.0)
+        await asyncio.wait_for(self._identified.wait(), 30.0)
 
     async def wait_session(self) -> None:
         """Until the bot has identified once; a dispatch after that reaches it now or at its RESUME."""
-        await asyncio.wait_for(self._session_ready.wait(), 5.0)
+        await asyncio.wait_for(self._session_ready.wait(), 30.0)
 
     async def _interact(
         self,

@@ -22,6 +22,8 @@ pytestmark = pytest.mark.slow  # 21 starts of Easel as a process
 
 PROMPT = re.compile(r"crash (\d+) job (\d+)")
 USERS, JOBS_PER_USER, RESTARTS = 4, 3, 20  # 3 jobs each: the default per-user queue cap
+# Bounds on waiting for a condition, not budgets: generous, so that a machine busy with other work still passes.
+BOUND = 300
 
 
 def delivered(standin: Standin) -> Counter[tuple[int, int]]:
@@ -59,7 +61,7 @@ async def test_every_job_is_delivered_exactly_once_through_20_kills(standin: Sta
     process = await start_main(tmp_path, standin.api_url, standin.gateway_url, log=log, **settings)
     kills: Counter[str] = Counter()
     try:
-        await standin.wait_for(is_sync, limit_s=90)
+        await standin.wait_for(is_sync, limit_s=BOUND)
         people = [StandinUser(4000000000000000000 + u, f"crash{u}") for u in range(USERS)]
         handles = []
         for k in range(JOBS_PER_USER):  # steps and size so that a job takes a while: kills land inside them
@@ -68,7 +70,7 @@ async def test_every_job_is_delivered_exactly_once_through_20_kills(standin: Sta
                 handles.append(
                     await standin.slash("imagine", person, prompt=prompt, steps=12, width=128, height=128, seed=str(k))
                 )
-        await standin.wait_for(lambda r: r.path.endswith("/callback"), count=len(handles), limit_s=30)
+        await standin.wait_for(lambda r: r.path.endswith("/callback"), count=len(handles), limit_s=BOUND)
         for restart in range(RESTARTS):
             started = identifies() if restart > 0 else 0  # the first process has connected already
             if restart > 0:
@@ -77,7 +79,7 @@ async def test_every_job_is_delivered_exactly_once_through_20_kills(standin: Sta
                 await asyncio.sleep(rng.uniform(0.2, 4.0))
                 kills["starting"] += 1
             else:  # once connected: mid-job, between jobs, while a result is being posted
-                assert await until(lambda: identifies() > started, 90), "the bot did not connect"  # noqa: B023
+                assert await until(lambda: identifies() > started, BOUND), "the bot did not connect"  # noqa: B023
                 before = sum(delivered(standin).values())
                 if rng.random() < 0.5:  # just after a delivery: the next results are on their way
                     await until(lambda: sum(delivered(standin).values()) > before, 20)  # noqa: B023
@@ -87,7 +89,7 @@ async def test_every_job_is_delivered_exactly_once_through_20_kills(standin: Sta
             await process.wait()
         process = await start_main(tmp_path, standin.api_url, standin.gateway_url, log=log, **settings)
         expected = {(u, k) for u in range(USERS) for k in range(JOBS_PER_USER)}
-        done = await until(lambda: set(delivered(standin)) >= expected, 180)
+        done = await until(lambda: set(delivered(standin)) >= expected, 4 * BOUND)
         await asyncio.sleep(1.0)  # anything posted twice would come now
         process.send_signal(signal.SIGINT)
         await asyncio.wait_for(process.wait(), 30)

@@ -134,7 +134,7 @@ class Running:
         done = self.engine.steps_done
         await wait_until(
             lambda: (max(done.values(), default=0) if prompt is None else done.get(prompt, 0)) >= steps,
-            limit_s=10,
+            limit_s=30,
             what=f"{prompt or 'a job'!r} to start on {self.worker.name}",
         )
 
@@ -238,7 +238,7 @@ def job(job_id: str, prompt: str, *, user: str = "1", model: str = "alpha", **ch
     return Job(job_id, user, tiny_params(prompt=prompt, model=model, **changes))
 
 
-async def run_all(tickets: list[Ticket], limit_s: float = 30) -> list[Outcome]:
+async def run_all(tickets: list[Ticket], limit_s: float = 60) -> list[Outcome]:
     outcomes = [Outcome() for _ in tickets]
     await asyncio.wait_for(asyncio.gather(*(collect(t, o) for t, o in zip(tickets, outcomes, strict=True))), limit_s)
     for outcome in outcomes:
@@ -246,7 +246,7 @@ async def run_all(tickets: list[Ticket], limit_s: float = 30) -> list[Outcome]:
     return outcomes
 
 
-async def until_workers(pool: RemotePool, count: int, limit_s: float = 10) -> None:
+async def until_workers(pool: RemotePool, count: int, limit_s: float = 30) -> None:
     await asyncio.wait_for(pool.wait_for_workers(count), limit_s)
 
 
