@@ -135,7 +135,7 @@ async def test_a_job_whose_model_no_worker_has_waits_saying_so_then_runs(redis: 
     first = outcome.events[0]
     assert isinstance(first, Queued) and first.waiting_for is not None and "gamma" in first.waiting_for
     g = await start_worker(redis.url, "g", {"gamma": None})
-    await asyncio.wait_for(follow, 15)
+    await asyncio.wait_for(follow, 30)
     assert isinstance(outcome.last, Finished) and g.engine.ran == ["late"]
     await a.shut()
     await g.shut()
@@ -182,7 +182,7 @@ async def test_a_job_naming_another_hash_goes_to_no_worker_and_a_worker_refuses_
     assert isinstance(outcome.events[0], Queued) and outcome.events[0].waiting_for is not None
     assert a.engine.ran == []
     pool.cancel("00000c")
-    await asyncio.wait_for(follow, 5)
+    await asyncio.wait_for(follow, 30)
     # Sent straight to the worker anyway (a bot that knew another hash), the job is refused, not drawn.
     r = connect(redis.url)
     await r.xadd(
@@ -237,10 +237,10 @@ async def test_cancel_while_queued_and_while_running(redis: RedisServer, pool: R
     waiting, t2 = await following(pool, job("0000a2", "next", steps=40, cfg_scale=3.0))
     await wait_until(lambda: any(isinstance(e, Progress) for e in running.events), limit_s=30, what="progress")
     assert pool.cancel("0000a2")  # still in the bot's queue
-    await asyncio.wait_for(t2, 5)
+    await asyncio.wait_for(t2, 30)
     assert isinstance(waiting.last, WasCancelled)
     assert pool.cancel("0000a1")  # on the worker
-    await asyncio.wait_for(t1, 5)
+    await asyncio.wait_for(t1, 30)
     assert isinstance(running.last, WasCancelled)
     assert a.engine.steps_done["long"] < 40 and a.engine.ran == []
     assert pool.queue_length() == 0
@@ -404,7 +404,7 @@ async def test_a_worker_shutting_down_gives_its_job_back(redis: RedisServer) -> 
     await a.shut()
     await wait_until(lambda: pool.position("0000f2") == 1, limit_s=30, what="the job back in the queue")
     b = await start_worker(redis.url, "b", {"alpha": None})
-    await asyncio.wait_for(follow, 15)
+    await asyncio.wait_for(follow, 30)
     assert isinstance(outcome.last, Finished) and b.engine.ran == ["handed"]
     assert not any(isinstance(e, Failed) for e in outcome.events)
     await b.shut()
