@@ -195,6 +195,7 @@ class EaselBot(commands.Bot):
             except commands.ExtensionError:
                 log.exception("could not load the %s commands; the others run without them", extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)
+        self.runner.start()
         await self.sync_commands(force=self.force_sync)
         self.resume_task = asyncio.create_task(self._resume_when_ready(), name="easel-resume")
 

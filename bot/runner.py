@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # Discord lets an interaction token edit its reply for 15 minutes; leave a margin for a slow upload.
 TOKEN_LIFETIME = timedelta(minutes=14)
 EDIT_INTERVAL = 2.0
+ALIVE_INTERVAL = 0.25  # seconds between two "alive" beats in the store
 # A final message (result, failure, cancel) is tried again after these pauses when Discord answers 5xx past
 # discord.py's own retries: an outage of a minute or so delays the result, it does not lose it.
 RETRY_DELAYS = (2.0, 8.0, 30.0)
@@ -79,6 +80,7 @@ class JobRunner:
         self.token_lifetime = token_lifetime
         self.retry_delays = retry_delays
         self._tasks: set[asyncio.Task[None]] = set()
+        self._beat: asyncio.Task[None] | None = None
         self._cancel_requested: set[str] = set()
 
     async def start_job(
@@ -147,7 +149,13 @@ class JobRunner:
         return job_id
 
     async def resume_job(
-        self, client: discord.Client, record: JobRecord, params: GenerationParams, *, cut_short: bool
+        self,
+        client: discord.Client,
+        record: JobRecord,
+        params: GenerationParams,
+        *,
+        cut_short: bool,
+        ran_for: float | None = None,
     ) -> None:
         """Queue a job left open by a previous process again, under its own id (so its buttons still match).
 
@@ -155,7 +163,7 @@ class JobRunner:
         mentions the requester. Raises what `submit` raises; the caller tells the user.
         """
         ticket = await self.executor.submit(Job(record.job_id, str(record.user_id), params))
-        self._note(self.store.mark_resumed, record.job_id, cut_short=cut_short)
+        self._note(self.store.mark_resumed, record.job_id, cut_short=cut_short, ran_for=ran_for)
         state = "was running" if cut_short else "was queued"
         log.info("job %s queued again after a restart (%s)", record.job_id, state)
         target = _ReplyTarget(
@@ -204,8 +212,25 @@ class JobRunner:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def start(self) -> None:
+        """Beat in the store while this process lives: after a crash, how far the running job had got is told
+        from the last beat (a job that kills the process dies at the same point every time)."""
+        if self._beat is None:
+            self._beat = asyncio.create_task(self._keep_alive(), name="easel-alive")
+
+    async def _keep_alive(self) -> None:
+        while True:
+            try:
+                self.store.alive()
+            except StorageFullError as err:
+                log.error("could not record that Easel is alive (%s)", err)
+            await asyncio.sleep(ALIVE_INTERVAL)
+
     async def close(self) -> None:
         """Stop following; the jobs stay open in the store, and the next start queues them again."""
+        if self._beat is not None:
+            self._beat.cancel()
+            await asyncio.gather(self._beat, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

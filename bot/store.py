@@ -35,7 +35,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at  REAL NOT NULL,
     finished_at REAL,
     resumes     INTEGER NOT NULL DEFAULT 0,
-    spoiler     INTEGER NOT NULL DEFAULT 0
+    spoiler     INTEGER NOT NULL DEFAULT 0,
+    started_at  REAL,
+    crash_points TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE IF NOT EXISTS process (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    alive_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_user ON jobs (user_id, created_at);
 CREATE TABLE IF NOT EXISTS guild_settings (
@@ -94,6 +100,9 @@ class JobRecord:
     finished_at: float | None
     resumes: int = 0  # how many restarts have queued this job again
     spoiler: bool = False  # its images go out behind a spoiler (the server's NSFW policy)
+    started_at: float | None = None  # when it last started running
+    # Seconds it had run when each process that died while running it was last known alive (None: unknown).
+    crash_points: tuple[float | None, ...] = ()
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -118,6 +127,8 @@ def _record(row: sqlite3.Row) -> JobRecord:
         finished_at=row["finished_at"],
         resumes=row["resumes"],
         spoiler=bool(row["spoiler"]),
+        started_at=row["started_at"],
+        crash_points=tuple(json.loads(row["crash_points"])),
     )
 
 
@@ -136,6 +147,9 @@ class JobStore:
             self._db.execute("ALTER TABLE jobs ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0")
         if "spoiler" not in columns:  # a data dir from before the NSFW policy
             self._db.execute("ALTER TABLE jobs ADD COLUMN spoiler INTEGER NOT NULL DEFAULT 0")
+        if "crash_points" not in columns:  # a data dir from before crashes were told apart
+            self._db.execute("ALTER TABLE jobs ADD COLUMN started_at REAL")
+            self._db.execute("ALTER TABLE jobs ADD COLUMN crash_points TEXT NOT NULL DEFAULT '[]'")
 
     @classmethod
     def open(cls, data_dir: Path) -> JobStore:
@@ -225,20 +239,37 @@ class JobStore:
         ).fetchall()
         return [_record(row) for row in rows]
 
-    def mark_resumed(self, job_id: str, *, cut_short: bool) -> None:
+    def mark_resumed(self, job_id: str, *, cut_short: bool, ran_for: float | None = None) -> None:
         """Queued again after a restart: back to QUEUED. `cut_short` (it was running when the process died) counts
-        one more resume; a job that was only waiting has done nothing that could have killed the process."""
+        one more resume and records how far it had run (`ran_for` seconds, if known); a job that was only waiting
+        has done nothing that could have killed the process."""
+        record = self.get_job(job_id)
+        points = [*(record.crash_points if record else ()), *([ran_for] if cut_short else [])]
         self._write(
-            "UPDATE jobs SET status = ?, resumes = resumes + ? WHERE job_id = ?",
-            (JobStatus.QUEUED.value, int(cut_short), job_id),
+            "UPDATE jobs SET status = ?, resumes = resumes + ?, crash_points = ? WHERE job_id = ?",
+            (JobStatus.QUEUED.value, int(cut_short), json.dumps(points), job_id),
         )
 
+    def alive(self, at: float | None = None) -> None:
+        """The process is alive now: how far a job had run when the process died is told from the last of these."""
+        self._write(
+            "INSERT INTO process (id, alive_at) VALUES (1, ?)"
+            " ON CONFLICT(id) DO UPDATE SET alive_at = excluded.alive_at",
+            (time.time() if at is None else at,),
+        )
+
+    def last_alive(self) -> float | None:
+        row = self._db.execute("SELECT alive_at FROM process WHERE id = 1").fetchone()
+        return None if row is None else float(row["alive_at"])
+
     def set_status(self, job_id: str, status: JobStatus, *, error: str | None = None) -> None:
-        finished = None if status in _OPEN else time.time()
+        now = time.time()
+        finished = None if status in _OPEN else now
+        started = now if status is JobStatus.RUNNING else None
         self._write(
             "UPDATE jobs SET status = ?, error = COALESCE(?, error),"
-            " finished_at = COALESCE(finished_at, ?) WHERE job_id = ?",
-            (status.value, error, finished, job_id),
+            " finished_at = COALESCE(finished_at, ?), started_at = COALESCE(?, started_at) WHERE job_id = ?",
+            (status.value, error, finished, started, job_id),
         )
 
     def set_message(self, job_id: str, message_id: int) -> None:

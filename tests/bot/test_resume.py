@@ -3,7 +3,7 @@ are posted in the channel (the interaction token is gone)."""
 
 from __future__ import annotations
 
-from bot.resume import MAX_RESUMES
+from bot.resume import MAX_CRASHES, SAME_POINT_CRASHES, poison_reason
 from bot.store import JobStatus
 from tests.bot.harness import ALICE, BOB, Harness
 from tests.bot.helpers import PNG_MAGIC
@@ -79,25 +79,54 @@ async def test_a_job_whose_model_is_gone_is_not_queued_and_the_requester_is_told
     assert record is not None and record.status is JobStatus.INTERRUPTED and record.error is not None
 
 
-async def test_a_job_cut_short_by_repeated_restarts_is_given_up(harness: Harness, executor: FakeExecutor) -> None:
+async def test_a_job_that_stops_easel_at_the_same_point_each_time_is_given_up(
+    harness: Harness, executor: FakeExecutor
+) -> None:
     executor.paused = True
     handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox")
     await wait_queued(harness, handle)
     assert harness.store is not None
-    for _ in range(MAX_RESUMES):
-        harness.store.mark_resumed(executor.submitted[0].job_id, cut_short=True)
+    for seconds in (2.1, 2.3, 2.2, 2.4)[:SAME_POINT_CRASHES]:
+        harness.store.mark_resumed(executor.submitted[0].job_id, cut_short=True, ran_for=seconds)
     harness.executor = fresh = FakeExecutor()
     await harness.restart()
     await harness.settle()
     assert fresh.submitted == []
     [post] = channel_posts(harness.standin)
-    assert f"{MAX_RESUMES} restarts in a row" in post.json["content"]
+    assert (
+        f"Easel stopped {SAME_POINT_CRASHES} times in a row while it was running, each time about 2.2 s"
+        in (post.json["content"])
+    )
+
+
+async def test_a_job_merely_running_when_easel_was_killed_at_random_points_runs_again(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    executor.paused = True
+    handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox")
+    await wait_queued(harness, handle)
+    assert harness.store is not None
+    for seconds in (0.3, 4.1, 1.7, 2.9, 0.9, 3.6):  # six kills that each caught it running, at other points
+        harness.store.mark_resumed(executor.submitted[0].job_id, cut_short=True, ran_for=seconds)
+    harness.executor = fresh = FakeExecutor()
+    await harness.restart()
+    await harness.settle()
+    [post] = channel_posts(harness.standin)
+    assert post.json["content"].startswith(f"<@{ALICE.id}> Done") and len(fresh.submitted) == 1
+
+
+def test_crashes_are_blamed_on_a_job_only_at_one_point_or_past_the_cap() -> None:
+    assert poison_reason([1.0, 1.2, 1.1]) is None  # not enough yet
+    assert poison_reason([5.0, 1.0, 1.2, 1.1, 1.3]) is not None  # the last four at one point
+    assert poison_reason([1.0, 3.0, 1.2, 1.1]) is None
+    assert poison_reason([None] * SAME_POINT_CRASHES) is not None  # cannot be told apart: one point
+    assert poison_reason([float(n) for n in range(MAX_CRASHES)]) is not None
 
 
 async def test_a_job_only_waiting_through_many_restarts_is_still_run(harness: Harness, executor: FakeExecutor) -> None:
     # Only a job that was running when the process died counts towards the limit: waiting kills nothing.
     fresh = await queue_and_restart(harness, executor, "a red fox")
-    for _ in range(MAX_RESUMES + 1):
+    for _ in range(SAME_POINT_CRASHES + 1):
         fresh.paused = True
         fresh = FakeExecutor()
         harness.executor = fresh
