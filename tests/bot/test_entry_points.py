@@ -4,13 +4,6 @@ again, and one `build_params` per request. Through discord.py against the stand-
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-
-import engine.request
-from engine.params import GenerationParams
 from tests.bot.harness import ALICE, BOB, Harness
 from tests.bot.helpers import assert_ephemeral, click, imagine, job_id_of, slash
 from tests.bot.standin import InteractionHandle
@@ -18,20 +11,6 @@ from tests.fakes import FakeExecutor, FakeLora, FakeNetworks
 
 BLOCK = "a red fox <lora:green:0.5>\nSteps: 3, Sampler: Euler a, Seed: 7, Size: 64x64"
 UNKNOWN = "Unknown LoRA 'grene'. Closest: green."
-
-
-@pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
-    """Every `build_params` the resolver makes."""
-    calls: list[object] = []
-    real = engine.request.build_params
-
-    def counting(*args: Any, **kwargs: Any) -> GenerationParams:
-        calls.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine.request, "build_params", counting)
-    yield calls
 
 
 async def submit_edit(harness: Harness, first: InteractionHandle, **changes: str) -> InteractionHandle:

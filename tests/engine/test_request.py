@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-import engine.request
 from engine.errors import InvalidParamsError, ModelUnavailableError
 from engine.params import GenerationParams, Limits, ModelDefaults
 from engine.request import CHANNEL, SERVER, USER, Catalog, Layer, Request, resolve, with_lora
@@ -187,18 +186,10 @@ def test_a_pasted_denoising_strength_with_an_init_image_is_the_img2img_strength(
     assert params.denoising_strength == 0.4 and not params.enable_hr
 
 
-def test_one_request_builds_params_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[object] = []
-    real = engine.request.build_params
-
-    def counting(*args: Any, **kwargs: Any) -> GenerationParams:
-        calls.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine.request, "build_params", counting)
+def test_one_request_builds_params_once(builds: list[object]) -> None:
     stored = [Layer(SERVER, {"steps": 20}), Layer(CHANNEL, {"cfg_scale": 5}), Layer(USER, {"sampler": "Euler"})]
     run(Request(prompt="a --ar 2:3", paste=BLOCK, stored=stored, lora="green", style="ink", styles=STYLES))
-    assert len(calls) == 1
+    assert len(builds) == 1
 
 
 FOUNDING = "a castle\nSteps: 20, Sampler: Euler a, Seed: 1, Size: 1024x1024, Denoising strength: 0.68"
