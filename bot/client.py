@@ -28,7 +28,7 @@ from bot.nsfw import Outside, Policy, decide, refusal
 from bot.ports import ModelCatalog, NetworkCatalog
 from bot.resume import resume_open_jobs
 from bot.runner import EDIT_INTERVAL, RETRY_DELAYS, TOKEN_LIFETIME, JobRunner
-from bot.store import JobStore
+from bot.store import JobRecord, JobStore
 from config.settings import Settings
 from engine.blobs import BlobStore
 from engine.errors import InvalidParamsError
@@ -195,9 +195,12 @@ class EaselBot(commands.Bot):
             except commands.ExtensionError:
                 log.exception("could not load the %s commands; the others run without them", extension)
         self.add_dynamic_items(*DYNAMIC_ITEMS)
+        # What the previous process left open, read before any command can reach this one: a job a member asks
+        # for while this process starts is this process's own, never one to resume (nor to refuse as a duplicate).
+        left_open = self.store.open_jobs()
         self.runner.start()
         await self.sync_commands(force=self.force_sync)
-        self.resume_task = asyncio.create_task(self._resume_when_ready(), name="easel-resume")
+        self.resume_task = asyncio.create_task(self._resume_when_ready(left_open), name="easel-resume")
 
     def _sync_scope(self) -> tuple[discord.Object | None, str]:
         if self.settings.dev_guild_id is None:
@@ -228,11 +231,11 @@ class EaselBot(commands.Bot):
         log.info("synced %d command(s) (%s)", len(synced), scope)
         return len(synced)
 
-    async def _resume_when_ready(self) -> None:
+    async def _resume_when_ready(self, left_open: list[JobRecord]) -> None:
         """Jobs left open by the previous process are queued again once the gateway is up (they post to
         channels, which needs a connected client)."""
         await self.wait_until_ready()
-        await resume_open_jobs(self)
+        await resume_open_jobs(self, left_open)
 
     async def on_ready(self) -> None:
         log.info("connected as %s (%s) in %d guild(s)", self.user, self.user and self.user.id, len(self.guilds))

@@ -50,11 +50,12 @@ def poison_reason(points: Sequence[float | None]) -> str | None:
     )
 
 
-async def resume_open_jobs(bot: EaselBot) -> int:
-    """Queue every open job again; returns how many were. Refusals are told to their requester."""
+async def resume_open_jobs(bot: EaselBot, left_open: Sequence[JobRecord] | None = None) -> int:
+    """Queue every job the previous process left open again (`left_open`, read before this process took any
+    command; by default the store's open jobs); returns how many were. Refusals are told to their requester."""
     resumed = 0
     records = []
-    for record in bot.store.open_jobs():
+    for record in bot.store.open_jobs() if left_open is None else left_open:
         if record.message_id is not None and record.channel_id is not None and await _delivered(bot, record):
             # The result went out and the process died before it was recorded: running it again would post it
             # twice. (Checked for every job before any is queued, so they queue back to back, in order.)

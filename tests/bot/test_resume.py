@@ -167,3 +167,19 @@ async def test_a_job_whose_reply_shows_no_result_yet_is_run_again(harness: Harne
     await harness.settle()
     assert [j.job_id for j in fresh.submitted] == [job.job_id]
     assert len(channel_posts(harness.standin)) == 1
+
+
+async def test_a_job_asked_for_while_the_bot_starts_is_not_taken_for_one_left_open(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    # Under load a command can arrive before the resume runs: only what the previous process left open (read at
+    # start-up, before any command) is resumed, so this process's own queued job is neither refused nor ended.
+    from bot.resume import resume_open_jobs
+
+    executor.paused = True
+    handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox")
+    await wait_queued(harness, handle)
+    assert harness.bot is not None and harness.store is not None
+    assert await resume_open_jobs(harness.bot, left_open=[]) == 0
+    record = harness.store.get_job(executor.submitted[0].job_id)
+    assert record is not None and record.status is JobStatus.QUEUED and channel_posts(harness.standin) == []
