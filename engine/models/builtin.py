@@ -4,7 +4,10 @@ one it runs) and `builtin:shapes` (a tiny model trained to draw coloured shapes,
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,20 +72,37 @@ TINY_TEXT_ENCODER: dict[str, Any] = {
 }
 
 
+def publish(folder: Path, done: str, write: Callable[[Path], object]) -> Path:
+    """Write a built model (or config folder) into a folder of this process's own, then rename it into place: a crash
+    mid-build never leaves half a model behind, and two processes building it at once (two workers sharing a data
+    folder) never write into one folder; the first to finish wins and the other's copy is dropped. `done` is the
+    file whose presence says the folder is whole."""
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        write(partial)
+        if folder.exists() and not (folder / done).exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a folder an older version left incomplete
+        try:
+            partial.rename(folder)
+        except OSError:
+            if not (folder / done).exists():  # not another process's finished copy: a real failure
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
 def tiny_config_folder(cache_dir: Path) -> Path:
     """Weight-less config folder of builtin:tiny (used to load its single-file exports offline)."""
     folder = cache_dir / "configs" / TINY_VERSION
     if not (folder / "model_index.json").exists():
-        write_config_folder(
-            folder,
-            {
-                "unet": TINY_UNET,
-                "vae": TINY_VAE,
-                "text_encoder": TINY_TEXT_ENCODER,
-                "scheduler": SD15_SCHEDULER,
-            },
-            SD15_INDEX,
-        )
+        components = {
+            "unet": TINY_UNET,
+            "vae": TINY_VAE,
+            "text_encoder": TINY_TEXT_ENCODER,
+            "scheduler": SD15_SCHEDULER,
+        }
+        publish(folder, "model_index.json", lambda partial: write_config_folder(partial, components, SD15_INDEX))
     return folder
 
 
@@ -116,11 +136,7 @@ def build_tiny(cache_dir: Path) -> Path:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    pipe.save_pretrained(partial, safe_serialization=True)
-    partial.rename(folder)  # atomic: a crash mid-build never leaves a half-written model behind
-    return folder
+    return publish(folder, "model_index.json", lambda partial: pipe.save_pretrained(partial, safe_serialization=True))
 
 
 # builtin:tiny-xl: the diffusers SDXL test components, except that the two text encoders differ in width (32 and 48,
@@ -163,16 +179,14 @@ def tiny_xl_config_folder(cache_dir: Path) -> Path:
     """Weight-less config folder of builtin:tiny-xl (its single file loads offline with it)."""
     folder = cache_dir / "configs" / TINY_XL_VERSION
     if not (folder / "model_index.json").exists():
-        write_sdxl_config_folder(
-            folder,
-            {
-                "unet": TINY_XL_UNET,
-                "vae": TINY_XL_VAE,
-                "text_encoder": TINY_XL_TEXT_ENCODER,
-                "text_encoder_2": TINY_XL_TEXT_ENCODER_2,
-                "scheduler": SDXL_SCHEDULER,
-            },
-        )
+        components = {
+            "unet": TINY_XL_UNET,
+            "vae": TINY_XL_VAE,
+            "text_encoder": TINY_XL_TEXT_ENCODER,
+            "text_encoder_2": TINY_XL_TEXT_ENCODER_2,
+            "scheduler": SDXL_SCHEDULER,
+        }
+        publish(folder, "model_index.json", lambda partial: write_sdxl_config_folder(partial, components))
     return folder
 
 
@@ -210,10 +224,9 @@ def build_tiny_xl(cache_dir: Path) -> Path:
         unet=unet,
         scheduler=EulerDiscreteScheduler.from_config(SDXL_SCHEDULER),
     )
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    pipe.save_pretrained(partial, safe_serialization=True)
-    export_single_file(pipe, partial / TINY_XL_FILE, easel_config="builtin:tiny-xl")
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)  # atomic: a crash mid-build never leaves a half-written model behind
-    return folder
+
+    def write(partial: Path) -> None:
+        pipe.save_pretrained(partial, safe_serialization=True)
+        export_single_file(pipe, partial / TINY_XL_FILE, easel_config="builtin:tiny-xl")
+
+    return publish(folder, TINY_XL_FILE, write)
