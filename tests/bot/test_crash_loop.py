@@ -47,6 +47,18 @@ async def until(condition: object, limit_s: float) -> bool:
     return True
 
 
+async def stop(process: asyncio.subprocess.Process) -> None:
+    """The clean stop a run ends with (Ctrl-C); one that does not stop in time is killed, and fails the test."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), 30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise
+
+
 async def test_every_job_is_delivered_exactly_once_through_20_kills(standin: Standin, tmp_path: Path) -> None:
     rng = random.Random(20261203)
     log = tmp_path / "easel.log"
@@ -85,12 +97,8 @@ async def test_every_job_is_delivered_exactly_once_through_20_kills(standin: Sta
         expected = {(u, k) for u in range(USERS) for k in range(JOBS_PER_USER)}
         done = await until(lambda: set(delivered(standin)) >= expected, 4 * BOUND)
         await asyncio.sleep(1.0)  # anything posted twice would come now
-        process.send_signal(signal.SIGINT)
-        await asyncio.wait_for(process.wait(), 30)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop(process)
     output = log.read_text(errors="replace")
     counts = delivered(standin)
     assert done, (counts, output[-4000:])
@@ -139,12 +147,8 @@ async def test_a_job_merely_running_at_five_kills_is_not_blamed_and_is_delivered
             await process.wait()
             process = await start_main(tmp_path, standin.api_url, standin.gateway_url, log=log, **settings)
         done = await until(lambda: delivered(standin)[(9, 9)] >= 1, 2 * BOUND)
-        process.send_signal(signal.SIGINT)
-        await asyncio.wait_for(process.wait(), 30)
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await stop(process)
     assert done, log.read_text(errors="replace")[-4000:]
     assert delivered(standin)[(9, 9)] == 1
     assert job_state(tmp_path) == ("finished", 5)  # each kill caught it running: five cut short, none blamed

@@ -4,7 +4,7 @@ are posted in the channel (the interaction token is gone)."""
 from __future__ import annotations
 
 from bot.resume import MAX_CRASHES, SAME_POINT_CRASHES, poison_reason
-from bot.store import JobStatus
+from bot.store import JobStatus, JobStore
 from tests.bot.harness import ALICE, BOB, Harness
 from tests.bot.helpers import PNG_MAGIC
 from tests.bot.standin import CHANNEL_ID, InteractionHandle, Recorded, Standin, custom_ids
@@ -19,12 +19,19 @@ async def wait_queued(harness: Harness, handle: InteractionHandle) -> None:
     await harness.standin.wait_for(lambda r: r.is_for(handle) and "Queued" in str(r.json))
 
 
-async def queue_and_restart(harness: Harness, executor: FakeExecutor, *prompts: str, **options: object) -> FakeExecutor:
-    """Queue jobs that never run, then restart the bot with a fresh executor (what a process restart gives)."""
+async def queue_waiting(harness: Harness, executor: FakeExecutor, *prompts: str, **options: object) -> JobStore:
+    """Queue jobs (alternately Alice's and Bob's) that never run; the store that holds them."""
     executor.paused = True
     users = [ALICE, BOB]
     for index, prompt in enumerate(prompts):
         await wait_queued(harness, await harness.standin.slash("imagine", users[index % 2], prompt=prompt, **options))
+    assert harness.store is not None
+    return harness.store
+
+
+async def queue_and_restart(harness: Harness, executor: FakeExecutor, *prompts: str, **options: object) -> FakeExecutor:
+    """Queue jobs that never run, then restart the bot with a fresh executor (what a process restart gives)."""
+    await queue_waiting(harness, executor, *prompts, **options)
     fresh = FakeExecutor()
     harness.executor = fresh
     await harness.restart()
@@ -61,9 +68,7 @@ async def test_open_jobs_are_queued_again_in_their_original_order(harness: Harne
 async def test_a_job_whose_model_is_gone_is_not_queued_and_the_requester_is_told(
     harness: Harness, executor: FakeExecutor, registry: FakeRegistry
 ) -> None:
-    executor.paused = True
-    handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox", model="anime-v3")
-    await wait_queued(harness, handle)
+    await queue_waiting(harness, executor, "a red fox", model="anime-v3")
     registry.entries_ = [FakeEntry("builtin:tiny", "builtin")]
     harness.executor = fresh = FakeExecutor()
     await harness.restart()
@@ -82,12 +87,9 @@ async def test_a_job_whose_model_is_gone_is_not_queued_and_the_requester_is_told
 async def test_a_job_that_stops_easel_at_the_same_point_each_time_is_given_up(
     harness: Harness, executor: FakeExecutor
 ) -> None:
-    executor.paused = True
-    handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox")
-    await wait_queued(harness, handle)
-    assert harness.store is not None
+    store = await queue_waiting(harness, executor, "a red fox")
     for seconds in (2.1, 2.3, 2.2, 2.4)[:SAME_POINT_CRASHES]:
-        harness.store.mark_resumed(executor.submitted[0].job_id, cut_short=True, ran_for=seconds)
+        store.mark_resumed(executor.submitted[0].job_id, cut_short=True, ran_for=seconds)
     harness.executor = fresh = FakeExecutor()
     await harness.restart()
     await harness.settle()
@@ -102,12 +104,9 @@ async def test_a_job_that_stops_easel_at_the_same_point_each_time_is_given_up(
 async def test_a_job_merely_running_when_easel_was_killed_at_random_points_runs_again(
     harness: Harness, executor: FakeExecutor
 ) -> None:
-    executor.paused = True
-    handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox")
-    await wait_queued(harness, handle)
-    assert harness.store is not None
+    store = await queue_waiting(harness, executor, "a red fox")
     for seconds in (0.3, 4.1, 1.7, 2.9, 0.9, 3.6):  # six kills that each caught it running, at other points
-        harness.store.mark_resumed(executor.submitted[0].job_id, cut_short=True, ran_for=seconds)
+        store.mark_resumed(executor.submitted[0].job_id, cut_short=True, ran_for=seconds)
     harness.executor = fresh = FakeExecutor()
     await harness.restart()
     await harness.settle()
@@ -176,10 +175,8 @@ async def test_a_job_asked_for_while_the_bot_starts_is_not_taken_for_one_left_op
     # start-up, before any command) is resumed, so this process's own queued job is neither refused nor ended.
     from bot.resume import resume_open_jobs
 
-    executor.paused = True
-    handle = await harness.standin.slash("imagine", ALICE, prompt="a red fox")
-    await wait_queued(harness, handle)
-    assert harness.bot is not None and harness.store is not None
+    store = await queue_waiting(harness, executor, "a red fox")
+    assert harness.bot is not None
     assert await resume_open_jobs(harness.bot, left_open=[]) == 0
-    record = harness.store.get_job(executor.submitted[0].job_id)
+    record = store.get_job(executor.submitted[0].job_id)
     assert record is not None and record.status is JobStatus.QUEUED and channel_posts(harness.standin) == []
