@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from engine.loras import LoraLibrary
     from engine.models.registry import ModelRegistry
     from engine.params import Limits
+    from engine.upscalers.files import UpscalerLibrary
     from engine.vaes import VaeLibrary
 
 log = logging.getLogger("easel")
@@ -46,6 +47,7 @@ class EngineSide(NamedTuple):
     embeddings: EmbeddingDB
     vaes: VaeLibrary
     executor: Executor
+    upscalers: UpscalerLibrary
 
 
 def build_registry(settings: Settings) -> ModelRegistry:
@@ -69,6 +71,8 @@ def build_engine_side(
     from engine.pipeline import DiffusersEngine
     from engine.queue_policy import CostLimits
     from engine.speed import SpeedOptions
+    from engine.upscalers.arch import detect_with_spandrel, spandrel_available
+    from engine.upscalers.files import UpscalerLibrary
     from engine.vaes import VaeLibrary
 
     limits = Limits(
@@ -83,8 +87,10 @@ def build_engine_side(
     loras = LoraLibrary.with_builtins([settings.lora_dir], registry.hashes)
     embeddings = EmbeddingDB([settings.embedding_dir])
     vaes = VaeLibrary([settings.vae_folder], registry.hashes)
+    upscalers = UpscalerLibrary(settings.upscaler_folders, detect_with_spandrel if spandrel_available() else None)
     if remote:
-        return EngineSide(limits, registry, blobs, loras, embeddings, vaes, build_pool(settings, registry, blobs))
+        pool = build_pool(settings, registry, blobs)
+        return EngineSide(limits, registry, blobs, loras, embeddings, vaes, pool, upscalers)
     memory = settings.model_memory_mb * 1024 * 1024 if settings.model_memory_mb else None
     speed = SpeedOptions(
         dtype=settings.dtype,
@@ -106,6 +112,7 @@ def build_engine_side(
             embeddings=embeddings,
             vaes=vaes,
             blobs=blobs,
+            upscalers=upscalers,
         )
         for device in worker_devices(settings.devices)
     ]
@@ -124,7 +131,7 @@ def build_engine_side(
         # A worker runs what its bot admitted; the bot holds the work ceilings.
         costs=CostLimits() if worker else CostLimits(settings.max_job_cost, settings.max_user_cost),
     )
-    return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor)
+    return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor, upscalers)
 
 
 # A worker's local queue only holds what the bot handed it (a batch per device); this is a bound, not a policy.
@@ -205,7 +212,7 @@ async def run_imagine(settings: Settings, args: argparse.Namespace) -> int:
     from engine.request import Catalog
 
     side = build_engine_side(settings, previews=False, load_at_start=False)
-    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes)
+    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers)
     try:
         return await imagine(
             args,
@@ -240,7 +247,7 @@ async def run_bot(settings: Settings, *, sync_commands: bool) -> int:
         await side.executor.start()  # learn the workers (and their models) before the first job or resume
     default_model(settings, side.registry)
     store = JobStore.open(settings.data_dir)
-    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes)
+    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers)
     # discord.py's endpoints are process-wide class attributes: set here, once, for the whole process.
     point_at(settings.discord_api_url, settings.discord_gateway_url)
     bot = EaselBot(

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     device: str = "auto"  # or a comma-separated list, one worker each: cuda:0,cuda:1
     embeddings_dir: Path | None = None  # default: <models_dir>/embeddings
     vae_dir: Path | None = None  # default: <models_dir>/VAE
+    # Upscaler models (.safetensors, .pth); default: A1111's <models_dir>/ESRGAN, RealESRGAN, DAT, SwinIR and HAT
+    # folders and ComfyUI's upscale_models, all read.
+    upscaler_dir: Path | None = None
     # Pipelines kept in memory per device (least recently used out first); with a budget, also no more than fit.
     max_loaded_models: int = Field(default=2, ge=1, le=16)
     model_memory_mb: int | None = Field(default=None, ge=256)
@@ -200,8 +203,17 @@ class Settings(BaseSettings):
         return self.vae_dir if self.vae_dir is not None else self.models_dir / "VAE"
 
     @property
+    def upscaler_folders(self) -> list[Path]:
+        if self.upscaler_dir is not None:
+            return [self.upscaler_dir]
+        return [self.models_dir / name for name in UPSCALER_FOLDERS]
+
+    @property
     def embedding_dir(self) -> Path:
         return self.embeddings_dir if self.embeddings_dir is not None else self.models_dir / "embeddings"
+
+
+UPSCALER_FOLDERS = ("ESRGAN", "RealESRGAN", "DAT", "SwinIR", "HAT", "upscale_models")
 
 
 def load_settings(**overrides: Any) -> Settings:

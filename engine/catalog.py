@@ -20,6 +20,7 @@ from engine.models.layers import LayerShapes
 from engine.models.single_file import read_header
 from engine.plan import ModelTraits
 from engine.prompts.extra_networks import read_loras
+from engine.upscalers.files import A1111_NAMES, UpscalerFile, UpscalerLibrary
 from engine.vaes import VaeLibrary
 
 log = logging.getLogger(__name__)
@@ -112,10 +113,17 @@ class ExtraNetworks:
     """LoRAs, embeddings and VAEs for the bot. File reads and hashing (a LoRA's addnet hash reads the whole file) run
     on this catalog's own thread, never on the event loop and never on the GPU worker."""
 
-    def __init__(self, loras: LoraLibrary, embeddings: EmbeddingSource, vaes: VaeLibrary | None = None) -> None:
+    def __init__(
+        self,
+        loras: LoraLibrary,
+        embeddings: EmbeddingSource,
+        vaes: VaeLibrary | None = None,
+        upscalers: UpscalerLibrary | None = None,
+    ) -> None:
         self._loras = loras
         self._embeddings = embeddings
         self._vaes = vaes or VaeLibrary([], loras.hashes)
+        self._upscalers = upscalers or UpscalerLibrary([])
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-catalog")
 
     def lora_names(self) -> list[str]:
@@ -146,6 +154,20 @@ class ExtraNetworks:
     def resolve_vae(self, name: str, family: str) -> str:
         """The VAE file's name for what a user typed, if it fits the family; InvalidParamsError saying why not."""
         return self._vaes.check(name, family).name
+
+    def upscaler_names(self) -> list[str]:
+        """The usable upscaler models, by the names requests use."""
+        return self._upscalers.names()
+
+    def resolve_upscaler(self, name: str) -> str:
+        """The name a job carries for an upscaler model: A1111's built-in name where one was asked for and its
+        standard file is here (`R-ESRGAN 4x+`), else the file's stem; InvalidParamsError naming the closest."""
+        found = self._upscalers.resolve(name)
+        return name.strip() if A1111_NAMES.get(name.strip(), "").lower() == found.name.lower() else found.name
+
+    def upscalers(self) -> list[UpscalerFile]:
+        """Every file in the upscaler folders: architecture and scale, or why it is refused."""
+        return self._upscalers.entries()
 
     async def loras(self) -> list[LoraInfo]:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._describe_loras)
@@ -184,11 +206,13 @@ class ExtraNetworks:
         self._loras.refresh()
         self._embeddings.refresh()
         self._vaes.refresh()
+        self._upscalers.refresh()
         log.info(
-            "rescanned: %d LoRA(s), %d embedding(s), %d VAE(s)",
+            "rescanned: %d LoRA(s), %d embedding(s), %d VAE(s), %d upscaler(s)",
             len(self._loras.names()),
             len(self._embeddings.names()),
             len(self._vaes.names()),
+            len(self._upscalers.names()),
         )
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from engine.errors import InvalidParamsError
-from engine.params import HIRES_UPSCALERS, USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
+from engine.params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 from engine.prompts.attention import parse_prompt_attention
 from engine.samplers import effective_schedule, resolve_sampler, sampler_spec
 
@@ -454,12 +454,6 @@ def options_from_infotext(
         options["enable_hr"] = True
         options.update({option: fields[key] for key, option in _HIRES_OPTIONS.items() if key in fields})
         used.update(_HIRES_OPTIONS)
-        upscaler = fields.get("Hires upscaler")
-        if upscaler is not None and upscaler not in HIRES_UPSCALERS:
-            # An upscaler model (ESRGAN...) Easel does not have: upscale the image with Lanczos rather than
-            # refuse the whole paste; the note says so, and the new image's infotext names what was used.
-            options["hr_upscaler"] = "Lanczos"
-            notes.append(f"Hires upscaler: {_shown(upscaler)} is not available here; Lanczos was used instead")
         hires_choice = _hires_sampler_choice(fields, notes)
         if hires_choice is not None:
             options.update(hires_choice)

@@ -232,11 +232,26 @@ def _side(name: str, value: Any, limits: Limits) -> None:
 
 
 def _upscaler(name: str, value: Any, limits: Limits) -> None:
-    if value not in HIRES_UPSCALERS:
-        raise InvalidParamsError(
-            f"Hires upscaler {shown(value)} is not available (it needs an upscaler model); "
-            f"use one of: {', '.join(HIRES_UPSCALERS)}."
-        )
+    """A latent mode, a plain resampler, or the name of an upscaler model (checked against the upscaler folder by
+    the resolver, and by the engine that runs it)."""
+    if value in HIRES_UPSCALERS or is_model_upscaler_name(value):
+        return
+    raise InvalidParamsError(
+        f"Hires upscaler {shown(value)} is not an upscaler name; use one of: {', '.join(HIRES_UPSCALERS)}, "
+        "or an installed upscaler model."
+    )
+
+
+def is_model_upscaler_name(value: Any) -> bool:
+    """Whether a value can name an upscaler model file: not a mode, not a path, a sane length."""
+    text = str(value)
+    return (
+        text not in HIRES_UPSCALERS
+        and 0 < len(text) <= 120
+        and text == text.strip()
+        and not any(c in text for c in "/\\\0")
+        and not text.startswith(".")
+    )
 
 
 def _rng(name: str, value: Any) -> str:

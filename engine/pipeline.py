@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from engine.blobs import BlobStore
 from engine.denoise import (
@@ -56,6 +55,8 @@ from engine.previews import LatentPreview, PreviewFn
 from engine.prompts.extra_networks import LoraCall
 from engine.seeds import BatchRNG, ImageRNG
 from engine.speed import SpeedOptions
+from engine.upscalers.files import UpscalerLibrary
+from engine.upscalers.models import UpscalerModels, hires_images
 from engine.vaes import VaeFile, VaeLibrary
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ class DiffusersEngine:
         embeddings: EmbeddingDB | None = None,
         vaes: VaeLibrary | None = None,
         blobs: BlobStore | None = None,
+        upscalers: UpscalerLibrary | None = None,
     ) -> None:
         self.registry = registry
         self.loras = loras or LoraLibrary.with_builtins([], registry.hashes)
@@ -188,6 +190,7 @@ class DiffusersEngine:
             speed=speed,
         )
         self.device = self.loader.device
+        self.upscalers = UpscalerModels(upscalers or UpscalerLibrary([]), self.device)
 
     def load(self, name: str) -> LoadedModel:
         """The pipeline for a model name, from the cache when loaded before (no reload on switching back)."""
@@ -401,12 +404,12 @@ class DiffusersEngine:
         latents: torch.Tensor
         if upscale.latent:
             latents = upscale_latents(previous, (upscale.height // scale, upscale.width // scale), upscale.upscaler)
-        else:
-            images = self._decode_pixels(run, previous).permute(0, 3, 1, 2)
-            resample = "nearest" if upscale.upscaler == "Nearest" else "bicubic"
-            size = (upscale.height, upscale.width)
-            images = F.interpolate(images, size=size, mode=resample, antialias=resample != "nearest")
-            latents = encode(vae, images.clamp(0, 1).to(self.device))
+        else:  # A1111's image path: 8-bit pixels through the upscaler (a model, or PIL's Lanczos / Nearest)
+            pixels = self._decode_pixels(run, previous)
+            images = hires_images(
+                pixels, upscale.width, upscale.height, upscale.upscaler, self.upscalers, run.all_cancelled
+            )
+            latents = encode(vae, images.to(self.device))
         if (upscale.width, upscale.height) != (sampling_pass.width, sampling_pass.height):
             latents = crop_latents(latents, sampling_pass.height // scale, sampling_pass.width // scale)
         return latents

@@ -16,12 +16,21 @@ from typing import Any, Protocol
 
 from engine.errors import HiresTooLargeError, InvalidParamsError, ModelUnavailableError
 from engine.infotext import ModelHint, looks_like_infotext
-from engine.params import OPTION_KEYS, GenerationParams, Limits, ModelDefaults, build_params, check_option
+from engine.params import (
+    OPTION_KEYS,
+    GenerationParams,
+    Limits,
+    ModelDefaults,
+    build_params,
+    check_option,
+    is_model_upscaler_name,
+)
 from engine.paste import pasted_model, read_pasted
 from engine.prompts.extra_networks import remove_lora
 from engine.prompts.flags import parse_ratio, read_flags, size_for_aspect
 from engine.samplers import resolve_sampler, schedule_names
 from engine.styles import Style, apply_styles, extract_styles, resolve_styles
+from engine.upscalers.files import install_hint
 
 SERVER, CHANNEL, USER, CONFIG = "server", "channel", "user", "config"
 SOURCE_NAMES = {SERVER: "this server", CHANNEL: "this channel", USER: "you", CONFIG: "the bot's config"}
@@ -89,6 +98,7 @@ class NetworkSource(Protocol):
     def resolve_lora(self, name: str) -> str: ...
     def check_prompt(self, *prompts: str, traits: Any = None, layers: Any = None) -> None: ...
     def resolve_vae(self, name: str, family: str) -> str: ...
+    def resolve_upscaler(self, name: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,8 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
         pasted_vae = _pasted_vae(str(pasted.pop("vae")), family, catalog, notes)
         if pasted_vae is not None:
             pasted["vae"] = pasted_vae
+    if is_model_upscaler_name(pasted.get("hr_upscaler")):
+        pasted["hr_upscaler"] = _pasted_upscaler(str(pasted["hr_upscaler"]), catalog, notes)
 
     base_pixels = defaults.width * defaults.height
     flags = read_flags(prompt, base_pixels=base_pixels, max_pixels=limits.max_pixels)
@@ -243,6 +255,8 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
         raise
     if params.vae is not None:  # asked for, or the model's default: checked against the folder and the family
         params = params.replace(vae=catalog.networks.resolve_vae(params.vae, family))
+    if params.enable_hr and is_model_upscaler_name(params.hr_upscaler):
+        params = params.replace(hr_upscaler=catalog.networks.resolve_upscaler(params.hr_upscaler))
     return Resolved(params, tuple(notes))
 
 
@@ -283,6 +297,19 @@ def _pasted_vae(name: str, family: str, catalog: Catalog, notes: list[str]) -> s
     except InvalidParamsError:
         notes.append(f"The pasted VAE `{name[:60]}` is not available here; used the model's.")
         return None
+
+
+def _pasted_upscaler(name: str, catalog: Catalog, notes: list[str]) -> str:
+    """A pasted upscaler model where this server has it; else Lanczos (A1111 itself falls back to a plain resize
+    for a name it does not have), with a note naming the file to install."""
+    try:
+        return catalog.networks.resolve_upscaler(name)
+    except InvalidParamsError:
+        notes.append(
+            f"Hires upscaler: {name[:60]} is not installed here (the owner can add `{install_hint(name)[:80]}` to "
+            "the upscaler folder); Lanczos was used instead."
+        )
+        return "Lanczos"
 
 
 def layer_options(defaults: Mapping[str, Any], *, model_defaults: ModelDefaults, max_pixels: int) -> dict[str, Any]:

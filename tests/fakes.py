@@ -272,8 +272,21 @@ class FakeNetworks:
             FakeVae("clearvae.safetensors"),
         ]
     )
+    upscalers_: list[str] = field(default_factory=lambda: ["4x-UltraSharp", "RealESRGAN_x4plus_anime_6B"])
     rescanned: tuple[list[FakeLora], list[FakeEmbedding]] | None = None
     refreshes: int = 0
+
+    def upscaler_names(self) -> list[str]:
+        return sorted(self.upscalers_)
+
+    def resolve_upscaler(self, name: str) -> str:
+        standard = {"R-ESRGAN 4x+ Anime6B": "RealESRGAN_x4plus_anime_6B"}
+        for upscaler in self.upscalers_:
+            if upscaler.lower() == name.strip().lower():
+                return upscaler
+            if standard.get(name.strip()) == upscaler:
+                return name.strip()
+        raise InvalidParamsError(f"Unknown upscaler {name!r}.")
 
     def refused_loras(self) -> int:
         return 0

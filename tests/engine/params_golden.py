@@ -92,7 +92,7 @@ REFUSALS: dict[str, tuple[dict[str, Any], str]] = {
     "tight bad seed": ({"prompt": "a", "seed": "abc"}, "sd1"),
     "tight bad bool": ({"prompt": "a", "enable_hr": "maybe"}, "sd1"),
     "tight bad upscaler": (
-        {"prompt": "a", "enable_hr": True, "width": 256, "height": 256, "hr_upscaler": "4x-UltraSharp"},
+        {"prompt": "a", "enable_hr": True, "width": 256, "height": 256, "hr_upscaler": "../4x-UltraSharp"},
         "sd1",
     ),
     "tight hires img2img": ({"prompt": "a", "enable_hr": True, "init_image": "cd" * 32}, "sd1"),

@@ -322,20 +322,20 @@ def test_options_from_a1111_text() -> None:
         "hr_resize_x": 0,
         "hr_resize_y": 0,
         "hr_steps": "15",
-        "hr_upscaler": "Lanczos",
+        "hr_upscaler": "R-ESRGAN 4x+ Anime6B",
     }
 
 
-def test_options_replace_an_upscaler_model_with_lanczos_and_say_so() -> None:
-    _, notes = options_from_infotext(parse_infotext((FIXTURES / "v1_10_hires.txt").read_text(encoding="utf-8")))
-    assert notes == ["Hires upscaler: R-ESRGAN 4x+ Anime6B is not available here; Lanczos was used instead"]
+def test_options_keep_a_pasted_upscaler_model_for_the_resolver_to_find() -> None:
+    options, notes = options_from_infotext(parse_infotext((FIXTURES / "v1_10_hires.txt").read_text(encoding="utf-8")))
+    assert options["hr_upscaler"] == "R-ESRGAN 4x+ Anime6B" and notes == []
 
 
 def test_options_from_a1111_hires_text_build_valid_params() -> None:
     options, _ = options_from_infotext(parse_infotext((FIXTURES / "v1_10_hires.txt").read_text(encoding="utf-8")))
     p = build_params(options, model="m", limits=Limits(max_pixels=2048 * 2048))
     hires = (p.enable_hr, p.denoising_strength, p.hr_scale, p.hr_steps, p.hr_upscaler)
-    assert hires == (True, 0.45, 2.0, 15, "Lanczos")
+    assert hires == (True, 0.45, 2.0, 15, "R-ESRGAN 4x+ Anime6B")
 
 
 def test_options_any_denoising_strength_switches_hires_on_in_txt2img() -> None:
