@@ -207,19 +207,25 @@ def default_model(settings: Settings, registry: ModelRegistry, used: str | None 
 
 
 async def run_imagine(settings: Settings, args: argparse.Namespace) -> int:
+    """`imagine` or `upscale`: one job through the resolver and the in-process executor."""
     from cli.imagine import imagine
+    from cli.upscale import upscale
     from engine.catalog import ExtraNetworks
     from engine.request import Catalog
 
     side = build_engine_side(settings, previews=False, load_at_start=False)
     networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers)
+    catalog = Catalog(side.registry, networks, settings.default_model)
+    limits = replace(side.limits, scope="the bot's config", settings_named=True)
     try:
+        if args.command == "upscale":
+            return await upscale(args, catalog=catalog, executor=side.executor, blobs=side.blobs, limits=limits)
         return await imagine(
             args,
-            catalog=Catalog(side.registry, networks, settings.default_model),
+            catalog=catalog,
             executor=side.executor,
             blobs=side.blobs,
-            limits=replace(side.limits, scope="the bot's config", settings_named=True),
+            limits=limits,
             on_model=lambda used: default_model(settings, side.registry, used),
         )
     finally:
@@ -296,12 +302,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.command == "imagine":
+    if args.command in ("imagine", "upscale"):
         return check_devices(settings) or asyncio.run(run_imagine(settings, args))
     if args.command == "models":
         from cli.models import list_models
+        from engine.upscalers.files import UpscalerLibrary
 
-        return list_models(build_registry(settings))
+        return list_models(build_registry(settings), UpscalerLibrary(settings.upscaler_folders))
     if args.command == "worker":
         if settings.redis_url is None:
             print(

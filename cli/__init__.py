@@ -62,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="an A1111/civitai parameter block, its model included (the prompt and flags win)",
     )
     img.add_argument("--out", default="out.png", help="output PNG path (batches add -1, -2, ...)")
+    up = sub.add_parser("upscale", help="upscale an image without redrawing it (A1111's Extras tab)")
+    up.add_argument("image", help="a PNG, JPEG or WebP file")
+    up.add_argument(
+        "--upscaler",
+        default=None,
+        help="an upscaler model (see `python main.py models`), or Lanczos / Nearest (default: Lanczos)",
+    )
+    up.add_argument("--scale", default=None, help="upscale by this much, 1 to 8 (Extras' Scale by; default 4)")
+    up.add_argument("--width", default=None, help="Scale to: at least this wide (with --height)")
+    up.add_argument("--height", default=None, help="Scale to: at least this tall (with --width)")
+    up.add_argument("--out", default="upscaled.png", help="output PNG path")
     sub.add_parser("models", help="list the models Easel can use, and refused files")
     sub.add_parser("worker", help="run jobs for an Easel bot on another machine, through Redis (EASEL_REDIS_URL)")
     return parser

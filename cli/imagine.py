@@ -14,7 +14,7 @@ from typing import Any
 from engine.blobs import BlobStore
 from engine.errors import EaselError, InvalidParamsError
 from engine.images import check_upload
-from engine.jobs import Executor, Failed, Finished, Job, Progress, Queued, Started, WasCancelled
+from engine.jobs import Executor, Failed, Finished, Job, Progress, Queued, Started, Ticket, WasCancelled
 from engine.params import Limits
 from engine.request import Catalog, Request, resolve
 
@@ -68,8 +68,6 @@ async def imagine(
 ) -> int:
     """Run the job the arguments describe; 0 when the images were written, 1 if it failed, 2 for bad input.
     `on_model` hears the model the job uses, before it is queued (to say when a built-in one stands in)."""
-    from tqdm import tqdm
-
     try:
         if not args.prompt.strip() and not args.parameters:
             raise InvalidParamsError("Give a prompt, or a parameter block with --parameters.")
@@ -88,7 +86,14 @@ async def imagine(
     except (EaselError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    bar = tqdm(total=params.steps, desc=f"{params.model} seed {params.seed}", unit="step", file=sys.stderr)
+    return await follow(ticket, Path(args.out), total=params.steps, desc=f"{params.model} seed {params.seed}")
+
+
+async def follow(ticket: Ticket, out: Path, *, total: int, desc: str, unit: str = "step") -> int:
+    """Show a job's progress and write its images (`out`, then `out-1`...): 0 when written, 1 if it failed."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
     async for event in ticket.events:
         if isinstance(event, Queued):
             bar.set_postfix_str(f"queued #{event.position}")
@@ -100,7 +105,6 @@ async def imagine(
             bar.refresh()
         elif isinstance(event, Finished):
             bar.close()
-            out = Path(args.out)
             for i, image in enumerate(event.result.images):
                 path = out if i == 0 else out.with_name(f"{out.stem}-{i}{out.suffix}")
                 try:
@@ -109,7 +113,8 @@ async def imagine(
                     print(f"error: could not save {path}: {err.strerror or err}", file=sys.stderr)
                     return 1
                 print(f"saved {path}", file=sys.stderr)
-            print(event.result.infotext)
+            if event.result.infotext:
+                print(event.result.infotext)
             return 0
         elif isinstance(event, Failed):
             bar.close()

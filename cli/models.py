@@ -1,14 +1,19 @@
-"""`python main.py models`: every model Easel found, usable or refused with the reason."""
+"""`python main.py models`: every model Easel found (checkpoints, then upscalers), usable or refused with the
+reason."""
 
 from __future__ import annotations
 
 from engine.models.registry import ModelRegistry
+from engine.upscalers.files import UpscalerLibrary
 
 
-def list_models(registry: ModelRegistry) -> int:
+def list_models(registry: ModelRegistry, upscalers: UpscalerLibrary | None = None) -> int:
     for entry in registry.entries():
         status = f"refused: {entry.refused}" if entry.refused else f"{entry.kind}, {entry.family_name}"
         extra = ", v-prediction" if entry.prediction == "v_prediction" else ""
         extra += ", zero terminal SNR" if entry.ztsnr else ""
         print(f"{entry.name}\t{status}{extra if not entry.refused else ''}")
+    for upscaler in upscalers.entries() if upscalers is not None else []:
+        status = f"refused: {upscaler.refused}" if upscaler.refused else f"upscaler, {upscaler.label}"
+        print(f"{upscaler.name}\t{status}")
     return 0

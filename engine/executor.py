@@ -172,7 +172,7 @@ def _device_name(engine: object, fallback: str) -> str:
 
 def encode_raw(raw: RawImage) -> GeneratedImage:
     return GeneratedImage(
-        png=encode_png(raw.image, raw.infotext),
+        png=encode_png(raw.image, raw.infotext, raw.extras),
         seed=raw.seed,
         infotext=raw.infotext,
         width=raw.image.width,

@@ -34,10 +34,14 @@ _EXIF_POINTER = 0x8769  # IFD0's pointer to the Exif IFD
 _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def encode_png(image: Image.Image, infotext: str) -> bytes:
-    """PNG with the infotext in a `parameters` chunk: tEXt when it is Latin-1, iTXt (UTF-8) otherwise."""
+def encode_png(image: Image.Image, infotext: str, extras: str = "") -> bytes:
+    """PNG with the infotext in a `parameters` chunk (tEXt when it is Latin-1, iTXt (UTF-8) otherwise) and, after
+    an upscale, A1111's postprocessing fields in an `extras` chunk."""
     info = PngInfo()
-    info.add_text("parameters", infotext)
+    if infotext:
+        info.add_text("parameters", infotext)
+    if extras:
+        info.add_text("extras", extras)
     out = io.BytesIO()
     image.save(out, format="PNG", pnginfo=info)
     return out.getvalue()

@@ -505,3 +505,14 @@ def _shown(value: Any) -> str:
 
 def _note(key: str, value: Any) -> str:
     return f"{key}: {_shown(value)} is not supported yet and was ignored"
+
+
+def extras_text(params: GenerationParams) -> str:
+    """A1111's Extras fields, in its order: `Postprocess upscale by` (or `to`), then `Postprocess upscaler`."""
+    fields = (
+        [("Postprocess upscale to", params.upscale_to)]
+        if params.upscale_to
+        else [("Postprocess upscale by", f"{params.upscale_by:g}")]
+    )
+    fields.append(("Postprocess upscaler", str(params.extras_upscaler)))
+    return ", ".join(f"{key}: {quote(value)}" for key, value in fields)

@@ -106,6 +106,27 @@ class GenerationParams:
     rng: str = "GPU"  # A1111 RNG source: GPU (the device's torch.randn), CPU, or NV (NVIDIA's numbers anywhere)
     ensd: int = 0  # eta noise seed delta
     vae: str | None = None  # a VAE file's name (A1111's: with its extension); None: the checkpoint's own VAE
+    # An upscale without diffusion (A1111's Extras): `init_image` (of `width` x `height`, any size) through this
+    # upscaler by `upscale_by`, or to `upscale_to` ("WxH", Extras' Scale to, crop off). Nothing is sampled.
+    extras_upscaler: str | None = None
+    upscale_by: float = 0.0
+    upscale_to: str = ""
+
+    @property
+    def is_extras(self) -> bool:
+        return self.extras_upscaler is not None
+
+    def extras_scale(self) -> float:
+        """The factor Extras upscales by: as given, or Scale to's larger ratio."""
+        if self.upscale_to:
+            target_w, target_h = (int(side) for side in self.upscale_to.split("x"))
+            return max(target_w / self.width, target_h / self.height)
+        return self.upscale_by
+
+    def extras_size(self) -> tuple[int, int]:
+        """The Extras output size: each side scaled, then cut down to a multiple of 8 (A1111's Upscaler.upscale)."""
+        scale = self.extras_scale()
+        return int((self.width * scale) // 8 * 8), int((self.height * scale) // 8 * 8)
 
     def image_seeds(self) -> list[int]:
         """A1111's per-image seeds: seed + i, except that a variation batch keeps the seed for every image."""
@@ -340,6 +361,9 @@ ANY_LIMITS = Limits(max_steps=10_000, max_pixels=1 << 30, max_side=1 << 15, max_
 def check_params(params: GenerationParams, limits: Limits = ANY_LIMITS) -> None:
     """Resolved params read again by every option's rules and the sampler's: InvalidParamsError for what this
     version of Easel cannot run (a sampler a newer bot knows, a size that is not a multiple of 8...)."""
+    if params.is_extras:
+        check_extras(params, limits)
+        return
     for key in OPTION_KEYS - {"seed", "subseed", "vae", "hr_sampler", "hr_schedule"}:
         value = getattr(params, key)
         if is_unset(key, value) or (OPTIONS[key].hires_only and not params.enable_hr):
@@ -465,6 +489,64 @@ def build_params(
         ensd=ensd,
         vae=vae,
     )
+
+
+EXTRAS_SCALE = (1.0, 8.0)  # Extras' "Scale by" slider
+
+
+def extras_params(
+    *,
+    init_image: str,
+    source_size: tuple[int, int],
+    upscaler: str,
+    model: str,
+    limits: Limits,
+    scale: Any = None,
+    size: tuple[Any, Any] | None = None,
+) -> GenerationParams:
+    """An Extras upscale: by `scale`, or to `size` (Scale to, crop off; the output keeps the image's aspect, at
+    least the size asked for). InvalidParamsError for a scale out of range or an output over the hires ceiling."""
+    width, height = source_size
+    if size is not None and any(side not in (None, "", 0) for side in size):
+        target_w, target_h = (_as_int(label, side) for label, side in zip(("Width", "Height"), size, strict=True))
+        if target_w < 8 or target_h < 8:
+            raise InvalidParamsError("The width and height to upscale to must both be given, each at least 8.")
+        params = GenerationParams(
+            prompt="", model=model, seed=0, width=width, height=height, init_image=init_image,
+            extras_upscaler=upscaler, upscale_to=f"{target_w}x{target_h}",
+        )  # fmt: skip
+    else:
+        factor = _as_float("Upscale by", 4.0 if scale is None or scale == "" else scale)
+        _check_range("Upscale by", factor, *EXTRAS_SCALE)
+        params = GenerationParams(
+            prompt="", model=model, seed=0, width=width, height=height, init_image=init_image,
+            extras_upscaler=upscaler, upscale_by=factor,
+        )  # fmt: skip
+    check_extras(params, limits)
+    return params
+
+
+def check_extras(params: GenerationParams, limits: Limits) -> None:
+    """An Extras job's sizes: a real source, a sane factor, and an output within the hires ceiling."""
+    upscaler = params.extras_upscaler or ""
+    if upscaler not in ("None", "Lanczos", "Nearest") and not is_model_upscaler_name(upscaler):
+        raise InvalidParamsError(f"Upscaler {shown(upscaler)} is not an upscaler name.")
+    if params.init_image is None or params.width < 1 or params.height < 1:
+        raise InvalidParamsError("An upscale needs an image.")
+    scale = params.extras_scale()
+    if not EXTRAS_SCALE[0] <= scale <= EXTRAS_SCALE[1] or not math.isfinite(scale):
+        raise InvalidParamsError(
+            f"An upscale can be by {EXTRAS_SCALE[0]:g} to {EXTRAS_SCALE[1]:g} times, not {scale:g}."
+        )
+    out_w, out_h = params.extras_size()
+    if out_w < 8 or out_h < 8:
+        raise InvalidParamsError(f"Upscaling {params.width}x{params.height} by {scale:g} gives no image.")
+    if out_w * out_h > limits.max_hires_pixels or max(out_w, out_h) > limits.max_hires_side:
+        raise HiresTooLargeError(
+            f"Upscaling {params.width}x{params.height} by {scale:g} would make {out_w}x{out_h} ({out_w * out_h:,} "
+            f"pixels); {limits.scope} allows at most {limits.max_hires_pixels:,}"
+            f"{limits.setting('EASEL_MAX_HIRES_PIXELS')} and {limits.max_hires_side:,} per side: upscale by less."
+        )
 
 
 def _vae_choice(value: Any, default: str | None) -> str | None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from engine.blobs import BlobStore
 from engine.denoise import (
@@ -43,7 +44,8 @@ from engine.errors import (
     OutOfMemoryError,
     short_reason,
 )
-from engine.infotext import create_infotext
+from engine.images import read_infotext
+from engine.infotext import create_infotext, extras_text
 from engine.ksampling import ScheduleOptions
 from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes, patch_loras
 from engine.models.layers import COMPONENTS, LayerShapes, module_shapes
@@ -56,7 +58,7 @@ from engine.prompts.extra_networks import LoraCall
 from engine.seeds import BatchRNG, ImageRNG
 from engine.speed import SpeedOptions
 from engine.upscalers.files import UpscalerLibrary
-from engine.upscalers.models import UpscalerModels, hires_images
+from engine.upscalers.models import UpscalerModels, extras_upscale, hires_images
 from engine.vaes import VaeFile, VaeLibrary
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class RawImage:
     image: Any  # PIL.Image.Image
     seed: int
     infotext: str
+    extras: str = ""  # A1111's `extras` chunk: the postprocessing fields of an upscale
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,8 @@ class DiffusersEngine:
         bad input, a cancel, a diverged sampler). An error that is the whole batch's is raised."""
         if len({plan.batch_key() for plan in plans}) > 1:
             raise ValueError("a batch holds only jobs with equal batch keys")
+        if plans[0].params.is_extras:
+            return [self._extras(plan, hook) for plan, hook in zip(plans, hooks, strict=True)]
         lead = plans[0].params
         area = sum(_output_area(plan) for plan in plans)
         try:
@@ -457,14 +462,38 @@ class DiffusersEngine:
         )
 
     def _init_latents(self, vae: Any, params: GenerationParams) -> torch.Tensor:
-        from PIL import Image
-
         assert params.init_image is not None
         data = self.blobs.get(params.init_image)
         with Image.open(io.BytesIO(data)) as opened:
             image = opened.convert("RGB").resize((params.width, params.height), Image.Resampling.LANCZOS)
         tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
         return encode(vae, tensor.to(self.device))
+
+    def _extras(self, plan: GenerationPlan, hook: JobHooks) -> list[RawImage] | EaselError:
+        """An upscale without diffusion (A1111's Extras): the image keeps its parameter text, and the upscale's
+        fields go in an `extras` chunk, as A1111 writes them."""
+        params = plan.params
+        assert params.init_image is not None and params.extras_upscaler is not None
+        data = self.blobs.get(params.init_image)
+        with Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("RGB")
+        source_text = read_infotext(data) or ""
+
+        def on_tile(done: int, total: int) -> None:
+            if hook.on_step is not None:
+                hook.on_step(done, total)
+
+        try:
+            upscaled = extras_upscale(
+                image, params.extras_scale(), params.extras_upscaler, self.upscalers, on_tile, hook.is_cancelled
+            )
+        except EaselError as err:
+            return err
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except (OSError, ValueError, RuntimeError) as err:
+            return GenerationFailedError(f"Upscale failed: {short_reason(err)}")
+        return [RawImage(upscaled, params.seed, source_text, extras_text(params))]
 
     def _layer_shapes(self, loaded: LoadedModel) -> LayerShapes:
         """The loaded model's layer shapes (what a LoRA must fit), once per model."""

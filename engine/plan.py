@@ -18,7 +18,7 @@ from engine.prompts.editing import get_learned_conditioning_prompt_schedules
 from engine.prompts.extra_networks import LoraCall, read_loras
 from engine.samplers import SamplerSpec, effective_schedule, sampler_spec
 
-PassKind = Literal["txt2img", "img2img", "hires"]
+PassKind = Literal["txt2img", "img2img", "hires", "extras"]
 TextSchedule = tuple[tuple[int, str], ...]
 """A1111's prompt schedule: `(end_step, text)` pairs; a text applies while the model-call count <= its end step."""
 
@@ -28,6 +28,11 @@ _UNIT_ROWS = 2
 # DPM adaptive picks its own step sizes: the model calls it makes do not follow the step count. This many is
 # typical of it on SD schedules at A1111's tolerances (it is only an estimate for the queue's ETA).
 DPM_ADAPTIVE_CALLS = 60
+
+
+# An upscaler model's work per 512x512 of output, in the same units: ESRGAN (23 blocks) costs about as much as a
+# few UNet steps there. Only an estimate for the queue's cost ceilings and ETAs, which the measured speed corrects.
+EXTRAS_UNITS = 4.0
 
 
 # Bounds on what one prompt may ask of every step (A1111 has none: 666 `AND` parts cost 39 minutes of a GPU).
@@ -134,7 +139,7 @@ class GenerationPlan:
         VAE and LoRAs, the size, steps, sampler and schedule, CFG, clip skip, hires settings, img2img or not, how many
         `AND` parts. Prompts, negative prompts, prompt editing, seeds, variation seeds and init images may differ.
         DPM adaptive picks its step sizes from the whole batch's error, so it never batches."""
-        if self.sampler.function == "sample_dpm_adaptive":
+        if self.sampler.function == "sample_dpm_adaptive" or self.params.is_extras:
             return None
         p = self.params
         return (
@@ -147,6 +152,8 @@ class GenerationPlan:
     def cost(self) -> float:
         """Work in the job, in units of one model call at 512x512 with CFG: every pass's calls, pixels, CFG rows
         (`AND` parts add rows) and the batch."""
+        if self.params.is_extras:
+            return self.width * self.height / _UNIT_PIXELS * EXTRAS_UNITS
         total = 0.0
         for p in self.passes:
             rows = len(p.conditioning.parts) + 1
@@ -159,6 +166,8 @@ def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> Ge
     another kind of extra network, bad LoRA arguments)."""
     traits = traits or ModelTraits()
     sampler = sampler_spec(params.sampler)
+    if params.is_extras:
+        return _extras_plan(params, traits, sampler)
     prompt, loras = read_loras(params.prompt)
     negative, negative_loras = read_loras(params.negative_prompt)
     if len(loras) + len(negative_loras) > MAX_LORA_TAGS:
@@ -201,6 +210,15 @@ def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> Ge
     )
 
 
+def _extras_plan(params: GenerationParams, traits: ModelTraits, sampler: SamplerSpec) -> GenerationPlan:
+    """An upscale without diffusion: one pass of no model calls, whose size is the output's."""
+    width, height = params.extras_size()
+    nothing = PassConditioning((), ())
+    upscale = Upscale(params.extras_upscaler or "None", width, height)
+    extras = SamplingPass("extras", width, height, 0, 0, 0, None, nothing, 0, sampler, params.schedule, upscale)
+    return GenerationPlan(params, traits, sampler, params.schedule, "", "", (), (extras,))
+
+
 def hires_sizes(params: GenerationParams, latent_scale: int = 8) -> tuple[tuple[int, int], tuple[int, int]]:
     """The hires pass's (upscaled size, final size), in whole latent pixels: A1111's target resolution, and where
     both hires sides are given, that size after the overhang is cropped (A1111's truncate_x/y)."""
@@ -216,6 +234,8 @@ def hires_sizes(params: GenerationParams, latent_scale: int = 8) -> tuple[tuple[
 
 def output_size(params: GenerationParams, latent_scale: int = 8) -> tuple[int, int]:
     """The size of the images a job returns."""
+    if params.is_extras:
+        return params.extras_size()
     return hires_sizes(params, latent_scale)[1] if params.enable_hr else (params.width, params.height)
 
 

@@ -23,6 +23,7 @@ from engine.params import (
     ModelDefaults,
     build_params,
     check_option,
+    extras_params,
     is_model_upscaler_name,
 )
 from engine.paste import pasted_model, read_pasted
@@ -111,6 +112,16 @@ class Catalog:
 
 
 @dataclass(frozen=True)
+class UpscaleAsk:
+    """An upscale without diffusion (A1111's Extras) of the request's image: the upscaler (None: the stored layers'
+    `upscaler`, else Lanczos), by `scale` (default 4, as Extras) or to `size` (Scale to, crop off)."""
+
+    upscaler: str | None = None
+    scale: Any = None
+    size: tuple[Any, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Request:
     """What was asked, as every entry point describes it.
 
@@ -136,6 +147,7 @@ class Request:
     init_image: str | None = None
     init_size: tuple[int, int] | None = None
     hires_off: str = "`hires: False`"  # how this entry point turns hires fix off, for messages
+    upscale: UpscaleAsk | None = None  # an Extras upscale of `init_image` (of `init_size`) instead of a drawing
 
 
 @dataclass(frozen=True)
@@ -169,6 +181,8 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
     """The request's params and notes, or InvalidParamsError / ModelUnavailableError with a message for the user.
     Everything the engine would refuse once the job runs (an unknown or misfit LoRA or VAE, a model that is not
     here) is refused here, before anything is queued."""
+    if request.upscale is not None:
+        return _resolve_upscale(request, request.upscale, catalog, limits)
     notes: list[str] = []
     prompt, block = request.prompt, request.paste
     if not block and looks_like_infotext(prompt):
@@ -297,6 +311,48 @@ def _pasted_vae(name: str, family: str, catalog: Catalog, notes: list[str]) -> s
     except InvalidParamsError:
         notes.append(f"The pasted VAE `{name[:60]}` is not available here; used the model's.")
         return None
+
+
+PLAIN_UPSCALERS = ("Lanczos", "Nearest", "None")
+
+
+def default_upscaler(layers: Sequence[Layer], catalog: Catalog, notes: list[str]) -> str | None:
+    """The server's (or channel's) chosen upscaler model where it is still installed; None (with a note when one
+    was chosen but is gone) otherwise."""
+    stored = stack(layers).get("upscaler")
+    if stored is None or not str(stored[0]).strip():
+        return None
+    name = str(stored[0])
+    if name in PLAIN_UPSCALERS:
+        return name
+    try:
+        return catalog.networks.resolve_upscaler(name)
+    except InvalidParamsError:
+        notes.append(f"{SOURCE_NAMES[stored[1]].capitalize()}'s upscaler `{name[:60]}` is not installed any more.")
+        return None
+
+
+def _resolve_upscale(request: Request, ask: UpscaleAsk, catalog: Catalog, limits: Limits) -> Resolved:
+    """An Extras upscale: the upscaler checked against the folder, the output against the hires ceiling."""
+    if request.init_image is None or request.init_size is None:
+        raise InvalidParamsError("An upscale needs an image.")
+    notes: list[str] = []
+    name = ask.upscaler.strip() if ask.upscaler else default_upscaler(request.stored, catalog, notes) or "Lanczos"
+    if name.startswith("Latent"):
+        raise InvalidParamsError(
+            f"{name} upscales inside hires fix only; an upscale without redrawing takes Lanczos, Nearest or an "
+            "upscaler model."
+        )
+    if name not in PLAIN_UPSCALERS:
+        if not is_model_upscaler_name(name):
+            raise InvalidParamsError(f"Upscaler {name[:60]!r} is not an upscaler name.")
+        name = catalog.networks.resolve_upscaler(name)
+    model = request.base.model if request.base is not None else catalog.models.default_model(catalog.default_model)
+    params = extras_params(
+        init_image=request.init_image, source_size=request.init_size, upscaler=name, model=model, limits=limits,
+        scale=ask.scale, size=ask.size,
+    )  # fmt: skip
+    return Resolved(params, tuple(notes))
 
 
 def _pasted_upscaler(name: str, catalog: Catalog, notes: list[str]) -> str:

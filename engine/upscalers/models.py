@@ -21,7 +21,7 @@ from PIL import Image
 from engine.errors import GenerationFailedError, short_reason
 from engine.upscalers.arch import load_network
 from engine.upscalers.files import Architecture, UpscalerFile, UpscalerLibrary
-from engine.upscalers.run import OVERLAP, PLAIN, TILE, ModelUpscaler, resize_to, upscale
+from engine.upscalers.run import OVERLAP, PLAIN, TILE, ModelUpscaler, plain_step, resize_to, upscale
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,6 @@ def extras_upscale(
     on_tile: Callable[[int, int], None] | None = None, is_cancelled: Callable[[], bool] | None = None,
 ) -> Image.Image:  # fmt: skip
     """Extras' upscale: `Upscaler.upscale(image, scale)` (each side cut down to a multiple of 8)."""
-    from engine.upscalers.run import plain_step
 
     if upscaler in PLAIN:
         return upscale(image, scale, plain_step(upscaler, scale))
