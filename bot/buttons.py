@@ -3,6 +3,8 @@ working after a restart."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import random
 from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
@@ -11,11 +13,14 @@ import discord
 
 from bot.checks import is_admin
 from bot.edit import EditModal
-from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral
+from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral, withdraw
 from bot.replay import replay
 from bot.store import JobRecord, JobStatus
+from bot.uploads import check_and_store, download
+from engine.errors import EaselError
 from engine.params import RANDOM_SEED_RANGE
 from engine.plan import output_size
+from engine.request import PLAIN_UPSCALERS, Request, UpscaleAsk, default_upscaler
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -27,6 +32,11 @@ VARIATION_STRENGTH = 0.15  # A1111's "Variation strength" for a subtle variation
 UPSCALE_FACTOR = 2
 UPSCALER = "Latent"
 UPSCALE_DENOISING = 0.5  # A1111's usual value for a Latent hires pass: sharper detail, same composition
+MODEL_UPSCALE_DENOISING = 0.4  # what model cards ask of an ESRGAN hires pass (0.3-0.45): new detail, same picture
+SUBTLE_SCALE = 2.0
+IMAGE_PATTERN = r"(?::(?P<index>\d{1,2}))?"
+MAX_IMAGE_BUTTONS = 5  # one row of a message's buttons
+_PENDING = "0" * 64  # the image's hash before it is downloaded
 
 Button = discord.ui.Button[discord.ui.View]
 
@@ -100,17 +110,42 @@ class VaryButton(_JobButton, template=r"easel:vary:" + JOB_ID_PATTERN):
         await bot.runner.start_job(interaction, params, max_queued=here.queue_cap)
 
 
-class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
-    """The same image at twice the size: hires fix x2 (Latent, denoising 0.5) on the same first pass and seed."""
+class _ImageButton(_JobButton, template=r"easel:[a-z]+:" + JOB_ID_PATTERN + IMAGE_PATTERN):
+    """A button for one image of a job's result (`easel:<action>:<job_id>:<index>`; no index: the first)."""
 
-    action, label, emoji = "upscale", "Upscale", "⏫"
+    number_label: ClassVar[str] = ""  # the label in a batch, with the image's number
+
+    def __init__(self, job_id: str, index: int = 0, *, numbered: bool = False) -> None:
+        super().__init__(job_id)
+        self.index = index
+        self.item.custom_id = f"easel:{self.action}:{job_id}:{index}"
+        if numbered:
+            self.item.label = f"{self.number_label} {index + 1}"
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: Any, /
+    ) -> Self:
+        return cls(match["job_id"], int(match["index"] or 0))
+
+
+class UpscaleButton(_ImageButton, template=r"easel:upscale:" + JOB_ID_PATTERN + IMAGE_PATTERN):
+    """Midjourney's Upscale (Creative): the image redrawn at twice the size with hires fix (same first pass and
+    seed), through the server's upscaler model where one is chosen and installed, else Latent."""
+
+    action, label, emoji, number_label = "upscale", "Upscale (Creative)", "⏫", "Creative"
 
     async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
         params = record.params
         if params.init_image is not None:
             await send_ephemeral(
-                interaction, "Upscale works on text-to-image results; for this one, draw again at a larger size."
+                interaction,
+                "Upscale (Creative) redraws text-to-image results; for this one, use Upscale (Subtle) or draw again "
+                "at a larger size.",
             )
+            return
+        if self.index >= params.batch_size:
+            await send_ephemeral(interaction, f"This job has no image {self.index + 1}.")
             return
         shown_w, shown_h = output_size(params)
         width, height = shown_w * UPSCALE_FACTOR, shown_h * UPSCALE_FACTOR
@@ -123,18 +158,69 @@ class UpscaleButton(_JobButton, template=r"easel:upscale:" + JOB_ID_PATTERN):
                 f"allows at most {limits.max_hires_pixels:,} pixels here and {limits.max_hires_side:,} per side.",
             )
             return
+        notes: list[str] = []
+        upscaler = default_upscaler(bot.stored_layers(interaction), bot.catalog, notes)
+        model_upscaler = upscaler is not None and upscaler not in PLAIN_UPSCALERS
+        one_image = {  # this image of the batch alone: its own seed (and variation seed)
+            "seed": params.image_seeds()[self.index],
+            "subseed": params.image_subseeds()[self.index],
+            "batch_size": 1,
+        }
         upscaled = await replay(
             params,
             bot,
             limits,
+            **one_image,
             enable_hr=True,
             hr_scale=width / params.width,
             hr_resize_x=0,
             hr_resize_y=0,
-            hr_upscaler=UPSCALER,
-            denoising_strength=UPSCALE_DENOISING,
+            hr_upscaler=upscaler if model_upscaler else UPSCALER,
+            denoising_strength=MODEL_UPSCALE_DENOISING if model_upscaler else UPSCALE_DENOISING,
         )
-        await bot.runner.start_job(interaction, upscaled, max_queued=here.queue_cap)
+        await bot.runner.start_job(interaction, upscaled, notes, max_queued=here.queue_cap)
+
+
+class SubtleButton(_ImageButton, template=r"easel:subtle:" + JOB_ID_PATTERN + IMAGE_PATTERN):
+    """Midjourney's Upscale (Subtle): the picture itself through the server's upscaler model (else Lanczos), ×2,
+    nothing redrawn (A1111's Extras)."""
+
+    action, label, emoji, number_label = "subtle", "Upscale (Subtle)", "🔍", "Subtle"
+
+    async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
+        here = bot.ceilings_here(interaction)
+        prefix = f"easel-{record.job_id}-{self.index}-"
+        found = (
+            [a for a in interaction.message.attachments if a.filename.startswith(prefix)] if interaction.message else []
+        )
+        if not found:
+            await send_ephemeral(
+                interaction, f"Image {self.index + 1} is not on this message; upscale it from its own."
+            )
+            return
+        attachment = found[0]
+        limits = here.limits
+        request = Request(
+            init_image=_PENDING,
+            init_size=(attachment.width or 8, attachment.height or 8),
+            stored=bot.stored_layers(interaction),
+            base=record.params,
+            upscale=UpscaleAsk(None, SUBTLE_SCALE),
+        )
+        resolved = await bot.resolve(request, limits)  # the size and the upscaler refused before any download
+        await interaction.response.defer(thinking=True)
+        try:
+            assert bot.downloads is not None  # opened in setup_hook
+            data = await download(bot.downloads, attachment.url, what="image")
+            digest, width, height = await bot.offload(
+                functools.partial(check_and_store, bot.blobs, data, max_pixels=limits.max_hires_pixels)
+            )
+            if (width, height) != request.init_size:
+                request = dataclasses.replace(request, init_size=(width, height))
+            resolved = await bot.resolve(dataclasses.replace(request, init_image=digest), limits)
+            await bot.runner.start_job(interaction, resolved.params, resolved.notes, max_queued=here.queue_cap)
+        except EaselError as err:
+            await withdraw(interaction, str(err))
 
 
 class EditButton(_JobButton, template=r"easel:edit:" + JOB_ID_PATTERN):
@@ -180,17 +266,25 @@ class CancelButton(_JobButton, template=r"easel:cancel:" + JOB_ID_PATTERN):
 
 
 DYNAMIC_ITEMS: tuple[type[_JobButton], ...] = (
-    RerollButton, VaryButton, UpscaleButton, EditButton, DeleteButton, CancelButton,
+    RerollButton, VaryButton, UpscaleButton, SubtleButton, EditButton, DeleteButton, CancelButton,
 )  # fmt: skip
 
 
-RESULT_BUTTONS: tuple[type[_JobButton], ...] = (RerollButton, VaryButton, UpscaleButton, EditButton, DeleteButton)
+RESULT_BUTTONS: tuple[type[_JobButton], ...] = (RerollButton, VaryButton, EditButton, DeleteButton)
+IMAGE_BUTTONS: tuple[type[_ImageButton], ...] = (SubtleButton, UpscaleButton)
 
 
-def result_view(job_id: str) -> discord.ui.View:
+def result_view(job_id: str, images: int = 1) -> discord.ui.View:
+    """The job's row (Reroll, Vary, Edit, Delete), then a row per upscale kind with a button per image (Midjourney's
+    U1-U4), up to five images."""
     view = discord.ui.View(timeout=None)
-    for button in RESULT_BUTTONS:  # one row of five
+    for button in RESULT_BUTTONS:
         view.add_item(button(job_id))
+    for row, kind in enumerate(IMAGE_BUTTONS, start=1):
+        for index in range(min(images, MAX_IMAGE_BUTTONS)):
+            item = kind(job_id, index, numbered=images > 1)
+            item.item.row = row
+            view.add_item(item)
     return view
 
 

@@ -51,6 +51,7 @@ EXTENSIONS = (
     "commands.admin",
     "commands.help",
     "commands.pnginfo",
+    "commands.upscale",
     "commands.styles",
     "commands.nsfw",
 )

@@ -31,6 +31,7 @@ DEFAULT_LABELS = {
     "clip_skip": "Clip skip",
     "batch_size": "Batch size",
     "style": "Style",
+    "upscaler": "Upscaler",
 }
 CEILING_LABELS = {
     "max_steps": "Max steps",

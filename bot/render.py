@@ -43,6 +43,9 @@ def _escape(text: str) -> str:
 
 def summary(params: GenerationParams) -> str:
     """One line naming what is being drawn; the seed is always shown, it is known before queueing."""
+    if params.is_extras:
+        out_w, out_h = params.extras_size()
+        return f"**Upscale** {params.width}×{params.height} → {out_w}×{out_h} with {params.extras_upscaler}"
     prompt = _escape(_preview(params.prompt)) or "(empty prompt)"
     batch = f", {params.batch_size} images" if params.batch_size > 1 else ""
     source = f", img2img at {params.denoising_strength:g}" if params.init_image is not None else ""

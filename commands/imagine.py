@@ -15,7 +15,7 @@ from bot.uploads import check_declared, store_init_image, upload_pixel_limit
 from commands.choices import matching
 from commands.styles import style_choices
 from engine.errors import EaselError
-from engine.params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER
+from engine.params import HIRES_UPSCALERS, USE_SAME_SAMPLER, USE_SAME_SCHEDULER
 from engine.request import Request
 from engine.samplers import sampler_names, schedule_names
 
@@ -57,6 +57,7 @@ class ImagineCog(commands.Cog):
         hires="Hires fix: draw at the size, then upscale and refine",
         hires_scale="Hires fix: upscale by (default 2)",
         hires_steps="Hires fix: steps of the second pass (0 = same as steps)",
+        hires_upscaler="Hires fix: Latent (default), Lanczos, or an upscaler model such as 4x-UltraSharp",
         hires_sampler="Hires fix: the second pass's sampler (default: Use same sampler)",
         hires_schedule="Hires fix: the second pass's schedule type (default: Use same scheduler)",
         lora="A LoRA to add (appends <lora:name:weight>; add more as tags in the prompt)",
@@ -84,6 +85,7 @@ class ImagineCog(commands.Cog):
         hires: bool | None = None,
         hires_scale: app_commands.Range[float, 1.0, 4.0] | None = None,
         hires_steps: app_commands.Range[int, 0, 150] | None = None,
+        hires_upscaler: str | None = None,
         hires_sampler: str | None = None,
         hires_schedule: str | None = None,
         lora: str | None = None,
@@ -97,7 +99,8 @@ class ImagineCog(commands.Cog):
             "negative_prompt": negative_prompt, "steps": steps, "sampler": sampler, "schedule": schedule,
             "cfg_scale": cfg_scale, "seed": seed, "width": width, "height": height, "batch_size": batch_size,
             "denoising_strength": denoising_strength, "enable_hr": hires, "hr_scale": hires_scale,
-            "hr_steps": hires_steps, "hr_sampler": hires_sampler, "hr_schedule": hires_schedule, "vae": vae,
+            "hr_steps": hires_steps, "hr_upscaler": hires_upscaler, "hr_sampler": hires_sampler,
+            "hr_schedule": hires_schedule, "vae": vae,
         }  # fmt: skip
         request = Request(
             prompt=prompt,
@@ -146,6 +149,12 @@ class ImagineCog(commands.Cog):
         self, interaction: discord.Interaction[EaselBot], current: str
     ) -> list[app_commands.Choice[str]]:
         return matching(schedule_names(), current)
+
+    @imagine.autocomplete("hires_upscaler")
+    async def _hires_upscaler_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return matching([*HIRES_UPSCALERS, *self.bot.networks.upscaler_names()], current)
 
     @imagine.autocomplete("hires_sampler")
     async def _hires_sampler_choices(

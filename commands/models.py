@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.checks import AdminCheck, admin_group
-from bot.ports import ModelEntryView
+from bot.ports import ModelEntryView, UpscalerView
 from bot.render import MAX_CONTENT
 from commands.choices import matching
 from engine.models.detect import FAMILY_NAMES
@@ -22,18 +22,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def model_list_text(entries: Sequence[ModelEntryView], default: str, limit: int = MAX_CONTENT) -> str:
-    """Usable models (the default marked), then refused files with the reason; cut to fit one message."""
+def model_list_text(
+    entries: Sequence[ModelEntryView],
+    default: str,
+    limit: int = MAX_CONTENT,
+    upscalers: Sequence[UpscalerView] = (),
+) -> str:
+    """Usable models (the default marked), the upscalers (architecture and scale), then refused files with the
+    reason; cut to fit one message."""
     usable = [e for e in entries if e.refused is None]
-    refused = [e for e in entries if e.refused is not None]
+    refused = [(e.name, str(e.refused)) for e in entries if e.refused is not None]
+    refused += [(u.name, str(u.refused)) for u in upscalers if u.refused is not None]
     lines = [f"**Models** ({len(usable)} usable)"]
     lines += [
         f"- `{e.name}` ({e.kind}, {FAMILY_NAMES.get(e.family, e.family)}){' ← default' if e.name == default else ''}"
         for e in usable
     ]
+    usable_upscalers = [u for u in upscalers if u.refused is None]
+    if usable_upscalers:
+        lines.append(f"**Upscalers** ({len(usable_upscalers)} usable)")
+        lines += [f"- `{u.name}` ({u.label})" for u in usable_upscalers]
     if refused:
         lines.append(f"**Refused** ({len(refused)})")
-        lines += [f"- `{e.name}`: {e.refused}" for e in refused]
+        lines += [f"- `{name}`: {reason}" for name, reason in refused]
     text = ""
     for shown, line in enumerate(lines):
         more = f"\n… and {len(lines) - shown} more lines"
@@ -57,7 +68,9 @@ class ModelsCog(AdminCheck, commands.Cog):
 
     @model.command(name="list", description="List usable models, and files refused with the reason")
     async def list_models(self, interaction: discord.Interaction[EaselBot]) -> None:
-        text = model_list_text(self.bot.registry.entries(), self._default(interaction.guild_id))
+        text = model_list_text(
+            self.bot.registry.entries(), self._default(interaction.guild_id), upscalers=self.bot.networks.upscalers()
+        )
         await interaction.response.send_message(text, ephemeral=True)
 
     @model.command(name="set", description="Set this server's default model")

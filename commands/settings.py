@@ -25,7 +25,7 @@ from commands.choices import matching
 from commands.defaults import checked_defaults, checked_layer, merged_layer
 from commands.styles import style_choices
 from engine.errors import EaselError, InvalidParamsError
-from engine.request import CHANNEL, CONFIG, SERVER, USER, Layer, stack
+from engine.request import CHANNEL, CONFIG, PLAIN_UPSCALERS, SERVER, USER, Layer, stack
 from engine.samplers import sampler_names, schedule_names
 from engine.styles import resolve_styles
 
@@ -64,6 +64,7 @@ LAYER_OPTIONS = {
     "clip_skip": "Default clip skip",
     "batch_size": "Default number of images",
     "style": "Default style(s) from /style list, comma-separated",
+    "upscaler": "Upscaler of the Upscale buttons and /upscale: a model from the upscaler folder, Lanczos or Nearest",
     "max_steps": "Ceiling: most steps a request may use (the lowest of config, server, channel wins)",
     "max_pixels": "Ceiling: most pixels (width x height) asked for; the size after hires fix is lowered alike",
     "max_batch": "Ceiling: most images in one request",
@@ -198,6 +199,7 @@ class SettingsCog(commands.Cog):
         clip_skip: app_commands.Range[int, 1, 12] | None = None,
         batch_size: app_commands.Range[int, 1, 100] | None = None,
         style: str | None = None,
+        upscaler: str | None = None,
         max_steps: app_commands.Range[int, 1, 1000] | None = None,
         max_pixels: app_commands.Range[int, 4096, 67108864] | None = None,
         max_batch: app_commands.Range[int, 1, 100] | None = None,
@@ -254,6 +256,8 @@ class SettingsCog(commands.Cog):
             defaults["style"] = ", ".join(
                 s.name for s in resolve_styles(str(defaults["style"]), self.bot.store.styles(guild_id))
             )
+        if "upscaler" in defaults and str(defaults["upscaler"]) not in PLAIN_UPSCALERS:
+            defaults["upscaler"] = self.bot.networks.resolve_upscaler(str(defaults["upscaler"]))
         if "vae" in defaults and str(defaults["vae"]).strip().lower() not in ("automatic", "none"):
             defaults["vae"] = self.bot.networks.resolve_vae(str(defaults["vae"]), registry.traits(model).family)
         defaults = checked_layer(defaults, model=model, limits=limits, model_defaults=registry.defaults_for(model))
@@ -299,6 +303,13 @@ class SettingsCog(commands.Cog):
         self, interaction: discord.Interaction[EaselBot], current: str
     ) -> list[app_commands.Choice[str]]:
         return style_choices(self.bot.store, interaction.guild_id, current)
+
+    @server.autocomplete("upscaler")
+    @channel.autocomplete("upscaler")
+    async def _upscaler_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return matching([*self.bot.networks.upscaler_names(), *PLAIN_UPSCALERS[:2]], current)
 
     @server.autocomplete("vae")
     @channel.autocomplete("vae")

@@ -174,7 +174,7 @@ def encode_raw(raw: RawImage) -> GeneratedImage:
     return GeneratedImage(
         png=encode_png(raw.image, raw.infotext, raw.extras),
         seed=raw.seed,
-        infotext=raw.infotext,
+        infotext="\n".join(text for text in (raw.infotext, raw.extras) if text),  # an upscale's fields shown too
         width=raw.image.width,
         height=raw.image.height,
     )

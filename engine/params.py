@@ -355,7 +355,10 @@ def check_option(key: str, value: Any, limits: Limits) -> Any:
 
 # Far above any server's limits: a job that was resolved elsewhere (a worker reading it off the wire) is checked
 # with the same readers as a request, without second-guessing the limits it was resolved under.
-ANY_LIMITS = Limits(max_steps=10_000, max_pixels=1 << 30, max_side=1 << 15, max_batch=1024, min_side=8)
+ANY_LIMITS = Limits(
+    max_steps=10_000, max_pixels=1 << 30, max_side=1 << 15, max_batch=1024, min_side=8,
+    max_hires_pixels=1 << 32, max_hires_side=1 << 16,
+)  # fmt: skip
 
 
 def check_params(params: GenerationParams, limits: Limits = ANY_LIMITS) -> None:

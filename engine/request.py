@@ -37,7 +37,7 @@ SERVER, CHANNEL, USER, CONFIG = "server", "channel", "user", "config"
 SOURCE_NAMES = {SERVER: "this server", CHANNEL: "this channel", USER: "you", CONFIG: "the bot's config"}
 _SIZE = ("width", "height")
 # Stored keys that are not options of their own: the model is chosen apart, a style is applied to the prompts.
-_CHOSEN_APART = ("model", "style")
+_CHOSEN_APART = ("model", "style", "upscaler")  # the upscaler is the Upscale buttons' and /upscale's
 
 
 @dataclass(frozen=True)

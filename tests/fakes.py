@@ -246,6 +246,13 @@ class FakeVae:
     family: str | None = None
 
 
+@dataclass(frozen=True)
+class FakeUpscaler:
+    name: str
+    label: str = "ESRGAN ×4"
+    refused: str | None = None
+
+
 @dataclass
 class FakeNetworks:
     """A LoRA/embedding catalog over fixed entries; `rescanned` holds what the next refresh() finds. Names resolve
@@ -278,6 +285,11 @@ class FakeNetworks:
 
     def upscaler_names(self) -> list[str]:
         return sorted(self.upscalers_)
+
+    def upscalers(self) -> list[FakeUpscaler]:
+        return [FakeUpscaler(name) for name in self.upscaler_names()] + [
+            FakeUpscaler("RealESRGAN_x4plus", "refused", "a .pt file may be a TorchScript program")
+        ]
 
     def resolve_upscaler(self, name: str) -> str:
         standard = {"R-ESRGAN 4x+ Anime6B": "RealESRGAN_x4plus_anime_6B"}

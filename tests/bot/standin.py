@@ -7,6 +7,8 @@ creates so button clicks can carry a real message object, and injects INTERACTIO
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import itertools
 import json
 import re
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from PIL import Image
 
 API_PREFIX = "/api/v10"
 APP_ID = 1100000000000000001
@@ -602,17 +605,17 @@ class Standin:
             message["edited_timestamp"] = datetime.now(UTC).isoformat()
 
     def _attachment(self, upload: RecordedFile, filename: str | None) -> Json:
+        """A file the bot sent, as Discord keeps it: downloadable, and with its size declared when it is an image."""
         attachment_id = self._snowflake()
         name = filename or upload.filename
-        url = f"http://127.0.0.1:{self.port}/attachments/{attachment_id}/{name}"
-        return {
-            "id": str(attachment_id),
-            "filename": name,
-            "size": len(upload.data),
-            "url": url,
-            "proxy_url": url,
-            "content_type": upload.content_type or None,
-        }
+        width = height = None
+        with contextlib.suppress(OSError, ValueError), Image.open(io.BytesIO(upload.data)) as image:
+            width, height = image.size
+        kept = StandinAttachment(
+            attachment_id, name, upload.data, upload.content_type or None, len(upload.data), width, height
+        )
+        self.attachments[attachment_id] = kept
+        return kept.payload(f"http://127.0.0.1:{self.port}")
 
     # -- gateway ------------------------------------------------------------------------------------------------
 

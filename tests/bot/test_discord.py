@@ -53,6 +53,7 @@ async def test_commands_are_synced_to_the_dev_guild(harness: Harness) -> None:
         "settings",
         "show",
         "style",
+        "upscale",
     }
     assert {o["name"] for o in by_name["settings"]["options"]} == {"set", "show", "reset", "server", "channel"}
     init_image = next(o for o in by_name["imagine"]["options"] if o["name"] == "init_image")
@@ -79,7 +80,7 @@ async def test_an_admin_syncs_the_commands_on_demand(harness: Harness) -> None:
     handle = await harness.standin.slash("admin sync", LISTED_ADMIN)
     await harness.settle(handle)
     assert len([r for r in harness.standin.requests if r.method == "PUT"]) == 2
-    assert "Synced 12 command(s)" in str(harness.standin.sent(handle)[-1].json)
+    assert "Synced 13 command(s)" in str(harness.standin.sent(handle)[-1].json)
 
 
 async def test_a_member_cannot_sync_the_commands(harness: Harness) -> None:
@@ -127,12 +128,17 @@ async def test_result_is_a_real_png_upload(harness: Harness) -> None:
     assert harness.standin.original(handle)["attachments"][0]["filename"] == upload.filename
 
 
-async def test_result_has_reroll_vary_upscale_edit_delete_buttons_with_job_ids(harness: Harness) -> None:
+async def test_result_has_reroll_vary_edit_delete_and_both_upscales_with_job_ids(harness: Harness) -> None:
     handle = await imagine(harness, prompt="a red fox")
     job_id = job_id_of(harness.standin, handle)
-    assert custom_ids(harness.standin.original(handle)) == [
-        f"easel:{action}:{job_id}" for action in ("reroll", "vary", "upscale", "edit", "delete")
+    message = harness.standin.original(handle)
+    assert custom_ids(message) == [
+        *(f"easel:{action}:{job_id}" for action in ("reroll", "vary", "edit", "delete")),
+        f"easel:subtle:{job_id}:0",
+        f"easel:upscale:{job_id}:0",
     ]
+    labels = [[c["label"] for c in row["components"]] for row in message["components"]]
+    assert labels == [["Reroll", "Vary", "Edit", "Delete"], ["Upscale (Subtle)"], ["Upscale (Creative)"]]
     assert harness.store is not None
     record = harness.store.get_job(job_id)
     assert record is not None and record.status is JobStatus.FINISHED and record.user_id == ALICE.id
@@ -235,7 +241,6 @@ async def test_job_outliving_the_interaction_token_posts_a_channel_message(
     assert [c["custom_id"].split(":")[1] for c in post.json["components"][0]["components"]] == [
         "reroll",
         "vary",
-        "upscale",
         "edit",
         "delete",
     ]

@@ -42,7 +42,7 @@ async def test_upscale_of_an_img2img_result_is_refused(harness: Harness, executo
     upload = harness.standin.attachment("cat.png", tiny_png(64, 64, seed=3))
     first = await imagine(harness, prompt="a cat", init_image=upload)
     refused = await click(harness, first, "upscale", ALICE)
-    assert_ephemeral(harness.standin, refused, "Upscale works on text-to-image results")
+    assert_ephemeral(harness.standin, refused, "Upscale (Creative) redraws text-to-image results", "Subtle")
 
 
 async def open_edit(harness: Harness, first: InteractionHandle) -> InteractionHandle:
