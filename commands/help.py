@@ -26,7 +26,9 @@ MAX_LISTED_WORKERS = 8
 COMMANDS_TEXT = """\
 `/imagine prompt:` draw; options for steps, sampler, size, seed, model, LoRA, VAE, style, img2img, hires fix
 `/imagine parameters:` paste a block copied from A1111 or civitai; the other options override it
-Buttons on a result: **Reroll** (new seed), **Vary** (a variation), **Upscale** (×2), **Edit**, **Delete**
+Buttons on a result: **Reroll** (new seed), **Vary** (a variation), **Edit**, **Delete**, and per image \
+**Upscale (Subtle)** (×2, same picture) and **(Creative)** (×2, redrawn with new detail)
+`/upscale image:` a larger image without redrawing (an upscaler model, Lanczos or Nearest)
 `/settings set|show|reset` your own defaults; `show` says where each value comes from
 `/info` your queue and recent jobs · `/show job_id:` post a finished job again
 `/lora list` LoRAs and embeddings · `/style list` this server's styles (`/imagine style:`)
