@@ -42,7 +42,9 @@ def _network(kind: str, device: torch.device) -> tuple[torch.nn.Module, torch.dt
 def _picture(size: int) -> Image.Image:
     y, x = np.mgrid[0:size, 0:size]
     rng = np.random.default_rng(0)
-    base = np.stack([x * 255 / size, y * 255 / size, (x + y) * 127 / size], axis=-1) + rng.normal(0, 10, (size, size, 3))
+    base = np.stack([x * 255 / size, y * 255 / size, (x + y) * 127 / size], axis=-1) + rng.normal(
+        0, 10, (size, size, 3)
+    )
     return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
 
 
@@ -57,6 +59,29 @@ def _timed(fn: Any) -> tuple[float, Any]:
         return time.perf_counter() - started, out
 
     return on_thread(run)
+
+
+def _against_a1111(
+    network: torch.nn.Module, device: torch.device, dtype: torch.dtype, image: Image.Image
+) -> dict[str, float]:
+    """Easel's tiling against A1111's own (PIL crop and paste) on the same network and image: time and bytes."""
+    from tests.reference import a1111_upscale as a1111
+
+    class Held(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = network
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.net(x)
+            return out
+
+    reference: Any = a1111.Upscaler("ESRGAN", Held())  # type: ignore[no-untyped-call]
+    theirs, expected = _timed(lambda: reference.upscale(image, 4.0))
+    mine, ours = _timed(lambda: upscale(image, 4.0, ModelUpscaler(network, device, dtype).upscale_once))
+    same = bool(np.array_equal(np.asarray(ours), np.asarray(expected)))
+    print(f"ESRGAN               easel / A1111 tiling: {mine / theirs:.3f} (same bytes: {same})")
+    return {"easel vs A1111 tiling (tile 192, x4)": mine / theirs, "same bytes as A1111": float(same)}
 
 
 def main() -> None:
@@ -93,23 +118,7 @@ def main() -> None:
             for tile in tiles:
                 row[f"tile {tile} vs 192"] = row[f"tile {tile}: x4 s/MP"] / base
         if kind == "ESRGAN" and 192 in tiles:
-            from tests.reference import a1111_upscale as a1111  # noqa: PLC0415 (A1111's own tiling, for the ratio)
-
-            class Held(torch.nn.Module):
-                def __init__(self) -> None:
-                    super().__init__()
-                    self.net = network
-
-                def forward(self, x: torch.Tensor) -> torch.Tensor:
-                    out: torch.Tensor = self.net(x)
-                    return out
-
-            reference = a1111.Upscaler("ESRGAN", Held())
-            theirs, expected = _timed(lambda: reference.upscale(image, 4.0))
-            mine, ours = _timed(lambda: upscale(image, 4.0, ModelUpscaler(network, device, dtype).upscale_once))
-            row["easel vs A1111 tiling (tile 192, x4)"] = mine / theirs
-            row["same bytes as A1111"] = float(np.array_equal(np.asarray(ours), np.asarray(expected)))
-            print(f"{kind:20} easel / A1111 tiling: {mine / theirs:.3f} (same bytes: {bool(row['same bytes as A1111'])})")
+            row.update(_against_a1111(network, device, dtype, image))
         results[kind] = row
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

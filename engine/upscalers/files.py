@@ -324,21 +324,22 @@ def _compact(shapes: Shapes) -> Architecture:
 
 # Signature keys of architectures Easel leaves to spandrel, to name them in a refusal.
 _OTHER = (
-    ("layers.0.residual_group.blocks.0.attn.relative_position_bias_table", "SwinIR"),
-    ("layers.0.blocks.0.attn.relative_position_bias_table", "HAT or Swin2SR"),
-    ("before_RG.0.weight", "DAT"),
-    ("layers.0.residual_group.blocks.0.attn.attn_mask", "SwinIR"),
-    ("conv_after_body.weight", "a transformer upscaler (HAT, SwinIR...)"),
-    ("feats.0.weight", "RealPLKSR or SPAN"),
-    ("m_head.0.weight", "SCUNet"),
+    ("layers.0.residual_group.blocks.0.attn.relative_position_bias_table", "a SwinIR model"),
+    ("layers.0.blocks.0.attn.relative_position_bias_table", "a HAT or Swin2SR model"),
+    ("before_RG.0.weight", "a DAT model"),
+    ("layers.0.residual_group.blocks.0.attn.attn_mask", "a SwinIR model"),
+    ("conv_after_body.weight", "a transformer upscaler (DAT, HAT, SwinIR...)"),
+    ("feats.0.weight", "a RealPLKSR or SPAN model"),
+    ("m_head.0.weight", "a SCUNet model"),
 )
+NOT_INSTALLED = "spandrel, which is not installed here"
 
 
 def _unknown(shapes: Shapes) -> str:
-    for key, name in _OTHER:
+    for key, what in _OTHER:
         if key in shapes:
-            return f"a {name} model: Easel runs it through spandrel, which is not installed here"
-    return "not an upscaler model Easel knows (no ESRGAN or Real-ESRGAN Compact weights)"
+            return f"{what}: Easel runs it through {NOT_INSTALLED}"
+    return f"not an upscaler Easel knows: no ESRGAN or Real-ESRGAN Compact weights (other kinds need {NOT_INSTALLED})"
 
 
 @dataclass(frozen=True)
@@ -388,15 +389,19 @@ class UpscalerLibrary:
         if suffix in REFUSED_SUFFIXES:
             return UpscalerFile(path.stem, path, None, REFUSED_SUFFIXES[suffix])
         try:
-            return UpscalerFile(path.stem, path, detect_file(path))
-        except (OSError, ValueError) as err:
+            shapes = file_shapes(path)
+        except (OSError, ValueError) as err:  # unreadable, damaged, or a pickle asking for more than tensors
+            return UpscalerFile(path.stem, path, None, str(err))
+        try:
+            return UpscalerFile(path.stem, path, detect(shapes))
+        except ValueError as err:
             reason = str(err)
-            if self._extra is not None and "spandrel" in reason:
-                try:
-                    return UpscalerFile(path.stem, path, self._extra(path))
-                except Exception as extra_err:  # spandrel raises anything; the file is listed as refused
-                    reason = f"spandrel could not read it: {str(extra_err)[:200]}"
-            return UpscalerFile(path.stem, path, None, reason)
+        if self._extra is not None:  # spandrel, where it imports: the architectures Easel does not build itself
+            try:
+                return UpscalerFile(path.stem, path, self._extra(path))
+            except Exception as extra_err:  # spandrel raises anything; the file is listed as refused
+                reason = f"not an upscaler spandrel knows either ({str(extra_err)[:160]})"
+        return UpscalerFile(path.stem, path, None, reason)
 
     def entries(self) -> list[UpscalerFile]:
         return sorted(self._files.values(), key=lambda f: f.name.lower())

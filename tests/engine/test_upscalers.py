@@ -174,7 +174,10 @@ def test_files_that_are_no_upscaler_are_listed_as_refused_with_a_reason(tmp_path
     (tmp_path / "garbage.pth").write_bytes(b"\x00" * 64)
     refused = {f.name: f.refused for f in UpscalerLibrary([tmp_path]).entries()}
     assert "TorchScript" in str(refused["4x-Script"])
-    assert refused["a-lora"] == "not an upscaler model Easel knows (no ESRGAN or Real-ESRGAN Compact weights)"
+    assert refused["a-lora"] == (
+        "not an upscaler Easel knows: no ESRGAN or Real-ESRGAN Compact weights (other kinds need spandrel, which is "
+        "not installed here)"
+    )
     assert "a SwinIR model: Easel runs it through spandrel" in str(refused["SwinIR_4x"])
     assert "damaged or incomplete download" in str(refused["half"])
     assert str(refused["garbage"]).startswith("refused to unpickle")
