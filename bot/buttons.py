@@ -274,10 +274,14 @@ RESULT_BUTTONS: tuple[type[_JobButton], ...] = (RerollButton, VaryButton, EditBu
 IMAGE_BUTTONS: tuple[type[_ImageButton], ...] = (SubtleButton, UpscaleButton)
 
 
-def result_view(job_id: str, images: int = 1) -> discord.ui.View:
+def result_view(job_id: str, images: int = 1, *, upscaled: bool = False) -> discord.ui.View:
     """The job's row (Reroll, Vary, Edit, Delete), then a row per upscale kind with a button per image (Midjourney's
-    U1-U4), up to five images."""
+    U1-U4), up to five images. An upscale's result (nothing was drawn) has Delete and Upscale (Subtle) only."""
     view = discord.ui.View(timeout=None)
+    if upscaled:
+        view.add_item(DeleteButton(job_id))
+        view.add_item(SubtleButton(job_id, 0))
+        return view
     for button in RESULT_BUTTONS:
         view.add_item(button(job_id))
     for row, kind in enumerate(IMAGE_BUTTONS, start=1):
@@ -290,7 +294,7 @@ def result_view(job_id: str, images: int = 1) -> discord.ui.View:
 
 def shows_result(message: discord.Message, job_id: str) -> bool:
     """Whether `message` carries `job_id`'s result buttons (the job's reply once its result is delivered)."""
-    wanted = {f"easel:{button.action}:{job_id}" for button in RESULT_BUTTONS}
+    wanted = {f"easel:{button.action}:{job_id}" for button in RESULT_BUTTONS} | {f"easel:subtle:{job_id}:0"}
     return any(
         getattr(child, "custom_id", None) in wanted
         for row in message.components

@@ -409,7 +409,7 @@ class _ReplyTarget:
         groups = render.split_images([len(image.png) for image in result.images])
         alive = self.interaction is not None and self.token_alive()
         first = render.finished(job.job_id, result, notes, mention="" if alive else self.mention, images=groups[0])
-        view = result_view(job.job_id, len(result.images))
+        view = result_view(job.job_id, len(result.images), upscaled=job.params.is_extras)
         message: discord.Message | None = None
         if alive and self.interaction is not None:
             interaction = self.interaction

@@ -9,6 +9,7 @@ button; a pasted block; the prompt's inline flags (`--ar`, `--no`...); the expli
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -181,6 +182,8 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
     """The request's params and notes, or InvalidParamsError / ModelUnavailableError with a message for the user.
     Everything the engine would refuse once the job runs (an unknown or misfit LoRA or VAE, a model that is not
     here) is refused here, before anything is queued."""
+    if request.upscale is None and request.base is not None and request.base.is_extras:
+        request = _upscale_again(request.base, request)  # `/show`, a resumed job: the same upscale, checked again
     if request.upscale is not None:
         return _resolve_upscale(request, request.upscale, catalog, limits)
     notes: list[str] = []
@@ -330,6 +333,13 @@ def default_upscaler(layers: Sequence[Layer], catalog: Catalog, notes: list[str]
     except InvalidParamsError:
         notes.append(f"{SOURCE_NAMES[stored[1]].capitalize()}'s upscaler `{name[:60]}` is not installed any more.")
         return None
+
+
+def _upscale_again(base: GenerationParams, request: Request) -> Request:
+    width, _, height = base.upscale_to.partition("x")
+    size = (width, height) if base.upscale_to else None
+    ask = UpscaleAsk(base.extras_upscaler, None if size else base.upscale_by, size)
+    return dataclasses.replace(request, upscale=ask, init_image=base.init_image, init_size=(base.width, base.height))
 
 
 def _resolve_upscale(request: Request, ask: UpscaleAsk, catalog: Catalog, limits: Limits) -> Resolved:

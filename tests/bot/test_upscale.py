@@ -116,3 +116,15 @@ async def test_an_image_whose_real_size_makes_too_large_a_result_is_refused_afte
     handle = await slash(harness, "upscale", ALICE, image=upload, scale=4.0)
     assert_withdrawn(harness.standin, handle, "would make 4096x4096")
     assert executor.submitted == []
+
+
+async def test_an_upscale_result_offers_delete_and_subtle_and_show_upscales_again(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    upload = harness.standin.attachment("cat.png", tiny_png(80, 48, seed=3), width=80, height=48)
+    handle = await slash(harness, "upscale", ALICE, image=upload, scale=2.0)
+    job_id = job_id_of(harness.standin, handle)
+    assert custom_ids(harness.standin.original(handle)) == [f"easel:delete:{job_id}", f"easel:subtle:{job_id}:0"]
+    await slash(harness, "show", ALICE, job_id=job_id)
+    first, again = (job.params for job in executor.submitted)
+    assert again == first and again.is_extras
