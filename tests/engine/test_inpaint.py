@@ -1,0 +1,100 @@
+"""Inpainting around the sampler, against A1111 v1.10.1's own steps (tests/reference/a1111_inpaint.py): the mask
+read, inverted and blurred, "only masked" crops, the masked content, the latent mask, and the overlay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from engine.inpaint import FILL, LATENT_NOISE, ORIGINAL, MaskOptions, blur_kernel, finish, prepare
+from tests.reference import a1111_inpaint as a1111
+
+
+def _picture(width: int, height: int, seed: int = 0) -> Image.Image:
+    y, x = np.mgrid[0:height, 0:width]
+    rng = np.random.default_rng(seed)
+    base = np.stack([x * 255 / width, y * 255 / height, (x * y) % 256], axis=-1) + rng.normal(0, 8, (height, width, 3))
+    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+
+
+def _mask(width: int, height: int, box: tuple[int, int, int, int], mode: str = "L") -> Image.Image:
+    mask = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask).ellipse(box, fill=255)
+    if mode == "RGBA":  # painted = repaint, as A1111's sketch gives it
+        rgba = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+        rgba.putalpha(mask)
+        return rgba
+    return mask
+
+
+# name -> (options, image size, the ellipse painted, the processing size)
+CASES = {
+    "whole picture, blur 4": (MaskOptions(blur=4), (96, 64), (20, 10, 60, 40), (64, 64)),
+    "whole picture, resized, blur 16, fill": (
+        MaskOptions(blur=16, content=FILL),
+        (120, 90),
+        (10, 30, 50, 80),
+        (64, 48),
+    ),
+    "whole picture, inverted, no blur": (MaskOptions(blur=0, invert=True), (64, 64), (8, 8, 40, 30), (64, 64)),
+    "only masked, padding 32": (MaskOptions(only_masked=True), (128, 96), (70, 20, 100, 50), (64, 64)),
+    "only masked, wide crop, padding 0": (
+        MaskOptions(only_masked=True, padding=0),
+        (128, 96),
+        (10, 40, 120, 56),
+        (64, 64),
+    ),
+    "only masked, fill, tall target": (
+        MaskOptions(only_masked=True, padding=8, content=FILL),
+        (96, 96),
+        (40, 40, 60, 90),
+        (48, 80),
+    ),
+    "only masked, rgba mask": (MaskOptions(only_masked=True, padding=4), (96, 80), (5, 5, 30, 30), (64, 64)),
+    "latent noise": (MaskOptions(content=LATENT_NOISE), (64, 64), (0, 0, 63, 20), (64, 64)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_prepared_image_masks_and_overlay_are_a1111s(name: str) -> None:
+    options, size, box, (width, height) = CASES[name]
+    init = _picture(*size)
+    mask = _mask(*size, box, "RGBA" if "rgba" in name else "L")
+    ours = prepare(init, mask, options, width, height)
+    theirs = a1111.Img2Img(
+        init, mask, width, height, mask_blur=options.blur, inpainting_mask_invert=int(options.invert),
+        inpainting_fill=options.content, inpaint_full_res=options.only_masked,
+        inpaint_full_res_padding=options.padding,
+    ).init()  # fmt: skip
+    assert ours.paste_to == theirs.paste_to
+    assert np.array_equal(np.asarray(ours.image), np.asarray(theirs.image))
+    assert ours.overlay is not None
+    assert np.array_equal(np.asarray(ours.overlay), np.asarray(theirs.overlay_images[0]))
+    assert np.array_equal(ours.latent_mask(width // 8, height // 8), theirs.latent_mask(width // 8, height // 8))
+    result = _picture(width, height, seed=9)
+    expected = a1111.apply_overlay(result, theirs.paste_to, theirs.overlay_images[0])
+    assert np.array_equal(np.asarray(finish(result, ours)), np.asarray(expected))
+
+
+def test_pixels_outside_the_blurred_mask_come_back_exactly() -> None:
+    init, mask = _picture(96, 64), _mask(96, 64, (30, 20, 50, 40))
+    for options in (MaskOptions(), MaskOptions(only_masked=True)):
+        prepared = prepare(init, mask, options, 96, 64)
+        drawn = finish(_picture(96, 64, seed=5), prepared)
+        untouched = np.asarray(prepare(init, mask, MaskOptions(blur=4), 96, 64).mask) == 0  # outside the blur
+        assert untouched.sum() > 3000
+        assert np.array_equal(np.asarray(drawn)[untouched], np.asarray(init)[untouched])
+
+
+def test_the_blur_kernel_is_a1111s() -> None:
+    assert [blur_kernel(s) for s in (1, 4, 16, 64)] == [7, 21, 81, 321]
+
+
+def test_an_empty_mask_in_only_masked_mode_is_plain_img2img() -> None:
+    prepared = prepare(_picture(64, 64), Image.new("L", (64, 64)), MaskOptions(only_masked=True), 64, 64)
+    assert prepared.blank and prepared.overlay is None and prepared.paste_to is None
+
+
+def test_original_is_the_default_masked_content() -> None:
+    assert MaskOptions().content == ORIGINAL
