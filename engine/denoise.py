@@ -171,6 +171,15 @@ class PassRun:
     is_cancelled: Callable[[], bool] | None = None
     denoised: Denoised | None = None
     schedule_options: ScheduleOptions | None = None
+    # Inpainting: (latent mask, 1 = repaint; init latents). A1111's CFG denoiser blends its output with them after
+    # every model call: x0 for the k-diffusion samplers, the guided eps for DDIM, PLMS and the schedulers.
+    blend: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def blended(self, out: torch.Tensor) -> torch.Tensor:
+        if self.blend is None:
+            return out
+        repaint, init = self.blend
+        return out * repaint + init * (1 - repaint)
 
     def check_cancelled(self) -> None:
         if self.is_cancelled is not None and self.is_cancelled():
@@ -219,7 +228,7 @@ def _run_scheduler(run: PassRun) -> torch.Tensor:
     for i, t in enumerate(timesteps):
         run.check_cancelled()
         x_in = scheduler.scale_model_input(latents, t)
-        eps = run.guidance.eps(x_in, t)
+        eps = run.blended(run.guidance.eps(x_in, t))
         out = scheduler.step(eps, t, latents, **kwargs)
         if run.denoised is not None:
             _record_scheduler_x0(run.denoised, scheduler, out, x_in, eps, t)
@@ -261,11 +270,17 @@ def _run_ksampler(run: PassRun) -> torch.Tensor:
     noise = run.noise
     denoiser = Denoiser.from_scheduler_config(run.guidance.eps, run.scheduler_config, device=noise.device)
     model: Model = denoiser
+    if run.blend is not None:
+
+        def blending(x: torch.Tensor, sigma: torch.Tensor, **extra: Any) -> torch.Tensor:
+            return run.blended(denoiser(x, sigma, **extra))
+
+        model = blending
     if run.denoised is not None:
-        record = run.denoised
+        record, inner = run.denoised, model
 
         def recording(x: torch.Tensor, sigma: torch.Tensor, **extra: Any) -> torch.Tensor:
-            x0 = denoiser(x, sigma, **extra)
+            x0 = inner(x, sigma, **extra)
             record.set(x0)
             return x0
 
@@ -313,7 +328,10 @@ def _run_a1111_timesteps(run: PassRun) -> torch.Tensor:
         x = img2img_start(alphas_cumprod, timesteps, t_enc, run.init_latents, noise)
         timesteps = timesteps[:t_enc]
 
-    eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = guidance.eps
+    def guided(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return run.blended(guidance.eps(x_t, t))
+
+    eps_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = guided
     uncond_eps: Callable[[], torch.Tensor] = guidance.last_uncond_eps
     if config.get("prediction_type") == "v_prediction":
         # A1111's CompVisTimestepsVDenoiser: these samplers step on eps, so v is turned into eps at each call.
@@ -322,7 +340,7 @@ def _run_a1111_timesteps(run: PassRun) -> torch.Tensor:
         def eps_from_v(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             a = alphas_cumprod[t.long()].reshape(-1, 1, 1, 1).to(x_t.dtype)
             last[:] = [(a, x_t)]
-            return a.sqrt() * guidance.eps(x_t, t) + (1 - a).sqrt() * x_t
+            return run.blended(a.sqrt() * guidance.eps(x_t, t) + (1 - a).sqrt() * x_t)
 
         def uncond_eps_from_v() -> torch.Tensor:
             a, x_t = last[0]

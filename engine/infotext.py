@@ -405,6 +405,16 @@ _HIRES_OPTIONS = {
     "Hires upscaler": "hr_upscaler",
 }
 
+# An img2img block's inpainting fields, in A1111's words (build_params reads the words).
+_INPAINT_OPTIONS = {
+    "Mask blur": "mask_blur",
+    "Mask mode": "inpainting_mask_invert",
+    "Masked content": "inpainting_fill",
+    "Inpaint area": "inpaint_full_res",
+    "Masked area padding": "inpaint_full_res_padding",
+    "Noise multiplier": "initial_noise_multiplier",
+}
+
 # With `Denoising strength`, any of these switches hires fix on when pasted (A1111's txt2img paste rule).
 _HIRES_SWITCHES = ("Hires upscale", "Hires upscaler", "Hires resize-1")
 
@@ -450,6 +460,9 @@ def options_from_infotext(
         if "Denoising strength" in fields:
             options["denoising_strength"] = fields["Denoising strength"]
             used.add("Denoising strength")
+        # The mask itself comes with the request; its settings come with the block (used when there is a mask).
+        options.update({option: fields[key] for key, option in _INPAINT_OPTIONS.items() if key in fields})
+        used.update(_INPAINT_OPTIONS)
     elif "Denoising strength" in fields and any(k in fields for k in _HIRES_SWITCHES):
         options["enable_hr"] = True
         options.update({option: fields[key] for key, option in _HIRES_OPTIONS.items() if key in fields})

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
+from engine.params import GenerationParams
+
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3
 MASKED_CONTENT = {"fill": FILL, "original": ORIGINAL, "latent noise": LATENT_NOISE, "latent nothing": LATENT_NOTHING}
 _FILL_LAYERS = ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1))  # masking.fill's blur radii and repeats
@@ -47,6 +49,16 @@ class Prepared:
         values = np.asarray(small, dtype=np.float32)[:, :, 0] / 255
         rounded: np.ndarray = np.around(values)
         return rounded
+
+
+def mask_options(params: GenerationParams) -> MaskOptions:
+    return MaskOptions(
+        blur=params.mask_blur,
+        invert=params.inpainting_mask_invert,
+        content=MASKED_CONTENT[params.inpainting_fill],
+        only_masked=params.inpaint_full_res,
+        padding=params.inpaint_full_res_padding,
+    )
 
 
 def binary_mask(mask: Image.Image) -> Image.Image:

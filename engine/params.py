@@ -106,6 +106,14 @@ class GenerationParams:
     rng: str = "GPU"  # A1111 RNG source: GPU (the device's torch.randn), CPU, or NV (NVIDIA's numbers anywhere)
     ensd: int = 0  # eta noise seed delta
     vae: str | None = None  # a VAE file's name (A1111's: with its extension); None: the checkpoint's own VAE
+    # inpainting (A1111's img2img with a mask): the mask is a blob hash like the init image; white = repaint.
+    mask: str | None = None
+    mask_blur: int = 4
+    inpainting_mask_invert: bool = False  # "Inpaint not masked"
+    inpainting_fill: str = "original"  # Masked content: fill, original, latent noise, latent nothing
+    inpaint_full_res: bool = False  # Inpaint area: Only masked
+    inpaint_full_res_padding: int = 32
+    initial_noise_multiplier: float = 1.0  # Noise multiplier (img2img)
     # An upscale without diffusion (A1111's Extras): `init_image` (of `width` x `height`, any size) through this
     # upscaler by `upscale_by`, or to `upscale_to` ("WxH", Extras' Scale to, crop off). Nothing is sampled.
     extras_upscaler: str | None = None
@@ -219,6 +227,7 @@ class _Option:
     check: Callable[[str, Any, Limits], None] | None = None
     zero_is_unset: bool = False  # A1111's `value or default`: a 0 takes the default
     hires_only: bool = False  # checked only when hires fix is on (a txt2img job keeps whatever it carries)
+    mask_only: bool = False  # checked (and kept) only with a mask
 
 
 def _text(name: str, value: Any) -> str:
@@ -296,6 +305,32 @@ def _as_str(name: str, value: Any) -> str:
     return str(value)
 
 
+MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")
+
+
+def _masked_content(name: str, value: Any) -> str:
+    text = str(value).strip().lower().replace("-", " ").replace("_", " ")
+    if text not in MASKED_CONTENT:
+        raise InvalidParamsError(f"Masked content must be one of {', '.join(MASKED_CONTENT)}, not {shown(value)}.")
+    return text
+
+
+def _mask_mode(name: str, value: Any) -> bool:
+    """`Inpaint masked` / `Inpaint not masked` (A1111's text), or true/false for "invert"."""
+    text = str(value).strip().lower()
+    if text in ("inpaint masked", "inpaint not masked"):
+        return text == "inpaint not masked"
+    return _as_bool(name, value)
+
+
+def _inpaint_area(name: str, value: Any) -> bool:
+    """`Whole picture` / `Only masked` (A1111's text), or true/false for "only masked"."""
+    text = str(value).strip().lower().replace("-", " ").replace("_", " ")
+    if text in ("whole picture", "whole", "only masked", "masked"):
+        return text in ("only masked", "masked")
+    return _as_bool(name, value)
+
+
 def _as_is(name: str, value: Any) -> Any:
     """Options read elsewhere: seeds (`resolve_seed`), the hires sampler, the VAE."""
     return value
@@ -332,6 +367,13 @@ OPTIONS: dict[str, _Option] = {
     "rng": _Option("RNG", _rng, zero_is_unset=True),
     "ensd": _Option("ENSD", _as_int, _seed_delta, zero_is_unset=True),
     "vae": _Option("VAE", _as_is),
+    "mask": _Option("Mask", _as_str),
+    "mask_blur": _Option("Mask blur", _as_int, _between(0, 64), mask_only=True),
+    "inpainting_mask_invert": _Option("Mask mode", _mask_mode, mask_only=True),
+    "inpainting_fill": _Option("Masked content", _masked_content, mask_only=True),
+    "inpaint_full_res": _Option("Inpaint area", _inpaint_area, mask_only=True),
+    "inpaint_full_res_padding": _Option("Masked area padding", _as_int, _between(0, 256), mask_only=True),
+    "initial_noise_multiplier": _Option("Noise multiplier", _as_float, _between(0.0, 1.5)),
 }
 OPTION_KEYS = frozenset(OPTIONS)
 
@@ -370,6 +412,8 @@ def check_params(params: GenerationParams, limits: Limits = ANY_LIMITS) -> None:
     for key in OPTION_KEYS - {"seed", "subseed", "vae", "hr_sampler", "hr_schedule"}:
         value = getattr(params, key)
         if is_unset(key, value) or (OPTIONS[key].hires_only and not params.enable_hr):
+            continue
+        if OPTIONS[key].mask_only and params.mask is None:
             continue
         check_option(key, value, limits)
     for seed in (params.seed, params.subseed):
@@ -429,6 +473,10 @@ def build_params(
     init_image = value("init_image", None) if "init_image" in given else None
     if init_image is not None and enable_hr:
         raise InvalidParamsError("Hires fix is for text-to-image; with an init image, set the size directly.")
+    mask = value("mask", None) if "mask" in given else None
+    if mask is not None and init_image is None:
+        raise InvalidParamsError("A mask goes with an init image: it says which part of that image to redraw.")
+    inpaint = _inpaint_options(given, limits) if mask is not None else {}
     denoise_default = 0.75 if init_image is not None else 0.7 if enable_hr else None
     denoise = value("denoising_strength", denoise_default) if "denoising_strength" in given else denoise_default
     if init_image is None and not enable_hr:
@@ -491,7 +539,21 @@ def build_params(
         rng=rng_source,
         ensd=ensd,
         vae=vae,
+        mask=mask,
+        initial_noise_multiplier=value("initial_noise_multiplier", 1.0) if init_image is not None else 1.0,
+        **inpaint,
     )
+
+
+def _inpaint_options(given: Mapping[str, Any], limits: Limits) -> dict[str, Any]:
+    """The mask settings as given, each read and checked, else A1111's UI defaults."""
+    defaults = {
+        "mask_blur": 4, "inpainting_mask_invert": False, "inpainting_fill": "original", "inpaint_full_res": False,
+        "inpaint_full_res_padding": 32,
+    }  # fmt: skip
+    return {
+        key: check_option(key, given[key], limits) if key in given else default for key, default in defaults.items()
+    }
 
 
 EXTRAS_SCALE = (1.0, 8.0)  # Extras' "Scale by" slider

@@ -46,6 +46,7 @@ from engine.errors import (
 )
 from engine.images import read_infotext
 from engine.infotext import create_infotext, extras_text
+from engine.inpaint import LATENT_NOISE, LATENT_NOTHING, MASKED_CONTENT, Prepared, finish, mask_options, prepare
 from engine.ksampling import ScheduleOptions
 from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes, patch_loras
 from engine.models.layers import COMPONENTS, LayerShapes, module_shapes
@@ -97,6 +98,8 @@ class _Job:
     stop: int = 0
     used: dict[str, Embedding] = field(default_factory=dict)  # embeddings its texts used, for `TI hashes`
     error: EaselError | None = None
+    inpaint: Prepared | None = None  # an inpaint job's prepared image, mask and overlay
+    blend: tuple[torch.Tensor, torch.Tensor] | None = None  # its rows' latent mask (1 = repaint) and init latents
 
     def cancelled(self) -> bool:
         return self.hooks.is_cancelled is not None and self.hooks.is_cancelled()
@@ -114,6 +117,7 @@ class _Run:
     loras: list[tuple[LoraFile, LoraCall]]
     lora_state: str  # keys the conditioning cache: LoRAs change what the text encoder gives
     denoised: Denoised | None
+    blend: tuple[torch.Tensor, torch.Tensor] | None = None  # the batch's latent mask and init latents (inpainting)
 
     @property
     def lead(self) -> GenerationPlan:
@@ -361,6 +365,9 @@ class DiffusersEngine:
         rngs = [self._image_rng(run, job.plan, sampling_pass) for job in run.live()]
         rng: ImageRNG | BatchRNG = rngs[0] if len(rngs) == 1 else BatchRNG(rngs)
         noise = rng.first().to(self.device)
+        multiplier = lead.params.initial_noise_multiplier
+        if sampling_pass.kind == "img2img" and multiplier != 1.0:
+            noise = noise * multiplier  # A1111's "Noise multiplier" for img2img: the first noise only
         latents: torch.Tensor = run_pass(
             PassRun(
                 sampler=sampling_pass.sampler,
@@ -376,8 +383,12 @@ class DiffusersEngine:
                 is_cancelled=run.all_cancelled,
                 denoised=run.denoised,
                 schedule_options=ScheduleOptions(sdxl=lead.traits.family == "sdxl"),
+                blend=run.blend if sampling_pass.kind == "img2img" else None,
             )
         )
+        if sampling_pass.kind == "img2img" and run.blend is not None:  # A1111's final blend, after sampling
+            repaint, init = run.blend
+            latents = latents * repaint + init * (1 - repaint)
         return latents
 
     def _place_rows(self, run: _Run) -> None:
@@ -398,12 +409,9 @@ class DiffusersEngine:
         if sampling_pass.kind == "txt2img":
             return None
         if sampling_pass.kind == "img2img":
-            return torch.cat(
-                [
-                    self._init_latents(vae, job.plan.params).repeat(job.plan.params.batch_size, 1, 1, 1)
-                    for job in run.live()
-                ]
-            )
+            init = torch.cat([self._init_latents(vae, job, scale) for job in run.live()])
+            run.blend = _batch_blend(run.live(), init)
+            return init
         assert previous is not None and sampling_pass.upscale is not None
         upscale = sampling_pass.upscale
         latents: torch.Tensor
@@ -461,13 +469,34 @@ class DiffusersEngine:
             ensd=params.ensd,
         )
 
-    def _init_latents(self, vae: Any, params: GenerationParams) -> torch.Tensor:
+    def _init_latents(self, vae: Any, job: _Job, scale: int) -> torch.Tensor:
+        """A job's init latents, one row per image. With a mask, A1111's inpainting preparation: the image cropped,
+        resized and filled, the latent mask, and the masked content in latent space (noise or nothing)."""
+        params = job.plan.params
         assert params.init_image is not None
-        data = self.blobs.get(params.init_image)
-        with Image.open(io.BytesIO(data)) as opened:
-            image = opened.convert("RGB").resize((params.width, params.height), Image.Resampling.LANCZOS)
+        with Image.open(io.BytesIO(self.blobs.get(params.init_image))) as opened:
+            if params.mask is None:
+                image = opened.convert("RGB").resize((params.width, params.height), Image.Resampling.LANCZOS)
+            else:
+                with Image.open(io.BytesIO(self.blobs.get(params.mask))) as mask:
+                    prepared = prepare(opened, mask, mask_options(params), params.width, params.height)
+                image = prepared.image
+                job.inpaint = None if prepared.blank else prepared
         tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
-        return encode(vae, tensor.to(self.device))
+        latents = encode(vae, tensor.to(self.device)).repeat(params.batch_size, 1, 1, 1)
+        if job.inpaint is None:
+            return latents
+        height, width = latents.shape[-2:]
+        repaint = torch.from_numpy(job.inpaint.latent_mask(width, height))[None, None].expand_as(latents)
+        repaint = repaint.to(latents.device, latents.dtype)
+        content = MASKED_CONTENT[params.inpainting_fill]
+        if content == LATENT_NOISE:  # A1111: fresh noise from each image's seed, in the masked area
+            noise = ImageRNG(tuple(latents.shape[1:]), params.image_seeds(), source=params.rng).first()  # type: ignore[arg-type]
+            latents = latents * (1 - repaint) + noise.to(latents.device, latents.dtype) * repaint
+        elif content == LATENT_NOTHING:
+            latents = latents * (1 - repaint)
+        job.blend = (repaint, latents)
+        return latents
 
     def _extras(self, plan: GenerationPlan, hook: JobHooks) -> list[RawImage] | EaselError:
         """An upscale without diffusion (A1111's Extras): the image keeps its parameter text, and the upscale's
@@ -549,6 +578,8 @@ class DiffusersEngine:
                 "was not sent as a black square; try another sampler, more steps or another VAE."
             )
         images: list[Any] = run.loaded.pipe.numpy_to_pil(own.numpy())
+        if job.inpaint is not None:  # the original pixels back outside the mask (and an "only masked" crop in place)
+            images = [finish(image, job.inpaint) for image in images]
         params, loaded = job.plan.params, run.loaded
         extra = dict(job.plan.infotext_fields)
         if run.vae_file is not None:
@@ -557,6 +588,8 @@ class DiffusersEngine:
             hashes = [(lora.alias or lora.name, self.loras.short_hash(lora)) for lora, _ in run.loras]
             extra["Lora hashes"] = infotext_hashes(list(dict.fromkeys(hashes)))
         extra["TI hashes"] = ti_hashes(job.used.values())
+        if params.init_image is not None and params.initial_noise_multiplier != 1.0:  # set in A1111's sample()
+            extra["Noise multiplier"] = f"{params.initial_noise_multiplier:g}"
         seeds = params.image_seeds()
         return [
             RawImage(
@@ -568,6 +601,24 @@ class DiffusersEngine:
             )
             for i, image in enumerate(images)
         ]
+
+
+def _batch_blend(jobs: Sequence[_Job], init: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The batch's latent mask and init latents for A1111's blend; a job without a mask repaints everything (its
+    rows blend to the sampler's own output). None when no job has a mask."""
+    if all(job.blend is None for job in jobs):
+        return None
+    masks, inits, row = [], [], 0
+    for job in jobs:
+        rows = job.plan.params.batch_size
+        if job.blend is None:
+            masks.append(torch.ones_like(init[row : row + rows]))
+            inits.append(init[row : row + rows])
+        else:
+            masks.append(job.blend[0])
+            inits.append(job.blend[1])
+        row += rows
+    return torch.cat(masks), torch.cat(inits)
 
 
 def _rows_of(denoised: Denoised, start: int, stop: int) -> Callable[[], torch.Tensor | None]:

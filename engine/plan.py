@@ -147,6 +147,8 @@ class GenerationPlan:
             p.clip_skip, p.enable_hr, p.hr_scale, p.hr_resize_x, p.hr_resize_y, p.hr_upscaler, p.hr_steps,
             self.passes[-1].sampler.name, self.passes[-1].schedule,
             p.denoising_strength, p.init_image is not None, len(self.passes[0].conditioning.parts), self.traits,
+            p.mask is not None, p.mask_blur, p.inpainting_mask_invert, p.inpainting_fill, p.inpaint_full_res,
+            p.inpaint_full_res_padding, p.initial_noise_multiplier,
         )  # fmt: skip
 
     def cost(self) -> float:
@@ -322,6 +324,16 @@ def _infotext_fields(params: GenerationParams, sampler: SamplerSpec) -> dict[str
     fields: dict[str, str | None] = {}
     if params.init_image is not None or params.enable_hr:
         fields["Denoising strength"] = _num(params.denoising_strength)
+    if params.mask is not None:  # in the order A1111's img2img init adds them
+        if params.inpainting_mask_invert:
+            fields["Mask mode"] = "Inpaint not masked"
+        if params.mask_blur > 0:
+            fields["Mask blur"] = str(params.mask_blur)
+        if params.inpaint_full_res:
+            fields["Inpaint area"] = "Only masked"
+            fields["Masked area padding"] = str(params.inpaint_full_res_padding)
+        if params.inpainting_fill != "original":
+            fields["Masked content"] = params.inpainting_fill
     if params.enable_hr:
         # A1111 writes `Hires sampler` when it differs, and `Hires schedule type` (during the hires pass) when a
         # schedule function runs there whose label differs from the `Schedule type` the first pass recorded.

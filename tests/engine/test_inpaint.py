@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from engine.inpaint import FILL, LATENT_NOISE, ORIGINAL, MaskOptions, blur_kernel, finish, prepare
+from engine.inpaint import FILL, LATENT_NOISE, MASKED_CONTENT, ORIGINAL, MaskOptions, blur_kernel, finish, prepare
 from tests.reference import a1111_inpaint as a1111
 
 
@@ -98,3 +98,58 @@ def test_an_empty_mask_in_only_masked_mode_is_plain_img2img() -> None:
 
 def test_original_is_the_default_masked_content() -> None:
     assert MaskOptions().content == ORIGINAL
+
+
+# -- on the tiny model, through the engine ---------------------------------------------------------------------
+
+
+def _png(image: Image.Image) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _inpaint(engine: object, **changes: object) -> list[np.ndarray]:
+    from engine.pipeline import DiffusersEngine
+    from tests.engine.conftest import tiny_params
+
+    assert isinstance(engine, DiffusersEngine)
+    init = engine.blobs.put(_png(_picture(64, 64, seed=2)))
+    params = tiny_params(init_image=init, denoising_strength=0.75, steps=6)
+    if "mask_image" in changes:
+        changes["mask"] = engine.blobs.put(_png(changes.pop("mask_image")))  # type: ignore[arg-type]
+    raws = engine.generate(params.replace(**changes))
+    return [np.asarray(raw.image) for raw in raws]
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ 2M", "DDIM", "UniPC"])
+def test_inpainting_keeps_every_pixel_outside_the_blurred_mask(engine: object, sampler: str) -> None:
+    mask = _mask(64, 64, (20, 20, 44, 44))
+    [drawn] = _inpaint(engine, mask_image=mask, sampler=sampler)
+    outside = np.asarray(prepare(_picture(64, 64, seed=2), mask, MaskOptions(), 64, 64).mask) == 0
+    original = np.asarray(_picture(64, 64, seed=2))
+    assert np.array_equal(drawn[outside], original[outside])
+    assert not np.array_equal(drawn[~outside], original[~outside])
+
+
+def test_an_all_white_mask_with_original_content_is_img2img(engine: object) -> None:
+    [inpainted] = _inpaint(engine, mask_image=Image.new("L", (64, 64), 255))
+    [plain] = _inpaint(engine)
+    assert np.array_equal(inpainted, plain)
+
+
+@pytest.mark.parametrize("content", ["fill", "latent noise", "latent nothing"])
+def test_every_masked_content_and_only_masked_draw_and_keep_the_outside(engine: object, content: str) -> None:
+    mask = _mask(64, 64, (36, 4, 60, 28))
+    original = np.asarray(_picture(64, 64, seed=2))
+    for only_masked in (False, True):
+        [drawn] = _inpaint(engine, mask_image=mask, inpainting_fill=content, inpaint_full_res=only_masked,
+                           inpaint_full_res_padding=8)  # fmt: skip
+        options = MaskOptions(content=MASKED_CONTENT[content], only_masked=only_masked, padding=8)
+        prepared = prepare(_picture(64, 64, seed=2), mask, options, 64, 64)
+        assert prepared.overlay is not None
+        kept = np.asarray(prepared.overlay)[:, :, 3] == 255
+        assert drawn.shape == original.shape and kept.sum() > 2000
+        assert np.array_equal(drawn[kept], original[kept])
