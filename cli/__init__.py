@@ -43,6 +43,35 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--init-image", dest="init_image", default=None, help="img2img: a PNG/JPEG/WebP file")
     img.add_argument("--denoise", dest="denoising_strength", default=None, help="img2img / hires denoising 0..1")
     img.add_argument(
+        "--mask",
+        default=None,
+        help="inpainting: with --init-image, a mask image (white = redraw); an init image with transparency "
+        "redraws its transparent area without one",
+    )
+    img.add_argument("--mask-blur", dest="mask_blur", default=None, help="A1111's Mask blur (default 4)")
+    img.add_argument(
+        "--invert-mask",
+        dest="inpainting_mask_invert",
+        action="store_true",
+        default=None,
+        help="redraw what is not masked",
+    )
+    img.add_argument(
+        "--masked-content",
+        dest="inpainting_fill",
+        default=None,
+        help="fill | original (default) | latent-noise | latent-nothing",
+    )
+    img.add_argument(
+        "--inpaint-area", dest="inpaint_full_res", default=None, help="whole (default) | masked (only masked)"
+    )
+    img.add_argument(
+        "--padding", dest="inpaint_full_res_padding", default=None, help="only masked: padding in pixels (32)"
+    )
+    img.add_argument(
+        "--noise-multiplier", dest="initial_noise_multiplier", default=None, help="img2img: A1111's Noise multiplier"
+    )
+    img.add_argument(
         "--hires",
         dest="enable_hr",
         action=argparse.BooleanOptionalAction,

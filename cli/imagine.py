@@ -14,6 +14,7 @@ from typing import Any
 from engine.blobs import BlobStore
 from engine.errors import EaselError, InvalidParamsError
 from engine.images import check_upload
+from engine.inpaint import check_mask, transparency_mask
 from engine.jobs import Executor, Failed, Finished, Job, Progress, Queued, Started, Ticket, WasCancelled
 from engine.params import Limits
 from engine.request import Catalog, Request, resolve
@@ -22,17 +23,20 @@ from engine.request import Catalog, Request, resolve
 _OPTION_FLAGS = (
     "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height", "batch_size",
     "subseed", "subseed_strength", "clip_skip", "rng", "ensd", "denoising_strength", "hr_scale", "hr_steps",
-    "hr_upscaler", "hr_sampler", "hr_schedule", "vae",
+    "hr_upscaler", "hr_sampler", "hr_schedule", "vae", "mask_blur", "inpainting_mask_invert", "inpainting_fill",
+    "inpaint_full_res", "inpaint_full_res_padding", "initial_noise_multiplier",
 )  # fmt: skip
 MAX_INIT_BYTES = 20 * 1024 * 1024
 
 
-def cli_request(args: argparse.Namespace, *, init_image: str | None = None) -> Request:
+def cli_request(args: argparse.Namespace, *, init_image: str | None = None, mask: str | None = None) -> Request:
     """The command line as a request: the prompt as typed (its flags, or a whole block), the block of
     `--parameters`, and the flags as explicit options. `-` as the prompt means the block's."""
     options: dict[str, Any] = {key: getattr(args, key) for key in _OPTION_FLAGS if getattr(args, key) is not None}
     if args.enable_hr is not None:
         options["enable_hr"] = args.enable_hr
+    if mask is not None:
+        options["mask"] = mask
     prompt = "" if args.prompt.strip() == "-" else args.prompt
     return Request(
         prompt=prompt,
@@ -44,6 +48,17 @@ def cli_request(args: argparse.Namespace, *, init_image: str | None = None) -> R
         init_image=init_image,
         hires_off="--no-hires",
     )
+
+
+def read_mask(path: str | None, init: bytes, blobs: BlobStore, limits: Limits) -> str | None:
+    """The mask's blob: the `--mask` file (checked from its header, then for paint), else an init image's
+    transparent area, else none (plain img2img)."""
+    if path:
+        data = Path(path).read_bytes()
+        check_mask(data, max_bytes=MAX_INIT_BYTES, max_pixels=limits.max_pixels * 4)
+        return blobs.put(data)
+    found = transparency_mask(init)
+    return blobs.put(found) if found is not None else None
 
 
 def check_out(out: Path) -> None:
@@ -72,12 +87,15 @@ async def imagine(
         if not args.prompt.strip() and not args.parameters:
             raise InvalidParamsError("Give a prompt, or a parameter block with --parameters.")
         check_out(Path(args.out))
-        digest = None
+        digest = mask = None
         if args.init_image:
             data = Path(args.init_image).read_bytes()  # noqa: ASYNC240 - one small local file, before anything is queued
             check_upload(data, max_bytes=MAX_INIT_BYTES, max_pixels=limits.max_pixels * 4)
             digest = blobs.put(data)
-        resolved = resolve(cli_request(args, init_image=digest), catalog, limits)
+            mask = read_mask(args.mask, data, blobs, limits)
+        elif args.mask:
+            raise InvalidParamsError("--mask goes with --init-image: it says which part of that image to redraw.")
+        resolved = resolve(cli_request(args, init_image=digest, mask=mask), catalog, limits)
         for note in resolved.notes:
             print(f"note: {note}", file=sys.stderr)
         params = resolved.params

@@ -234,3 +234,45 @@ def finish(result: Image.Image, prepared: Prepared) -> Image.Image:
     composed = result.convert("RGBA")
     composed.alpha_composite(prepared.overlay)
     return composed.convert("RGB")
+
+
+def _decoded(data: bytes) -> Image.Image:
+    import io
+
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.load()
+        return opened.copy()
+
+
+def check_mask(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
+    """A mask upload: its header checked before decoding (as an init image's), then decoded and read as A1111 reads
+    a mask; InvalidParamsError when it paints nothing. White (or, in a PNG with transparency, painted) = repaint."""
+    from engine.errors import InvalidParamsError
+    from engine.images import check_upload
+
+    try:
+        check_upload(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    except InvalidParamsError as err:
+        raise InvalidParamsError(f"The mask: {err}") from None
+    mask = _decoded(data)
+    if binary_mask(mask).getbbox() is None:
+        raise InvalidParamsError(
+            "The mask is empty: paint white (or opaque) where the image should be redrawn, black elsewhere."
+        )
+    return mask
+
+
+def transparency_mask(data: bytes) -> bytes | None:
+    """An init image with transparency: its transparent area as a mask PNG (transparent = repaint, as an erased
+    photo means it), or None when the image is opaque throughout."""
+    import io
+
+    image = _decoded(data)
+    if image.mode not in ("RGBA", "LA") and not (image.mode == "P" and "transparency" in image.info):
+        return None
+    alpha = np.asarray(image.convert("RGBA").getchannel("A"))
+    if alpha.min() == 255:
+        return None
+    out = io.BytesIO()
+    Image.fromarray(np.where(alpha < 255, 255, 0).astype(np.uint8), "L").save(out, format="PNG")
+    return out.getvalue()

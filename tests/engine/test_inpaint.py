@@ -153,3 +153,29 @@ def test_every_masked_content_and_only_masked_draw_and_keep_the_outside(engine: 
         kept = np.asarray(prepared.overlay)[:, :, 3] == 255
         assert drawn.shape == original.shape and kept.sum() > 2000
         assert np.array_equal(drawn[kept], original[kept])
+
+
+def test_the_mask_settings_are_written_and_read_back_as_a1111s() -> None:
+    from engine.infotext import options_from_infotext, parse_infotext
+    from engine.params import Limits, build_params
+    from engine.plan import make_plan
+
+    text = (
+        "a fox\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512, Denoising strength: 0.6, "
+        "Mask mode: Inpaint not masked, Mask blur: 8, Inpaint area: Only masked, Masked area padding: 16, "
+        "Masked content: latent noise, Noise multiplier: 0.9"
+    )
+    options, notes = options_from_infotext(parse_infotext(text), init_image="a" * 64)
+    params = build_params({**options, "mask": "b" * 64}, model="m", limits=Limits())
+    assert notes == []
+    assert (params.inpainting_mask_invert, params.mask_blur, params.inpaint_full_res, params.inpaint_full_res_padding,
+            params.inpainting_fill, params.initial_noise_multiplier) == (True, 8, True, 16, "latent noise", 0.9)  # fmt: skip
+    fields = dict(make_plan(params).infotext_fields)
+    assert list(fields.items()) == [
+        ("Denoising strength", "0.6"),
+        ("Mask mode", "Inpaint not masked"),
+        ("Mask blur", "8"),
+        ("Inpaint area", "Only masked"),
+        ("Masked area padding", "16"),
+        ("Masked content", "latent noise"),
+    ]

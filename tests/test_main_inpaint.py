@@ -1,0 +1,61 @@
+"""Inpainting from the command line: --mask and its settings, a transparent init image, an empty mask refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from tests.test_main import run_main
+
+pytestmark = pytest.mark.slow  # each test starts Easel as a process
+
+
+def _files(tmp_path: Path) -> None:
+    y, x = np.mgrid[0:64, 0:64]
+    picture = np.stack([x * 4, y * 4, (x + y) * 2], axis=-1).astype(np.uint8)
+    Image.fromarray(picture).save(tmp_path / "init.png")
+    mask = Image.new("L", (64, 64))
+    ImageDraw.Draw(mask).rectangle((36, 4, 60, 28), fill=255)
+    mask.save(tmp_path / "mask.png")
+    Image.new("L", (64, 64)).save(tmp_path / "empty.png")
+    holey = Image.fromarray(picture).convert("RGBA")
+    holey.paste((0, 0, 0, 0), (36, 4, 61, 29))
+    holey.save(tmp_path / "holey.png")
+
+
+def test_a_mask_redraws_only_its_area_and_the_settings_are_written(tmp_path: Path) -> None:
+    _files(tmp_path)
+    args = ["imagine", "a red circle", "--init-image", "init.png", "--mask", "mask.png", "--seed", "5", "--mask-blur",
+            "2", "--masked-content", "fill", "--inpaint-area", "masked", "--padding", "8", "--out", "out.png"]  # fmt: skip
+    result = run_main(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "Denoising strength: 0.75, Mask blur: 2, Inpaint area: Only masked, Masked area padding: 8, "
+        "Masked content: fill" in result.stdout
+    )
+    drawn, original = (np.asarray(Image.open(tmp_path / name).convert("RGB")) for name in ("out.png", "init.png"))
+    assert np.array_equal(drawn[40:, :30], original[40:, :30])  # far from the mask: the original pixels
+    assert not np.array_equal(drawn[8:24, 40:56], original[8:24, 40:56])
+
+
+def test_a_transparent_init_image_redraws_its_transparent_area(tmp_path: Path) -> None:
+    _files(tmp_path)
+    result = run_main(["imagine", "a red circle", "--init-image", "holey.png", "--out", "out.png"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Mask blur: 4" in result.stdout
+    drawn = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"))
+    original = np.asarray(Image.open(tmp_path / "init.png"))
+    assert np.array_equal(drawn[40:, :20], original[40:, :20])
+
+
+def test_an_empty_or_unreadable_mask_is_refused_in_one_line(tmp_path: Path) -> None:
+    _files(tmp_path)
+    (tmp_path / "notes.png").write_text("not an image")
+    for mask, message in (("empty.png", "The mask is empty"), ("notes.png", "The mask: That file is not a PNG")):
+        result = run_main(["imagine", "x", "--init-image", "init.png", "--mask", mask], tmp_path)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    alone = run_main(["imagine", "x", "--mask", "mask.png"], tmp_path)
+    assert alone.returncode == 2 and "--mask goes with --init-image" in alone.stderr
