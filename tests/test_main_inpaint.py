@@ -28,8 +28,9 @@ def _files(tmp_path: Path) -> None:
 
 def test_a_mask_redraws_only_its_area_and_the_settings_are_written(tmp_path: Path) -> None:
     _files(tmp_path)
-    args = ["imagine", "a red circle", "--init-image", "init.png", "--mask", "mask.png", "--seed", "5", "--mask-blur",
-            "2", "--masked-content", "fill", "--inpaint-area", "masked", "--padding", "8", "--out", "out.png"]  # fmt: skip
+    args = ["imagine", "a red circle", "--init-image", "init.png", "--mask", "mask.png", "--seed", "5"]
+    args += ["--mask-blur", "2", "--masked-content", "fill", "--inpaint-area", "masked", "--padding", "8"]
+    args += ["--out", "out.png"]
     result = run_main(args, tmp_path)
     assert result.returncode == 0, result.stderr
     assert (

@@ -168,8 +168,9 @@ def test_the_mask_settings_are_written_and_read_back_as_a1111s() -> None:
     options, notes = options_from_infotext(parse_infotext(text), init_image="a" * 64)
     params = build_params({**options, "mask": "b" * 64}, model="m", limits=Limits())
     assert notes == []
-    assert (params.inpainting_mask_invert, params.mask_blur, params.inpaint_full_res, params.inpaint_full_res_padding,
-            params.inpainting_fill, params.initial_noise_multiplier) == (True, 8, True, 16, "latent noise", 0.9)  # fmt: skip
+    read = (params.inpainting_mask_invert, params.mask_blur, params.inpaint_full_res, params.inpaint_full_res_padding)
+    assert read == (True, 8, True, 16)
+    assert (params.inpainting_fill, params.initial_noise_multiplier) == ("latent noise", 0.9)
     fields = dict(make_plan(params).infotext_fields)
     assert list(fields.items()) == [
         ("Denoising strength", "0.6"),
