@@ -4,6 +4,7 @@ executor, with a progress bar, written as PNGs."""
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import uuid
@@ -11,11 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from engine.blobs import BlobStore
 from engine.errors import EaselError, InvalidParamsError
 from engine.images import check_upload
 from engine.inpaint import check_mask, transparency_mask
 from engine.jobs import Executor, Failed, Finished, Job, Progress, Queued, Started, Ticket, WasCancelled
+from engine.outpaint import OUTPAINT_CONTENT, OUTPAINT_DENOISING, outpaint
 from engine.params import Limits
 from engine.request import Catalog, Request, resolve
 
@@ -61,6 +65,22 @@ def read_mask(path: str | None, init: bytes, blobs: BlobStore, limits: Limits) -
     return blobs.put(found) if found is not None else None
 
 
+def outpaint_request(args: argparse.Namespace, data: bytes, blobs: BlobStore, limits: Limits) -> tuple[str, str]:
+    """Zoom Out, Pan or Make Square: the canvas and the mask of its new area as blobs, and the job's size and
+    outpainting settings as options (those the command line gives win)."""
+    if sum([args.zoom_out is not None, args.pan is not None, bool(args.make_square)]) > 1 or args.mask:
+        raise InvalidParamsError("Give one of --zoom-out, --pan and --make-square, without --mask.")
+    with Image.open(io.BytesIO(data)) as opened:
+        picture = opened.convert("RGB")
+    made = outpaint(
+        picture, max_pixels=limits.max_pixels, zoom=args.zoom_out or 1.0, pan=args.pan, square=bool(args.make_square)
+    )
+    args.width, args.height = args.width or made.width, args.height or made.height
+    args.inpainting_fill = args.inpainting_fill or OUTPAINT_CONTENT
+    args.denoising_strength = args.denoising_strength or OUTPAINT_DENOISING
+    return blobs.put(made.canvas), blobs.put(made.mask)
+
+
 def check_out(out: Path) -> None:
     """Refuse, before anything is queued, an output path the images could not be written to."""
     folder = out.parent if str(out.parent) else Path()
@@ -88,13 +108,17 @@ async def imagine(
             raise InvalidParamsError("Give a prompt, or a parameter block with --parameters.")
         check_out(Path(args.out))
         digest = mask = None
+        outpainting = args.zoom_out is not None or args.pan is not None or args.make_square
         if args.init_image:
             data = Path(args.init_image).read_bytes()  # noqa: ASYNC240 - one small local file, before anything is queued
             check_upload(data, max_bytes=MAX_INIT_BYTES, max_pixels=limits.max_pixels * 4)
-            digest = blobs.put(data)
-            mask = read_mask(args.mask, data, blobs, limits)
-        elif args.mask:
-            raise InvalidParamsError("--mask goes with --init-image: it says which part of that image to redraw.")
+            if outpainting:
+                digest, mask = outpaint_request(args, data, blobs, limits)
+            else:
+                digest = blobs.put(data)
+                mask = read_mask(args.mask, data, blobs, limits)
+        elif args.mask or outpainting:
+            raise InvalidParamsError("--mask, --zoom-out, --pan and --make-square go with --init-image.")
         resolved = resolve(cli_request(args, init_image=digest, mask=mask), catalog, limits)
         for note in resolved.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -60,3 +60,27 @@ def test_an_empty_or_unreadable_mask_is_refused_in_one_line(tmp_path: Path) -> N
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     alone = run_main(["imagine", "x", "--mask", "mask.png"], tmp_path)
     assert alone.returncode == 2 and "--mask goes with --init-image" in alone.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "size", "place"),
+    [
+        (["--zoom-out", "2"], (128, 128), (32, 32)),
+        (["--zoom-out", "1.5"], (96, 96), (16, 16)),
+        (["--pan", "left"], (96, 64), (32, 0)),
+        (["--pan", "down"], (64, 96), (0, 0)),
+        (["--make-square"], (64, 64), (0, 0)),
+    ],
+)
+def test_zoom_out_and_pan_keep_the_picture_pixel_exact_in_its_place(
+    tmp_path: Path, flags: list[str], size: tuple[int, int], place: tuple[int, int]
+) -> None:
+    _files(tmp_path)
+    result = run_main(["imagine", "a red circle", "--init-image", "init.png", *flags, "--out", "out.png"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"Size: {size[0]}x{size[1]}" in result.stdout and "Masked content: fill" in result.stdout
+    drawn = np.asarray(Image.open(tmp_path / "out.png").convert("RGB"))
+    original = np.asarray(Image.open(tmp_path / "init.png"))
+    x, y = place
+    assert drawn.shape[:2] == (size[1], size[0])
+    assert np.array_equal(drawn[y : y + 64, x : x + 64], original)
