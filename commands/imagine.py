@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, cast
@@ -11,10 +12,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import withdraw
-from bot.uploads import check_declared, store_init_image, upload_pixel_limit
+from bot.uploads import MAX_UPLOAD_BYTES, check_declared, download, store_init_image, upload_pixel_limit
 from commands.choices import matching
 from commands.styles import style_choices
 from engine.errors import EaselError
+from engine.inpaint import check_mask, transparency_mask
 from engine.params import HIRES_UPSCALERS, USE_SAME_SAMPLER, USE_SAME_SCHEDULER
 from engine.request import Request
 from engine.samplers import sampler_names, schedule_names
@@ -53,6 +55,7 @@ class ImagineCog(commands.Cog):
         batch_size="How many images",
         parameters="A pasted A1111 / civitai parameter block; the other options override it",
         init_image="Start from this image (img2img): PNG, JPEG or WebP, up to 20 MiB",
+        mask="Inpaint: with init_image, white = redraw (an init image's transparent area is redrawn without one)",
         denoising_strength="How much to change: of the init image (default 0.75), or in the hires pass (0.7)",
         hires="Hires fix: draw at the size, then upscale and refine",
         hires_scale="Hires fix: upscale by (default 2)",
@@ -81,6 +84,7 @@ class ImagineCog(commands.Cog):
         batch_size: int | None = None,
         parameters: str | None = None,
         init_image: discord.Attachment | None = None,
+        mask: discord.Attachment | None = None,
         denoising_strength: app_commands.Range[float, 0.0, 1.0] | None = None,
         hires: bool | None = None,
         hires_scale: app_commands.Range[float, 1.0, 4.0] | None = None,
@@ -100,7 +104,7 @@ class ImagineCog(commands.Cog):
             "cfg_scale": cfg_scale, "seed": seed, "width": width, "height": height, "batch_size": batch_size,
             "denoising_strength": denoising_strength, "enable_hr": hires, "hr_scale": hires_scale,
             "hr_steps": hires_steps, "hr_upscaler": hires_upscaler, "hr_sampler": hires_sampler,
-            "hr_schedule": hires_schedule, "vae": vae,
+            "hr_schedule": hires_schedule, "vae": vae, "mask": None if mask is None else _PENDING_HASH,
         }  # fmt: skip
         request = Request(
             prompt=prompt,
@@ -117,6 +121,8 @@ class ImagineCog(commands.Cog):
         )
         if init_image is not None:  # refused on what Discord declares before anything else
             check_declared(init_image, max_pixels=upload_pixel_limit(here.limits.max_pixels))
+        if mask is not None:
+            check_declared(mask, max_pixels=upload_pixel_limit(here.limits.max_pixels), what="mask")
         resolved = await bot.resolve(request, here.limits)
         if init_image is None:
             await bot.runner.start_job(interaction, resolved.params, resolved.notes, max_queued=here.queue_cap)
@@ -130,13 +136,28 @@ class ImagineCog(commands.Cog):
             digest, *size = await store_init_image(
                 bot.downloads, bot.blobs, init_image, max_pixels=upload_pixels, offload=bot.offload
             )
-            params = resolved.params.replace(init_image=digest)
-            if tuple(size) != request.init_size:  # Discord declared another size: read again with the real one
-                again = replace(request, init_image=digest, init_size=(size[0], size[1]))
-                params = (await bot.resolve(again, here.limits)).params
+            mask_digest = await self._mask(init_image, digest, mask, upload_pixels)
+            options = {**explicit, "mask": mask_digest}
+            again = replace(request, options=options, init_image=digest, init_size=(size[0], size[1]))
+            params = (await bot.resolve(again, here.limits)).params
             await bot.runner.start_job(interaction, params, resolved.notes, max_queued=here.queue_cap)
         except EaselError as err:
             await withdraw(interaction, str(err))
+
+    async def _mask(
+        self, init_image: discord.Attachment, digest: str, mask: discord.Attachment | None, max_pixels: int
+    ) -> str | None:
+        """The mask's blob: the `mask` upload (its header checked, then that it paints something), else the init
+        image's transparent area, else none (plain img2img)."""
+        bot = self.bot
+        if mask is None:
+            found = await bot.offload(transparency_mask, bot.blobs.get(digest))
+            return None if found is None else await bot.offload(bot.blobs.put, found)
+        assert bot.downloads is not None
+        data = await download(bot.downloads, mask.url, what="mask")
+        await bot.offload(functools.partial(check_mask, data, max_bytes=MAX_UPLOAD_BYTES, max_pixels=max_pixels))
+        digest_of_mask: str = await bot.offload(bot.blobs.put, data)
+        return digest_of_mask
 
     @imagine.autocomplete("sampler")
     async def _sampler_choices(
