@@ -14,6 +14,7 @@ import discord
 from bot.checks import is_admin
 from bot.edit import EditModal
 from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral, withdraw
+from bot.outpaint import ImageMenu, OutpaintButton
 from bot.replay import replay
 from bot.store import JobRecord, JobStatus
 from bot.uploads import check_and_store, download
@@ -265,8 +266,9 @@ class CancelButton(_JobButton, template=r"easel:cancel:" + JOB_ID_PATTERN):
         log.info("job %s: cancel requested by user %s", record.job_id, interaction.user.id)
 
 
-DYNAMIC_ITEMS: tuple[type[_JobButton], ...] = (
-    RerollButton, VaryButton, UpscaleButton, SubtleButton, EditButton, DeleteButton, CancelButton,
+DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
+    RerollButton, VaryButton, UpscaleButton, SubtleButton, EditButton, DeleteButton, CancelButton, OutpaintButton,
+    ImageMenu,
 )  # fmt: skip
 
 
@@ -275,8 +277,12 @@ IMAGE_BUTTONS: tuple[type[_ImageButton], ...] = (SubtleButton, UpscaleButton)
 
 
 def result_view(job_id: str, images: int = 1, *, upscaled: bool = False) -> discord.ui.View:
-    """The job's row (Reroll, Vary, Edit, Delete), then a row per upscale kind with a button per image (Midjourney's
-    U1-U4), up to five images. An upscale's result (nothing was drawn) has Delete and Upscale (Subtle) only."""
+    """The result's buttons, within Discord's 5 rows of 5 (README: "Buttons on a result").
+
+    One image: Reroll, Vary, Edit, Delete; Upscale (Subtle), (Creative); Zoom Out 2×, 1.5×, Make Square; Pan ⬅ ➡ ⬆ ⬇.
+    A batch: the job's row; a row each of Subtle, Creative and Zoom Out 2× with a button per image (Midjourney's
+    U1-U4); then a menu with Vary, Make Square and Pan for each image. An upscale's result has Delete and Upscale
+    (Subtle) only."""
     view = discord.ui.View(timeout=None)
     if upscaled:
         view.add_item(DeleteButton(job_id))
@@ -284,11 +290,24 @@ def result_view(job_id: str, images: int = 1, *, upscaled: bool = False) -> disc
         return view
     for button in RESULT_BUTTONS:
         view.add_item(button(job_id))
+    shown = min(images, MAX_IMAGE_BUTTONS)
     for row, kind in enumerate(IMAGE_BUTTONS, start=1):
-        for index in range(min(images, MAX_IMAGE_BUTTONS)):
+        for index in range(shown):
             item = kind(job_id, index, numbered=images > 1)
             item.item.row = row
             view.add_item(item)
+    rows: list[list[str]] = [["zoom2", "zoom15", "square"], ["left", "right", "up", "down"]]
+    if images > 1:
+        rows = [["zoom2"] * shown]
+    for row, kinds in enumerate(rows, start=3):
+        for position, name in enumerate(kinds):
+            outpaint = OutpaintButton(job_id, position if images > 1 else 0, name, numbered=images > 1)
+            outpaint.item.row = row
+            view.add_item(outpaint)
+    if images > 1:
+        menu = ImageMenu(job_id, images)
+        menu.item.row = 4
+        view.add_item(menu)
     return view
 
 

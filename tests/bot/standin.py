@@ -910,6 +910,14 @@ class Standin:
         data = {"custom_id": custom_id, "component_type": 2}
         return await self._interact(3, data, user, message_id=message_id)
 
+    async def choose(self, message_id: int, custom_id: str, values: list[str], user: StandinUser) -> InteractionHandle:
+        """Pick `values` in a string select of the message (each must be one of its options)."""
+        message = self.messages[message_id]
+        [select] = [c for row in message["components"] for c in row["components"] if c.get("custom_id") == custom_id]
+        assert select["type"] == 3 and set(values) <= {o["value"] for o in select["options"]}, select
+        data = {"custom_id": custom_id, "component_type": 3, "values": values}
+        return await self._interact(3, data, user, message_id=message_id)
+
     def modal(self, handle: InteractionHandle) -> Json:
         """The modal the bot opened in answer to `handle` (a type 9 callback)."""
         [callback] = [r for r in self.sent(handle, "POST") if r.path.endswith("/callback")]

@@ -66,7 +66,14 @@ async def test_show_reposts_a_finished_job_regenerated_with_the_same_seed_and_wo
     assert f"Job {original} regenerated from its parameters" in message["content"]
     assert "Seed: 42" in message["content"]
     assert message["attachments"] and harness.standin.sent(shown, "PATCH")[-1].files[0].data.startswith(PNG_MAGIC)
-    assert [c.split(":")[1] for c in custom_ids(message)] == ["reroll", "vary", "edit", "delete", "subtle", "upscale"]
+    assert [c.split(":")[1] for c in custom_ids(message)][:6] == [
+        "reroll",
+        "vary",
+        "edit",
+        "delete",
+        "subtle",
+        "upscale",
+    ]
     await click(harness, shown, "vary", BOB)
     assert executor.submitted[-1].params.seed == 42 and executor.submitted[-1].params.subseed_strength > 0
 

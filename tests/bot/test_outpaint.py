@@ -1,0 +1,61 @@
+"""Zoom Out, Make Square, Pan and per-image Vary on a result, through discord.py against the stand-in."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from tests.bot.harness import ALICE, BOB, Harness
+from tests.bot.helpers import callback_of, imagine, job_id_of
+from tests.bot.standin import InteractionHandle, custom_ids
+from tests.fakes import FakeExecutor
+
+
+async def press(harness: Harness, handle: InteractionHandle, custom_id: str) -> InteractionHandle:
+    message = harness.standin.original(handle)
+    assert custom_id in custom_ids(message)
+    clicked = await harness.standin.click(int(message["id"]), custom_id, BOB)
+    await harness.settle(clicked)
+    return clicked
+
+
+def blob(harness: Harness, digest: str | None) -> Image.Image:
+    assert digest is not None
+    return Image.open(io.BytesIO((harness.settings.data_dir / "blobs" / digest).read_bytes()))
+
+
+async def test_zoom_out_is_an_inpaint_of_a_larger_canvas_with_the_image_in_the_middle(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    first = await imagine(harness, ALICE, prompt="a red fox", seed="42", width=64, height=96)
+    job_id = job_id_of(harness.standin, first)
+    clicked = await press(harness, first, f"easel:outzoom2:{job_id}:0")
+    assert callback_of(harness.standin, clicked)["type"] == 5
+    params = executor.submitted[-1].params
+    assert (params.width, params.height, params.seed, params.prompt) == (128, 192, 42, "a red fox")
+    assert (params.denoising_strength, params.inpainting_fill, params.mask_blur) == (1.0, "fill", 4)
+    assert executor.submitted[-1].user_id == str(BOB.id)
+    canvas, mask = blob(harness, params.init_image), blob(harness, params.mask)
+    assert canvas.size == mask.size == (128, 192)
+    assert mask.getpixel((64, 96)) == 0 and mask.getpixel((2, 2)) == 255  # the picture kept, the border drawn
+
+
+async def test_pan_left_on_a_single_image_and_vary_or_pan_one_image_of_a_batch_from_the_menu(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    single = await imagine(harness, ALICE, prompt="a red fox", seed="7", width=64, height=64)
+    await press(harness, single, f"easel:outleft:{job_id_of(harness.standin, single)}:0")
+    assert (executor.submitted[-1].params.width, executor.submitted[-1].params.height) == (96, 64)
+
+    batch = await imagine(harness, ALICE, prompt="a blue fox", seed="10", width=64, height=64, batch_size=2)
+    job_id = job_id_of(harness.standin, batch)
+    message = harness.standin.original(batch)
+    chosen = await harness.standin.choose(int(message["id"]), f"easel:imagemenu:{job_id}", ["up:1"], BOB)
+    await harness.settle(chosen)
+    panned = executor.submitted[-1].params
+    assert (panned.width, panned.height, panned.seed, panned.batch_size) == (64, 96, 11, 1)
+    chosen = await harness.standin.choose(int(message["id"]), f"easel:imagemenu:{job_id}", ["vary:0"], BOB)
+    await harness.settle(chosen)
+    varied = executor.submitted[-1].params
+    assert (varied.seed, varied.batch_size, varied.subseed_strength) == (10, 1, 0.15)
