@@ -15,6 +15,7 @@ from bot.checks import is_admin
 from bot.edit import EditModal
 from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral, withdraw
 from bot.outpaint import ImageMenu, OutpaintButton
+from bot.region import RegionButton, RegionFormButton
 from bot.replay import replay
 from bot.store import JobRecord, JobStatus
 from bot.uploads import check_and_store, download
@@ -268,7 +269,7 @@ class CancelButton(_JobButton, template=r"easel:cancel:" + JOB_ID_PATTERN):
 
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     RerollButton, VaryButton, UpscaleButton, SubtleButton, EditButton, DeleteButton, CancelButton, OutpaintButton,
-    ImageMenu,
+    ImageMenu, RegionButton, RegionFormButton,
 )  # fmt: skip
 
 
@@ -277,12 +278,12 @@ IMAGE_BUTTONS: tuple[type[_ImageButton], ...] = (SubtleButton, UpscaleButton)
 
 
 def result_view(job_id: str, images: int = 1, *, upscaled: bool = False) -> discord.ui.View:
-    """The result's buttons, within Discord's 5 rows of 5 (README: "Buttons on a result").
+    """The result's components, within Discord's 5 rows of 5 (README: "Buttons on a result").
 
-    One image: Reroll, Vary, Edit, Delete; Upscale (Subtle), (Creative); Zoom Out 2×, 1.5×, Make Square; Pan ⬅ ➡ ⬆ ⬇.
-    A batch: the job's row; a row each of Subtle, Creative and Zoom Out 2× with a button per image (Midjourney's
-    U1-U4); then a menu with Vary, Make Square and Pan for each image. An upscale's result has Delete and Upscale
-    (Subtle) only."""
+    One image: Reroll, Vary, Edit, Delete; Upscale (Subtle), (Creative), Vary (Region); Zoom Out 2×, 1.5×, Make
+    Square; Pan ⬅ ➡ ⬆ ⬇. A batch: the job's row; a row each of Subtle, Creative and Vary (Region) with a button per
+    image (Midjourney's U1-U4); then a menu with Vary, Zoom Out 2× and Pan for each image. An upscale's result has
+    Delete and Upscale (Subtle) only."""
     view = discord.ui.View(timeout=None)
     if upscaled:
         view.add_item(DeleteButton(job_id))
@@ -291,23 +292,30 @@ def result_view(job_id: str, images: int = 1, *, upscaled: bool = False) -> disc
     for button in RESULT_BUTTONS:
         view.add_item(button(job_id))
     shown = min(images, MAX_IMAGE_BUTTONS)
-    for row, kind in enumerate(IMAGE_BUTTONS, start=1):
-        for index in range(shown):
-            item = kind(job_id, index, numbered=images > 1)
-            item.item.row = row
-            view.add_item(item)
-    rows: list[list[str]] = [["zoom2", "zoom15", "square"], ["left", "right", "up", "down"]]
-    if images > 1:
-        rows = [["zoom2"] * shown]
-    for row, kinds in enumerate(rows, start=3):
-        for position, name in enumerate(kinds):
-            outpaint = OutpaintButton(job_id, position if images > 1 else 0, name, numbered=images > 1)
-            outpaint.item.row = row
-            view.add_item(outpaint)
-    if images > 1:
+    batch = images > 1
+    per_image: list[discord.ui.DynamicItem[Any]] = []
+    for row, kind in enumerate((SubtleButton, UpscaleButton, RegionButton), start=1):
+        if batch or kind is not RegionButton:
+            for index in range(shown):
+                item: discord.ui.DynamicItem[Any] = kind(job_id, index, numbered=batch)
+                item.item.row = row if batch else 1
+                per_image.append(item)
+        else:
+            region = RegionButton(job_id, 0)
+            region.item.row = 1
+            per_image.append(region)
+    for item in per_image:
+        view.add_item(item)
+    if batch:
         menu = ImageMenu(job_id, images)
         menu.item.row = 4
         view.add_item(menu)
+        return view
+    for row, kinds in ((2, ("zoom2", "zoom15", "square")), (3, ("left", "right", "up", "down"))):
+        for name in kinds:
+            outpaint = OutpaintButton(job_id, 0, name)
+            outpaint.item.row = row
+            view.add_item(outpaint)
     return view
 
 

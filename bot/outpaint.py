@@ -144,7 +144,7 @@ Select = discord.ui.Select[discord.ui.View]
 
 
 class ImageMenu(discord.ui.DynamicItem[Select], template=_MENU_PATTERN):
-    """A batch's last row: Vary, Make Square and Pan for each image (Discord allows 5 rows of buttons)."""
+    """A batch's last row: Vary, Zoom Out 2× and Pan for each image (Discord allows 5 rows of components)."""
 
     def __init__(self, job_id: str, images: int = 0) -> None:
         options = [
@@ -154,7 +154,7 @@ class ImageMenu(discord.ui.DynamicItem[Select], template=_MENU_PATTERN):
         ] or [discord.SelectOption(label="-", value="none:0")]
         super().__init__(
             discord.ui.Select(
-                custom_id=f"easel:imagemenu:{job_id}", placeholder="Vary, square or pan one image…", options=options
+                custom_id=f"easel:imagemenu:{job_id}", placeholder="Vary, zoom out or pan one image…", options=options
             )
         )
         self.job_id = job_id

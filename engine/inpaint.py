@@ -276,3 +276,46 @@ def transparency_mask(data: bytes) -> bytes | None:
     out = io.BytesIO()
     Image.fromarray(np.where(alpha < 255, 255, 0).astype(np.uint8), "L").save(out, format="PNG")
     return out.getvalue()
+
+
+GRID = 3  # Vary (Region)'s cells: 3 x 3, numbered 1-9 left to right, top to bottom
+CELL_NAMES = ("top left", "top", "top right", "left", "middle", "right", "bottom left", "bottom", "bottom right")
+
+
+def _cell_box(cell: int, width: int, height: int) -> tuple[int, int, int, int]:
+    row, col = divmod(cell, GRID)
+    return col * width // GRID, row * height // GRID, (col + 1) * width // GRID, (row + 1) * height // GRID
+
+
+def grid_mask(width: int, height: int, cells: list[int]) -> bytes:
+    """A mask PNG painting the chosen grid cells (0-based) of a `width` x `height` image white."""
+    import io
+
+    pixels = np.zeros((height, width), np.uint8)
+    for cell in cells:
+        x1, y1, x2, y2 = _cell_box(cell, width, height)
+        pixels[y1:y2, x1:x2] = 255
+    out = io.BytesIO()
+    Image.fromarray(pixels, "L").save(out, format="PNG")
+    return out.getvalue()
+
+
+def grid_preview(image: Image.Image, side: int = 384) -> bytes:
+    """The image (scaled to about `side` pixels, crisp) with the grid and its cell numbers drawn on it, as a PNG."""
+    import io
+
+    from PIL import ImageDraw
+
+    scale = max(1, side // max(image.size))
+    preview = image.convert("RGB").resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+    draw = ImageDraw.Draw(preview)
+    for cell in range(GRID * GRID):
+        x1, y1, x2, y2 = _cell_box(cell, preview.width, preview.height)
+        draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=(255, 255, 255), width=2)
+        label = str(cell + 1)
+        cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+        draw.rectangle((cx - 9, cy - 9, cx + 9, cy + 9), fill=(0, 0, 0))
+        draw.text((cx - 3, cy - 6), label, fill=(255, 255, 255))
+    out = io.BytesIO()
+    preview.save(out, format="PNG")
+    return out.getvalue()

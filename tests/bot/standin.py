@@ -925,26 +925,36 @@ class Standin:
         data: Json = callback.json["data"]
         return data
 
-    async def submit_modal(self, handle: InteractionHandle, **values: str) -> InteractionHandle:
+    async def submit_modal(self, handle: InteractionHandle, **values: Any) -> InteractionHandle:
         """Submit the modal opened for `handle` by the same user: text inputs keep their prefilled value unless
-        `values` (by custom_id) changes them."""
+        `values` (by custom_id) changes them; a select takes a list of its option values, a file upload a list of
+        attachments (made with `attachment`), sent with Discord's `resolved` data."""
         modal = self.modal(handle)
         components = []
+        resolved: dict[str, Json] = {}
         for label in modal["components"]:
-            assert label["type"] == 18, "Easel's modals put each text input in a Label"
-            text_input = label["component"]
-            value = values.pop(text_input["custom_id"], text_input.get("value", ""))
-            components.append(
-                {
-                    "type": 18,
-                    "id": label.get("id", 0),
-                    "component": {"type": 4, "id": text_input.get("id", 0), "custom_id": text_input["custom_id"],
-                                  "value": value},
-                }
-            )  # fmt: skip
-        assert not values, f"no such text inputs: {sorted(values)}"
+            assert label["type"] == 18, "Easel's modals put each component in a Label"
+            inner = label["component"]
+            given = values.pop(inner["custom_id"], None)
+            submitted: Json = {"type": inner["type"], "id": inner.get("id", 0), "custom_id": inner["custom_id"]}
+            if inner["type"] == 4:
+                submitted["value"] = inner.get("value", "") if given is None else given
+            elif inner["type"] == 3:
+                chosen = list(given or [])
+                assert set(chosen) <= {o["value"] for o in inner["options"]}, chosen
+                submitted["values"] = chosen
+            elif inner["type"] == 19:
+                files = list(given or [])
+                submitted["values"] = [str(a.id) for a in files]
+                resolved.update({str(a.id): a.payload(self.base_url) for a in files})
+            else:
+                raise AssertionError(f"component type {inner['type']} in a modal")
+            components.append({"type": 18, "id": label.get("id", 0), "component": submitted})
+        assert not values, f"no such components: {sorted(values)}"
         state = self._interactions[handle.token]
-        data = {"custom_id": modal["custom_id"], "components": components}
+        data: Json = {"custom_id": modal["custom_id"], "components": components}
+        if resolved:
+            data["resolved"] = {"attachments": resolved}
         return await self._interact(5, data, handle.user, message_id=state.message_id)
 
 

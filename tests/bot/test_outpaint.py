@@ -59,3 +59,56 @@ async def test_pan_left_on_a_single_image_and_vary_or_pan_one_image_of_a_batch_f
     await harness.settle(chosen)
     varied = executor.submitted[-1].params
     assert (varied.seed, varied.batch_size, varied.subseed_strength) == (10, 1, 0.15)
+
+
+async def test_vary_region_shows_the_grid_then_redraws_the_chosen_cells_with_the_new_prompt(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    first = await imagine(harness, ALICE, prompt="a red fox", seed="42", width=96, height=96)
+    job_id = job_id_of(harness.standin, first)
+    shown = await press(harness, first, f"easel:region:{job_id}:0")
+    assert callback_of(harness.standin, shown)["type"] == 5  # "thinking", only to the clicker
+    [followup] = [r for r in harness.standin.sent(shown) if r.method == "POST" and r.path.startswith("/webhooks/")]
+    assert followup.files and followup.files[0].filename == "region-grid.png"
+    [form_id] = [c["custom_id"] for row in followup.json["components"] for c in row["components"]]
+    message_id = int(harness.standin.messages[max(harness.standin.messages)]["id"])
+    opened = await harness.standin.click(message_id, form_id, BOB)
+    await harness.settle(opened)
+    modal = harness.standin.modal(opened)
+    assert [label["component"]["type"] for label in modal["components"]] == [4, 3, 19]
+    submitted = await harness.standin.submit_modal(
+        opened, **{"cells": ["0", "4"]}, **{modal["components"][0]["component"]["custom_id"]: "a red fox wearing a hat"}
+    )
+    await harness.settle(submitted)
+    params = executor.submitted[-1].params
+    assert (params.prompt, params.seed, params.width, params.height) == ("a red fox wearing a hat", 42, 96, 96)
+    assert (params.denoising_strength, params.inpainting_fill, params.mask_blur) == (0.75, "original", 4)
+    mask = blob(harness, params.mask)
+    assert mask.getpixel((10, 10)) == 255 and mask.getpixel((48, 48)) == 255 and mask.getpixel((90, 10)) == 0
+
+
+async def test_vary_region_with_an_uploaded_mask_and_with_nothing_chosen(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    first = await imagine(harness, ALICE, prompt="a red fox", seed="42", width=64, height=64)
+    job_id = job_id_of(harness.standin, first)
+    shown = await press(harness, first, f"easel:region:{job_id}:0")
+    [followup] = [r for r in harness.standin.sent(shown) if r.method == "POST" and r.path.startswith("/webhooks/")]
+    [form_id] = [c["custom_id"] for row in followup.json["components"] for c in row["components"]]
+    message_id = int(harness.standin.messages[max(harness.standin.messages)]["id"])
+    nothing = await harness.standin.click(message_id, form_id, BOB)
+    await harness.settle(nothing)
+    refused = await harness.standin.submit_modal(nothing)
+    await harness.settle(refused)
+    assert "Choose at least one cell" in str(harness.standin.sent(refused)[-1].json)
+    painted = Image.new("L", (64, 64))
+    painted.paste(255, (0, 0, 20, 20))
+    out = io.BytesIO()
+    painted.save(out, format="PNG")
+    upload = harness.standin.attachment("mask.png", out.getvalue())
+    again = await harness.standin.click(message_id, form_id, BOB)
+    await harness.settle(again)
+    submitted = await harness.standin.submit_modal(again, mask=[upload])
+    await harness.settle(submitted)
+    params = executor.submitted[-1].params
+    assert blob(harness, params.mask).getbbox() == (0, 0, 20, 20)

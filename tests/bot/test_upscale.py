@@ -60,9 +60,13 @@ async def test_each_image_of_a_batch_has_its_own_subtle_and_creative_buttons(
     job_id = job_id_of(harness.standin, first)
     message = harness.standin.original(first)
     labels = [[c.get("label") for c in row["components"]] for row in message["components"]]
-    assert labels[1:4] == [["Subtle 1", "Subtle 2"], ["Creative 1", "Creative 2"], ["Zoom Out 2× 1", "Zoom Out 2× 2"]]
+    assert labels[1:4] == [
+        ["Subtle 1", "Subtle 2"],
+        ["Creative 1", "Creative 2"],
+        ["Vary (Region) 1", "Vary (Region) 2"],
+    ]
     menu = message["components"][4]["components"][0]
-    assert menu["type"] == 3 and len(menu["options"]) == 12  # Vary, Make Square, Pan x4 for each image
+    assert menu["type"] == 3 and len(menu["options"]) == 12  # Vary, Zoom Out 2x, Pan x4 for each image
 
     creative = await press(harness, first, f"easel:upscale:{job_id}:1", BOB)
     params = executor.submitted[-1].params
