@@ -72,8 +72,13 @@ class Guidance:
     step: int = 0  # counts model calls, as A1111's CFGDenoiser does (second-order samplers count twice)
     cfg_multiplier: float = 1.0  # CFG++ maps the CFG scale from [0, 12.5] to [0, 1]
     last_uncond: torch.Tensor | None = None  # the last unconditional prediction, which CFG++ steps along
+    # An inpainting UNet's extra input (the mask and the masked image's latents, one row per image), joined to x
+    # after the sampler's input scaling, as A1111's c_concat.
+    image_cond: torch.Tensor | None = None
 
     def eps(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
+        if self.image_cond is not None:
+            x = torch.cat([x, self.image_cond.to(x.device, x.dtype)], dim=1)
         # Column 0 is every job's negative, column k its k-th positive part: what the UNet is called with.
         picked = [
             (pick(job.uncond, self.step), [(pick(schedule, self.step), w) for schedule, w in job.conds])

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from engine.blobs import BlobStore
@@ -361,6 +362,7 @@ class DiffusersEngine:
             unet=run.loaded.family.unet_fn(sampling_pass.width, sampling_pass.height),
             jobs=[conds for _, conds in rows if conds is not None],
             cfg_scale=lead.params.cfg_scale,
+            image_cond=self._image_conditioning(run, sampling_pass),
         )
         rngs = [self._image_rng(run, job.plan, sampling_pass) for job in run.live()]
         rng: ImageRNG | BatchRNG = rngs[0] if len(rngs) == 1 else BatchRNG(rngs)
@@ -390,6 +392,30 @@ class DiffusersEngine:
             repaint, init = run.blend
             latents = latents * repaint + init * (1 - repaint)
         return latents
+
+    def _image_conditioning(self, run: _Run, sampling_pass: SamplingPass) -> torch.Tensor | None:
+        """An inpainting UNet's extra input, as A1111 builds it (Conditional mask weight 1): for an img2img pass the
+        job's mask (rounded; all ones without one) and its image with the masked part made mid-grey, VAE-encoded;
+        for text-to-image and hires passes an all-ones mask and a mid-grey image."""
+        if int(run.loaded.pipe.unet.config.in_channels) != 9:
+            return None
+        scale = run.lead.traits.latent_scale
+        size = (sampling_pass.height // scale, sampling_pass.width // scale)
+        rows = []
+        for job in run.live():
+            if sampling_pass.kind == "img2img" and job.inpaint is not None:
+                image = torch.from_numpy(np.asarray(job.inpaint.image.convert("RGB"), dtype=np.float32) / 255.0)
+                mask_pixels = np.asarray(job.inpaint.mask.convert("L"), dtype=np.float32) / 255.0
+                mask = torch.from_numpy(mask_pixels).round()[None, None]
+            else:  # no mask: all of it is to be drawn, from nothing (mid-grey)
+                image = torch.full((sampling_pass.height, sampling_pass.width, 3), 0.5)
+                mask = torch.ones(1, 1, sampling_pass.height, sampling_pass.width)
+            source = image.permute(2, 0, 1)[None] * 2 - 1
+            masked = (source * (1 - mask) + 1) / 2  # lerp(source, source * (1 - mask), 1), back in [0, 1]
+            latents = encode(run.vae, masked.to(self.device))
+            small = F.interpolate(mask, size=size).to(latents.device, latents.dtype)
+            rows.append(torch.cat([small, latents], dim=1).repeat(job.plan.params.batch_size, 1, 1, 1))
+        return torch.cat(rows)
 
     def _place_rows(self, run: _Run) -> None:
         """Give each live job its rows of the batch, in order, and its preview of them."""
@@ -457,7 +483,7 @@ class DiffusersEngine:
         resize = None
         if params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0:
             resize = (params.seed_resize_from_h // scale, params.seed_resize_from_w // scale)
-        channels = int(run.loaded.pipe.unet.config.in_channels)
+        channels = int(run.loaded.pipe.vae.config.latent_channels)  # an inpainting UNet takes 9: the noise is 4
         return ImageRNG(
             (channels, sampling_pass.height // scale, sampling_pass.width // scale),
             params.image_seeds(),
@@ -588,6 +614,8 @@ class DiffusersEngine:
             hashes = [(lora.alias or lora.name, self.loras.short_hash(lora)) for lora, _ in run.loras]
             extra["Lora hashes"] = infotext_hashes(list(dict.fromkeys(hashes)))
         extra["TI hashes"] = ti_hashes(job.used.values())
+        if int(run.loaded.pipe.unet.config.in_channels) == 9:  # A1111 writes it for every job of an inpainting model
+            extra["Conditional mask weight"] = "1.0"
         if params.init_image is not None and params.initial_noise_multiplier != 1.0:  # set in A1111's sample()
             extra["Noise multiplier"] = f"{params.initial_noise_multiplier:g}"
         seeds = params.image_seeds()

@@ -47,6 +47,7 @@ class ModelTraits:
     family: str = "sd1"
     latent_scale: int = 8  # image pixels per latent pixel (the VAE's downscale); SD's VAE: 8
     context_width: int | None = None  # what the UNet's cross-attention takes (SD 1.x 768, SDXL 2048), where known
+    inpainting: bool = False  # a 9-channel inpainting UNet: image conditioning joins its input
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ tokenizer files but no weights; diffusers would otherwise fetch them from the hu
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,26 @@ def sdxl_config_folder(cache_dir: Path) -> Path:
             },
         )
     return folder
+
+
+def inpainting_configs(folder: Path, cache_dir: Path) -> Path:
+    """A copy of a config folder whose UNet takes 9 input channels (the latents, the mask, the masked image's
+    latents): what an inpainting checkpoint of that family loads with. Made once per folder."""
+    import hashlib
+    import shutil
+
+    variant = cache_dir / "configs" / f"inpainting-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]}"
+    done = variant / ".complete"
+    if done.is_file():
+        return variant
+    partial = variant.with_name(f"{variant.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(folder, partial, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "*.ckpt"))
+    unet_config = partial / "unet" / "config.json"
+    config = json.loads(unet_config.read_text(encoding="utf-8"))
+    config["in_channels"] = 9
+    unet_config.write_text(json.dumps(config, indent=1), encoding="utf-8")
+    (partial / ".complete").write_text("", encoding="utf-8")
+    shutil.rmtree(variant, ignore_errors=True)
+    partial.rename(variant)
+    return variant

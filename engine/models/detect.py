@@ -37,8 +37,6 @@ FAMILY_NAMES = {
     "flux": "Flux.1",
 }
 _WHY = {
-    "sd1-inpaint": "inpainting models need a mask, and Easel does not inpaint yet",
-    "sdxl-inpaint": "inpainting models need a mask, and Easel does not inpaint yet",
     "sdxl-refiner": "a refiner only finishes another SDXL model's image, and Easel does not run refiners yet",
     "sd2": "Easel does not run SD 2.x yet",
     "sd3": "Easel does not run SD 3 yet",
@@ -55,6 +53,7 @@ class Checkpoint:
     ztsnr: bool = False  # trained with zero terminal SNR: sample on the rescaled schedule
     easel_config: str | None = None  # the built-in config an Easel export names
     refused: str | None = None
+    inpainting: bool = False  # a 9-channel UNet: the mask and the masked image's latents join its input
 
     @property
     def family_name(self) -> str:
@@ -77,10 +76,12 @@ def inspect_checkpoint(header: Mapping[str, Any]) -> Checkpoint:
         ):
             return Checkpoint("vae", refused="this is a VAE, not a checkpoint: put it in the VAE folder")
         return Checkpoint("unknown", refused="not a Stable Diffusion checkpoint this version recognises")
+    inpainting = family.endswith("-inpaint")
+    family = family.removesuffix("-inpaint")  # an inpainting checkpoint is its family's, with a 9-channel UNet
     refused = None
     if family not in RUNNABLE:
         refused = f"{FAMILY_NAMES[family]} checkpoint: {_WHY[family]}"
-    return Checkpoint(family, prediction, ztsnr, str(easel_config) if easel_config else None, refused)
+    return Checkpoint(family, prediction, ztsnr, str(easel_config) if easel_config else None, refused, inpainting)
 
 
 def _family(header: Mapping[str, Any], keys: set[str]) -> str | None:

@@ -65,6 +65,7 @@ class ModelEntry:
     context_width: int | None = None  # what the UNet's cross-attention takes (SD 1.x 768, SDXL 2048)
     easel_config: str | None = None  # the built-in config an Easel export names
     settings: dict[str, Any] = field(default_factory=dict)  # the owner's per-model settings (sidecar)
+    inpainting: bool = False  # a 9-channel inpainting UNet (SD 1.x or SDXL inpainting)
 
     @property
     def usable(self) -> bool:
@@ -72,7 +73,8 @@ class ModelEntry:
 
     @property
     def family_name(self) -> str:
-        return FAMILY_NAMES.get(self.family, self.family)
+        name = FAMILY_NAMES.get(self.family, self.family)
+        return f"{name} inpainting" if self.inpainting else name
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:
@@ -133,6 +135,7 @@ def single_file_entry(
         ztsnr=checkpoint.ztsnr,
         context_width=context,
         easel_config=checkpoint.easel_config,
+        inpainting=checkpoint.inpainting,
     )
     return with_settings(entry, sidecar)
 
@@ -157,6 +160,8 @@ def _scan_folder(path: Path) -> ModelEntry:
     except (OSError, ValueError):
         return ModelEntry(path.name, "diffusers", path, refused="model_index.json is unreadable", family="unknown")
     family = PIPELINE_FAMILIES.get(pipeline_class)
+    inpainting = family is not None and family.endswith("-inpaint")
+    family = family.removesuffix("-inpaint") if family is not None else None
     if family is None:
         return ModelEntry(
             path.name, "diffusers", path, refused=f"{pipeline_class} models are not supported", family="unknown"
@@ -175,6 +180,7 @@ def _scan_folder(path: Path) -> ModelEntry:
         ztsnr=bool(scheduler.get("rescale_betas_zero_snr", False)),
         latent_scale=latent_scale_of(path),
         context_width=context_width_of(path),
+        inpainting=inpainting,
     )
     return with_settings(entry, path / "easel.json")
 

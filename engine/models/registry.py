@@ -17,7 +17,7 @@ from typing import Protocol
 from engine.errors import ModelUnavailableError
 from engine.infotext import ModelHint
 from engine.models import builtin
-from engine.models.configs import sd15_config_folder, sdxl_config_folder
+from engine.models.configs import inpainting_configs, sd15_config_folder, sdxl_config_folder
 from engine.models.entries import ModelEntry, context_width_of, latent_scale_of, scan_path
 from engine.models.hashing import HashCache
 from engine.models.layers import LayerShapes, layer_shapes_of
@@ -179,11 +179,20 @@ class ModelRegistry:
         entry = self._entries.get(name)
         if entry is None:
             return ModelTraits()
-        return ModelTraits(family=entry.family, latent_scale=entry.latent_scale, context_width=entry.context_width)
+        return ModelTraits(
+            family=entry.family,
+            latent_scale=entry.latent_scale,
+            context_width=entry.context_width,
+            inpainting=entry.inpainting,
+        )
 
     def single_file_configs(self, entry: ModelEntry) -> Path:
         """The config folder a single-file checkpoint loads with: the built-in one an Easel export names, else its
-        family's standard one."""
+        family's standard one; for an inpainting checkpoint, a copy whose UNet takes 9 channels."""
+        folder = self._base_configs(entry)
+        return inpainting_configs(folder, self.cache_dir) if entry.inpainting else folder
+
+    def _base_configs(self, entry: ModelEntry) -> Path:
         if entry.easel_config is not None:
             folders = {BUILTIN_TINY: builtin.tiny_config_folder, BUILTIN_TINY_XL: builtin.tiny_xl_config_folder}
             if entry.easel_config == BUILTIN_SHAPES:

@@ -35,16 +35,9 @@ def test_v_prediction_and_zero_terminal_snr_come_from_the_marker_keys() -> None:
     ("shapes", "family", "named"),
     [
         ({"conditioner.embedders.0.model.ln_final.weight": [1280]}, "sdxl-refiner", "SDXL refiner"),
-        ({**SDXL_BASE, UNET: [320, 9, 3, 3]}, "sdxl-inpaint", "SDXL inpainting"),
         ({"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight": [3072, 1024]}, "sd2", "SD 2.x"),
         ({"model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias": [9216]}, "sd3", "SD 3"),
         ({"double_blocks.0.img_attn.norm.key_norm.scale": [128]}, "flux", "Flux.1"),
-        (
-            {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": [49408, 768],
-             UNET: [320, 9, 3, 3]},
-            "sd1-inpaint",
-            "SD 1.x inpainting",
-        ),
     ],
 )  # fmt: skip
 def test_families_easel_does_not_run_are_refused_with_the_family_named(
@@ -53,6 +46,13 @@ def test_families_easel_does_not_run_are_refused_with_the_family_named(
     found = inspect_checkpoint(header(**shapes))
     assert found.family == family
     assert found.refused is not None and found.refused.startswith(named)
+
+
+def test_inpainting_checkpoints_run_as_their_family_with_a_9_channel_unet() -> None:
+    sd1 = {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": [49408, 768]}
+    for shapes, family in (({**SDXL_BASE, UNET: [320, 9, 3, 3]}, "sdxl"), ({**sd1, UNET: [320, 9, 3, 3]}, "sd1")):
+        found = inspect_checkpoint(header(**shapes))
+        assert (found.family, found.inpainting, found.refused) == (family, True, None)
 
 
 def test_an_sd1_checkpoint_runs() -> None:
