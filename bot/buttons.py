@@ -280,8 +280,8 @@ IMAGE_BUTTONS: tuple[type[_ImageButton], ...] = (SubtleButton, UpscaleButton)
 def result_view(job_id: str, images: int = 1, *, upscaled: bool = False) -> discord.ui.View:
     """The result's components, within Discord's 5 rows of 5 (README: "Buttons on a result").
 
-    One image: Reroll, Vary, Edit, Delete; Upscale (Subtle), (Creative), Vary (Region); Zoom Out 2×, 1.5×, Make
-    Square; Pan ⬅ ➡ ⬆ ⬇. A batch: the job's row; a row each of Subtle, Creative and Vary (Region) with a button per
+    One image: Reroll, Vary, Edit, Delete; Upscale (Subtle), (Creative), Vary (Region); Zoom Out 2×, 1.5×, Custom
+    Zoom, Make Square; Pan ⬅ ➡ ⬆ ⬇. A batch: the job's row; a row each of Subtle, Creative and Vary (Region) with a button per
     image (Midjourney's U1-U4); then a menu with Vary, Zoom Out 2× and Pan for each image. An upscale's result has
     Delete and Upscale (Subtle) only."""
     view = discord.ui.View(timeout=None)
@@ -311,7 +311,7 @@ def result_view(job_id: str, images: int = 1, *, upscaled: bool = False) -> disc
         menu.item.row = 4
         view.add_item(menu)
         return view
-    for row, kinds in ((2, ("zoom2", "zoom15", "square")), (3, ("left", "right", "up", "down"))):
+    for row, kinds in ((2, ("zoom2", "zoom15", "custom", "square")), (3, ("left", "right", "up", "down"))):
         for name in kinds:
             outpaint = OutpaintButton(job_id, 0, name)
             outpaint.item.row = row

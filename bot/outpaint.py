@@ -28,13 +28,16 @@ KINDS = {
     "zoom2": ("Zoom Out 2×", "🔭"),
     "zoom15": ("Zoom Out 1.5×", "🔭"),
     "square": ("Make Square", "⏹️"),
+    "custom": ("Custom Zoom", "🔭"),
     "left": ("", "⬅️"),
     "right": ("", "➡️"),
     "up": ("", "⬆️"),
     "down": ("", "⬇️"),
 }
 PANS = ("left", "right", "up", "down")
-_PATTERN = r"easel:out(?P<kind>zoom2|zoom15|square|left|right|up|down):(?P<job_id>[0-9a-f]{6,32}):(?P<index>\d{1,2})"
+_PATTERN = (
+    r"easel:out(?P<kind>zoom2|zoom15|square|custom|left|right|up|down):(?P<job_id>[0-9a-f]{6,32}):(?P<index>\d{1,2})"
+)
 
 Button = discord.ui.Button[discord.ui.View]
 
@@ -46,7 +49,9 @@ def image_attachment(interaction: discord.Interaction[Any], job_id: str, index: 
     return next((a for a in message.attachments if a.filename.startswith(prefix)), None) if message else None
 
 
-def _canvas(data: bytes, kind: str, max_pixels: int) -> Outpaint:
+def _canvas(
+    data: bytes, kind: str, max_pixels: int, zoom: float | None = None, aspect: tuple[float, float] | None = None
+) -> Outpaint:
     """Checked from the header, then decoded: the canvas and mask for `kind` (on an edge thread)."""
     import io
 
@@ -55,16 +60,30 @@ def _canvas(data: bytes, kind: str, max_pixels: int) -> Outpaint:
     check_upload(data, max_bytes=MAX_UPLOAD_BYTES, max_pixels=max_pixels * 4)
     with Image.open(io.BytesIO(data)) as opened:
         picture = opened.convert("RGB")
-    zoom = {"zoom2": 2.0, "zoom15": 1.5}.get(kind, 1.0)
+    factor = zoom if zoom is not None else {"zoom2": 2.0, "zoom15": 1.5}.get(kind, 1.0)
     return outpaint(
-        picture, max_pixels=max_pixels, zoom=zoom, pan=kind if kind in PANS else None, square=kind == "square"
+        picture,
+        max_pixels=max_pixels,
+        zoom=factor,
+        pan=kind if kind in PANS else None,
+        square=kind == "square",
+        aspect=aspect,
     )
 
 
 async def outpaint_job(
-    interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord, index: int, kind: str
+    interaction: discord.Interaction[EaselBot],
+    bot: EaselBot,
+    record: JobRecord,
+    index: int,
+    kind: str,
+    *,
+    zoom: float | None = None,
+    aspect: tuple[float, float] | None = None,
+    prompt: str | None = None,
 ) -> None:
-    """Queue the outpainting of image `index` for the clicker: refused before any download where it can be."""
+    """Queue the outpainting of image `index` for the clicker: refused before any download where it can be.
+    Custom Zoom gives its own factor, aspect ratio and prompt."""
     params = record.params
     if params.is_extras or index >= params.batch_size:
         await send_ephemeral(interaction, "This image cannot be extended from here.")
@@ -78,7 +97,9 @@ async def outpaint_job(
     try:
         assert bot.downloads is not None  # opened in setup_hook
         data = await download(bot.downloads, attachment.url, what="image")
-        made: Outpaint = await bot.offload(functools.partial(_canvas, data, kind, here.limits.max_pixels))
+        made: Outpaint = await bot.offload(
+            functools.partial(_canvas, data, kind, here.limits.max_pixels, zoom=zoom, aspect=aspect)
+        )
         canvas, mask = await bot.offload(bot.blobs.put, made.canvas), await bot.offload(bot.blobs.put, made.mask)
         options = {
             "init_image": canvas, "mask": mask, "width": made.width, "height": made.height,
@@ -86,7 +107,8 @@ async def outpaint_job(
             "inpaint_full_res": False, "enable_hr": False, "batch_size": 1,
             "seed": params.image_seeds()[index], "subseed": params.image_subseeds()[index],
         }  # fmt: skip
-        resolved = await bot.resolve(Request(options=options, base=params, init_image=canvas), here.limits)
+        request = Request(prompt=prompt or "", options=options, base=params, init_image=canvas)
+        resolved = await bot.resolve(request, here.limits)
         await bot.runner.start_job(interaction, resolved.params, resolved.notes, max_queued=here.queue_cap)
     except EaselError as err:
         await withdraw(interaction, str(err))
@@ -123,9 +145,55 @@ class OutpaintButton(discord.ui.DynamicItem[Button], template=_PATTERN):
             await send_ephemeral(interaction, "This job is no longer known to the bot.")
             return
         try:
+            if self.kind == "custom":
+                await interaction.response.send_modal(CustomZoomModal(self.job_id, self.index, record.params.prompt))
+                return
             await outpaint_job(interaction, bot, record, self.index, self.kind)
         except Exception as err:  # the buttons' outermost boundary: same policy as the tree's handler
             await handle_error(interaction, err)
+
+
+class CustomZoomModal(discord.ui.Modal, title="Custom Zoom"):
+    """Midjourney's Custom Zoom: a factor from 1 to 2, optionally a new aspect ratio, and the prompt (Remix)."""
+
+    def __init__(self, job_id: str, index: int, prompt: str) -> None:
+        super().__init__(timeout=15 * 60, custom_id=f"easel:customzoom:{job_id}:{index}")
+        self.job_id, self.index = job_id, index
+        self.factor = discord.ui.TextInput[discord.ui.Modal](custom_id="factor", default="1.5", max_length=6)
+        self.aspect = discord.ui.TextInput[discord.ui.Modal](
+            custom_id="aspect", required=False, max_length=9, placeholder="e.g. 2:1"
+        )
+        self.prompt = discord.ui.TextInput[discord.ui.Modal](
+            custom_id="prompt", style=discord.TextStyle.paragraph, default=prompt[:4000], max_length=4000,
+            required=False,
+        )  # fmt: skip
+        self.add_item(discord.ui.Label(text="Zoom out by", description="From 1 to 2", component=self.factor))
+        self.add_item(
+            discord.ui.Label(text="Aspect ratio", description="Leave empty to keep the image's", component=self.aspect)
+        )
+        self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
+
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        from engine.prompts.flags import parse_ratio
+
+        interaction.extras[JOB_ID_KEY] = self.job_id
+        bot = cast("EaselBot", interaction.client)
+        record = bot.store.get_job(self.job_id)
+        if record is None:
+            await send_ephemeral(interaction, "This job is no longer known to the bot.")
+            return
+        try:
+            factor = float(self.factor.value.strip().rstrip("x×"))
+        except ValueError:
+            await send_ephemeral(interaction, f"Zoom out by a number from 1 to 2, not {self.factor.value[:20]!r}.")
+            return
+        aspect = parse_ratio(self.aspect.value, "The aspect ratio") if self.aspect.value.strip() else None
+        await outpaint_job(
+            interaction, bot, record, self.index, "custom", zoom=factor, aspect=aspect, prompt=self.prompt.value
+        )
+
+    async def on_error(self, interaction: discord.Interaction[EaselBot], error: Exception, /) -> None:  # type: ignore[override]
+        await handle_error(interaction, error)
 
 
 _MENU_PATTERN = r"easel:imagemenu:(?P<job_id>[0-9a-f]{6,32})"

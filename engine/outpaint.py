@@ -41,9 +41,16 @@ def _multiple_of_8(value: float) -> int:
 
 
 def plan_canvas(
-    width: int, height: int, *, zoom: float = 1.0, pan: str | None = None, square: bool = False
+    width: int,
+    height: int,
+    *,
+    zoom: float = 1.0,
+    pan: str | None = None,
+    square: bool = False,
+    aspect: tuple[float, float] | None = None,
 ) -> tuple[int, int, int, int]:
-    """(canvas width, canvas height, x, y): the new size, multiples of 8, and the picture's place in it."""
+    """(canvas width, canvas height, x, y): the new size, multiples of 8, and the picture's place in it. A zoom may
+    also take a new aspect ratio (Midjourney's Custom Zoom with `--ar`): the canvas grows to it, never crops."""
     if pan is not None:
         if pan not in PANS:
             raise InvalidParamsError(f"Pan goes {', '.join(PANS)}, not {pan[:20]!r}.")
@@ -57,26 +64,44 @@ def plan_canvas(
         return side, side, (side - width) // 2, (side - height) // 2
     if not 1.0 <= zoom <= 2.0 or not math.isfinite(zoom):
         raise InvalidParamsError(f"Zoom out goes from 1 to 2, not {zoom:g}.")
-    canvas_w, canvas_h = _multiple_of_8(width * zoom + 7), _multiple_of_8(height * zoom + 7)
+    wide, tall = width * zoom, height * zoom
+    if aspect is not None:
+        ratio = aspect[0] / aspect[1]
+        if not 0.25 <= ratio <= 4:
+            raise InvalidParamsError("The aspect ratio must be between 1:4 and 4:1.")
+        wide, tall = max(wide, tall * ratio), max(tall, wide / ratio)
+    canvas_w, canvas_h = _multiple_of_8(wide + 7), _multiple_of_8(tall + 7)
     return canvas_w, canvas_h, (canvas_w - width) // 2, (canvas_h - height) // 2
 
 
 def outpaint(
-    image: Image.Image, *, max_pixels: int, zoom: float = 1.0, pan: str | None = None, square: bool = False
+    image: Image.Image,
+    *,
+    max_pixels: int,
+    zoom: float = 1.0,
+    pan: str | None = None,
+    square: bool = False,
+    aspect: tuple[float, float] | None = None,
 ) -> Outpaint:
     """The canvas and mask for Zoom Out (`zoom`), Pan (`pan`) or Make Square. A canvas over `max_pixels` is made
     from the picture shrunk to fit (Lanczos): then its pixels are the shrunk picture's."""
     picture = image.convert("RGB")
-    canvas_w, canvas_h, x, y = plan_canvas(picture.width, picture.height, zoom=zoom, pan=pan, square=square)
+    canvas_w, canvas_h, x, y = plan_canvas(
+        picture.width, picture.height, zoom=zoom, pan=pan, square=square, aspect=aspect
+    )
     if canvas_w * canvas_h > max_pixels:
         shrink = math.sqrt(max_pixels / (canvas_w * canvas_h))
         picture = picture.resize(
             (max(8, int(picture.width * shrink)), max(8, int(picture.height * shrink))), Image.Resampling.LANCZOS
         )
-        canvas_w, canvas_h, x, y = plan_canvas(picture.width, picture.height, zoom=zoom, pan=pan, square=square)
+        canvas_w, canvas_h, x, y = plan_canvas(
+            picture.width, picture.height, zoom=zoom, pan=pan, square=square, aspect=aspect
+        )
         while canvas_w * canvas_h > max_pixels:  # multiples of 8 rounded up: one more step down
             picture = picture.resize((picture.width - 8, max(8, picture.height * (picture.width - 8) // picture.width)))
-            canvas_w, canvas_h, x, y = plan_canvas(picture.width, picture.height, zoom=zoom, pan=pan, square=square)
+            canvas_w, canvas_h, x, y = plan_canvas(
+                picture.width, picture.height, zoom=zoom, pan=pan, square=square, aspect=aspect
+            )
     box = (x, y, x + picture.width, y + picture.height)
     reach = blur_kernel(OUTPAINT_BLUR) // 2  # how far A1111's blur carries the mask
     keep = np.zeros((canvas_h, canvas_w), np.uint8)

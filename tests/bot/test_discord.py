@@ -137,13 +137,13 @@ async def test_result_has_reroll_vary_edit_delete_and_both_upscales_with_job_ids
         f"easel:subtle:{job_id}:0",
         f"easel:upscale:{job_id}:0",
         f"easel:region:{job_id}:0",
-        *(f"easel:out{kind}:{job_id}:0" for kind in ("zoom2", "zoom15", "square", "left", "right", "up", "down")),
+        *(f"easel:out{k}:{job_id}:0" for k in ("zoom2", "zoom15", "custom", "square", "left", "right", "up", "down")),
     ]
     labels = [[c.get("label") for c in row["components"]] for row in message["components"]]
     assert labels == [
         ["Reroll", "Vary", "Edit", "Delete"],
         ["Upscale (Subtle)", "Upscale (Creative)", "Vary (Region)"],
-        ["Zoom Out 2×", "Zoom Out 1.5×", "Make Square"],
+        ["Zoom Out 2×", "Zoom Out 1.5×", "Custom Zoom", "Make Square"],
         [None, None, None, None],  # ⬅ ➡ ⬆ ⬇ as emoji alone
     ]
     assert harness.store is not None

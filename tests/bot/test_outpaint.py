@@ -112,3 +112,21 @@ async def test_vary_region_with_an_uploaded_mask_and_with_nothing_chosen(
     await harness.settle(submitted)
     params = executor.submitted[-1].params
     assert blob(harness, params.mask).getbbox() == (0, 0, 20, 20)
+
+
+async def test_custom_zoom_takes_a_factor_an_aspect_ratio_and_a_new_prompt(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    first = await imagine(harness, ALICE, prompt="a red fox", seed="42", width=64, height=64)
+    job_id = job_id_of(harness.standin, first)
+    opened = await press(harness, first, f"easel:outcustom:{job_id}:0")
+    submitted = await harness.standin.submit_modal(
+        opened, factor="1.25", aspect="2:1", prompt="a red fox in a wide meadow"
+    )
+    await harness.settle(submitted)
+    params = executor.submitted[-1].params
+    assert (params.width, params.height, params.prompt) == (160, 80, "a red fox in a wide meadow")
+    wrong = await press(harness, first, f"easel:outcustom:{job_id}:0")
+    refused = await harness.standin.submit_modal(wrong, factor="3")
+    await harness.settle(refused)
+    assert "Zoom out goes from 1 to 2" in str(harness.standin.sent(refused)[-1].json)

@@ -180,3 +180,16 @@ def test_the_mask_settings_are_written_and_read_back_as_a1111s() -> None:
         ("Masked area padding", "16"),
         ("Masked content", "latent noise"),
     ]
+
+
+def test_sdxl_inpaints_by_blending_too(engine: object) -> None:
+    from engine.pipeline import DiffusersEngine
+    from tests.engine.conftest import tiny_params
+
+    assert isinstance(engine, DiffusersEngine)
+    init = engine.blobs.put(_png(_picture(64, 64, seed=2)))
+    mask = _mask(64, 64, (20, 20, 44, 44))
+    params = tiny_params(model="builtin:tiny-xl", init_image=init, denoising_strength=0.75, steps=4)
+    [raw] = engine.generate(params.replace(mask=engine.blobs.put(_png(mask)), inpainting_fill="latent noise"))
+    outside = np.asarray(prepare(_picture(64, 64, seed=2), mask, MaskOptions(), 64, 64).mask) == 0
+    assert np.array_equal(np.asarray(raw.image)[outside], np.asarray(_picture(64, 64, seed=2))[outside])

@@ -19,6 +19,7 @@ def test_canvas_sizes_and_places() -> None:
     assert plan_canvas(512, 768, pan="left") == (768, 768, 256, 0)
     assert plan_canvas(512, 768, pan="up") == (512, 1152, 0, 384)
     assert plan_canvas(512, 768, square=True) == (768, 768, 128, 0)
+    assert plan_canvas(512, 512, zoom=1.0, aspect=(2, 1)) == (1024, 512, 256, 0)  # Custom Zoom with --ar 2:1
     with pytest.raises(InvalidParamsError, match="Zoom out goes from 1 to 2"):
         plan_canvas(64, 64, zoom=3.0)
     with pytest.raises(InvalidParamsError, match="Pan goes left, right, up, down"):
