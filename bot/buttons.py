@@ -281,9 +281,9 @@ def result_view(job_id: str, images: int = 1, *, upscaled: bool = False) -> disc
     """The result's components, within Discord's 5 rows of 5 (README: "Buttons on a result").
 
     One image: Reroll, Vary, Edit, Delete; Upscale (Subtle), (Creative), Vary (Region); Zoom Out 2×, 1.5×, Custom
-    Zoom, Make Square; Pan ⬅ ➡ ⬆ ⬇. A batch: the job's row; a row each of Subtle, Creative and Vary (Region) with a button per
-    image (Midjourney's U1-U4); then a menu with Vary, Zoom Out 2× and Pan for each image. An upscale's result has
-    Delete and Upscale (Subtle) only."""
+    Zoom, Make Square; Pan ⬅ ➡ ⬆ ⬇. A batch: the job's row; a row each of Subtle, Creative and Vary (Region) with a
+    button per image (Midjourney's U1-U4); then a menu with Vary, Zoom Out 2× and Pan for each image. An upscale's
+    result has Delete and Upscale (Subtle) only."""
     view = discord.ui.View(timeout=None)
     if upscaled:
         view.add_item(DeleteButton(job_id))
