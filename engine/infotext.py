@@ -489,26 +489,31 @@ def options_from_infotext(
 
 def _hires_sampler_choice(fields: Mapping[str, Any], notes: list[str]) -> dict[str, str] | None:
     """`Hires sampler` and `Hires schedule type` as A1111's `get_hr_sampler_and_scheduler` reads them: "Use same"
-    (or absent) takes the main one; the pair is resolved as the main pair is; equal to the main field's text reads
-    back as "Use same". None when both are the same; a name Easel does not know is noted and the main one is used."""
+    (or absent) takes the main field's text; the pair is resolved as `get_sampler_and_scheduler` does, a schedule
+    that is the sampler's own default turning back into Automatic; a result equal to the main field's text reads as
+    "Use same". So `Sampler: DPM++ 2M, Schedule type: Karras` with no hires fields reads as ("Use same sampler",
+    "Automatic"), as in A1111. None when both are the same; a name Easel does not know is noted and the main one
+    is used."""
     main_sampler, main_schedule = fields.get("Sampler"), fields.get("Schedule type")
     raw_sampler = str(fields.get("Hires sampler", USE_SAME_SAMPLER))
     raw_schedule = str(fields.get("Hires schedule type", USE_SAME_SCHEDULER))
-    if raw_sampler == USE_SAME_SAMPLER and raw_schedule == USE_SAME_SCHEDULER:
-        return None
     sampler = str(main_sampler) if raw_sampler == USE_SAME_SAMPLER else raw_sampler
     schedule = str(main_schedule) if raw_schedule == USE_SAME_SCHEDULER else raw_schedule
     try:
         spec, label = resolve_sampler(sampler, schedule)
     except InvalidParamsError:
+        if raw_sampler == USE_SAME_SAMPLER and raw_schedule == USE_SAME_SCHEDULER:
+            return None  # the main pair itself is unknown: build_params says so
         notes.append(f"Hires sampler: {_shown(sampler)} ({_shown(schedule)}) is not available here; used the main one")
         return {}
+    if label == spec.automatic:  # A1111's convert_automatic: the sampler's own default schedule is "Automatic"
+        label = "Automatic"
     choice = {}
     if spec.name != main_sampler:
         choice["hr_sampler"] = spec.name
     if label != main_schedule:
         choice["hr_schedule"] = label
-    return choice
+    return choice or None
 
 
 def _shown(value: Any) -> str:

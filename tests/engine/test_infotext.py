@@ -323,7 +323,25 @@ def test_options_from_a1111_text() -> None:
         "hr_resize_y": 0,
         "hr_steps": "15",
         "hr_upscaler": "R-ESRGAN 4x+ Anime6B",
+        # A1111's get_hr_sampler_and_scheduler: Karras is DPM++ 2M's own default, so it reads back as Automatic
+        "hr_schedule": "Automatic",
     }
+
+
+def test_hires_sampler_fields_read_as_a1111s_get_hr_sampler_and_scheduler() -> None:
+    def read(text: str) -> tuple[str | None, str | None]:
+        options, _ = options_from_infotext(parse_infotext(f"a\n{text}, Denoising strength: 0.5, Hires upscale: 2"))
+        return options.get("hr_sampler"), options.get("hr_schedule")
+
+    assert read("Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, Seed: 1") == (None, "Automatic")
+    assert read("Steps: 20, Sampler: Euler a, Schedule type: Automatic, Seed: 1") == (None, None)
+    assert read("Steps: 20, Sampler: Euler a, Schedule type: Karras, Seed: 1") == (None, None)
+    assert read("Steps: 20, Sampler: DPM++ 2M, Schedule type: Karras, Hires sampler: Euler, Seed: 1") == (
+        "Euler", None,
+    )  # fmt: skip
+    assert read("Steps: 20, Sampler: Euler, Schedule type: Karras, Hires schedule type: Exponential, Seed: 1") == (
+        None, "Exponential",
+    )  # fmt: skip
 
 
 def test_options_keep_a_pasted_upscaler_model_for_the_resolver_to_find() -> None:
