@@ -359,7 +359,7 @@ class DiffusersEngine:
             return init_latents  # strength 0 changes nothing, as in A1111
         lead = run.lead
         guidance = Guidance(
-            unet=run.loaded.family.unet_fn(sampling_pass.width, sampling_pass.height),
+            unet=run.loaded.family.unet_fn(*sampling_pass.conditioned_on),
             jobs=[conds for _, conds in rows if conds is not None],
             cfg_scale=lead.params.cfg_scale,
             image_cond=self._image_conditioning(run, sampling_pass),

@@ -8,6 +8,7 @@ parameter text. The pipeline only executes a plan; the queue estimates a job's c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -102,6 +103,13 @@ class SamplingPass:
     sampler: SamplerSpec  # the hires pass may have its own (A1111's Hires sampler)
     schedule: str  # the schedule that runs in this pass, Automatic resolved to the sampler's default
     upscale: Upscale | None = None
+    # The size SDXL's conditioning names (original and target): the pass's own, except for hires, where A1111 uses
+    # hr_upscale_to_x/y from calculate_target_resolution (not rounded to 8, and before a resize's crop).
+    condition_size: tuple[int, int] | None = None
+
+    @property
+    def conditioned_on(self) -> tuple[int, int]:
+        return self.condition_size or (self.width, self.height)
 
     @property
     def from_noise(self) -> bool:
@@ -199,7 +207,8 @@ def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> Ge
             hr_sampler, hr_schedule, "hires", width, height, hr_steps, params.denoising_strength,
             _conditioning(prompt, negative, total_steps, hr_total), upscale=Upscale(params.hr_upscaler, up_w, up_h),
         )  # fmt: skip
-        passes.append(hires)
+        target = hires_size(params.width, params.height, params.hr_scale, params.hr_resize_x, params.hr_resize_y)
+        passes.append(dataclasses.replace(hires, condition_size=target))
     return GenerationPlan(
         params=params,
         traits=traits,

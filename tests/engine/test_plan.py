@@ -217,3 +217,19 @@ def test_ensd_is_recorded_only_for_samplers_whose_noise_it_moves() -> None:
 def test_rng_is_recorded_unless_it_is_gpu() -> None:
     assert ("RNG", "CPU") in make_plan(params(rng="CPU")).infotext_fields
     assert make_plan(params(rng="GPU")).infotext_fields == ()
+
+
+def test_the_sdxl_hires_pass_is_conditioned_on_a1111s_target_resolution() -> None:
+    from engine.params import GenerationParams
+    from engine.plan import make_plan
+
+    base = GenerationParams(prompt="a", model="m", seed=1, width=832, height=1216, enable_hr=True,
+                            denoising_strength=0.5)  # fmt: skip
+    scaled = make_plan(base.replace(hr_scale=1.3)).passes[-1]
+    assert (scaled.width, scaled.height, scaled.conditioned_on) == (1080, 1576, (1081, 1580))
+    resized = make_plan(base.replace(hr_resize_x=1024, hr_resize_y=1024)).passes[-1]
+    assert (resized.width, resized.height, resized.conditioned_on) == (1024, 1024, (1024, 1496))
+    one_side = make_plan(base.replace(hr_resize_x=1000)).passes[-1]
+    assert one_side.conditioned_on == (1000, 1000 * 1216 // 832)
+    first = make_plan(base.replace(hr_scale=1.3)).passes[0]
+    assert first.conditioned_on == (832, 1216)
