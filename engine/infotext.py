@@ -428,7 +428,9 @@ _HIRES_SAME_AS = {
 }
 
 # Keys that change nothing about the image, or that the parser already folded into other keys.
+ZERO_TERMINAL_SNR = "Zero Terminal SNR"  # A1111 dev / Forge Classic's `Noise Schedule` for a ZTSNR checkpoint
 _SILENT = {
+    "Noise Schedule",  # a property of the checkpoint here: the resolver checks it against the model
     "Version", "User", "Model", "Model hash", "Lora hashes", "TI hashes", "Hashes", "VAE hash",
     "Civitai resources", "Civitai metadata", "Hypernet", "Hypernet strength", "Hypernet hash",
     "First pass size-1", "First pass size-2", "Refiner switch by sampling steps",

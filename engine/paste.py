@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from engine.errors import InvalidParamsError
-from engine.infotext import ModelHint, model_from_infotext, options_from_infotext, parse_infotext
+from engine.infotext import ZERO_TERMINAL_SNR, ModelHint, model_from_infotext, options_from_infotext, parse_infotext
 from engine.params import MAX_PROMPT_CHARS
 
 # A prompt and a negative prompt at their limit, and room for the longest parameter lines A1111 writes.
@@ -23,6 +23,7 @@ class Pasted:
     options: dict[str, Any]
     model: ModelHint
     notes: tuple[str, ...]
+    zero_terminal_snr: bool = False  # `Noise Schedule: Zero Terminal SNR`: made with a ZTSNR-trained checkpoint
 
 
 class ModelMatcher(Protocol):
@@ -40,7 +41,8 @@ def read_pasted(text: str, *, init_image: str | None = None) -> Pasted:
         )
     fields = parse_infotext(text)
     options, notes = options_from_infotext(fields, init_image=init_image)
-    return Pasted(options, model_from_infotext(fields), tuple(notes))
+    ztsnr = str(fields.get("Noise Schedule", "")).strip().lower() == ZERO_TERMINAL_SNR.lower()
+    return Pasted(options, model_from_infotext(fields), tuple(notes), ztsnr)
 
 
 def pasted_model(models: ModelMatcher, hint: ModelHint, fallback: str) -> tuple[str, str | None]:

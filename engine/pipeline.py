@@ -46,7 +46,7 @@ from engine.errors import (
     short_reason,
 )
 from engine.images import read_infotext
-from engine.infotext import create_infotext, extras_text
+from engine.infotext import ZERO_TERMINAL_SNR, create_infotext, extras_text
 from engine.inpaint import LATENT_NOISE, LATENT_NOTHING, MASKED_CONTENT, Prepared, finish, mask_options, prepare
 from engine.ksampling import ScheduleOptions
 from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes, patch_loras
@@ -608,6 +608,8 @@ class DiffusersEngine:
             images = [finish(image, job.inpaint) for image in images]
         params, loaded = job.plan.params, run.loaded
         extra = dict(job.plan.infotext_fields)
+        if loaded.entry.ztsnr:  # written first of the extras, as A1111's apply_alpha_schedule_override adds it early
+            extra = {"Noise Schedule": ZERO_TERMINAL_SNR, **extra}
         if run.vae_file is not None:
             extra["VAE hash"] = self.vaes.short_hash(run.vae_file)
         if run.loras:

@@ -49,6 +49,7 @@ class ModelTraits:
     latent_scale: int = 8  # image pixels per latent pixel (the VAE's downscale); SD's VAE: 8
     context_width: int | None = None  # what the UNet's cross-attention takes (SD 1.x 768, SDXL 2048), where known
     inpainting: bool = False  # a 9-channel inpainting UNet: image conditioning joins its input
+    ztsnr: bool = False  # trained with zero terminal SNR (sampled on the rescaled schedule)
 
 
 @dataclass(frozen=True)

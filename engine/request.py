@@ -206,6 +206,10 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
     model = _choose_model(request, hint, catalog, notes)
     defaults = models.defaults_for(model)
     family = models.traits(model).family
+    if block and paste.zero_terminal_snr and not getattr(models.traits(model), "ztsnr", False):
+        notes.append(
+            f"Noise Schedule: Zero Terminal SNR: `{model[:60]}` was not trained for it, so its own schedule was used."
+        )
     if "vae" in pasted:
         pasted_vae = _pasted_vae(str(pasted.pop("vae")), family, catalog, notes)
         if pasted_vae is not None:

@@ -184,6 +184,7 @@ class ModelRegistry:
             latent_scale=entry.latent_scale,
             context_width=entry.context_width,
             inpainting=entry.inpainting,
+            ztsnr=entry.ztsnr,
         )
 
     def single_file_configs(self, entry: ModelEntry) -> Path:

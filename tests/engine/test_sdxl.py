@@ -511,3 +511,22 @@ def test_a_models_default_vae_comes_from_its_settings_file(
     assert (params.vae, params.sampler) == ("sdxl_vae.safetensors", "Euler a")
     explicit = build_params({"prompt": "x", "vae": "None"}, model="with-vae", limits=Limits(), defaults=defaults)
     assert explicit.vae is None
+
+
+def test_a_ztsnr_checkpoint_writes_its_noise_schedule_and_a_paste_for_another_model_is_told(
+    engine: DiffusersEngine, vpred_models: Path
+) -> None:
+    from engine.request import Catalog, Request, resolve
+    from tests.fakes import FakeNetworks
+
+    registry = registry_of(vpred_models, engine)
+    vpred = DiffusersEngine(registry, "cpu")
+    [result] = vpred.generate(xl_params(model="noob-vpred"))
+    assert ", Noise Schedule: Zero Terminal SNR," in result.infotext
+    assert result.infotext.index("Noise Schedule") < result.infotext.index("Version")
+    block = result.infotext.replace('Model: "noob-vpred"', "Model: noob-vpred").replace("Model: noob-vpred", "Model: x")
+    catalog = Catalog(registry, FakeNetworks(), "noob-vpred")
+    fine = resolve(Request(paste=result.infotext), catalog, Limits())
+    assert not any("Noise Schedule" in note for note in fine.notes)
+    other = resolve(Request(paste=block, model=XL), catalog, Limits())
+    assert any("Noise Schedule: Zero Terminal SNR" in note for note in other.notes)
