@@ -9,6 +9,7 @@ takes any sequence length).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,14 +34,16 @@ class PromptChunk:
     fixes: list[tuple[int, Embedding]] = field(default_factory=list)
 
 
-def tokenize_chunks(tokenizer: Any, text: str, embeddings: TokenLookup | None = None) -> tuple[list[PromptChunk], int]:
+def tokenize_chunks(
+    tokenizer: Any, text: str, embeddings: TokenLookup | None = None, *, open_clip: bool = False
+) -> tuple[list[PromptChunk], int]:
     """A1111's `tokenize_line`: chunks of 75 tokens framed with BOS/EOS, and the prompt's token count.
 
     An embedding's name found in the tokens becomes one placeholder per vector (each with the piece's weight),
     never split across chunks; a refused embedding file named in the text raises InvalidParamsError.
     """
     parsed = parse_prompt_attention(text)
-    pieces = [str(piece) for piece, _ in parsed]
+    pieces = [clean_text(str(piece), open_clip=open_clip) for piece, _ in parsed]
     tokenized = tokenizer(pieces, truncation=False, add_special_tokens=False)["input_ids"]
     id_start, id_end = int(tokenizer.bos_token_id), int(tokenizer.eos_token_id)
     id_pad = id_end  # SD 1.x pads with the end token
@@ -144,11 +147,27 @@ class EncoderStyle:
     pad_after_end: int | None = None
     pooled: bool = False
     embedding_key: str = ""  # which tensor of an SDXL embedding file this encoder takes ("" for SD 1.x files)
+    open_clip: bool = False  # cleans text as open_clip's tokenizer does (OpenCLIP-G), else as CLIP-L's
 
 
 SD1_STYLE = EncoderStyle()
 SDXL_CLIP_L = EncoderStyle(penultimate=True, embedding_key="clip_l")
-SDXL_CLIP_G = EncoderStyle(penultimate=True, pad_after_end=0, pooled=True, embedding_key="clip_g")
+SDXL_CLIP_G = EncoderStyle(penultimate=True, pad_after_end=0, pooled=True, embedding_key="clip_g", open_clip=True)
+
+
+def clean_text(text: str, *, open_clip: bool = False) -> str:
+    """A prompt piece cleaned as A1111's tokenizers clean it before splitting it. CLIP-L (transformers 4.30's
+    CLIPTokenizer, with ftfy installed as it always is in A1111): `ftfy.fix_text` (full-width punctuation, curly
+    quotes, HTML entities when the text has no `<`...), whitespace collapsed. OpenCLIP-G (`open_clip`'s
+    `basic_clean`): the same, then HTML entities unescaped twice, whatever the text."""
+    import html
+
+    import ftfy
+
+    fixed = ftfy.fix_text(text)
+    if open_clip:
+        fixed = html.unescape(html.unescape(fixed)).strip()
+    return re.sub(r"\s+", " ", fixed).strip()
 
 
 @dataclass(frozen=True)
@@ -279,7 +298,10 @@ class Conditioner:
         if key not in self._cache:
             if len(self._cache) > 256:
                 self._cache.clear()
-            tokenized = {text: tokenize_chunks(self.tokenizer, text, lookup)[0] for text in dict.fromkeys(texts)}
+            tokenized = {
+                text: tokenize_chunks(self.tokenizer, text, lookup, open_clip=self.style.open_clip)[0]
+                for text in dict.fromkeys(texts)
+            }
             batch = [tokenized[text] for text in texts]
             with torch.inference_mode():
                 crossattn, pooled = encode_batch(
@@ -299,7 +321,7 @@ class Conditioner:
     def embeddings_used(self, text: str) -> list[Embedding]:
         """The embeddings `text` uses, in order of first use (raises for a refused one, as encoding would)."""
         lookup, _ = self._lookup()
-        return list(_used_in(tokenize_chunks(self.tokenizer, text, lookup)[0]))
+        return list(_used_in(tokenize_chunks(self.tokenizer, text, lookup, open_clip=self.style.open_clip)[0]))
 
     def take_used(self) -> list[Embedding]:
         """Every embedding used by the texts encoded since the last call, in order of first use; then forget."""
@@ -308,7 +330,7 @@ class Conditioner:
 
     def token_count(self, text: str) -> int:
         lookup, _ = self._lookup()
-        return tokenize_chunks(self.tokenizer, text, lookup)[1]
+        return tokenize_chunks(self.tokenizer, text, lookup, open_clip=self.style.open_clip)[1]
 
 
 def _used_in(chunks: list[PromptChunk]) -> tuple[Embedding, ...]:

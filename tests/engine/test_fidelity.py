@@ -401,3 +401,41 @@ def test_lora_hashes_are_in_the_infotext(lora_engine: DiffusersEngine) -> None:
 def test_an_unknown_lora_names_the_closest(lora_engine: DiffusersEngine) -> None:
     with pytest.raises(InvalidParamsError, match=r"Unknown LoRA 'kohya_styel'.*kohya_style"):
         lora_engine.generate(tiny_params(prompt="a lighthouse <lora:kohya_styel:1>"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1girl，solo，long hair", "“quoted” text", "fish &amp; chips", "<lora:x:1> fish &amp; chips", "café  latte",
+     "a &amp;amp; b", "ｆｕｌｌ ｗｉｄｔｈ"],
+)  # fmt: skip
+@pytest.mark.parametrize("open_clip", [False, True])
+def test_prompt_text_is_cleaned_as_a1111s_tokenizers_clean_it(text: str, open_clip: bool) -> None:
+    from engine.conditioning import clean_text
+    from tests.reference.prompt_cleaning import clip_tokenizer_text, open_clip_text
+
+    expected = open_clip_text(text) if open_clip else clip_tokenizer_text(text)
+    assert clean_text(text, open_clip=open_clip).lower() == expected
+
+
+def test_full_width_commas_are_commas_for_the_tokenizer_and_its_backtracking(tiny: LoadedModel) -> None:
+    tokenizer = tiny.pipe.tokenizer
+    comma = tokenizer.convert_tokens_to_ids(",</w>")
+    [full], _ = tokenize_chunks(tokenizer, "1girl，solo，long hair")
+    [ascii_], _ = tokenize_chunks(tokenizer, "1girl,solo,long hair")
+    assert full.tokens == ascii_.tokens and full.tokens.count(comma) == 2
+
+
+def test_html_entities_follow_each_encoders_rule(tiny: LoadedModel) -> None:
+    tokenizer = tiny.pipe.tokenizer
+    plain = tokenize_chunks(tokenizer, "fish & chips")[0][0].tokens
+    assert tokenize_chunks(tokenizer, "fish &amp; chips")[0][0].tokens == plain
+    assert tokenize_chunks(tokenizer, "fish &amp; chips", open_clip=True)[0][0].tokens == plain
+    # ftfy leaves entities alone where the text has a `<` (it could be HTML); open_clip unescapes anyway
+    assert (
+        tokenize_chunks(tokenizer, "<a> fish &amp; chips")[0][0].tokens
+        != tokenize_chunks(tokenizer, "<a> fish & chips")[0][0].tokens
+    )
+    assert (
+        tokenize_chunks(tokenizer, "<a> fish &amp; chips", open_clip=True)[0][0].tokens
+        == tokenize_chunks(tokenizer, "<a> fish & chips")[0][0].tokens
+    )
