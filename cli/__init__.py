@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument(
         "--padding", dest="inpaint_full_res_padding", default=None, help="only masked: padding in pixels (32)"
     )
+    img.add_argument(
+        "--tile", dest="tiling", action="store_true", default=None, help="a seamless, tiling image (A1111's Tiling)"
+    )
     img.add_argument("--zoom-out", dest="zoom_out", type=float, default=None, help="with --init-image: zoom out 1..2")
     img.add_argument("--pan", default=None, help="with --init-image: extend the picture left, right, up or down")
     img.add_argument("--make-square", dest="make_square", action="store_true", help="with --init-image: extend to 1:1")

@@ -393,6 +393,7 @@ _OPTIONS = {
     "RNG": "rng",
     "ENSD": "ensd",
     "VAE": "vae",
+    "Tiling": "tiling",
 }
 
 # Read only when hires fix is switched on (A1111 pastes them into the hires controls).

@@ -114,6 +114,7 @@ class GenerationParams:
     inpaint_full_res: bool = False  # Inpaint area: Only masked
     inpaint_full_res_padding: int = 32
     initial_noise_multiplier: float = 1.0  # Noise multiplier (img2img)
+    tiling: bool = False  # A1111's Tiling: circular padding in the UNet's and VAE's convolutions (seamless textures)
     # An upscale without diffusion (A1111's Extras): `init_image` (of `width` x `height`, any size) through this
     # upscaler by `upscale_by`, or to `upscale_to` ("WxH", Extras' Scale to, crop off). Nothing is sampled.
     extras_upscaler: str | None = None
@@ -374,6 +375,7 @@ OPTIONS: dict[str, _Option] = {
     "inpaint_full_res": _Option("Inpaint area", _inpaint_area, mask_only=True),
     "inpaint_full_res_padding": _Option("Masked area padding", _as_int, _between(0, 256), mask_only=True),
     "initial_noise_multiplier": _Option("Noise multiplier", _as_float, _between(0.0, 1.5)),
+    "tiling": _Option("Tiling", _as_bool, zero_is_unset=True),
 }
 OPTION_KEYS = frozenset(OPTIONS)
 
@@ -541,6 +543,7 @@ def build_params(
         vae=vae,
         mask=mask,
         initial_noise_multiplier=value("initial_noise_multiplier", 1.0) if init_image is not None else 1.0,
+        tiling=value("tiling", False),
         **inpaint,
     )
 

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -300,6 +300,7 @@ class DiffusersEngine:
             )
             if misfit is not None:
                 raise InvalidParamsError(misfit + ".")
+        set_tiling((loaded.pipe.unet, vae), lead.params.tiling)
         if loaded.patched is not None:
             patch_loras(loaded.pipe, loaded.patched, loras)
         else:
@@ -631,6 +632,19 @@ class DiffusersEngine:
             )
             for i, image in enumerate(images)
         ]
+
+
+def set_tiling(models: Sequence[Any], tiling: bool) -> None:
+    """A1111's Tiling (`sd_hijack.apply_circular`): every 2-D convolution of the UNet and the VAE pads circularly, so
+    the image wraps around at its edges; switched back for the next job that does not tile."""
+    mode: Literal["zeros", "circular"] = "circular" if tiling else "zeros"
+    for model in models:
+        if getattr(model, "_easel_padding", "zeros") == mode:
+            continue
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.padding_mode = mode
+        model._easel_padding = mode
 
 
 def _batch_blend(jobs: Sequence[_Job], init: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

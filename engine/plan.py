@@ -158,7 +158,7 @@ class GenerationPlan:
             self.passes[-1].sampler.name, self.passes[-1].schedule,
             p.denoising_strength, p.init_image is not None, len(self.passes[0].conditioning.parts), self.traits,
             p.mask is not None, p.mask_blur, p.inpainting_mask_invert, p.inpainting_fill, p.inpaint_full_res,
-            p.inpaint_full_res_padding, p.initial_noise_multiplier,
+            p.inpaint_full_res_padding, p.initial_noise_multiplier, p.tiling,
         )  # fmt: skip
 
     def cost(self) -> float:
@@ -368,4 +368,6 @@ def _infotext_fields(params: GenerationParams, sampler: SamplerSpec) -> dict[str
         fields["ENSD"] = str(params.ensd)
     if params.rng != "GPU":
         fields["RNG"] = params.rng
+    if params.tiling:
+        fields["Tiling"] = "True"
     return fields

@@ -13,7 +13,7 @@ from engine.errors import InvalidParamsError
 MAX_RATIO = 4.0  # --ar between 1:4 and 4:1: beyond that one side falls under the smallest size a model draws well
 _FLAG = re.compile(r"(?:^|(?<=\s))--([A-Za-z][\w-]*)")
 _RATIO = re.compile(r"^(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)$")
-_KNOWN = "`--ar W:H`, `--no a, b`, `--seed N`, `--steps N`, `--cfg X`"
+_KNOWN = "`--ar W:H`, `--no a, b`, `--seed N`, `--steps N`, `--cfg X`, `--tile`"
 _VALUE_OPTIONS = {"seed": "seed", "steps": "steps", "cfg": "cfg_scale"}
 
 
@@ -85,6 +85,10 @@ def read_flags(text: str, *, base_pixels: int, max_pixels: int) -> PromptFlags:
             avoid = [term.strip() for term in value.split(",") if term.strip()]
             if not avoid:
                 raise InvalidParamsError("`--no` needs what to avoid, e.g. `--no text, watermark`.")
+        elif name == "tile":  # Midjourney's seamless pattern: A1111's Tiling
+            if value:
+                raise InvalidParamsError("`--tile` takes no value.")
+            options["tiling"] = True
         elif name in _VALUE_OPTIONS:
             if not value or len(value.split()) != 1:
                 raise InvalidParamsError(f"`--{name}` takes one value, e.g. `--{name} {_example(name)}`.")

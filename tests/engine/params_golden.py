@@ -100,7 +100,7 @@ REFUSALS: dict[str, tuple[dict[str, Any], str]] = {
     "tight rng": ({"prompt": "a", "rng": "TPU"}, "sd1"),
     "tight cfg": ({"prompt": "a", "cfg_scale": 31}, "sd1"),
     "tight long prompt": ({"prompt": "a" * 4001}, "sd1"),
-    "tight unknown option": ({"prompt": "a", "tiling": True}, "sd1"),
+    "tight unknown option": ({"prompt": "a", "restore_faces": True}, "sd1"),
     "tight strength": ({"prompt": "a", "subseed_strength": 1.5}, "sd1"),
     "tight clip skip": ({"prompt": "a", "clip_skip": 13}, "sd1"),
     "tight nan": ({"prompt": "a", "cfg_scale": "nan"}, "sd1"),

@@ -22,6 +22,7 @@ from engine.errors import InvalidParamsError
 from engine.families import TextCond
 from engine.infotext import parse_infotext
 from engine.loras import LoraLibrary
+from engine.params import GenerationParams
 from engine.pipeline import DiffusersEngine, LoadedModel
 from engine.samplers import sampler_names
 from engine.seeds import ImageRNG
@@ -439,3 +440,22 @@ def test_html_entities_follow_each_encoders_rule(tiny: LoadedModel) -> None:
         tokenize_chunks(tokenizer, "<a> fish &amp; chips", open_clip=True)[0][0].tokens
         == tokenize_chunks(tokenizer, "<a> fish & chips")[0][0].tokens
     )
+
+
+def test_tiling_wraps_the_image_around_and_is_written_and_read_as_a1111s(engine: DiffusersEngine) -> None:
+    from engine.infotext import options_from_infotext, parse_infotext
+    from engine.prompts.flags import read_flags
+
+    params = GenerationParams(prompt="a lighthouse", model="builtin:tiny", seed=3, steps=4, sampler="Euler",
+                              width=64, height=64)  # fmt: skip
+    [plain] = engine.generate(params)
+    [tiled] = engine.generate(params.replace(tiling=True))
+    [again] = engine.generate(params)
+    assert "Tiling: True" in tiled.infotext and "Tiling" not in plain.infotext
+    assert not np.array_equal(np.asarray(plain.image), np.asarray(tiled.image))
+    assert np.array_equal(np.asarray(plain.image), np.asarray(again.image))  # switched back for the next job
+    unet = engine.load("builtin:tiny").pipe.unet
+    assert all(m.padding_mode == "zeros" for m in unet.modules() if isinstance(m, torch.nn.Conv2d))
+    options, notes = options_from_infotext(parse_infotext(tiled.infotext))
+    assert options["tiling"] == "True" and notes == []
+    assert read_flags("a brick wall --tile", base_pixels=4096, max_pixels=4096).options == {"tiling": True}
