@@ -7,13 +7,14 @@ import dataclasses
 import functools
 import logging
 import random
-from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import discord
 
 from bot.checks import is_admin
+from bot.components import on_job
 from bot.edit import EditModal
-from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral, withdraw
+from bot.errors import send_ephemeral, withdraw
 from bot.outpaint import ImageMenu, OutpaintButton
 from bot.region import RegionButton, RegionFormButton
 from bot.replay import replay
@@ -67,16 +68,7 @@ class _JobButton(discord.ui.DynamicItem[Button], template=r"easel:[a-z]+:" + JOB
         return cls(match["job_id"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        interaction.extras[JOB_ID_KEY] = self.job_id
-        bot = cast("EaselBot", interaction.client)
-        record = bot.store.get_job(self.job_id)
-        if record is None:
-            await send_ephemeral(interaction, "This job is no longer known to the bot.")
-            return
-        try:
-            await self.run(interaction, bot, record)
-        except Exception as err:  # the buttons' outermost boundary: same policy as the tree's handler
-            await handle_error(interaction, err)
+        await on_job(interaction, self.job_id, lambda bot, record: self.run(interaction, bot, record))
 
     async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
         raise NotImplementedError

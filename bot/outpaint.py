@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Self, cast
 
 import discord
 
-from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral, withdraw
+from bot.components import on_job
+from bot.errors import handle_error, send_ephemeral, withdraw
 from bot.store import JobRecord
 from bot.uploads import MAX_UPLOAD_BYTES, download
 from engine.errors import EaselError
@@ -138,19 +139,13 @@ class OutpaintButton(discord.ui.DynamicItem[Button], template=_PATTERN):
         return cls(match["job_id"], int(match["index"]), match["kind"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        interaction.extras[JOB_ID_KEY] = self.job_id
-        bot = cast("EaselBot", interaction.client)
-        record = bot.store.get_job(self.job_id)
-        if record is None:
-            await send_ephemeral(interaction, "This job is no longer known to the bot.")
-            return
-        try:
+        async def act(bot: EaselBot, record: JobRecord) -> None:
             if self.kind == "custom":
                 await interaction.response.send_modal(CustomZoomModal(self.job_id, self.index, record.params.prompt))
                 return
             await outpaint_job(interaction, bot, record, self.index, self.kind)
-        except Exception as err:  # the buttons' outermost boundary: same policy as the tree's handler
-            await handle_error(interaction, err)
+
+        await on_job(interaction, self.job_id, act)
 
 
 class CustomZoomModal(discord.ui.Modal, title="Custom Zoom"):
@@ -174,14 +169,11 @@ class CustomZoomModal(discord.ui.Modal, title="Custom Zoom"):
         self.add_item(discord.ui.Label(text="Prompt", component=self.prompt))
 
     async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        await on_job(interaction, self.job_id, lambda bot, record: self._submit(interaction, bot, record))
+
+    async def _submit(self, interaction: discord.Interaction[Any], bot: EaselBot, record: JobRecord) -> None:
         from engine.prompts.flags import parse_ratio
 
-        interaction.extras[JOB_ID_KEY] = self.job_id
-        bot = cast("EaselBot", interaction.client)
-        record = bot.store.get_job(self.job_id)
-        if record is None:
-            await send_ephemeral(interaction, "This job is no longer known to the bot.")
-            return
         try:
             factor = float(self.factor.value.strip().rstrip("x×"))
         except ValueError:
@@ -234,23 +226,17 @@ class ImageMenu(discord.ui.DynamicItem[Select], template=_MENU_PATTERN):
         return cls(match["job_id"])
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        interaction.extras[JOB_ID_KEY] = self.job_id
-        bot = cast("EaselBot", interaction.client)
-        record = bot.store.get_job(self.job_id)
         data = cast("dict[str, Any]", interaction.data or {})
-        values = data.get("values") or []
-        if record is None or not values:
-            await send_ephemeral(interaction, "This job is no longer known to the bot.")
-            return
-        kind, _, raw_index = str(values[0]).partition(":")
-        try:
+        kind, _, raw_index = str((data.get("values") or ["none:0"])[0]).partition(":")
+
+        async def act(bot: EaselBot, record: JobRecord) -> None:
             index = int(raw_index)
             if kind == "vary":
                 await vary_image(interaction, bot, record, index)
             elif kind in KINDS:
                 await outpaint_job(interaction, bot, record, index, kind)
-        except Exception as err:  # the components' outermost boundary: same policy as the tree's handler
-            await handle_error(interaction, err)
+
+        await on_job(interaction, self.job_id, act)
 
 
 async def vary_image(interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord, index: int) -> None:

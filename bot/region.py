@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import io
 import logging
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Self
 
 import discord
 
-from bot.errors import JOB_ID_KEY, handle_error, send_ephemeral, withdraw
+from bot.components import on_job
+from bot.errors import handle_error, send_ephemeral, withdraw
 from bot.outpaint import image_attachment
+from bot.store import JobRecord
 from bot.uploads import MAX_UPLOAD_BYTES, download
 from engine.errors import EaselError, InvalidParamsError
 from engine.images import check_upload
@@ -50,16 +52,7 @@ class _RecordItem(discord.ui.DynamicItem[Button], template=r"easel:region[a-z]*:
         self.job_id, self.index = job_id, index
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        interaction.extras[JOB_ID_KEY] = self.job_id
-        bot = cast("EaselBot", interaction.client)
-        record = bot.store.get_job(self.job_id)
-        if record is None:
-            await send_ephemeral(interaction, "This job is no longer known to the bot.")
-            return
-        try:
-            await self.run(interaction, bot, record.params)
-        except Exception as err:  # the buttons' outermost boundary: same policy as the tree's handler
-            await handle_error(interaction, err)
+        await on_job(interaction, self.job_id, lambda bot, record: self.run(interaction, bot, record.params))
 
     async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, params: Any) -> None:
         raise NotImplementedError
@@ -168,12 +161,9 @@ class RegionModal(discord.ui.Modal, title="Vary (Region)"):
         )
 
     async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
-        interaction.extras[JOB_ID_KEY] = self.job_id
-        bot = cast("EaselBot", interaction.client)
-        record = bot.store.get_job(self.job_id)
-        if record is None:
-            await send_ephemeral(interaction, "This job is no longer known to the bot.")
-            return
+        await on_job(interaction, self.job_id, lambda bot, record: self._submit(interaction, bot, record))
+
+    async def _submit(self, interaction: discord.Interaction[Any], bot: EaselBot, record: JobRecord) -> None:
         params = record.params
         uploads = list(self.mask.values)
         cells = [int(value) for value in self.cells.values]
