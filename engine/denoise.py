@@ -271,9 +271,11 @@ def _run_ksampler(run: PassRun) -> torch.Tensor:
     denoiser's output of the latest model evaluation (a reference: the samplers compute it anyway), which for a
     second-order step is the corrector's estimate."""
     from engine.ksampling import Denoiser, Model, sample, sampler_sigmas
+    from engine.ksampling.denoiser import LCMDenoiser
 
     noise = run.noise
-    denoiser = Denoiser.from_scheduler_config(run.guidance.eps, run.scheduler_config, device=noise.device)
+    kind = LCMDenoiser if run.sampler.function == "sample_lcm" else Denoiser
+    denoiser = kind.from_scheduler_config(run.guidance.eps, run.scheduler_config, device=noise.device)
     model: Model = denoiser
     if run.blend is not None:
 

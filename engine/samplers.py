@@ -47,7 +47,7 @@ class SamplerSpec:
 
     @property
     def timesteps(self) -> bool:
-        """A1111 ignores the schedule type for the samplers that walk a timestep grid (DDIM, PLMS, UniPC, LCM)."""
+        """A1111 ignores the schedule type for the samplers that walk a timestep grid (DDIM, PLMS, UniPC)."""
         return self.family != "k-diffusion"
 
 
@@ -116,7 +116,8 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
         "UniPC", ("unipc",), "diffusers", "UniPCMultistepScheduler",
         options=(("solver_type", "bh2"), ("solver_order", 3)),
     ),
-    SamplerSpec("LCM", ("k_lcm",), "diffusers", "LCMScheduler"),
+    # A1111's own LCM (modules/sd_samplers_lcm.py): a k-diffusion sampler on LCM's 50 original timesteps.
+    _k("LCM", "k_lcm", "sample_lcm"),
 )
 # fmt: on
 

@@ -260,3 +260,27 @@ def sample_lms(
         coeffs = [linear_multistep_coeff(cur_order, sigmas_cpu, i, j) for j in range(cur_order)]
         x = x + sum(coeff * d for coeff, d in zip(coeffs, reversed(ds), strict=False))
     return x
+
+
+def sample_lcm(
+    model: Model,
+    x: Tensor,
+    sigmas: Tensor,
+    *,
+    extra_args: Mapping[str, Any] | None = None,
+    callback: StepCallback | None = None,
+    noise: RandnLike = torch.randn_like,
+    noise_sampler: NoiseSampler | None = None,
+) -> Tensor:
+    """A1111's `sample_lcm`: each step jumps to the consistency model's estimate, then noises it to the next sigma."""
+    extra = dict(extra_args or {})
+    noise_sampler = noise_sampler_from(noise, x) if noise_sampler is None else noise_sampler
+    s_in = x.new_ones([x.shape[0]])
+    total = len(sigmas) - 1
+    for i in range(total):
+        denoised = model(x, sigmas[i] * s_in, **extra)
+        notify(callback, i, total)
+        x = denoised
+        if sigmas[i + 1] > 0:
+            x = x + sigmas[i + 1] * noise_sampler(sigmas[i], sigmas[i + 1])
+    return x

@@ -165,3 +165,50 @@ class Denoiser(DiscreteSchedule):
         if self.prediction_type == "epsilon":
             return x + out * c_out
         return out * c_out + x * c_skip
+
+
+class LCMDenoiser(Denoiser):
+    """A1111's `LCMCompVisDenoiser` (`modules/sd_samplers_lcm.py`): the 50 "original" timesteps an LCM was distilled
+    on (every 20th of 1000, counted from the last), timesteps quantized onto them, and the consistency model's
+    boundary scalings (sigma_data 0.5, the timestep scaled by 10) around the eps denoiser's estimate."""
+
+    original_timesteps = 50
+
+    def __init__(
+        self, model_fn: ModelFn, alphas_cumprod: Tensor, *, prediction_type: PredictionType = "epsilon"
+    ) -> None:
+        timesteps = len(alphas_cumprod)
+        self.skip_steps = timesteps // self.original_timesteps
+        valid = torch.zeros(self.original_timesteps, dtype=torch.float32, device=alphas_cumprod.device)
+        for x in range(self.original_timesteps):
+            valid[self.original_timesteps - 1 - x] = alphas_cumprod[timesteps - 1 - x * self.skip_steps]
+        super().__init__(model_fn, valid, prediction_type="epsilon")  # A1111's LCM wraps an eps denoiser
+
+    def get_sigmas(self, n: int | None = None) -> Tensor:
+        if n is None:
+            return append_zero(self.sigmas.flip(0))
+        start = self.sigma_to_t(torch.tensor(self.sigma_max, device=self.sigmas.device))
+        end = self.sigma_to_t(torch.tensor(self.sigma_min, device=self.sigmas.device))
+        t = torch.linspace(float(start), float(end), n, device=self.sigmas.device)
+        return append_zero(self.t_to_sigma(t))
+
+    def sigma_to_t(self, sigma: Tensor, quantize: bool | None = None) -> Tensor:
+        dists = sigma.log() - self.log_sigmas[:, None]
+        return dists.abs().argmin(dim=0).view(sigma.shape) * self.skip_steps + (self.skip_steps - 1)
+
+    def t_to_sigma(self, t: Tensor) -> Tensor:
+        index = torch.clamp(
+            ((t - (self.skip_steps - 1)) / self.skip_steps).float(), min=0, max=self.sigmas.shape[0] - 1
+        )
+        return super().t_to_sigma(index)
+
+    def __call__(self, x: Tensor, sigma: Tensor, **extra: Any) -> Tensor:
+        _, c_out, c_in = (append_dims(c, x.ndim) for c in self.get_scalings(sigma))
+        eps = self.model_fn(x * c_in, self.sigma_to_t(sigma), **extra)
+        denoised = x + eps * c_out
+        sigma_data = 0.5
+        scaled_timestep = append_dims(self.sigma_to_t(sigma), x.ndim) * 10.0
+        c_skip = sigma_data**2 / (scaled_timestep**2 + sigma_data**2)
+        c_boundary = scaled_timestep / (scaled_timestep**2 + sigma_data**2) ** 0.5
+        out: Tensor = c_boundary * denoised + c_skip * x
+        return out

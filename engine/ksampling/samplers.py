@@ -31,6 +31,7 @@ from engine.ksampling._karras import (
     sample_euler,
     sample_euler_ancestral,
     sample_heun,
+    sample_lcm,
     sample_lms,
 )
 from engine.ksampling._restart import sample_restart
@@ -59,6 +60,7 @@ FUNCTIONS: dict[str, SamplerFn] = {
         sample_dpm_fast,
         sample_dpm_adaptive,
         sample_restart,
+        sample_lcm,
     )
 }
 

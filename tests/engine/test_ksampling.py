@@ -36,7 +36,8 @@ a1111: Any = _a1111
 kde: Any = _kde
 kds: Any = _kds
 
-K_SAMPLERS = {s.name: s for s in SAMPLERS if s.family == "k-diffusion"}
+# LCM is a k-diffusion sampler on a denoiser of its own: checked on its own against A1111's (tests/reference/a1111_lcm)
+K_SAMPLERS = {s.name: s for s in SAMPLERS if s.family == "k-diffusion" and s.name != "LCM"}
 SCHEDULE_LABELS = [s.label for s in SCHEDULES if s.label != "Automatic"]
 SHAPE = (4, 8, 8)
 SEEDS = [1234, 98765]
@@ -333,3 +334,29 @@ def test_each_k_diffusion_sampler_has_a1111s_options(name: str) -> None:
     assert spec.discard_penultimate_sigma == options.get("discard_next_to_last_sigma", False)
     assert spec.brownian_noise == options.get("brownian_noise", False)
     assert dict(spec.options).get("solver_type") == options.get("solver_type")
+
+
+@pytest.mark.parametrize("schedule", ["Automatic", "Karras", "Exponential"])
+def test_lcm_matches_a1111s_lcm_denoiser_and_sampler(schedule: str) -> None:
+    import tests.reference.a1111_lcm as _lcm
+    from engine.ksampling.denoiser import LCMDenoiser
+
+    lcm: Any = _lcm
+    reference = lcm.LCMCompVisDenoiser(toy_eps, ALPHAS)
+    ours = LCMDenoiser(toy_eps, ALPHAS)
+    assert torch.equal(ours.sigmas, reference.sigmas)
+    steps = 6
+    sigmas = sampler_sigmas("LCM", schedule, steps, ours)
+    if schedule == "Automatic":
+        assert torch.equal(sigmas, reference.get_sigmas(steps))
+    else:
+        assert torch.allclose(sigmas, a1111.sampler_sigmas("Euler", steps, reference, schedule=schedule))
+    x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(5)) * 4
+    sigma = torch.tensor([14.6146, 1.3, 0.5])
+    assert torch.equal(ours(x, sigma, scale=0.7), reference(x, sigma, scale=0.7))
+    noise = initial_noise(SEEDS)
+    mine = sample("LCM", ours, noise * sigmas[0], sigmas, noise=make_randn_like(generators(SEEDS)),
+                  extra_args={"scale": 0.8})  # fmt: skip
+    with a1111.hijacked(generators(SEEDS), SHAPE):
+        expected = lcm.sample_lcm(reference, noise * sigmas[0], sigmas, extra_args={"scale": 0.8})
+    torch.testing.assert_close(mine, expected, atol=1e-6, rtol=0)

@@ -100,7 +100,8 @@ def test_sampler_table_is_in_a1111_ui_order() -> None:
 def test_each_family_runs_the_samplers_a1111_runs_that_way() -> None:
     families = {s.name: s.family for s in SAMPLERS}
     assert [n for n, f in families.items() if f == "a1111-timesteps"] == ["DDIM", "DDIM CFG++", "PLMS"]
-    assert [n for n, f in families.items() if f == "diffusers"] == ["UniPC", "LCM"]
+    assert [n for n, f in families.items() if f == "diffusers"] == ["UniPC"]
+    assert families["LCM"] == "k-diffusion"  # A1111's own LCM: a k-diffusion sampler on LCM's 50 timesteps
 
 
 def test_effective_schedule_names_the_automatic_default() -> None:
@@ -113,3 +114,9 @@ def test_effective_schedule_stays_automatic_without_a_default() -> None:
 
 def test_a_timestep_sampler_takes_no_schedule_type() -> None:
     assert sampler_spec("DDIM").timesteps and not sampler_spec("Euler").timesteps
+
+
+def test_lcm_takes_schedule_types_as_a1111s_k_diffusion_lcm_does() -> None:
+    spec, schedule = resolve_sampler("LCM Karras", None)
+    assert (spec.name, schedule) == ("LCM", "Karras")
+    assert resolve_sampler("LCM", "Exponential")[1] == "Exponential"
