@@ -66,13 +66,10 @@ def test_an_empty_or_unreadable_mask_is_refused_in_one_line(tmp_path: Path) -> N
     ("flags", "size", "place"),
     [
         (["--zoom-out", "2"], (128, 128), (32, 32)),
-        (["--zoom-out", "1.5"], (96, 96), (16, 16)),
         (["--pan", "left"], (96, 64), (32, 0)),
-        (["--pan", "down"], (64, 96), (0, 0)),
-        (["--make-square"], (64, 64), (0, 0)),
     ],
 )
-def test_zoom_out_and_pan_keep_the_picture_pixel_exact_in_its_place(
+def test_zoom_out_and_pan_keep_the_picture_pixel_exact_in_its_place(  # the other shapes: tests/engine/test_outpaint
     tmp_path: Path, flags: list[str], size: tuple[int, int], place: tuple[int, int]
 ) -> None:
     _files(tmp_path)
