@@ -193,3 +193,15 @@ def test_sdxl_inpaints_by_blending_too(engine: object) -> None:
     [raw] = engine.generate(params.replace(mask=engine.blobs.put(_png(mask)), inpainting_fill="latent noise"))
     outside = np.asarray(prepare(_picture(64, 64, seed=2), mask, MaskOptions(), 64, 64).mask) == 0
     assert np.array_equal(np.asarray(raw.image)[outside], np.asarray(_picture(64, 64, seed=2))[outside])
+
+
+def test_a_mask_that_is_no_image_or_paints_nothing_is_refused_with_its_reason() -> None:
+    from engine.errors import InvalidParamsError
+    from engine.inpaint import check_mask
+
+    with pytest.raises(InvalidParamsError, match="The mask: That file is not a PNG"):
+        check_mask(b"not an image", max_bytes=1 << 20, max_pixels=1 << 20)
+    with pytest.raises(InvalidParamsError, match="The mask is empty"):
+        check_mask(_png(Image.new("L", (8, 8))), max_bytes=1 << 20, max_pixels=1 << 20)
+    with pytest.raises(InvalidParamsError, match="pixels"):
+        check_mask(_png(Image.new("L", (64, 64), 255)), max_bytes=1 << 20, max_pixels=1000)

@@ -204,3 +204,30 @@ def test_a_tile_that_runs_out_of_memory_is_retried_smaller() -> None:
     image = _picture(150, 100)
     out = with_smaller_tiles(lambda m: upscale(image, 2.0, m.upscale_once), model)
     assert out.size == (296, 200) and model.tile == 48 and calls[:2] == [192, 96]
+
+
+def test_an_upscale_request_refuses_a_latent_mode_and_a_refused_file_before_queueing(tmp_path: Path) -> None:
+    from engine.catalog import ExtraNetworks
+    from engine.embeddings import EmbeddingDB
+    from engine.loras import LoraLibrary
+    from engine.models.registry import ModelRegistry
+    from engine.params import Limits
+    from engine.request import Catalog, Request, UpscaleAsk, resolve
+
+    (tmp_path / "ESRGAN").mkdir()
+    (tmp_path / "ESRGAN" / "RealESRGAN_x4plus.pt").write_bytes(b"PK torchscript")
+    registry = ModelRegistry(tmp_path / "models", tmp_path / "cache")
+    networks = ExtraNetworks(
+        LoraLibrary([], registry.hashes), EmbeddingDB([]), upscalers=UpscalerLibrary([tmp_path / "ESRGAN"])
+    )
+    catalog = Catalog(registry, networks)
+
+    def ask(name: str) -> Request:
+        return Request(init_image="a" * 64, init_size=(80, 48), upscale=UpscaleAsk(name, 2))
+
+    with pytest.raises(InvalidParamsError, match="inside hires fix only"):
+        resolve(ask("Latent"), catalog, Limits())
+    with pytest.raises(InvalidParamsError, match="TorchScript"):
+        resolve(ask("R-ESRGAN 4x+"), catalog, Limits())
+    assert resolve(ask("Lanczos"), catalog, Limits()).params.extras_size() == (160, 96)
+    networks.close()
