@@ -227,7 +227,7 @@ async def test_an_upscale_job_travels_to_a_worker_with_its_image(redis: RedisSer
     bot_blobs, worker_blobs = BlobStore(tmp_path / "bot-blobs"), BlobStore(tmp_path / "worker-blobs")
     digest = bot_blobs.put(tiny_png(300, 200, 3))
     pool = await started_pool(redis.url, blobs=bot_blobs)
-    await start_worker(redis.url, "a", {"alpha": None}, blobs=worker_blobs, joins=pool)
+    a = await start_worker(redis.url, "a", {"alpha": None}, blobs=worker_blobs, joins=pool)
     big = extras_params(  # past the bot's default ceiling: the worker does not second-guess the bot's limits
         init_image=digest, source_size=(3000, 2000), upscaler="4x-UltraSharp", model="alpha",
         limits=Limits(max_hires_pixels=1 << 26, max_hires_side=1 << 14), scale=2,
@@ -235,6 +235,7 @@ async def test_an_upscale_job_travels_to_a_worker_with_its_image(redis: RedisSer
     [outcome] = await run_all([await pool.submit(Job("0000e1", "1", big))])
     assert isinstance(outcome.last, Finished), outcome.last
     assert worker_blobs.get(digest) == bot_blobs.get(digest)
+    await a.shut()
     await pool.close()
 
 
