@@ -141,13 +141,15 @@ _SWITCHES = {
 _DEFAULTS = DetailerTab(model="")
 
 
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th... 11th, 12th, 13th, 21st."""
+    ending = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{ending}"
+
+
 def ordinal_suffix(index: int) -> str:
     """ADetailer's key suffix for tab `index` (0-based): nothing for the 1st, then ` 2nd`, ` 3rd`, ` 4th`..."""
-    if index == 0:
-        return ""
-    n = index + 1
-    ending = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f" {n}{ending}"
+    return "" if index == 0 else f" {ordinal(index + 1)}"
 
 
 def adetailer_name(model: str) -> str:

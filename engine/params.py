@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.detailer import MAX_TABS, DetailerTab, check_tab
 from engine.errors import HiresTooLargeError, InvalidParamsError
 from engine.samplers import resolve_sampler
 
@@ -120,6 +121,14 @@ class GenerationParams:
     extras_upscaler: str | None = None
     upscale_by: float = 0.0
     upscale_to: str = ""
+    # ADetailer's tabs, run in order on each finished image (after hires fix); empty: no detailer.
+    detailers: tuple[DetailerTab, ...] = ()
+    # The detailer alone on a finished image of this job (Fix faces): its blob hash. Nothing else is sampled.
+    detail_image: str | None = None
+
+    @property
+    def is_detail_only(self) -> bool:
+        return self.detail_image is not None
 
     @property
     def is_extras(self) -> bool:
@@ -152,7 +161,12 @@ class GenerationParams:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationParams:
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "detailers" in values:  # from JSON: a list of dicts
+            values["detailers"] = tuple(
+                tab if isinstance(tab, DetailerTab) else DetailerTab.from_dict(tab) for tab in values["detailers"] or ()
+            )
+        return cls(**values)
 
     def replace(self, **changes: Any) -> GenerationParams:
         return dataclasses.replace(self, **changes)
@@ -332,6 +346,30 @@ def _inpaint_area(name: str, value: Any) -> bool:
     return _as_bool(name, value)
 
 
+def _detailers(name: str, value: Any) -> tuple[DetailerTab, ...]:
+    """The detailer option: a detector's name (one tab with ADetailer's defaults; "None" for none), or tabs."""
+    if isinstance(value, str):
+        text = value.strip()
+        return () if text.lower() in ("", "none", "off") else (DetailerTab(model=text),)
+    if isinstance(value, DetailerTab):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(tab if isinstance(tab, DetailerTab) else DetailerTab.from_dict(tab) for tab in value)
+    raise InvalidParamsError(f"{name} must be a detector's name, not {shown(value)}.")
+
+
+def _check_detailers(name: str, value: Any, limits: Limits) -> None:
+    if len(value) > MAX_TABS:
+        raise InvalidParamsError(f"{name}: at most {MAX_TABS} detailers run on one job, not {len(value)}.")
+    for tab in value:
+        check_tab(tab, limits.max_steps, limits.max_side)
+        if tab.use_sampler:
+            sampler = None if tab.sampler == "Use same sampler" else tab.sampler
+            if sampler is not None:
+                schedule = None if tab.scheduler == "Use same scheduler" else tab.scheduler
+                resolve_sampler(sampler, schedule)
+
+
 def _as_is(name: str, value: Any) -> Any:
     """Options read elsewhere: seeds (`resolve_seed`), the hires sampler, the VAE."""
     return value
@@ -376,6 +414,7 @@ OPTIONS: dict[str, _Option] = {
     "inpaint_full_res_padding": _Option("Masked area padding", _as_int, _between(0, 256), mask_only=True),
     "initial_noise_multiplier": _Option("Noise multiplier", _as_float, _between(0.0, 1.5)),
     "tiling": _Option("Tiling", _as_bool, zero_is_unset=True),
+    "detailers": _Option("Detailer", _detailers, _check_detailers, zero_is_unset=True),
 }
 OPTION_KEYS = frozenset(OPTIONS)
 
@@ -544,6 +583,7 @@ def build_params(
         mask=mask,
         initial_noise_multiplier=value("initial_noise_multiplier", 1.0) if init_image is not None else 1.0,
         tiling=value("tiling", False),
+        detailers=value("detailers", ()),
         **inpaint,
     )
 

@@ -10,6 +10,7 @@ gets only its own images.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import math
@@ -36,6 +37,9 @@ from engine.denoise import (
     run_pass,
     upscale_latents,
 )
+from engine.detailer import MAX_REGIONS, detailer_fields, is_skip, ordinal, region_masks, region_prompt, tab_prompts
+from engine.detectors.files import DetectorLibrary
+from engine.detectors.predict import DetectorModels
 from engine.embeddings import Embedding, EmbeddingDB, ti_hashes
 from engine.errors import (
     Cancelled,
@@ -46,7 +50,7 @@ from engine.errors import (
     short_reason,
 )
 from engine.images import read_infotext
-from engine.infotext import ZERO_TERMINAL_SNR, create_infotext, extras_text
+from engine.infotext import ZERO_TERMINAL_SNR, create_infotext, extras_text, quote
 from engine.inpaint import LATENT_NOISE, LATENT_NOTHING, MASKED_CONTENT, Prepared, finish, mask_options, prepare
 from engine.ksampling import ScheduleOptions
 from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes, patch_loras
@@ -54,7 +58,7 @@ from engine.models.layers import COMPONENTS, LayerShapes, module_shapes
 from engine.models.loader import LoadedModel, ModelLoader
 from engine.models.registry import ModelRegistry
 from engine.params import GenerationParams
-from engine.plan import GenerationPlan, PassConditioning, SamplingPass, TextSchedule, output_size
+from engine.plan import GenerationPlan, PassConditioning, SamplingPass, TextSchedule, detail_params, output_size
 from engine.previews import LatentPreview, PreviewFn
 from engine.prompts.extra_networks import LoraCall
 from engine.seeds import BatchRNG, ImageRNG
@@ -77,6 +81,7 @@ class RawImage:
     seed: int
     infotext: str
     extras: str = ""  # A1111's `extras` chunk: the postprocessing fields of an upscale
+    notes: tuple[str, ...] = ()  # what the user should know about this image (a detector that found nothing)
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class _Job:
     used: dict[str, Embedding] = field(default_factory=dict)  # embeddings its texts used, for `TI hashes`
     error: EaselError | None = None
     inpaint: Prepared | None = None  # an inpaint job's prepared image, mask and overlay
+    images: tuple[Image.Image, Image.Image] | None = None  # a detailer region's image and mask (not in the blobs)
     blend: tuple[torch.Tensor, torch.Tensor] | None = None  # its rows' latent mask (1 = repaint) and init latents
 
     def cancelled(self) -> bool:
@@ -182,6 +188,7 @@ class DiffusersEngine:
         vaes: VaeLibrary | None = None,
         blobs: BlobStore | None = None,
         upscalers: UpscalerLibrary | None = None,
+        detectors: DetectorLibrary | None = None,
     ) -> None:
         self.registry = registry
         self.loras = loras or LoraLibrary.with_builtins([], registry.hashes)
@@ -199,6 +206,7 @@ class DiffusersEngine:
         )
         self.device = self.loader.device
         self.upscalers = UpscalerModels(upscalers or UpscalerLibrary([]), self.device)
+        self.detectors = DetectorModels(detectors or DetectorLibrary([]), self.device)
 
     def load(self, name: str) -> LoadedModel:
         """The pipeline for a model name, from the cache when loaded before (no reload on switching back)."""
@@ -266,7 +274,15 @@ class DiffusersEngine:
         area = sum(_output_area(plan) for plan in plans)
         try:
             with torch.inference_mode():
+                if lead.is_detail_only:
+                    return [self._detail_only(plan, hook) for plan, hook in zip(plans, hooks, strict=True)]
                 outcomes = self._generate(plans, hooks)
+                outcomes = [
+                    self._detail(plan, hook, outcome)
+                    if plan.params.detailers and isinstance(outcome, list)
+                    else outcome
+                    for plan, hook, outcome in zip(plans, hooks, outcomes, strict=True)
+                ]
             if any(not isinstance(outcome, EaselError) for outcome in outcomes):
                 self._fitted[lead.model] = max(self._fitted.get(lead.model, 0), area)
             return outcomes
@@ -285,7 +301,10 @@ class DiffusersEngine:
             raise GenerationFailedError(f"Generation failed: {short_reason(err)}") from err
 
     def _generate(
-        self, plans: Sequence[GenerationPlan], hooks: Sequence[JobHooks]
+        self,
+        plans: Sequence[GenerationPlan],
+        hooks: Sequence[JobHooks],
+        sources: tuple[Image.Image, Image.Image] | None = None,
     ) -> list[list[RawImage] | EaselError]:
         # 1. The model, its VAE, and the LoRAs the plans call for (active at their weights, the others off).
         lead = plans[0]
@@ -311,7 +330,7 @@ class DiffusersEngine:
         denoised = Denoised() if any(h.on_preview is not None for h in hooks) else None
         run = _Run(
             [
-                _Job(plan, hook, _PassProgress(hook.on_step, len(plan.passes), hook.on_preview))
+                _Job(plan, hook, _PassProgress(hook.on_step, plan.segments, hook.on_preview), images=sources)
                 for plan, hook in zip(plans, hooks, strict=True)
             ],
             loaded,
@@ -501,6 +520,12 @@ class DiffusersEngine:
         resized and filled, the latent mask, and the masked content in latent space (noise or nothing)."""
         params = job.plan.params
         assert params.init_image is not None
+        if job.images is not None:  # a detailer region: the image so far and the region's mask
+            prepared = prepare(job.images[0], Image.fromarray(np.asarray(job.images[1])), mask_options(params),
+                               params.width, params.height)  # fmt: skip
+            image = prepared.image
+            job.inpaint = None if prepared.blank else prepared
+            return self._encode_init(vae, job, image)
         with Image.open(io.BytesIO(self.blobs.get(params.init_image))) as opened:
             if params.mask is None:
                 image = opened.convert("RGB").resize((params.width, params.height), Image.Resampling.LANCZOS)
@@ -509,6 +534,10 @@ class DiffusersEngine:
                     prepared = prepare(opened, mask, mask_options(params), params.width, params.height)
                 image = prepared.image
                 job.inpaint = None if prepared.blank else prepared
+        return self._encode_init(vae, job, image)
+
+    def _encode_init(self, vae: Any, job: _Job, image: Image.Image) -> torch.Tensor:
+        params = job.plan.params
         tensor = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
         latents = encode(vae, tensor.to(self.device)).repeat(params.batch_size, 1, 1, 1)
         if job.inpaint is None:
@@ -550,6 +579,79 @@ class DiffusersEngine:
         except (OSError, ValueError, RuntimeError) as err:
             return GenerationFailedError(f"Upscale failed: {short_reason(err)}")
         return [RawImage(upscaled, params.seed, source_text, extras_text(params))]
+
+    # -- the detailer (ADetailer's pass, after the sampling passes) --------------------------------------------
+
+    def _detail(self, plan: GenerationPlan, hook: JobHooks, raws: list[RawImage]) -> list[RawImage] | EaselError:
+        """Each image through the job's detailer tabs in order, each tab on the previous one's result."""
+        detailed = []
+        try:
+            for index, raw in enumerate(raws):
+                image, notes = raw.image, list(raw.notes)
+                for tab_index in range(len(plan.params.detailers)):
+                    image = self._detail_tab(plan, hook, tab_index, index, len(raws), image, notes)
+                detailed.append(dataclasses.replace(raw, image=image, notes=tuple(notes)))
+        except EaselError as err:
+            return err
+        return detailed
+
+    def _detail_tab(
+        self, plan: GenerationPlan, hook: JobHooks, tab_index: int, index: int, images: int, image: Image.Image,
+        notes: list[str],
+    ) -> Image.Image:  # fmt: skip
+        """One tab on one image (ADetailer's `_postprocess_image_inner`): detect, build the masks, then one "only
+        masked" inpaint per mask, each on the previous result, seeds counting up from the image's."""
+        params, tab = plan.params, plan.params.detailers[tab_index]
+        which = f"the {ordinal(tab_index + 1)} detailer ({tab.model})"
+        on_image = f" on image {index + 1}" if images > 1 else ""
+        if hook.is_cancelled is not None and hook.is_cancelled():
+            raise Cancelled("The job was cancelled.")
+        found = self.detectors.detect(tab.model, image, tab.confidence)
+        masks = region_masks(found, tab) if len(found) else []
+        if not masks:
+            why = "found nothing" if not len(found) else "found nothing within its mask settings"
+            notes.append(f"{which[0].upper()}{which[1:]} {why}{on_image}; that part of the image was left as it was.")
+            return image
+        if len(masks) > MAX_REGIONS:
+            notes.append(f"{which[0].upper()}{which[1:]} found {len(masks)} regions{on_image}; the first "
+                         f"{MAX_REGIONS} were detailed.")  # fmt: skip
+            masks = masks[:MAX_REGIONS]
+        prompts = tab_prompts(tab.prompt, params.prompt)
+        negatives = tab_prompts(tab.negative_prompt, params.negative_prompt)
+        segment = (0 if params.is_detail_only else len(plan.passes)) + tab_index
+        for region, mask in enumerate(masks):
+            prompt = region_prompt(prompts, region)
+            if is_skip(prompt):
+                continue
+            region_params = detail_params(
+                params, tab, prompt=prompt, negative=region_prompt(negatives, region), image=index, region=region
+            )
+            part = (index * len(masks) + region, images * len(masks))
+            region_hooks = JobHooks(
+                _segment_steps(hook.on_step, segment, plan.segments, part),
+                hook.is_cancelled,
+                _segment_previews(hook.on_preview, segment, plan.segments, part),
+            )
+            [outcome] = self._generate([self.plan(region_params)], [region_hooks], (image, Image.fromarray(mask)))
+            if isinstance(outcome, EaselError):
+                raise outcome
+            image = outcome[0].image
+        return image
+
+    def _detail_only(self, plan: GenerationPlan, hook: JobHooks) -> list[RawImage] | EaselError:
+        """Fix faces: the detailer alone on a finished image; it keeps its parameter text, with the detailer's
+        fields added before `Version` (where A1111 would have written them had ADetailer run with the job)."""
+        params = plan.params
+        assert params.detail_image is not None
+        data = self.blobs.get(params.detail_image)
+        with Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("RGB")
+        text = read_infotext(data) or ""
+        fields = ", ".join(f"{key}: {quote(value)}" for key, value in detailer_fields(params.detailers).items())
+        head, version, tail = text.rpartition(", Version: ")
+        text = f"{head}, {fields}{version}{tail}" if version else f"{text}, {fields}" if text else fields
+        raw = RawImage(image, params.seed, text)
+        return self._detail(plan, hook, [raw])
 
     def _layer_shapes(self, loaded: LoadedModel) -> LayerShapes:
         """The loaded model's layer shapes (what a LoRA must fit), once per model."""
@@ -663,6 +765,31 @@ def _batch_blend(jobs: Sequence[_Job], init: torch.Tensor) -> tuple[torch.Tensor
             inits.append(job.blend[1])
         row += rows
     return torch.cat(masks), torch.cat(inits)
+
+
+def _segment_steps(on_step: ProgressFn | None, segment: int, segments: int, part: tuple[int, int]) -> ProgressFn | None:
+    """A detailer region's steps as part `part[0]` of `part[1]` of segment `segment` of the job's progress bar."""
+    if on_step is None:
+        return None
+
+    def step(i: int, total: int) -> None:
+        done, count = part
+        on_step(segment * total * count + done * total + i, segments * total * count)
+
+    return step
+
+
+def _segment_previews(
+    on_preview: PreviewFn | None, segment: int, segments: int, part: tuple[int, int]
+) -> PreviewFn | None:
+    if on_preview is None:
+        return None
+
+    def preview(i: int, total: int, source: Any) -> None:
+        done, count = part
+        on_preview(segment * total * count + done * total + i, segments * total * count, source)
+
+    return preview
 
 
 def _rows_of(denoised: Denoised, start: int, stop: int) -> Callable[[], torch.Tensor | None]:

@@ -12,14 +12,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from engine.detailer import USE_SAME_SCHEDULER, DetailerTab, detailer_fields
 from engine.errors import InvalidParamsError
 from engine.params import GenerationParams, hires_size
 from engine.prompts.and_split import split_and
 from engine.prompts.editing import get_learned_conditioning_prompt_schedules
 from engine.prompts.extra_networks import LoraCall, read_loras
-from engine.samplers import SamplerSpec, effective_schedule, sampler_spec
+from engine.samplers import SamplerSpec, effective_schedule, resolve_sampler, sampler_spec
 
-PassKind = Literal["txt2img", "img2img", "hires", "extras"]
+PassKind = Literal["txt2img", "img2img", "hires", "extras", "detail"]
 TextSchedule = tuple[tuple[int, str], ...]
 """A1111's prompt schedule: `(end_step, text)` pairs; a text applies while the model-call count <= its end step."""
 
@@ -149,7 +150,7 @@ class GenerationPlan:
         VAE and LoRAs, the size, steps, sampler and schedule, CFG, clip skip, hires settings, img2img or not, how many
         `AND` parts. Prompts, negative prompts, prompt editing, seeds, variation seeds and init images may differ.
         DPM adaptive picks its step sizes from the whole batch's error, so it never batches."""
-        if self.sampler.function == "sample_dpm_adaptive" or self.params.is_extras:
+        if self.sampler.function == "sample_dpm_adaptive" or self.params.is_extras or self.params.is_detail_only:
             return None
         p = self.params
         return (
@@ -166,11 +167,17 @@ class GenerationPlan:
         (`AND` parts add rows) and the batch."""
         if self.params.is_extras:
             return self.width * self.height / _UNIT_PIXELS * EXTRAS_UNITS
-        total = 0.0
+        total = sum(detail_cost(self.params, tab) for tab in self.params.detailers)
         for p in self.passes:
             rows = len(p.conditioning.parts) + 1
             total += p.unet_calls * (p.width * p.height / _UNIT_PIXELS) * rows / _UNIT_ROWS
         return max(total, 1e-3) * self.params.batch_size
+
+    @property
+    def segments(self) -> int:
+        """The parts a job's progress bar is made of: its sampling passes, then one per detailer tab."""
+        sampled = 0 if self.params.is_detail_only else len(self.passes)
+        return sampled + len(self.params.detailers)
 
 
 def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> GenerationPlan:
@@ -180,6 +187,8 @@ def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> Ge
     sampler = sampler_spec(params.sampler)
     if params.is_extras:
         return _extras_plan(params, traits, sampler)
+    if params.is_detail_only:
+        return _detail_plan(params, traits, sampler)
     prompt, loras = read_loras(params.prompt)
     negative, negative_loras = read_loras(params.negative_prompt)
     if len(loras) + len(negative_loras) > MAX_LORA_TAGS:
@@ -230,6 +239,75 @@ def _extras_plan(params: GenerationParams, traits: ModelTraits, sampler: Sampler
     upscale = Upscale(params.extras_upscaler or "None", width, height)
     extras = SamplingPass("extras", width, height, 0, 0, 0, None, nothing, 0, sampler, params.schedule, upscale)
     return GenerationPlan(params, traits, sampler, params.schedule, "", "", (), (extras,))
+
+
+def _detail_plan(params: GenerationParams, traits: ModelTraits, sampler: SamplerSpec) -> GenerationPlan:
+    """The detailer alone on a finished image of the job (Fix faces): nothing sampled before it; the image keeps the
+    job's size and parameter text, with the detailer's fields."""
+    width, height = output_size(params, traits.latent_scale)
+    nothing = PassConditioning((), ())
+    detail = SamplingPass("detail", width, height, 0, 0, 0, None, nothing, 0, sampler, params.schedule)
+    prompt, loras = read_loras(params.prompt)
+    fields = _infotext_fields(params, sampler)
+    return GenerationPlan(params, traits, sampler, effective_schedule(sampler, params.schedule), prompt,
+                          params.negative_prompt, loras, (detail,), tuple(fields.items()))  # fmt: skip
+
+
+# The detailer's pass costs its inpaint's model calls; a region is assumed per tab and image (detection finds how many).
+def detail_cost(params: GenerationParams, tab: DetailerTab) -> float:
+    """One region's inpaint, in cost units: its steps scaled by the strength, at the inpaint size."""
+    width, height = (
+        (tab.inpaint_width, tab.inpaint_height) if tab.use_inpaint_width_height else (params.width, params.height)
+    )
+    steps = tab.steps if tab.use_steps else params.steps
+    calls = max(1, int(steps * tab.denoising_strength))
+    return calls * width * height / _UNIT_PIXELS
+
+
+def detail_params(
+    params: GenerationParams, tab: DetailerTab, *, prompt: str, negative: str, image: int, region: int
+) -> GenerationParams:
+    """The img2img inpaint ADetailer runs for one region (`get_i2i_p` and `fix_p2`): the image's own seed and
+    variation seed plus the region's index, "only masked" at the tab's settings, `Masked content: original`, the
+    job's size (its first pass's), steps, CFG, sampler, clip skip, model and VAE unless the tab has its own."""
+    sampler, schedule = params.sampler, params.schedule
+    if tab.use_sampler:
+        sampler = params.sampler if tab.sampler == "Use same sampler" else tab.sampler
+        schedule = params.schedule if tab.scheduler == USE_SAME_SCHEDULER else tab.scheduler
+        spec, schedule = resolve_sampler(sampler, schedule)
+        sampler = spec.name
+    width, height = (
+        (tab.inpaint_width, tab.inpaint_height) if tab.use_inpaint_width_height else (params.width, params.height)
+    )
+    return GenerationParams(
+        prompt=prompt,
+        negative_prompt=negative,
+        model=tab.checkpoint if tab.use_checkpoint and tab.checkpoint else params.model,
+        seed=params.image_seeds()[image] + region,
+        subseed=params.image_subseeds()[image] + region,
+        subseed_strength=params.subseed_strength,
+        steps=tab.steps if tab.use_steps else params.steps,
+        sampler=sampler,
+        schedule=schedule,
+        cfg_scale=tab.cfg_scale if tab.use_cfg_scale else params.cfg_scale,
+        width=width,
+        height=height,
+        clip_skip=tab.clip_skip if tab.use_clip_skip else params.clip_skip,
+        init_image="detail",  # the image and mask travel with the run, not through the blob store
+        mask="detail",
+        denoising_strength=tab.denoising_strength,
+        mask_blur=tab.mask_blur,
+        inpainting_fill="original",
+        inpaint_full_res=tab.inpaint_only_masked,
+        inpaint_full_res_padding=tab.inpaint_padding,
+        initial_noise_multiplier=tab.noise_multiplier if tab.use_noise_multiplier else 1.0,
+        seed_resize_from_w=params.seed_resize_from_w,
+        seed_resize_from_h=params.seed_resize_from_h,
+        rng=params.rng,
+        ensd=params.ensd,
+        vae=tab.vae if tab.use_vae else params.vae,
+        tiling=params.tiling,
+    )
 
 
 def hires_sizes(params: GenerationParams, latent_scale: int = 8) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -335,6 +413,9 @@ def _infotext_fields(params: GenerationParams, sampler: SamplerSpec) -> dict[str
     fields: dict[str, str | None] = {}
     if params.init_image is not None or params.enable_hr:
         fields["Denoising strength"] = _num(params.denoising_strength)
+    # ADetailer adds its fields in its script's `process`, before the processing's own init adds the hires and mask
+    # fields (Denoising strength has a fixed slot).
+    fields.update(detailer_fields(params.detailers))
     if params.mask is not None:  # in the order A1111's img2img init adds them
         if params.inpainting_mask_invert:
             fields["Mask mode"] = "Inpaint not masked"

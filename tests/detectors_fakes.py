@@ -17,8 +17,15 @@ TINY_WIDTHS = (8, 8, 16, 16, 16)
 
 
 def tiny_yolo(classes: int = 1, *, masks: int = 0, seed: int = 0) -> yolo.YoloV8:
+    """A tiny YOLOv8 whose convolutions are scaled up, so that its scores differ from anchor to anchor (PyTorch's
+    initialisation through batch norm gives nearly the same score everywhere)."""
     torch.manual_seed(seed)
-    return yolo.new(TINY_WIDTHS, (1, 1), classes, masks=masks, proto=8)
+    network = yolo.new(TINY_WIDTHS, (1, 1), classes, masks=masks, proto=8)
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, torch.nn.Conv2d) and module.weight.requires_grad:
+                module.weight.mul_(2.0)
+    return network
 
 
 def write_safetensors(network: yolo.YoloV8, path: Path) -> Path:

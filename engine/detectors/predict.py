@@ -60,7 +60,8 @@ def letterbox(image: np.ndarray, shape: tuple[int, int], *, auto: bool, stride: 
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     top, bottom = round(dh / 2 - 0.1), round(dh / 2 + 0.1)
     left, right = round(dw / 2 - 0.1), round(dw / 2 + 0.1)
-    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(_PAD, _PAD, _PAD))
+    padded: np.ndarray = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(_PAD,) * 3)
+    return padded
 
 
 def _xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:

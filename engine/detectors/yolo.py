@@ -56,7 +56,8 @@ class Conv(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        out: torch.Tensor = self.act(self.bn(self.conv(x)))
+        return out
 
 
 class Bottleneck(nn.Module):
@@ -67,7 +68,7 @@ class Bottleneck(nn.Module):
         self.add = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.cv2(self.cv1(x))
+        y: torch.Tensor = self.cv2(self.cv1(x))
         return x + y if self.add else y
 
 
@@ -82,7 +83,8 @@ class C2f(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = list(self.cv1(x).chunk(2, 1))
         y.extend(m(y[-1]) for m in self.m)
-        return self.cv2(torch.cat(y, 1))
+        out: torch.Tensor = self.cv2(torch.cat(y, 1))
+        return out
 
 
 class SPPF(nn.Module):
@@ -95,7 +97,8 @@ class SPPF(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = [self.cv1(x)]
         y.extend(self.m(y[-1]) for _ in range(3))
-        return self.cv2(torch.cat(y, 1))
+        out: torch.Tensor = self.cv2(torch.cat(y, 1))
+        return out
 
 
 class DFL(nn.Module):
@@ -109,7 +112,8 @@ class DFL(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, a = x.shape
-        return self.conv(x.view(b, 4, self.bins, a).transpose(2, 1).softmax(1)).view(b, 4, a)
+        out: torch.Tensor = self.conv(x.view(b, 4, self.bins, a).transpose(2, 1).softmax(1))
+        return out.view(b, 4, a)
 
 
 def _branch(c1: int, hidden: int, out: int) -> nn.Sequential:
@@ -127,7 +131,8 @@ class Proto(nn.Module):
         self.cv3 = Conv(hidden, masks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cv3(self.cv2(self.upsample(self.cv1(x))))
+        out: torch.Tensor = self.cv3(self.cv2(self.upsample(self.cv1(x))))
+        return out
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,7 @@ class Detect(nn.Module):
         outputs = [torch.cat((self.cv2[i](x), self.cv3[i](x)), 1) for i, x in enumerate(features)]
         anchors, strides = _anchors(features)
         flat = torch.cat([o.view(batch, o.shape[1], -1) for o in outputs], 2)
-        box, cls = flat.split((4 * self.sizes.bins, self.sizes.classes), 1)
+        box, cls = torch.split(flat, [4 * self.sizes.bins, self.sizes.classes], 1)
         lt, rb = self.dfl(box).chunk(2, 1)
         x1y1, x2y2 = anchors - lt, anchors + rb
         boxes = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * strides
@@ -197,7 +202,8 @@ class YoloV8(nn.Module):
         for index, layer in enumerate(self.model):
             if index == HEAD:
                 assert isinstance(layer, Detect)
-                return layer([saved[15], saved[18], saved[21]])
+                result: tuple[torch.Tensor, torch.Tensor | None] = layer([saved[15], saved[18], saved[21]])
+                return result
             x = torch.cat((x, saved[_CONCATS[index]]), 1) if index in _CONCATS else layer(x)
             saved[index] = x
         raise AssertionError("a YOLOv8 network ends in its head")
