@@ -94,7 +94,7 @@ def test_parameter_text_as_adetailer_writes_it() -> None:
             use_sampler=True,
             sampler="Euler a",
             x_offset=3,
-        ),  # fmt: skip
+        ),
     )
     assert detailer_fields(tabs) == {
         "ADetailer model": "face_yolov8n.pt",
@@ -143,7 +143,8 @@ def test_a_civitai_block_with_adetailer_keys_reads_as_tabs() -> None:
         "model: face_yolov8n.pt, ADetailer confidence: 0.3, ADetailer dilate erode: 4, ADetailer mask blur: 4, "
         "ADetailer denoising strength: 0.4, ADetailer inpaint only masked: True, ADetailer inpaint padding: 32, "
         "ADetailer model 2nd: mediapipe_face_mesh, ADetailer confidence 2nd: 0.3, ADetailer ControlNet model: "
-        "control_v11p_sd15_inpaint, ADetailer version: 23.11.1, Hires upscale: 2, Hires upscaler: Latent, Version: v1.6.0"
+        "control_v11p_sd15_inpaint, ADetailer version: 23.11.1, Hires upscale: 2, Hires upscaler: Latent, "
+        "Version: v1.6.0"
     )
     notes: list[str] = []
     tabs = tabs_from_fields(parse_infotext(text), notes)
@@ -162,7 +163,7 @@ def test_each_region_is_an_only_masked_inpaint_with_the_images_seed_plus_its_ind
     assert (region.width, region.height, region.steps, region.cfg_scale, region.clip_skip) == (512, 768, 30, 6.0, 2)
     assert region.inpaint_full_res and region.inpaint_full_res_padding == 40 and region.mask_blur == 6
     assert region.inpainting_fill == "original" and region.denoising_strength == 0.4 and not region.enable_hr
-    own = detail_params(job, tab.replace(use_inpaint_width_height=True, inpaint_width=640, inpaint_height=640,
-                                         use_sampler=True, sampler="Euler a", scheduler="Exponential"), prompt="f", negative="", image=0,
-                        region=0)  # fmt: skip
+    own_tab = tab.replace(use_inpaint_width_height=True, inpaint_width=640, inpaint_height=640, use_sampler=True,
+                          sampler="Euler a", scheduler="Exponential")  # fmt: skip
+    own = detail_params(job, own_tab, prompt="f", negative="", image=0, region=0)
     assert (own.width, own.height, own.sampler, own.schedule) == (640, 640, "Euler a", "Exponential")

@@ -87,8 +87,13 @@ def test_the_folder_lists_detectors_and_refuses_pickles_and_strangers(folder: Pa
         library.resolve("face_yolov8s.pt")
 
 
-@pytest.mark.parametrize(("torch_name", "onnx_name"), [("face_yolov8n", "face_onnx"), ("person_yolov8n-seg", "person_onnx-seg")])  # fmt: skip
-def test_the_onnx_export_detects_what_the_safetensors_weights_detect(folder: Path, torch_name: str, onnx_name: str) -> None:  # fmt: skip
+PAIRS = [("face_yolov8n", "face_onnx"), ("person_yolov8n-seg", "person_onnx-seg")]
+
+
+@pytest.mark.parametrize(("torch_name", "onnx_name"), PAIRS)
+def test_the_onnx_export_detects_what_the_safetensors_weights_detect(
+    folder: Path, torch_name: str, onnx_name: str
+) -> None:
     models = DetectorModels(DetectorLibrary([folder]), "cpu")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8))
     # A random network scores everything near 0.5: a confidence between its scores keeps a handful.
@@ -134,7 +139,7 @@ def test_the_converter_writes_the_same_network_as_safetensors(folder: Path, tmp_
 def test_a_malicious_pickle_never_runs_in_the_converter_or_the_listing(tmp_path: Path) -> None:
     target = tmp_path / "pwned.txt"
     evil = write_malicious_pt(tmp_path / "face_yolov8n.pt", target)
-    with pytest.raises(ConvertError, match="io.open"):
+    with pytest.raises(ConvertError, match=r"io\.open"):
         convert(evil)
     listed = DetectorLibrary([tmp_path]).entries()
     assert listed[0].refused is not None and not target.exists()

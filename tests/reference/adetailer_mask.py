@@ -125,7 +125,7 @@ def filter_k_most_confident(pred, k=0):  # type: ignore[no-untyped-def]
 def pred_preprocessing(pred, args):  # type: ignore[no-untyped-def]
     """`scripts/!adetailer.py` `pred_preprocessing` (sorting off, txt2img)."""
     pred = filter_by_ratio(pred, low=args["min_ratio"], high=args["max_ratio"])
-    if args["by"] == "Area":
+    if args["by"] == "Area":  # noqa: SIM108  (as ADetailer's filter_k_by reads)
         pred = filter_k_largest(pred, args["k"])
     else:
         pred = filter_k_most_confident(pred, args["k"])
