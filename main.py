@@ -26,6 +26,7 @@ from config.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from engine.blobs import BlobStore
+    from engine.detectors.files import DetectorLibrary
     from engine.embeddings import EmbeddingDB
     from engine.jobs import Executor
     from engine.loras import LoraLibrary
@@ -48,6 +49,7 @@ class EngineSide(NamedTuple):
     vaes: VaeLibrary
     executor: Executor
     upscalers: UpscalerLibrary
+    detectors: DetectorLibrary
 
 
 def build_registry(settings: Settings) -> ModelRegistry:
@@ -64,6 +66,7 @@ def build_engine_side(
     `remote`: the bot hands its jobs to GPU workers on other machines through Redis, and builds no engine at all.
     `worker`: the executor of a `main.py worker` (the bot it serves does the admission: no queue caps here)."""
     from engine.blobs import BlobStore
+    from engine.detectors.files import DetectorLibrary
     from engine.embeddings import EmbeddingDB
     from engine.executor import PREVIEW_INTERVAL, GpuExecutor, worker_devices
     from engine.loras import LoraLibrary
@@ -88,9 +91,10 @@ def build_engine_side(
     embeddings = EmbeddingDB([settings.embedding_dir])
     vaes = VaeLibrary([settings.vae_folder], registry.hashes)
     upscalers = UpscalerLibrary(settings.upscaler_folders, detect_with_spandrel if spandrel_available() else None)
+    detectors = DetectorLibrary(settings.detector_folders)
     if remote:
         pool = build_pool(settings, registry, blobs)
-        return EngineSide(limits, registry, blobs, loras, embeddings, vaes, pool, upscalers)
+        return EngineSide(limits, registry, blobs, loras, embeddings, vaes, pool, upscalers, detectors)
     memory = settings.model_memory_mb * 1024 * 1024 if settings.model_memory_mb else None
     speed = SpeedOptions(
         dtype=settings.dtype,
@@ -113,6 +117,7 @@ def build_engine_side(
             vaes=vaes,
             blobs=blobs,
             upscalers=upscalers,
+            detectors=detectors,
         )
         for device in worker_devices(settings.devices)
     ]
@@ -131,7 +136,7 @@ def build_engine_side(
         # A worker runs what its bot admitted; the bot holds the work ceilings.
         costs=CostLimits() if worker else CostLimits(settings.max_job_cost, settings.max_user_cost),
     )
-    return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor, upscalers)
+    return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor, upscalers, detectors)
 
 
 # A worker's local queue only holds what the bot handed it (a batch per device); this is a bound, not a policy.
@@ -214,7 +219,7 @@ async def run_imagine(settings: Settings, args: argparse.Namespace) -> int:
     from engine.request import Catalog
 
     side = build_engine_side(settings, previews=False, load_at_start=False)
-    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers)
+    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers, side.detectors)
     catalog = Catalog(side.registry, networks, settings.default_model)
     limits = replace(side.limits, scope="the bot's config", settings_named=True)
     try:
@@ -253,7 +258,7 @@ async def run_bot(settings: Settings, *, sync_commands: bool) -> int:
         await side.executor.start()  # learn the workers (and their models) before the first job or resume
     default_model(settings, side.registry)
     store = JobStore.open(settings.data_dir)
-    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers)
+    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers, side.detectors)
     # discord.py's endpoints are process-wide class attributes: set here, once, for the whole process.
     point_at(settings.discord_api_url, settings.discord_gateway_url)
     bot = EaselBot(
@@ -306,9 +311,14 @@ def main(argv: list[str] | None = None) -> int:
         return check_devices(settings) or asyncio.run(run_imagine(settings, args))
     if args.command == "models":
         from cli.models import list_models
+        from engine.detectors.files import DetectorLibrary
         from engine.upscalers.files import UpscalerLibrary
 
-        return list_models(build_registry(settings), UpscalerLibrary(settings.upscaler_folders))
+        return list_models(
+            build_registry(settings),
+            UpscalerLibrary(settings.upscaler_folders),
+            DetectorLibrary(settings.detector_folders),
+        )
     if args.command == "worker":
         if settings.redis_url is None:
             print(

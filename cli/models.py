@@ -1,13 +1,16 @@
-"""`python main.py models`: every model Easel found (checkpoints, then upscalers), usable or refused with the
-reason."""
+"""`python main.py models`: every model Easel found (checkpoints, then upscalers, then detectors), usable or refused
+with the reason."""
 
 from __future__ import annotations
 
+from engine.detectors.files import DetectorLibrary
 from engine.models.registry import ModelRegistry
 from engine.upscalers.files import UpscalerLibrary
 
 
-def list_models(registry: ModelRegistry, upscalers: UpscalerLibrary | None = None) -> int:
+def list_models(
+    registry: ModelRegistry, upscalers: UpscalerLibrary | None = None, detectors: DetectorLibrary | None = None
+) -> int:
     for entry in registry.entries():
         status = f"refused: {entry.refused}" if entry.refused else f"{entry.kind}, {entry.family_name}"
         extra = ", v-prediction" if entry.prediction == "v_prediction" else ""
@@ -16,4 +19,7 @@ def list_models(registry: ModelRegistry, upscalers: UpscalerLibrary | None = Non
     for upscaler in upscalers.entries() if upscalers is not None else []:
         status = f"refused: {upscaler.refused}" if upscaler.refused else f"upscaler, {upscaler.label}"
         print(f"{upscaler.name}\t{status}")
+    for detector in detectors.entries() if detectors is not None else []:
+        status = f"refused: {detector.refused}" if detector.refused else f"detector, {detector.label}"
+        print(f"{detector.name}\t{status}")
     return 0

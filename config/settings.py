@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # Upscaler models (.safetensors, .pth); default: A1111's <models_dir>/ESRGAN, RealESRGAN, DAT, SwinIR and HAT
     # folders and ComfyUI's upscale_models, all read.
     upscaler_dir: Path | None = None
+    # Detectors for the detailer (.safetensors YOLOv8, .onnx); default: A1111's <models_dir>/adetailer.
+    detector_dir: Path | None = None
     # Pipelines kept in memory per device (least recently used out first); with a budget, also no more than fit.
     max_loaded_models: int = Field(default=2, ge=1, le=16)
     model_memory_mb: int | None = Field(default=None, ge=256)
@@ -207,6 +209,10 @@ class Settings(BaseSettings):
         if self.upscaler_dir is not None:
             return [self.upscaler_dir]
         return [self.models_dir / name for name in UPSCALER_FOLDERS]
+
+    @property
+    def detector_folders(self) -> list[Path]:
+        return [self.detector_dir if self.detector_dir is not None else self.models_dir / "adetailer"]
 
     @property
     def embedding_dir(self) -> Path:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from engine.detectors.files import DetectorFile, DetectorLibrary
 from engine.errors import InvalidParamsError
 from engine.loras import LoraLibrary
 from engine.models.layers import LayerShapes
@@ -119,11 +120,13 @@ class ExtraNetworks:
         embeddings: EmbeddingSource,
         vaes: VaeLibrary | None = None,
         upscalers: UpscalerLibrary | None = None,
+        detectors: DetectorLibrary | None = None,
     ) -> None:
         self._loras = loras
         self._embeddings = embeddings
         self._vaes = vaes or VaeLibrary([], loras.hashes)
         self._upscalers = upscalers or UpscalerLibrary([])
+        self._detectors = detectors or DetectorLibrary([])
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-catalog")
 
     def lora_names(self) -> list[str]:
@@ -164,6 +167,23 @@ class ExtraNetworks:
         standard file is here (`R-ESRGAN 4x+`), else the file's stem; InvalidParamsError naming the closest."""
         found = self._upscalers.resolve(name)
         return name.strip() if A1111_NAMES.get(name.strip(), "").lower() == found.name.lower() else found.name
+
+    def detector_names(self) -> list[str]:
+        """The usable detectors, by the names requests use (their files' stems)."""
+        return self._detectors.names()
+
+    def resolve_detector(self, name: str) -> str:
+        """The installed detector for a name (ADetailer's `face_yolov8n.pt` finds `face_yolov8n.safetensors`);
+        InvalidParamsError saying why not."""
+        return self._detectors.resolve(name).name
+
+    def has_detector(self, name: str) -> bool:
+        found = self._detectors.find(name)
+        return found is not None and found.refused is None
+
+    def detectors(self) -> list[DetectorFile]:
+        """Every file in the detector folders: what it is, or why it is refused."""
+        return self._detectors.entries()
 
     def upscalers(self) -> list[UpscalerFile]:
         """Every file in the upscaler folders: architecture and scale, or why it is refused."""
@@ -207,6 +227,7 @@ class ExtraNetworks:
         self._embeddings.refresh()
         self._vaes.refresh()
         self._upscalers.refresh()
+        self._detectors.refresh()
         log.info(
             "rescanned: %d LoRA(s), %d embedding(s), %d VAE(s), %d upscaler(s)",
             len(self._loras.names()),

@@ -18,6 +18,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from engine.detailer import is_detailer_key, tabs_from_fields
 from engine.errors import InvalidParamsError
 from engine.params import USE_SAME_SAMPLER, USE_SAME_SCHEDULER, GenerationParams
 from engine.prompts.attention import parse_prompt_attention
@@ -477,6 +478,10 @@ def options_from_infotext(
         for key, main in _HIRES_SAME_AS.items():
             if key in fields and fields[key] == fields.get(main):
                 used.add(key)
+    tabs = tabs_from_fields(fields, notes)  # ADetailer's keys: its tabs (what cannot run is noted there)
+    if tabs:
+        options["detailers"] = tabs
+    used.update(key for key in fields if is_detailer_key(key))
     for key, value in fields.items():
         if key in used or key in _SILENT or _HONOURED.get(key) == value:
             continue

@@ -156,7 +156,9 @@ class GenerationParams:
         return [(self.subseed + i) % (MAX_SEED + 1) for i in range(self.batch_size)]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["detailers"] = list(data["detailers"])  # as JSON gives it back
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationParams:

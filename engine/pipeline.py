@@ -37,8 +37,9 @@ from engine.denoise import (
     run_pass,
     upscale_latents,
 )
-from engine.detailer import MAX_REGIONS, detailer_fields, is_skip, ordinal, region_masks, region_prompt, tab_prompts
+from engine.detailer import MAX_REGIONS, detailer_fields, is_skip, ordinal, region_prompt, tab_prompts
 from engine.detectors.files import DetectorLibrary
+from engine.detectors.masks import region_masks
 from engine.detectors.predict import DetectorModels
 from engine.embeddings import Embedding, EmbeddingDB, ti_hashes
 from engine.errors import (

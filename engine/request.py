@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.detailer import DetailerTab
+from engine.detectors.files import install_hint as detector_install_hint
 from engine.errors import HiresTooLargeError, InvalidParamsError, ModelUnavailableError
 from engine.infotext import ModelHint, looks_like_infotext
 from engine.params import (
@@ -101,6 +103,8 @@ class NetworkSource(Protocol):
     def check_prompt(self, *prompts: str, traits: Any = None, layers: Any = None) -> None: ...
     def resolve_vae(self, name: str, family: str) -> str: ...
     def resolve_upscaler(self, name: str) -> str: ...
+    def resolve_detector(self, name: str) -> str: ...
+    def has_detector(self, name: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,8 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
             pasted["vae"] = pasted_vae
     if is_model_upscaler_name(pasted.get("hr_upscaler")):
         pasted["hr_upscaler"] = _pasted_upscaler(str(pasted["hr_upscaler"]), catalog, notes)
+    if "detailers" in pasted:
+        pasted["detailers"] = _pasted_detailers(pasted["detailers"], catalog, notes)
 
     base_pixels = defaults.width * defaults.height
     flags = read_flags(prompt, base_pixels=base_pixels, max_pixels=limits.max_pixels)
@@ -278,7 +284,40 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
         params = params.replace(vae=catalog.networks.resolve_vae(params.vae, family))
     if params.enable_hr and is_model_upscaler_name(params.hr_upscaler):
         params = params.replace(hr_upscaler=catalog.networks.resolve_upscaler(params.hr_upscaler))
+    if params.detailers:
+        params = params.replace(detailers=tuple(_resolved_tab(tab, family, catalog) for tab in params.detailers))
     return Resolved(params, tuple(notes))
+
+
+def _pasted_detailers(tabs: Any, catalog: Catalog, notes: list[str]) -> tuple[DetailerTab, ...]:
+    """A pasted block's detailer tabs whose detectors are here; a tab whose detector is not is dropped, said in a
+    note that names the file to install."""
+    kept = []
+    for tab in tabs:
+        if catalog.networks.has_detector(tab.model):
+            kept.append(tab)
+        else:
+            hint = detector_install_hint(tab.model)
+            name = tab.model[:60]
+            notes.append(f"ADetailer model: {name} is not installed here ({hint}); that detailer was not run.")
+    return tuple(kept)
+
+
+def _resolved_tab(tab: DetailerTab, family: str, catalog: Catalog) -> DetailerTab:
+    """A tab with its detector, checkpoint and VAE resolved to what is installed; InvalidParamsError otherwise."""
+    changes: dict[str, Any] = {"model": catalog.networks.resolve_detector(tab.model)}
+    if tab.use_checkpoint and tab.checkpoint and tab.checkpoint not in ("None", "Use same checkpoint"):
+        model = catalog.models.resolve(tab.checkpoint).name
+        if catalog.models.traits(model).family != family:
+            raise InvalidParamsError(f"ADetailer checkpoint {tab.checkpoint[:60]!r} is of another model family.")
+        changes["checkpoint"] = model
+    else:
+        changes.update(use_checkpoint=False, checkpoint=None)
+    if tab.use_vae and tab.vae and tab.vae not in ("None", "Use same VAE"):
+        changes["vae"] = catalog.networks.resolve_vae(tab.vae, family)
+    else:
+        changes.update(use_vae=False, vae=None)
+    return tab.replace(**changes)
 
 
 def _choose_model(request: Request, hint: ModelHint, catalog: Catalog, notes: list[str]) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from engine.detailer import detector_stem
 from engine.errors import GenerationFailedError, InvalidParamsError, ModelUnavailableError, QueueFullError
 from engine.infotext import ModelHint
 from engine.jobs import (
@@ -280,6 +281,7 @@ class FakeNetworks:
         ]
     )
     upscalers_: list[str] = field(default_factory=lambda: ["4x-UltraSharp", "RealESRGAN_x4plus_anime_6B"])
+    detectors_: list[str] = field(default_factory=lambda: ["face_yolov8n", "hand_yolov8n"])
     rescanned: tuple[list[FakeLora], list[FakeEmbedding]] | None = None
     refreshes: int = 0
 
@@ -299,6 +301,23 @@ class FakeNetworks:
             if standard.get(name.strip()) == upscaler:
                 return name.strip()
         raise InvalidParamsError(f"Unknown upscaler {name!r}.")
+
+    def detector_names(self) -> list[str]:
+        return sorted(self.detectors_)
+
+    def detectors(self) -> list[FakeUpscaler]:
+        return [FakeUpscaler(name, "YOLOv8 detection, 1 class") for name in self.detector_names()] + [
+            FakeUpscaler("eyes_yolov8n", "refused", "an ultralytics pickle, which can run code when loaded")
+        ]
+
+    def has_detector(self, name: str) -> bool:
+        return detector_stem(name).lower() in {d.lower() for d in self.detectors_}
+
+    def resolve_detector(self, name: str) -> str:
+        for detector in self.detectors_:
+            if detector.lower() == detector_stem(name).lower():
+                return detector
+        raise InvalidParamsError(f"Unknown detector {name!r}.")
 
     def refused_loras(self) -> int:
         return 0

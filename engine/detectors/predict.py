@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import load_file
 
-from engine.detailer import Detections, box_masks
 from engine.detectors import yolo
 from engine.detectors.files import DetectorFile, DetectorLibrary
+from engine.detectors.masks import Detections, box_masks
 from engine.errors import InvalidParamsError
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine import errors
+from engine.detailer import MAX_TABS, DetailerTab
 from engine.errors import EaselError, GenerationFailedError, InvalidParamsError
 from engine.images import check_upload
 from engine.jobs import (
@@ -126,14 +127,21 @@ def decode_job(fields: Fields) -> Job:
 
 
 _DEFAULTS = GenerationParams(prompt="", model="", seed=0)
+_TAB = DetailerTab(model="")
 
 
-def _fits(name: str, value: object) -> bool:
+def _fits(name: str, value: object, defaults: object = _DEFAULTS) -> bool:
     """A params field of the type its default has (a float field takes an int); None-default fields take text,
-    numbers or None."""
-    default = getattr(_DEFAULTS, name, None)
-    if name in ("prompt", "model"):
+    numbers or None; the detailer's tabs, a few tables of their own fields."""
+    default = getattr(defaults, name, None)
+    if name in ("prompt", "model") or (name == "model" and defaults is _TAB):
         return isinstance(value, str)
+    if name == "detailers" and defaults is _DEFAULTS:
+        return (
+            isinstance(value, list)
+            and len(value) <= MAX_TABS
+            and all(isinstance(tab, dict) and all(_fits(k, v, _TAB) for k, v in tab.items()) for tab in value)
+        )
     if default is None:
         return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))
     if isinstance(default, bool):

@@ -9,16 +9,14 @@ import pytest
 
 from engine.detailer import (
     DetailerTab,
-    Detections,
-    box_masks,
     detailer_fields,
     detector_stem,
     is_skip,
-    region_masks,
     region_prompt,
     tab_prompts,
     tabs_from_fields,
 )
+from engine.detectors.masks import Detections, box_masks, region_masks
 from engine.infotext import parse_infotext, quote
 from engine.params import GenerationParams
 from engine.plan import detail_params, make_plan
