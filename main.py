@@ -319,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
             UpscalerLibrary(settings.upscaler_folders),
             DetectorLibrary(settings.detector_folders),
         )
+    if args.command == "convert-detector":
+        from cli.detectors import convert_detector
+
+        return convert_detector(args.file, args.out, settings.detector_folders[0])
     if args.command == "worker":
         if settings.redis_url is None:
             print(

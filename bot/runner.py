@@ -261,7 +261,7 @@ class JobRunner:
                     )
                 elif isinstance(event, Finished):
                     log.info("job %s finished in %.1f s", job.job_id, event.result.seconds)
-                    message_id = await reply.deliver(job, event.result, notes)
+                    message_id = await reply.deliver(job, event.result, (*notes, *event.result.notes))
                     self._note(self.store.set_status, job.job_id, JobStatus.FINISHED)
                     if message_id is not None:
                         self._note(self.store.set_message, job.job_id, message_id)

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument(
         "--tile", dest="tiling", action="store_true", default=None, help="a seamless, tiling image (A1111's Tiling)"
     )
+    img.add_argument(
+        "--detailer",
+        dest="detailers",
+        default=None,
+        help="fix faces or hands after drawing (ADetailer): a detector from `python main.py models`, e.g. face_yolov8n",
+    )
     img.add_argument("--zoom-out", dest="zoom_out", type=float, default=None, help="with --init-image: zoom out 1..2")
     img.add_argument("--pan", default=None, help="with --init-image: extend the picture left, right, up or down")
     img.add_argument("--make-square", dest="make_square", action="store_true", help="with --init-image: extend to 1:1")
@@ -109,5 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--height", default=None, help="Scale to: at least this tall (with --width)")
     up.add_argument("--out", default="upscaled.png", help="output PNG path")
     sub.add_parser("models", help="list the models Easel can use, and refused files")
+    conv = sub.add_parser(
+        "convert-detector", help="turn an ultralytics detector .pt you trust into .safetensors (nothing else runs)"
+    )
+    conv.add_argument("file", help="an ultralytics YOLOv8 .pt (face_yolov8n.pt, hand_yolov8n.pt, ...)")
+    conv.add_argument("--out", default=None, help="where to write it (default: next to it, as .safetensors)")
     sub.add_parser("worker", help="run jobs for an Easel bot on another machine, through Redis (EASEL_REDIS_URL)")
     return parser

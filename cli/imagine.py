@@ -28,7 +28,7 @@ _OPTION_FLAGS = (
     "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height", "batch_size",
     "subseed", "subseed_strength", "clip_skip", "rng", "ensd", "denoising_strength", "hr_scale", "hr_steps",
     "hr_upscaler", "hr_sampler", "hr_schedule", "vae", "mask_blur", "inpainting_mask_invert", "inpainting_fill",
-    "inpaint_full_res", "inpaint_full_res_padding", "initial_noise_multiplier", "tiling",
+    "inpaint_full_res", "inpaint_full_res_padding", "initial_noise_multiplier", "tiling", "detailers",
 )  # fmt: skip
 MAX_INIT_BYTES = 20 * 1024 * 1024
 
@@ -155,6 +155,8 @@ async def follow(ticket: Ticket, out: Path, *, total: int, desc: str, unit: str 
                     print(f"error: could not save {path}: {err.strerror or err}", file=sys.stderr)
                     return 1
                 print(f"saved {path}", file=sys.stderr)
+            for note in event.result.notes:
+                print(f"note: {note}", file=sys.stderr)
             if event.result.infotext:
                 print(event.result.infotext)
             return 0

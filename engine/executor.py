@@ -543,7 +543,8 @@ class GpuExecutor:
             self._finish(entry, Failed(GenerationFailedError(f"Encoding the image failed: {type(err).__name__}")))
             return
         seconds = self._clock() - entry.started_at
-        result = JobResult(images=images, infotext=images[0].infotext if images else "", seconds=seconds)
+        notes = tuple(dict.fromkeys(note for raw in raws for note in raw.notes))
+        result = JobResult(images=images, infotext=images[0].infotext if images else "", seconds=seconds, notes=notes)
         log.info("job %s finished in %.2f s", entry.job.job_id, seconds)
         self._finish(entry, Finished(result))
 

@@ -41,6 +41,7 @@ class JobResult:
     images: tuple[GeneratedImage, ...]
     infotext: str  # the first image's parameter text, as A1111 shows it for a batch
     seconds: float
+    notes: tuple[str, ...] = ()  # what the user should know about the images (a detector that found nothing)
 
 
 @dataclass(frozen=True)

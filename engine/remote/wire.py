@@ -126,6 +126,7 @@ def decode_job(fields: Fields) -> Job:
     return Job(job_id, user_id, params, max_queued)
 
 
+MAX_NOTES = 64  # a detailer's notes: a few per tab and image
 _DEFAULTS = GenerationParams(prompt="", model="", seed=0)
 _TAB = DetailerTab(model="")
 
@@ -168,6 +169,7 @@ def encode_event(event: JobEvent) -> dict[str, bytes]:
             "seconds": result.seconds,
             "infotext": result.infotext,
             "images": [{"seed": i.seed, "infotext": i.infotext} for i in result.images],
+            "notes": list(result.notes),
         }
         fields = {"kind": b"finished", "body": json.dumps(meta).encode()}
         fields.update({f"image{n}": image.png for n, image in enumerate(result.images)})
@@ -222,7 +224,18 @@ def _result(fields: Fields, body: Mapping[str, object], job: Job) -> JobResult:
         _check_image(png, "PNG", MAX_PNG, size=(width, height))
         seed = _int(meta, "seed", 0, RANDOM_SEED_RANGE - 1)
         images.append(GeneratedImage(png, seed, _str(meta, "infotext", MAX_TEXT), width, height))
-    return JobResult(tuple(images), _str(body, "infotext", MAX_TEXT), _seconds(body.get("seconds")))
+    notes = body.get("notes", [])
+    if (
+        not isinstance(notes, list)
+        or len(notes) > MAX_NOTES
+        or not all(isinstance(n, str) and len(n) <= 500 for n in notes)
+    ):
+        raise WireError("bad notes")
+    return JobResult(tuple(images), _str(body, "infotext", MAX_TEXT), _seconds(body.get("seconds")), tuple(notes))
+
+
+def _short(note: object) -> bool:
+    return isinstance(note, str) and len(note) <= 500
 
 
 def _check_image(
