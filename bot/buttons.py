@@ -23,7 +23,7 @@ from bot.uploads import check_and_store, download
 from engine.errors import EaselError
 from engine.params import RANDOM_SEED_RANGE
 from engine.plan import output_size
-from engine.request import PLAIN_UPSCALERS, Request, UpscaleAsk, default_upscaler
+from engine.request import PLAIN_UPSCALERS, Request, UpscaleAsk, default_upscaler, fix_faces_detector
 
 if TYPE_CHECKING:
     from bot.client import EaselBot
@@ -217,6 +217,47 @@ class SubtleButton(_ImageButton, template=r"easel:subtle:" + JOB_ID_PATTERN + IM
             await withdraw(interaction, str(err))
 
 
+class FixFacesButton(_JobButton, template=r"easel:fixfaces:" + JOB_ID_PATTERN):
+    """ADetailer's face fix on the finished images of this message, alone (the detector of the channel or server,
+    else the installed face detector): each face redrawn at full resolution, the rest of the picture kept."""
+
+    action, label, emoji = "fixfaces", "Fix faces", "🙂"
+
+    async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
+        params = record.params
+        if params.is_extras:
+            await send_ephemeral(interaction, "An upscale has no prompt to redraw faces with; fix the original.")
+            return
+        here = bot.ceilings_here(interaction)
+        detector = fix_faces_detector(bot.stored_layers(interaction), bot.catalog)
+        attachments = {a.filename: a for a in interaction.message.attachments} if interaction.message else {}
+        found = []
+        for index in range(params.batch_size):  # image 1, 2...: each keeps its own seed
+            prefix = f"easel-{record.job_id}-{index}-"
+            named = [a for name, a in attachments.items() if name.startswith(prefix)]
+            if not named:
+                break
+            found.append(named[0])
+        if not found:
+            await send_ephemeral(interaction, "The images are not on this message; use Fix faces on the result itself.")
+            return
+        fixed = await replay(params, bot, here.limits, detailers=detector)  # the detector and limits checked first
+        await interaction.response.defer(thinking=True)
+        try:
+            assert bot.downloads is not None  # opened in setup_hook
+            digests = []
+            for attachment in found:
+                data = await download(bot.downloads, attachment.url, what="image")
+                digest, _, _ = await bot.offload(
+                    functools.partial(check_and_store, bot.blobs, data, max_pixels=here.limits.max_hires_pixels)
+                )
+                digests.append(digest)
+            job = dataclasses.replace(fixed, detail_images=tuple(digests), batch_size=len(digests))
+            await bot.runner.start_job(interaction, job, max_queued=here.queue_cap)
+        except EaselError as err:
+            await withdraw(interaction, str(err))
+
+
 class EditButton(_JobButton, template=r"easel:edit:" + JOB_ID_PATTERN):
     """A modal with the job's prompt, negative prompt and parameters; submitting it queues a new job."""
 
@@ -261,21 +302,21 @@ class CancelButton(_JobButton, template=r"easel:cancel:" + JOB_ID_PATTERN):
 
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     RerollButton, VaryButton, UpscaleButton, SubtleButton, EditButton, DeleteButton, CancelButton, OutpaintButton,
-    ImageMenu, RegionButton, RegionFormButton,
+    ImageMenu, RegionButton, RegionFormButton, FixFacesButton,
 )  # fmt: skip
 
 
-RESULT_BUTTONS: tuple[type[_JobButton], ...] = (RerollButton, VaryButton, EditButton, DeleteButton)
+RESULT_BUTTONS: tuple[type[_JobButton], ...] = (RerollButton, VaryButton, EditButton, DeleteButton, FixFacesButton)
 IMAGE_BUTTONS: tuple[type[_ImageButton], ...] = (SubtleButton, UpscaleButton)
 
 
 def result_view(job_id: str, images: int = 1, *, upscaled: bool = False) -> discord.ui.View:
     """The result's components, within Discord's 5 rows of 5 (README: "Buttons on a result").
 
-    One image: Reroll, Vary, Edit, Delete; Upscale (Subtle), (Creative), Vary (Region); Zoom Out 2×, 1.5×, Custom
-    Zoom, Make Square; Pan ⬅ ➡ ⬆ ⬇. A batch: the job's row; a row each of Subtle, Creative and Vary (Region) with a
-    button per image (Midjourney's U1-U4); then a menu with Vary, Zoom Out 2× and Pan for each image. An upscale's
-    result has Delete and Upscale (Subtle) only."""
+    One image: Reroll, Vary, Edit, Delete, Fix faces; Upscale (Subtle), (Creative), Vary (Region); Zoom Out 2×,
+    1.5×, Custom Zoom, Make Square; Pan ⬅ ➡ ⬆ ⬇. A batch: the job's row (Fix faces for all its images); a row each
+    of Subtle, Creative and Vary (Region) with a button per image (Midjourney's U1-U4); then a menu with Vary, Zoom
+    Out 2× and Pan for each image. An upscale's result has Delete and Upscale (Subtle) only."""
     view = discord.ui.View(timeout=None)
     if upscaled:
         view.add_item(DeleteButton(job_id))

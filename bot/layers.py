@@ -32,6 +32,7 @@ DEFAULT_LABELS = {
     "batch_size": "Batch size",
     "style": "Style",
     "upscaler": "Upscaler",
+    "detailer": "Detailer",
 }
 CEILING_LABELS = {
     "max_steps": "Max steps",

@@ -17,7 +17,7 @@ from commands.choices import matching
 from commands.styles import style_choices
 from engine.errors import EaselError
 from engine.inpaint import check_mask, transparency_mask
-from engine.params import HIRES_UPSCALERS, USE_SAME_SAMPLER, USE_SAME_SCHEDULER
+from engine.params import HIRES_UPSCALERS, USE_SAME_SAMPLER
 from engine.request import Request
 from engine.samplers import sampler_names, schedule_names
 
@@ -61,12 +61,12 @@ class ImagineCog(commands.Cog):
         hires_scale="Hires fix: upscale by (default 2)",
         hires_steps="Hires fix: steps of the second pass (0 = same as steps)",
         hires_upscaler="Hires fix: Latent (default), Lanczos, or an upscaler model such as 4x-UltraSharp",
-        hires_sampler="Hires fix: the second pass's sampler (default: Use same sampler)",
-        hires_schedule="Hires fix: the second pass's schedule type (default: Use same scheduler)",
+        hires_sampler="Hires fix: the second pass's sampler, with a schedule if you like (DPM++ 2M Karras)",
         lora="A LoRA to add (appends <lora:name:weight>; add more as tags in the prompt)",
         lora_weight="The LoRA's weight (default 1)",
         vae="VAE: Automatic (the model's), None (the checkpoint's own), or one from the VAE folder",
         style="This server's styles to apply, comma-separated (/style list shows them)",
+        detailer="Fix faces or hands after drawing (ADetailer): a detector, or None",
     )
     async def imagine(
         self,
@@ -91,11 +91,11 @@ class ImagineCog(commands.Cog):
         hires_steps: app_commands.Range[int, 0, 150] | None = None,
         hires_upscaler: str | None = None,
         hires_sampler: str | None = None,
-        hires_schedule: str | None = None,
         lora: str | None = None,
         lora_weight: app_commands.Range[float, -5.0, 5.0] | None = None,
         vae: str | None = None,
         style: str | None = None,
+        detailer: str | None = None,
     ) -> None:
         bot = self.bot
         here = bot.ceilings_here(interaction)
@@ -104,7 +104,7 @@ class ImagineCog(commands.Cog):
             "cfg_scale": cfg_scale, "seed": seed, "width": width, "height": height, "batch_size": batch_size,
             "denoising_strength": denoising_strength, "enable_hr": hires, "hr_scale": hires_scale,
             "hr_steps": hires_steps, "hr_upscaler": hires_upscaler, "hr_sampler": hires_sampler,
-            "hr_schedule": hires_schedule, "vae": vae, "mask": None if mask is None else _PENDING_HASH,
+            "vae": vae, "mask": None if mask is None else _PENDING_HASH, "detailers": detailer,
         }  # fmt: skip
         request = Request(
             prompt=prompt,
@@ -183,11 +183,11 @@ class ImagineCog(commands.Cog):
     ) -> list[app_commands.Choice[str]]:
         return matching([USE_SAME_SAMPLER, *sampler_names()], current)
 
-    @imagine.autocomplete("hires_schedule")
-    async def _hires_schedule_choices(
+    @imagine.autocomplete("detailer")
+    async def _detailer_choices(
         self, interaction: discord.Interaction[EaselBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        return matching([USE_SAME_SCHEDULER, *schedule_names()], current)
+        return matching(["None", *self.bot.networks.detector_names()], current)
 
     @imagine.autocomplete("model")
     async def _model_choices(

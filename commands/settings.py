@@ -65,6 +65,7 @@ LAYER_OPTIONS = {
     "batch_size": "Default number of images",
     "style": "Default style(s) from /style list, comma-separated",
     "upscaler": "Upscaler of the Upscale buttons and /upscale: a model from the upscaler folder, Lanczos or Nearest",
+    "detailer": "Fix faces or hands on every image (ADetailer): a detector, or None; also the Fix faces button's",
     "max_steps": "Ceiling: most steps a request may use (the lowest of config, server, channel wins)",
     "max_pixels": "Ceiling: most pixels (width x height) asked for; the size after hires fix is lowered alike",
     "max_batch": "Ceiling: most images in one request",
@@ -200,6 +201,7 @@ class SettingsCog(commands.Cog):
         batch_size: app_commands.Range[int, 1, 100] | None = None,
         style: str | None = None,
         upscaler: str | None = None,
+        detailer: str | None = None,
         max_steps: app_commands.Range[int, 1, 1000] | None = None,
         max_pixels: app_commands.Range[int, 4096, 67108864] | None = None,
         max_batch: app_commands.Range[int, 1, 100] | None = None,
@@ -258,6 +260,8 @@ class SettingsCog(commands.Cog):
             )
         if "upscaler" in defaults and str(defaults["upscaler"]) not in PLAIN_UPSCALERS:
             defaults["upscaler"] = self.bot.networks.resolve_upscaler(str(defaults["upscaler"]))
+        if "detailer" in defaults and str(defaults["detailer"]).strip().lower() not in ("none", "off"):
+            defaults["detailer"] = self.bot.networks.resolve_detector(str(defaults["detailer"]))
         if "vae" in defaults and str(defaults["vae"]).strip().lower() not in ("automatic", "none"):
             defaults["vae"] = self.bot.networks.resolve_vae(str(defaults["vae"]), registry.traits(model).family)
         defaults = checked_layer(defaults, model=model, limits=limits, model_defaults=registry.defaults_for(model))
@@ -310,6 +314,13 @@ class SettingsCog(commands.Cog):
         self, interaction: discord.Interaction[EaselBot], current: str
     ) -> list[app_commands.Choice[str]]:
         return matching([*self.bot.networks.upscaler_names(), *PLAIN_UPSCALERS[:2]], current)
+
+    @server.autocomplete("detailer")
+    @channel.autocomplete("detailer")
+    async def _detailer_choices(
+        self, interaction: discord.Interaction[EaselBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return matching(["None", *self.bot.networks.detector_names()], current)
 
     @server.autocomplete("vae")
     @channel.autocomplete("vae")

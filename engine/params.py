@@ -123,12 +123,13 @@ class GenerationParams:
     upscale_to: str = ""
     # ADetailer's tabs, run in order on each finished image (after hires fix); empty: no detailer.
     detailers: tuple[DetailerTab, ...] = ()
-    # The detailer alone on a finished image of this job (Fix faces): its blob hash. Nothing else is sampled.
-    detail_image: str | None = None
+    # The detailer alone on the finished images of this job (Fix faces): their blob hashes, image 1 first. Nothing
+    # else is sampled.
+    detail_images: tuple[str, ...] = ()
 
     @property
     def is_detail_only(self) -> bool:
-        return self.detail_image is not None
+        return bool(self.detail_images)
 
     @property
     def is_extras(self) -> bool:
@@ -157,13 +158,16 @@ class GenerationParams:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["detailers"] = list(data["detailers"])  # as JSON gives it back
+        data["detailers"] = list(data["detailers"])  # as JSON gives them back
+        data["detail_images"] = list(data["detail_images"])
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GenerationParams:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if "detail_images" in values:  # from JSON: a list
+            values["detail_images"] = tuple(values["detail_images"] or ())
         if "detailers" in values:  # from JSON: a list of dicts
             values["detailers"] = tuple(
                 tab if isinstance(tab, DetailerTab) else DetailerTab.from_dict(tab) for tab in values["detailers"] or ()

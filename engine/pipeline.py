@@ -643,16 +643,17 @@ class DiffusersEngine:
         """Fix faces: the detailer alone on a finished image; it keeps its parameter text, with the detailer's
         fields added before `Version` (where A1111 would have written them had ADetailer run with the job)."""
         params = plan.params
-        assert params.detail_image is not None
-        data = self.blobs.get(params.detail_image)
-        with Image.open(io.BytesIO(data)) as opened:
-            image = opened.convert("RGB")
-        text = read_infotext(data) or ""
         fields = ", ".join(f"{key}: {quote(value)}" for key, value in detailer_fields(params.detailers).items())
-        head, version, tail = text.rpartition(", Version: ")
-        text = f"{head}, {fields}{version}{tail}" if version else f"{text}, {fields}" if text else fields
-        raw = RawImage(image, params.seed, text)
-        return self._detail(plan, hook, [raw])
+        raws = []
+        for digest, seed in zip(params.detail_images, params.image_seeds(), strict=False):
+            data = self.blobs.get(digest)
+            with Image.open(io.BytesIO(data)) as opened:
+                image = opened.convert("RGB")
+            text = read_infotext(data) or ""
+            head, version, tail = text.rpartition(", Version: ")
+            text = f"{head}, {fields}{version}{tail}" if version else f"{text}, {fields}" if text else fields
+            raws.append(RawImage(image, seed, text))
+        return self._detail(plan, hook, raws)
 
     def _layer_shapes(self, loaded: LoadedModel) -> LayerShapes:
         """The loaded model's layer shapes (what a LoRA must fit), once per model."""

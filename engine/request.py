@@ -105,6 +105,7 @@ class NetworkSource(Protocol):
     def resolve_upscaler(self, name: str) -> str: ...
     def resolve_detector(self, name: str) -> str: ...
     def has_detector(self, name: str) -> bool: ...
+    def detector_names(self) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -289,6 +290,25 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
     return Resolved(params, tuple(notes))
 
 
+def fix_faces_detector(layers: Sequence[Layer], catalog: Catalog) -> str:
+    """The detector of the Fix faces button: the channel's or server's `detailer` where it is installed, else the
+    installed face detector (the first whose name starts with `face`), else InvalidParamsError saying what to add."""
+    stored = stack([layer for layer in layers if layer.source != USER]).get("detailer")
+    if (
+        stored
+        and str(stored[0]).strip().lower() not in ("none", "off")
+        and catalog.networks.has_detector(str(stored[0]))
+    ):
+        return catalog.networks.resolve_detector(str(stored[0]))
+    names = catalog.networks.detector_names()
+    faces = [name for name in names if name.lower().startswith("face")]
+    if faces:
+        return faces[0]
+    raise InvalidParamsError(
+        f"Fix faces needs a face detector, and none is installed here: {detector_install_hint('face_yolov8n.pt')}."
+    )
+
+
 def _pasted_detailers(tabs: Any, catalog: Catalog, notes: list[str]) -> tuple[DetailerTab, ...]:
     """A pasted block's detailer tabs whose detectors are here; a tab whose detector is not is dropped, said in a
     note that names the file to install."""
@@ -425,6 +445,8 @@ def layer_options(defaults: Mapping[str, Any], *, model_defaults: ModelDefaults,
     """A layer's defaults as options: the model and style are chosen apart, an aspect ratio becomes a size of
     about the model's own pixel count (as `--ar` does)."""
     options = {key: value for key, value in defaults.items() if key not in _CHOSEN_APART}
+    if "detailer" in options:  # stored by /settings as one detector's name
+        options["detailers"] = options.pop("detailer")
     if "aspect" in options:
         ratio_w, ratio_h = parse_ratio(str(options.pop("aspect")), "The aspect ratio")
         options["width"], options["height"] = size_for_aspect(
@@ -473,6 +495,8 @@ def usable_layer(
             found = stored_option(key, value, limits)
             if key == "vae" and str(value).strip().lower() not in ("automatic", "none"):
                 catalog.networks.resolve_vae(str(value), family)
+            for tab in found.get("detailers", ()):
+                catalog.networks.resolve_detector(tab.model)
         except InvalidParamsError as err:
             notes.append(f"{whose} default {key.replace('_', ' ')} was not used: {err} See `/settings show`.")
             continue

@@ -137,6 +137,8 @@ def _fits(name: str, value: object, defaults: object = _DEFAULTS) -> bool:
     default = getattr(defaults, name, None)
     if name in ("prompt", "model") or (name == "model" and defaults is _TAB):
         return isinstance(value, str)
+    if name == "detail_images" and defaults is _DEFAULTS:
+        return isinstance(value, list) and len(value) <= 64 and all(isinstance(v, str) and len(v) <= 64 for v in value)
     if name == "detailers" and defaults is _DEFAULTS:
         return (
             isinstance(value, list)

@@ -133,7 +133,7 @@ async def test_result_has_reroll_vary_edit_delete_and_both_upscales_with_job_ids
     job_id = job_id_of(harness.standin, handle)
     message = harness.standin.original(handle)
     assert custom_ids(message) == [
-        *(f"easel:{action}:{job_id}" for action in ("reroll", "vary", "edit", "delete")),
+        *(f"easel:{action}:{job_id}" for action in ("reroll", "vary", "edit", "delete", "fixfaces")),
         f"easel:subtle:{job_id}:0",
         f"easel:upscale:{job_id}:0",
         f"easel:region:{job_id}:0",
@@ -141,7 +141,7 @@ async def test_result_has_reroll_vary_edit_delete_and_both_upscales_with_job_ids
     ]
     labels = [[c.get("label") for c in row["components"]] for row in message["components"]]
     assert labels == [
-        ["Reroll", "Vary", "Edit", "Delete"],
+        ["Reroll", "Vary", "Edit", "Delete", "Fix faces"],
         ["Upscale (Subtle)", "Upscale (Creative)", "Vary (Region)"],
         ["Zoom Out 2×", "Zoom Out 1.5×", "Custom Zoom", "Make Square"],
         [None, None, None, None],  # ⬅ ➡ ⬆ ⬇ as emoji alone
@@ -250,6 +250,7 @@ async def test_job_outliving_the_interaction_token_posts_a_channel_message(
         "vary",
         "edit",
         "delete",
+        "fixfaces",
     ]
 
 

@@ -66,11 +66,12 @@ async def test_show_reposts_a_finished_job_regenerated_with_the_same_seed_and_wo
     assert f"Job {original} regenerated from its parameters" in message["content"]
     assert "Seed: 42" in message["content"]
     assert message["attachments"] and harness.standin.sent(shown, "PATCH")[-1].files[0].data.startswith(PNG_MAGIC)
-    assert [c.split(":")[1] for c in custom_ids(message)][:6] == [
+    assert [c.split(":")[1] for c in custom_ids(message)][:7] == [
         "reroll",
         "vary",
         "edit",
         "delete",
+        "fixfaces",
         "subtle",
         "upscale",
     ]

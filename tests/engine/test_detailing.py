@@ -4,6 +4,7 @@ only the detected regions redrawn; Fix faces on a finished image; a paste with A
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def test_the_detailer_is_part_of_the_jobs_progress(engine: DiffusersEngine, stub
     steps: list[tuple[int, int]] = []
     engine.generate(tiny_params(detailers=(DetailerTab(model="face"),)), on_step=lambda i, n: steps.append((i, n)))
     assert steps[-1][0] == steps[-1][1]  # ends full
-    assert len(steps) > 4 and all(b[0] / b[1] >= a[0] / a[1] for a, b in zip(steps, steps[1:], strict=False))
+    assert len(steps) > 4 and all(b[0] / b[1] >= a[0] / a[1] for a, b in itertools.pairwise(steps))
     assert steps[3][0] / steps[3][1] == pytest.approx(0.5)  # the 4 sampling steps are the first half
 
 
@@ -122,7 +123,7 @@ def test_fix_faces_details_a_finished_image_alone(engine: DiffusersEngine, stubb
     [plain] = engine.generate(job)
     digest = engine.blobs.put(encode_png(plain.image, plain.infotext))
     tab = DetailerTab(model="face_yolov8n")
-    [fixed] = engine.generate(job.replace(detailers=(tab,), detail_image=digest))
+    [fixed] = engine.generate(job.replace(detailers=(tab,), detail_images=(digest,)))
     [whole] = engine.generate(job.replace(detailers=(tab,)))
     np.testing.assert_array_equal(_pixels(fixed.image), _pixels(whole.image))  # the same as detailing in the job
     assert fixed.infotext.startswith(plain.infotext.rsplit(", Version: ", 1)[0] + ", ADetailer model: face_yolov8n.pt")
