@@ -27,12 +27,13 @@ def model_list_text(
     default: str,
     limit: int = MAX_CONTENT,
     upscalers: Sequence[UpscalerView] = (),
+    detectors: Sequence[UpscalerView] = (),
 ) -> str:
-    """Usable models (the default marked), the upscalers (architecture and scale), then refused files with the
-    reason; cut to fit one message."""
+    """Usable models (the default marked), the upscalers (architecture and scale), the detectors, then refused files
+    with the reason; cut to fit one message."""
     usable = [e for e in entries if e.refused is None]
     refused = [(e.name, str(e.refused)) for e in entries if e.refused is not None]
-    refused += [(u.name, str(u.refused)) for u in upscalers if u.refused is not None]
+    refused += [(u.name, str(u.refused)) for u in [*upscalers, *detectors] if u.refused is not None]
     lines = [f"**Models** ({len(usable)} usable)"]
     lines += [
         f"- `{e.name}` ({e.kind}, {FAMILY_NAMES.get(e.family, e.family)}){' ← default' if e.name == default else ''}"
@@ -42,6 +43,10 @@ def model_list_text(
     if usable_upscalers:
         lines.append(f"**Upscalers** ({len(usable_upscalers)} usable)")
         lines += [f"- `{u.name}` ({u.label})" for u in usable_upscalers]
+    usable_detectors = [d for d in detectors if d.refused is None]
+    if usable_detectors:
+        lines.append(f"**Detectors** ({len(usable_detectors)} usable, for the detailer)")
+        lines += [f"- `{d.name}` ({d.label})" for d in usable_detectors]
     if refused:
         lines.append(f"**Refused** ({len(refused)})")
         lines += [f"- `{name}`: {reason}" for name, reason in refused]
@@ -69,7 +74,10 @@ class ModelsCog(AdminCheck, commands.Cog):
     @model.command(name="list", description="List usable models, and files refused with the reason")
     async def list_models(self, interaction: discord.Interaction[EaselBot]) -> None:
         text = model_list_text(
-            self.bot.registry.entries(), self._default(interaction.guild_id), upscalers=self.bot.networks.upscalers()
+            self.bot.registry.entries(),
+            self._default(interaction.guild_id),
+            upscalers=self.bot.networks.upscalers(),
+            detectors=self.bot.networks.detectors(),
         )
         await interaction.response.send_message(text, ephemeral=True)
 

@@ -63,11 +63,19 @@ async def test_fix_faces_details_the_results_images_alone(harness: Harness, exec
     assert job.user_id == str(BOB.id) and callback_of(harness.standin, clicked)["type"] == 5
 
 
-async def test_fix_faces_says_what_to_install_without_a_face_detector(
-    harness: Harness, executor: FakeExecutor
-) -> None:
+async def test_fix_faces_says_what_to_install_without_a_face_detector(harness: Harness, executor: FakeExecutor) -> None:
     harness.networks.detectors_ = ["hand_yolov8n"]
     first = await imagine(harness, prompt="a portrait", seed="42", width=64, height=64)
     clicked = await press(harness, first, f"easel:fixfaces:{job_id_of(harness.standin, first)}")
     assert_ephemeral(harness.standin, clicked, "needs a face detector", "convert-detector face_yolov8n.pt")
     assert len(executor.submitted) == 1
+
+
+async def test_model_list_shows_the_detectors_and_the_refused_pickle(harness: Harness) -> None:
+    from tests.bot.harness import LISTED_ADMIN
+
+    handle = await harness.standin.slash("model list", LISTED_ADMIN)
+    await harness.settle(handle)
+    text = assert_ephemeral(harness.standin, handle, "**Detectors** (2 usable, for the detailer)")
+    assert "`face_yolov8n` (YOLOv8 detection, 1 class)" in text
+    assert "`eyes_yolov8n`: an ultralytics pickle, which can run code when loaded" in text
