@@ -164,3 +164,25 @@ def test_the_detailed_image_keeps_its_parameter_text_in_the_png(
     [image] = engine.generate(tiny_params(detailers=(DetailerTab(model="face"),)))
     assert read_infotext(encode_png(image.image, image.infotext)) == image.infotext
     assert Image.open(io.BytesIO(encode_png(image.image, image.infotext))).size == (64, 64)
+
+
+def test_a_pasted_block_runs_the_detailer_and_its_parameter_text_pastes_back_to_the_same_job(
+    engine: DiffusersEngine, stubbed: StubDetectors
+) -> None:
+    block = (
+        "a portrait\nNegative prompt: blurry\nSteps: 4, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x64, "
+        'ADetailer model: face_yolov8n.pt, ADetailer prompt: "a smiling face, [PROMPT]", ADetailer confidence: '
+        "0.35, ADetailer dilate erode: 8, ADetailer mask blur: 4, ADetailer denoising strength: 0.5, ADetailer inpaint "
+        "only masked: True, ADetailer inpaint padding: 16, ADetailer use separate steps: True, ADetailer steps: 3, "
+        "ADetailer model 2nd: hand_yolov8n.pt, ADetailer confidence 2nd: 0.3, ADetailer version: 24.9.0"
+    )
+    catalog = Catalog(FakeRegistry(), FakeNetworks())
+    first = resolve(Request(paste=block), catalog, LIMITS)
+    assert first.notes == () and len(first.params.detailers) == 2
+    [image] = engine.generate(first.params.replace(model="builtin:tiny"))
+    assert len(stubbed.calls) == 2  # both detectors ran, in order
+    again = resolve(Request(paste=image.infotext), catalog, LIMITS)
+    assert again.params.detailers == first.params.detailers
+    assert not any("ADetailer" in note for note in again.notes)
+    [twice] = engine.generate(again.params.replace(model="builtin:tiny"))
+    np.testing.assert_array_equal(_pixels(twice.image), _pixels(image.image))

@@ -171,3 +171,19 @@ def test_a_job_names_its_model_hash_and_only_a_hash() -> None:
     assert job_model_hash(encode_job(JOB)) is None
     with pytest.raises(WireError):
         job_model_hash(encode_job(JOB) | {"model_hash": b"../../etc/passwd"})
+
+
+def test_a_detailer_job_and_its_notes_round_trip() -> None:
+    from engine.detailer import DetailerTab
+
+    tabs = (DetailerTab(model="face_yolov8n", prompt="a face [SEP] [SKIP]", use_steps=True, steps=12),)
+    job = dataclasses.replace(JOB, params=JOB.params.replace(detailers=tabs, detail_images=("a" * 64, "b" * 64)))
+    assert decode_job(encode_job(job)) == job
+    event = finished((64, 64), (64, 64))
+    noted = Finished(dataclasses.replace(event.result, notes=("The 1st detailer (face_yolov8n) found nothing.",)))
+    assert decode_event(encode_event(noted), JOB) == noted
+    fields = encode_job(job)
+    params = json.loads(fields["params"])
+    for wrong in ([{"model": "face", "steps": "12"}], [{"model": 3}], [{}], "face_yolov8n", [{"model": "f"}] * 5):
+        with pytest.raises(WireError, match="bad params"):
+            decode_job({**fields, "params": json.dumps({**params, "detailers": wrong}).encode()})
