@@ -3,12 +3,11 @@ conditioning switched by prompt-editing schedules, `AND` parts, cond and uncond 
 noise, and progress + cancellation per model call.
 
 A `PassRun` describes one sampling pass (a plan's `SamplingPass` with its tensors); `run_pass` runs it with the
-loop of the sampler's family: k-diffusion, A1111's timestep samplers, or a diffusers scheduler.
+loop of the sampler's family: k-diffusion, or A1111's timestep samplers.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -177,7 +176,7 @@ class PassRun:
     denoised: Denoised | None = None
     schedule_options: ScheduleOptions | None = None
     # Inpainting: (latent mask, 1 = repaint; init latents). A1111's CFG denoiser blends its output with them after
-    # every model call: x0 for the k-diffusion samplers, the guided eps for DDIM, PLMS and the schedulers.
+    # every model call: x0 for the k-diffusion samplers, the guided eps for DDIM, PLMS and UniPC.
     blend: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def blended(self, out: torch.Tensor) -> torch.Tensor:
@@ -200,70 +199,7 @@ def run_pass(run: PassRun) -> torch.Tensor:
     """Run one pass with its sampler family's loop; returns the latents."""
     if run.sampler.family == "k-diffusion":
         return _run_ksampler(run)
-    if run.sampler.family == "a1111-timesteps":
-        return _run_a1111_timesteps(run)
-    return _run_scheduler(run)
-
-
-def _run_scheduler(run: PassRun) -> torch.Tensor:
-    """A diffusers scheduler (UniPC, LCM). `denoised` gets the step's x0: the scheduler's own (`denoised` /
-    `pred_original_sample`) where it gives one, else x0 from the model output and alphas_cumprod."""
-    import diffusers
-
-    cls = getattr(diffusers, run.sampler.function)
-    accepted = set(inspect.signature(cls.__init__).parameters)
-    config = {k: v for k, v in run.scheduler_config.items() if k in accepted} | dict(run.sampler.options)
-    scheduler = cls.from_config(config)
-    device = run.noise.device
-    scheduler.set_timesteps(run.schedule_steps, device=device)
-    order = int(getattr(scheduler, "order", 1))
-    timesteps = scheduler.timesteps
-    start = max(len(timesteps) - run.run_steps * order, 0) if run.init_latents is not None else 0
-    timesteps = timesteps[start:]
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(start)
-    latents: torch.Tensor
-    if run.init_latents is None:
-        latents = run.noise * scheduler.init_noise_sigma
-    else:
-        latents = scheduler.add_noise(run.init_latents, run.noise, timesteps[:1])
-    takes_generator = "generator" in inspect.signature(scheduler.step).parameters
-    kwargs = {"generator": run.rng.torch_generators()} if takes_generator else {}
-    total = len(timesteps)
-    for i, t in enumerate(timesteps):
-        run.check_cancelled()
-        x_in = scheduler.scale_model_input(latents, t)
-        eps = run.blended(run.guidance.eps(x_in, t))
-        out = scheduler.step(eps, t, latents, **kwargs)
-        if run.denoised is not None:
-            _record_scheduler_x0(run.denoised, scheduler, out, x_in, eps, t)
-        latents = torch.as_tensor(out.prev_sample)
-        run.report(i + 1, total)
-    return latents
-
-
-def _record_scheduler_x0(
-    denoised: Denoised, scheduler: Any, out: Any, x_in: torch.Tensor, eps: torch.Tensor, t: Any
-) -> None:
-    given = getattr(out, "denoised", None)
-    if given is None:
-        given = getattr(out, "pred_original_sample", None)
-    if given is not None:
-        denoised.set(torch.as_tensor(given))
-        return
-    alphas = getattr(scheduler, "alphas_cumprod", None)
-    if alphas is None:
-        denoised.set(x_in)  # no way to tell x0: the current latents are the honest fallback
-        return
-    prediction = str(scheduler.config.get("prediction_type", "epsilon"))
-
-    def x0() -> torch.Tensor:
-        a = torch.as_tensor(alphas).to(x_in.device)[int(t)].float()
-        if prediction == "v_prediction":
-            return a.sqrt() * x_in - (1 - a).sqrt() * eps
-        return (x_in - (1 - a).sqrt() * eps) / a.sqrt()
-
-    denoised.set_lazy(x0)
+    return _run_a1111_timesteps(run)
 
 
 def _run_ksampler(run: PassRun) -> torch.Tensor:
@@ -321,10 +257,10 @@ def _run_ksampler(run: PassRun) -> torch.Tensor:
 
 
 def _run_a1111_timesteps(run: PassRun) -> torch.Tensor:
-    """DDIM, DDIM CFG++ and PLMS on A1111's timestep grid, as `sd_samplers_timesteps.py` runs them. `denoised`
+    """DDIM, DDIM CFG++, PLMS and UniPC on A1111's timestep grid, as `sd_samplers_timesteps.py` runs them. `denoised`
     gets, lazily, the `pred_x0` of the latest model call (what A1111 previews for these samplers)."""
     from engine.ksampling import model_alphas_cumprod
-    from engine.ksampling.timesteps import a1111_timesteps, img2img_start, sample_ddim, sample_plms
+    from engine.ksampling.timesteps import a1111_timesteps, img2img_start, sample_ddim, sample_plms, sample_unipc
 
     config, noise, guidance = run.scheduler_config, run.noise, run.guidance
     alphas_cumprod = model_alphas_cumprod(config).to(noise.device)
@@ -370,6 +306,12 @@ def _run_a1111_timesteps(run: PassRun) -> torch.Tensor:
             return e_t
 
         eps_fn = recording
+    if run.sampler.function == "unipc":
+        if len(timesteps) < 1:
+            return x
+        # A1111 starts an img2img pass at the grid's last timestep + 1, in its (float32) arithmetic.
+        t_start = timesteps[-1].float() / 1000 + 1 / 1000 if run.init_latents is not None else None
+        return sample_unipc(eps_fn, x, alphas_cumprod, steps=len(timesteps), t_start=t_start, callback=run.report)
     if len(timesteps) < 2:
         return x  # A1111 runs no model call here either (e.g. img2img with a tiny strength)
     if run.sampler.function == "plms":

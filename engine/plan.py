@@ -390,12 +390,12 @@ def unet_calls(sampler: SamplerSpec, schedule_steps: int, run_steps: int, *, fro
     if sampler.family == "a1111-timesteps":
         grid = a1111_grid_length(schedule_steps)
         length = grid if from_noise else min(run_steps - 1, grid)  # img2img walks timesteps[:t_enc]
+        if sampler.function == "unipc":
+            return max(length, 0)  # one model call per timestep of the grid
         if length < 2:
             return 0  # A1111 runs no model call then either
         return length - 1 + (1 if sampler.function == "plms" else 0)  # PLMS's first step is a pseudo Heun step
     steps = min(run_steps, schedule_steps)
-    if sampler.family == "diffusers":
-        return steps
     if sampler.function == "sample_dpm_adaptive":
         return DPM_ADAPTIVE_CALLS
     # Second-order samplers call the model twice per step, except on the last step into sigma 0 (an Euler step).

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from engine.errors import InvalidParamsError
 
-SamplerFamily = Literal["k-diffusion", "a1111-timesteps", "diffusers"]
+SamplerFamily = Literal["k-diffusion", "a1111-timesteps"]
 
 # Which of A1111's sampler settings a k-diffusion function takes (`sampler_extra_params` plus `eta`).
 _CHURN = frozenset({"s_churn", "s_tmin", "s_tmax", "s_noise"})
@@ -25,8 +25,8 @@ _ETA_NOISE = frozenset({"eta", "s_noise"})
 class SamplerSpec:
     """One A1111 sampler and how Easel runs it.
 
-    `function` names what runs it, per family: the k-diffusion function (`engine.ksampling`), A1111's own timestep
-    sampler (`engine.ksampling.timesteps`), or the diffusers scheduler class. The k-diffusion fields below follow
+    `function` names what runs it, per family: the k-diffusion function (`engine.ksampling`), or A1111's own
+    timestep sampler (`engine.ksampling.timesteps`). The k-diffusion fields below follow
     `KDiffusionSampler`: which settings it takes, whether the penultimate sigma is discarded, whether it gets a
     Brownian-tree noise sampler, and whether it takes a sigma range (DPM fast / adaptive) instead of sigmas.
     """
@@ -111,11 +111,8 @@ SAMPLERS: tuple[SamplerSpec, ...] = (
     SamplerSpec("DDIM", ("ddim",), "a1111-timesteps", "ddim"),
     SamplerSpec("DDIM CFG++", ("ddim_cfgpp",), "a1111-timesteps", "ddim_cfgpp"),
     SamplerSpec("PLMS", ("plms",), "a1111-timesteps", "plms"),
-    # A1111 runs its own UniPC (bh1, order 3); diffusers' bh1 yields NaN latents on SD schedules, so bh2, order 3.
-    SamplerSpec(
-        "UniPC", ("unipc",), "diffusers", "UniPCMultistepScheduler",
-        options=(("solver_type", "bh2"), ("solver_order", 3)),
-    ),
+    # A1111's own UniPC (modules/models/diffusion/uni_pc): bh1, order 3, time-uniform, on its timestep grid.
+    SamplerSpec("UniPC", ("unipc",), "a1111-timesteps", "unipc"),
     # A1111's own LCM (modules/sd_samplers_lcm.py): a k-diffusion sampler on LCM's 50 original timesteps.
     _k("LCM", "k_lcm", "sample_lcm"),
 )

@@ -360,3 +360,43 @@ def test_lcm_matches_a1111s_lcm_denoiser_and_sampler(schedule: str) -> None:
     with a1111.hijacked(generators(SEEDS), SHAPE):
         expected = lcm.sample_lcm(reference, noise * sigmas[0], sigmas, extra_args={"scale": 0.8})
     torch.testing.assert_close(mine, expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("steps", "t_enc"), [(20, None), (30, None), (3, None), (20, 8), (30, 14), (10, 3)])
+def test_unipc_is_a1111s(steps: int, t_enc: int | None) -> None:
+    """Easel's UniPC against a transcription of A1111's (tests/reference/a1111_unipc.py): txt2img on A1111's grid
+    (30 steps walk 31 timesteps) and img2img from `timesteps[:t_enc]`, A1111's start time included."""
+    import tests.reference.a1111_unipc as _unipc
+    from engine.ksampling.timesteps import a1111_timesteps, img2img_start, sample_unipc
+
+    reference: Any = _unipc
+    timesteps = a1111_timesteps(steps)
+    noise = initial_noise(SEEDS)
+    x = noise
+    if t_enc is not None:
+        init = torch.randn(len(SEEDS), *SHAPE, generator=torch.Generator().manual_seed(9))
+        x = img2img_start(ALPHAS, timesteps, t_enc, init, noise)
+        timesteps = timesteps[:t_enc]
+    seen: list[tuple[int, int]] = []
+    t_start = timesteps[-1].float() / 1000 + 1 / 1000 if t_enc is not None else None
+    mine = sample_unipc(toy_eps, x, ALPHAS, steps=len(timesteps), t_start=t_start,
+                        callback=lambda i, n: seen.append((i, n)))  # fmt: skip
+    calls: list[int] = []
+    expected = reference.unipc(toy_eps, x, timesteps, ALPHAS, is_img2img=t_enc is not None,
+                               after_update=lambda *_: calls.append(1))  # fmt: skip
+    torch.testing.assert_close(mine, expected, atol=1e-6, rtol=0)
+    assert seen == [(i, len(timesteps)) for i in range(1, len(timesteps) + 1)] and len(calls) == len(timesteps)
+
+
+def test_unipc_with_fewer_steps_than_its_order_lowers_the_order_where_a1111_refuses() -> None:
+    import tests.reference.a1111_unipc as _unipc
+    from engine.ksampling.timesteps import sample_unipc
+
+    reference: Any = _unipc
+    x = initial_noise(SEEDS)
+    mine = sample_unipc(toy_eps, x, ALPHAS, steps=2)
+    with pytest.raises(AssertionError, match="UniPC order"):
+        reference.unipc(toy_eps, x, torch.tensor([1, 501]), ALPHAS)
+    sampler = reference.UniPC(toy_eps, reference.NoiseScheduleVP(ALPHAS))
+    torch.testing.assert_close(mine, sampler.sample(x, steps=2, order=2), atol=1e-6, rtol=0)
+    assert torch.isfinite(sample_unipc(toy_eps, x, ALPHAS, steps=1)).all()

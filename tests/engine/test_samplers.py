@@ -99,8 +99,8 @@ def test_sampler_table_is_in_a1111_ui_order() -> None:
 
 def test_each_family_runs_the_samplers_a1111_runs_that_way() -> None:
     families = {s.name: s.family for s in SAMPLERS}
-    assert [n for n, f in families.items() if f == "a1111-timesteps"] == ["DDIM", "DDIM CFG++", "PLMS"]
-    assert [n for n, f in families.items() if f == "diffusers"] == ["UniPC"]
+    assert [n for n, f in families.items() if f == "a1111-timesteps"] == ["DDIM", "DDIM CFG++", "PLMS", "UniPC"]
+    assert set(families.values()) == {"k-diffusion", "a1111-timesteps"}  # every sampler is A1111's own algorithm
     assert families["LCM"] == "k-diffusion"  # A1111's own LCM: a k-diffusion sampler on LCM's 50 timesteps
 
 
