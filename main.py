@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from engine.loras import LoraLibrary
     from engine.models.registry import ModelRegistry
     from engine.params import Limits
+    from engine.taggers.files import TaggerLibrary
     from engine.upscalers.files import UpscalerLibrary
     from engine.vaes import VaeLibrary
 
@@ -50,6 +51,7 @@ class EngineSide(NamedTuple):
     executor: Executor
     upscalers: UpscalerLibrary
     detectors: DetectorLibrary
+    taggers: TaggerLibrary
 
 
 def build_registry(settings: Settings) -> ModelRegistry:
@@ -92,9 +94,10 @@ def build_engine_side(
     vaes = VaeLibrary([settings.vae_folder], registry.hashes)
     upscalers = UpscalerLibrary(settings.upscaler_folders, detect_with_spandrel if spandrel_available() else None)
     detectors = DetectorLibrary(settings.detector_folders)
+    taggers = TaggerLibrary(settings.tagger_folders)
     if remote:
         pool = build_pool(settings, registry, blobs)
-        return EngineSide(limits, registry, blobs, loras, embeddings, vaes, pool, upscalers, detectors)
+        return EngineSide(limits, registry, blobs, loras, embeddings, vaes, pool, upscalers, detectors, taggers)
     memory = settings.model_memory_mb * 1024 * 1024 if settings.model_memory_mb else None
     speed = SpeedOptions(
         dtype=settings.dtype,
@@ -118,6 +121,7 @@ def build_engine_side(
             blobs=blobs,
             upscalers=upscalers,
             detectors=detectors,
+            taggers=taggers,
         )
         for device in worker_devices(settings.devices)
     ]
@@ -136,7 +140,7 @@ def build_engine_side(
         # A worker runs what its bot admitted; the bot holds the work ceilings.
         costs=CostLimits() if worker else CostLimits(settings.max_job_cost, settings.max_user_cost),
     )
-    return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor, upscalers, detectors)
+    return EngineSide(limits, registry, blobs, loras, embeddings, vaes, executor, upscalers, detectors, taggers)
 
 
 # A worker's local queue only holds what the bot handed it (a batch per device); this is a bound, not a policy.
@@ -212,19 +216,22 @@ def default_model(settings: Settings, registry: ModelRegistry, used: str | None 
 
 
 async def run_imagine(settings: Settings, args: argparse.Namespace) -> int:
-    """`imagine` or `upscale`: one job through the resolver and the in-process executor."""
+    """`imagine`, `upscale` or `describe`: one job through the resolver and the in-process executor."""
+    from cli.describe import describe
     from cli.imagine import imagine
     from cli.upscale import upscale
     from engine.catalog import ExtraNetworks
     from engine.request import Catalog
 
     side = build_engine_side(settings, previews=False, load_at_start=False)
-    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers, side.detectors)
+    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers, side.detectors, side.taggers)
     catalog = Catalog(side.registry, networks, settings.default_model)
     limits = replace(side.limits, scope="the bot's config", settings_named=True)
     try:
         if args.command == "upscale":
             return await upscale(args, catalog=catalog, executor=side.executor, blobs=side.blobs, limits=limits)
+        if args.command == "describe":
+            return await describe(args, catalog=catalog, executor=side.executor, blobs=side.blobs, limits=limits)
         return await imagine(
             args,
             catalog=catalog,
@@ -258,7 +265,7 @@ async def run_bot(settings: Settings, *, sync_commands: bool) -> int:
         await side.executor.start()  # learn the workers (and their models) before the first job or resume
     default_model(settings, side.registry)
     store = JobStore.open(settings.data_dir)
-    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers, side.detectors)
+    networks = ExtraNetworks(side.loras, side.embeddings, side.vaes, side.upscalers, side.detectors, side.taggers)
     # discord.py's endpoints are process-wide class attributes: set here, once, for the whole process.
     point_at(settings.discord_api_url, settings.discord_gateway_url)
     bot = EaselBot(
@@ -307,17 +314,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.command in ("imagine", "upscale"):
+    if args.command in ("imagine", "upscale", "describe"):
         return check_devices(settings) or asyncio.run(run_imagine(settings, args))
     if args.command == "models":
         from cli.models import list_models
         from engine.detectors.files import DetectorLibrary
+        from engine.taggers.files import TaggerLibrary
         from engine.upscalers.files import UpscalerLibrary
 
         return list_models(
             build_registry(settings),
             UpscalerLibrary(settings.upscaler_folders),
             DetectorLibrary(settings.detector_folders),
+            TaggerLibrary(settings.tagger_folders),
         )
     if args.command == "convert-detector":
         from cli.detectors import convert_detector

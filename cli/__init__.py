@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--width", default=None, help="Scale to: at least this wide (with --height)")
     up.add_argument("--height", default=None, help="Scale to: at least this tall (with --width)")
     up.add_argument("--out", default="upscaled.png", help="output PNG path")
+    tags = sub.add_parser("describe", help="an image's tags as a prompt, and its rating (a WD14 tagger)")
+    tags.add_argument("image", help="a PNG, JPEG or WebP file")
+    tags.add_argument("--tagger", default=None, help="a tagger from `python main.py models` (default: the first)")
+    tags.add_argument("--threshold", default=None, help="general tags above this probability (default: the tagger's)")
     sub.add_parser("models", help="list the models Easel can use, and refused files")
     conv = sub.add_parser(
         "convert-detector", help="turn an ultralytics detector .pt you trust into .safetensors (nothing else runs)"

@@ -1,15 +1,19 @@
-"""`python main.py models`: every model Easel found (checkpoints, then upscalers, then detectors), usable or refused
-with the reason."""
+"""`python main.py models`: every model Easel found (checkpoints, then upscalers, detectors and taggers), usable or
+refused with the reason."""
 
 from __future__ import annotations
 
 from engine.detectors.files import DetectorLibrary
 from engine.models.registry import ModelRegistry
+from engine.taggers.files import TaggerLibrary
 from engine.upscalers.files import UpscalerLibrary
 
 
 def list_models(
-    registry: ModelRegistry, upscalers: UpscalerLibrary | None = None, detectors: DetectorLibrary | None = None
+    registry: ModelRegistry,
+    upscalers: UpscalerLibrary | None = None,
+    detectors: DetectorLibrary | None = None,
+    taggers: TaggerLibrary | None = None,
 ) -> int:
     for entry in registry.entries():
         status = f"refused: {entry.refused}" if entry.refused else f"{entry.kind}, {entry.family_name}"
@@ -22,4 +26,6 @@ def list_models(
     for detector in detectors.entries() if detectors is not None else []:
         status = f"refused: {detector.refused}" if detector.refused else f"detector, {detector.label}"
         print(f"{detector.name}\t{status}")
+    for tagger in taggers.entries() if taggers is not None else []:
+        print(f"{tagger.name}\t{f'refused: {tagger.refused}' if tagger.refused else f'tagger, {tagger.label}'}")
     return 0

@@ -28,12 +28,13 @@ def model_list_text(
     limit: int = MAX_CONTENT,
     upscalers: Sequence[UpscalerView] = (),
     detectors: Sequence[UpscalerView] = (),
+    taggers: Sequence[UpscalerView] = (),
 ) -> str:
     """Usable models (the default marked), the upscalers (architecture and scale), the detectors, then refused files
     with the reason; cut to fit one message."""
     usable = [e for e in entries if e.refused is None]
     refused = [(e.name, str(e.refused)) for e in entries if e.refused is not None]
-    refused += [(u.name, str(u.refused)) for u in [*upscalers, *detectors] if u.refused is not None]
+    refused += [(u.name, str(u.refused)) for u in [*upscalers, *detectors, *taggers] if u.refused is not None]
     lines = [f"**Models** ({len(usable)} usable)"]
     lines += [
         f"- `{e.name}` ({e.kind}, {FAMILY_NAMES.get(e.family, e.family)}){' ← default' if e.name == default else ''}"
@@ -47,6 +48,10 @@ def model_list_text(
     if usable_detectors:
         lines.append(f"**Detectors** ({len(usable_detectors)} usable, for the detailer)")
         lines += [f"- `{d.name}` ({d.label})" for d in usable_detectors]
+    usable_taggers = [t for t in taggers if t.refused is None]
+    if usable_taggers:
+        lines.append(f"**Taggers** ({len(usable_taggers)} usable, for /describe)")
+        lines += [f"- `{t.name}` ({t.label})" for t in usable_taggers]
     if refused:
         lines.append(f"**Refused** ({len(refused)})")
         lines += [f"- `{name}`: {reason}" for name, reason in refused]
@@ -78,6 +83,7 @@ class ModelsCog(AdminCheck, commands.Cog):
             self._default(interaction.guild_id),
             upscalers=self.bot.networks.upscalers(),
             detectors=self.bot.networks.detectors(),
+            taggers=self.bot.networks.taggers(),
         )
         await interaction.response.send_message(text, ephemeral=True)
 

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     upscaler_dir: Path | None = None
     # Detectors for the detailer (.safetensors YOLOv8, .onnx); default: A1111's <models_dir>/adetailer.
     detector_dir: Path | None = None
+    # Taggers for /describe (a folder each: model.onnx + selected_tags.csv); default: <models_dir>/tagger.
+    tagger_dir: Path | None = None
     # Pipelines kept in memory per device (least recently used out first); with a budget, also no more than fit.
     max_loaded_models: int = Field(default=2, ge=1, le=16)
     model_memory_mb: int | None = Field(default=None, ge=256)
@@ -213,6 +215,10 @@ class Settings(BaseSettings):
     @property
     def detector_folders(self) -> list[Path]:
         return [self.detector_dir if self.detector_dir is not None else self.models_dir / "adetailer"]
+
+    @property
+    def tagger_folders(self) -> list[Path]:
+        return [self.tagger_dir if self.tagger_dir is not None else self.models_dir / "tagger"]
 
     @property
     def embedding_dir(self) -> Path:

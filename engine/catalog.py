@@ -21,6 +21,7 @@ from engine.models.layers import LayerShapes
 from engine.models.single_file import read_header
 from engine.plan import ModelTraits
 from engine.prompts.extra_networks import read_loras
+from engine.taggers.files import TaggerFile, TaggerLibrary
 from engine.upscalers.files import A1111_NAMES, UpscalerFile, UpscalerLibrary
 from engine.vaes import VaeLibrary
 
@@ -121,12 +122,14 @@ class ExtraNetworks:
         vaes: VaeLibrary | None = None,
         upscalers: UpscalerLibrary | None = None,
         detectors: DetectorLibrary | None = None,
+        taggers: TaggerLibrary | None = None,
     ) -> None:
         self._loras = loras
         self._embeddings = embeddings
         self._vaes = vaes or VaeLibrary([], loras.hashes)
         self._upscalers = upscalers or UpscalerLibrary([])
         self._detectors = detectors or DetectorLibrary([])
+        self._taggers = taggers or TaggerLibrary([])
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="easel-catalog")
 
     def lora_names(self) -> list[str]:
@@ -185,6 +188,17 @@ class ExtraNetworks:
         """Every file in the detector folders: what it is, or why it is refused."""
         return self._detectors.entries()
 
+    def tagger_names(self) -> list[str]:
+        return self._taggers.names()
+
+    def resolve_tagger(self, name: str | None) -> str:
+        """The installed tagger for a name, or the first installed for none; InvalidParamsError saying why not."""
+        return self._taggers.resolve(name).name
+
+    def taggers(self) -> list[TaggerFile]:
+        """Every tagger folder: its input size and tag count, or why it is refused."""
+        return self._taggers.entries()
+
     def upscalers(self) -> list[UpscalerFile]:
         """Every file in the upscaler folders: architecture and scale, or why it is refused."""
         return self._upscalers.entries()
@@ -228,6 +242,7 @@ class ExtraNetworks:
         self._vaes.refresh()
         self._upscalers.refresh()
         self._detectors.refresh()
+        self._taggers.refresh()
         log.info(
             "rescanned: %d LoRA(s), %d embedding(s), %d VAE(s), %d upscaler(s)",
             len(self._loras.names()),

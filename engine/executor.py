@@ -177,6 +177,7 @@ def encode_raw(raw: RawImage) -> GeneratedImage:
         infotext="\n".join(text for text in (raw.infotext, raw.extras) if text),  # an upscale's fields shown too
         width=raw.image.width,
         height=raw.image.height,
+        description=raw.description,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from engine.errors import EaselError
 from engine.params import GenerationParams
+from engine.taggers.tags import Description
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class GeneratedImage:
     infotext: str
     width: int
     height: int
+    description: Description | None = None  # a `/describe` job's tags and ratings (the image is the one described)
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,14 @@ class GenerationParams:
     # The detailer alone on the finished images of this job (Fix faces): their blob hashes, image 1 first. Nothing
     # else is sampled.
     detail_images: tuple[str, ...] = ()
+    # `/describe`: `init_image` (of `width` x `height`) through this tagger; 0 thresholds take the tagger's own.
+    tagger: str | None = None
+    tag_threshold: float = 0.0
+    character_threshold: float = 0.0
+
+    @property
+    def is_describe(self) -> bool:
+        return self.tagger is not None
 
     @property
     def is_detail_only(self) -> bool:
@@ -456,6 +464,9 @@ def check_params(params: GenerationParams, limits: Limits = ANY_LIMITS) -> None:
     if params.is_extras:
         check_extras(params, limits)
         return
+    if params.is_describe:
+        check_describe(params)
+        return
     for key in OPTION_KEYS - {"seed", "subseed", "vae", "hr_sampler", "hr_schedule"}:
         value = getattr(params, key)
         if is_unset(key, value) or (OPTIONS[key].hires_only and not params.enable_hr):
@@ -638,6 +649,27 @@ def extras_params(
         )  # fmt: skip
     check_extras(params, limits)
     return params
+
+
+def describe_params(
+    *, init_image: str, source_size: tuple[int, int], tagger: str, model: str, threshold: Any = None
+) -> GenerationParams:
+    """A `/describe` job: the image through the tagger, at its own thresholds or a general threshold given."""
+    general = 0.0 if threshold is None or threshold == "" else _as_float("Threshold", threshold)
+    params = GenerationParams(
+        prompt="", model=model, seed=0, width=source_size[0], height=source_size[1], init_image=init_image,
+        tagger=tagger, tag_threshold=general,
+    )  # fmt: skip
+    check_describe(params)
+    return params
+
+
+def check_describe(params: GenerationParams) -> None:
+    if params.init_image is None or params.width < 1 or params.height < 1:
+        raise InvalidParamsError("/describe needs an image.")
+    for label, value in (("Threshold", params.tag_threshold), ("Character threshold", params.character_threshold)):
+        if not 0.0 <= value < 1.0 or not math.isfinite(value):
+            raise InvalidParamsError(f"{label} must be between 0 and 1 (0: the tagger's own), not {value:g}.")
 
 
 def check_extras(params: GenerationParams, limits: Limits) -> None:

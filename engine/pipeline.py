@@ -64,6 +64,9 @@ from engine.previews import LatentPreview, PreviewFn
 from engine.prompts.extra_networks import LoraCall
 from engine.seeds import BatchRNG, ImageRNG
 from engine.speed import SpeedOptions
+from engine.taggers.files import TaggerLibrary
+from engine.taggers.run import TaggerModels
+from engine.taggers.tags import Description
 from engine.upscalers.files import UpscalerLibrary
 from engine.upscalers.models import UpscalerModels, extras_upscale, hires_images
 from engine.vaes import VaeFile, VaeLibrary
@@ -83,6 +86,7 @@ class RawImage:
     infotext: str
     extras: str = ""  # A1111's `extras` chunk: the postprocessing fields of an upscale
     notes: tuple[str, ...] = ()  # what the user should know about this image (a detector that found nothing)
+    description: Description | None = None  # a `/describe` job's tags (`image` is the image described)
 
 
 @dataclass(frozen=True)
@@ -190,6 +194,7 @@ class DiffusersEngine:
         blobs: BlobStore | None = None,
         upscalers: UpscalerLibrary | None = None,
         detectors: DetectorLibrary | None = None,
+        taggers: TaggerLibrary | None = None,
     ) -> None:
         self.registry = registry
         self.loras = loras or LoraLibrary.with_builtins([], registry.hashes)
@@ -208,6 +213,7 @@ class DiffusersEngine:
         self.device = self.loader.device
         self.upscalers = UpscalerModels(upscalers or UpscalerLibrary([]), self.device)
         self.detectors = DetectorModels(detectors or DetectorLibrary([]), self.device)
+        self.taggers = TaggerModels(taggers or TaggerLibrary([]), self.device)
 
     def load(self, name: str) -> LoadedModel:
         """The pipeline for a model name, from the cache when loaded before (no reload on switching back)."""
@@ -271,6 +277,8 @@ class DiffusersEngine:
             raise ValueError("a batch holds only jobs with equal batch keys")
         if plans[0].params.is_extras:
             return [self._extras(plan, hook) for plan, hook in zip(plans, hooks, strict=True)]
+        if plans[0].params.is_describe:
+            return [self._describe(plan, hook) for plan, hook in zip(plans, hooks, strict=True)]
         lead = plans[0].params
         area = sum(_output_area(plan) for plan in plans)
         try:
@@ -654,6 +662,27 @@ class DiffusersEngine:
             text = f"{head}, {fields}{version}{tail}" if version else f"{text}, {fields}" if text else fields
             raws.append(RawImage(image, seed, text))
         return self._detail(plan, hook, raws)
+
+    def _describe(self, plan: GenerationPlan, hook: JobHooks) -> list[RawImage] | EaselError:
+        """`/describe`: the image through the tagger; the result is the image itself, with its tags as the text."""
+        params = plan.params
+        assert params.init_image is not None and params.tagger is not None
+        if hook.is_cancelled is not None and hook.is_cancelled():
+            return Cancelled("The job was cancelled.")
+        with Image.open(io.BytesIO(self.blobs.get(params.init_image))) as opened:
+            opened.load()
+            image = opened.copy()
+        try:
+            found = self.taggers.describe(params.tagger, image, params.tag_threshold, params.character_threshold)
+        except EaselError as err:
+            return err
+        except (OSError, ValueError, RuntimeError) as err:
+            return GenerationFailedError(f"The tagger failed: {short_reason(err)}")
+        if hook.on_step is not None:
+            hook.on_step(1, 1)
+        return [
+            RawImage(image.convert("RGBA" if "A" in image.getbands() else "RGB"), 0, found.prompt(), description=found)
+        ]
 
     def _layer_shapes(self, loaded: LoadedModel) -> LayerShapes:
         """The loaded model's layer shapes (what a LoRA must fit), once per model."""

@@ -20,7 +20,7 @@ from engine.prompts.editing import get_learned_conditioning_prompt_schedules
 from engine.prompts.extra_networks import LoraCall, read_loras
 from engine.samplers import SamplerSpec, effective_schedule, resolve_sampler, sampler_spec
 
-PassKind = Literal["txt2img", "img2img", "hires", "extras", "detail"]
+PassKind = Literal["txt2img", "img2img", "hires", "extras", "detail", "describe"]
 TextSchedule = tuple[tuple[int, str], ...]
 """A1111's prompt schedule: `(end_step, text)` pairs; a text applies while the model-call count <= its end step."""
 
@@ -35,6 +35,8 @@ DPM_ADAPTIVE_CALLS = 60
 # An upscaler model's work per 512x512 of output, in the same units: ESRGAN (23 blocks) costs about as much as a
 # few UNet steps there. Only an estimate for the queue's cost ceilings and ETAs, which the measured speed corrects.
 EXTRAS_UNITS = 4.0
+# A tagger's run on one image (a ViT-B at 448 px: a few hundredths of a second on a GPU), in the same units.
+DESCRIBE_UNITS = 0.5
 
 
 # Bounds on what one prompt may ask of every step (A1111 has none: 666 `AND` parts cost 39 minutes of a GPU).
@@ -150,9 +152,9 @@ class GenerationPlan:
         VAE and LoRAs, the size, steps, sampler and schedule, CFG, clip skip, hires settings, img2img or not, how many
         `AND` parts. Prompts, negative prompts, prompt editing, seeds, variation seeds and init images may differ.
         DPM adaptive picks its step sizes from the whole batch's error, so it never batches."""
-        if self.sampler.function == "sample_dpm_adaptive" or self.params.is_extras or self.params.is_detail_only:
-            return None
         p = self.params
+        if self.sampler.function == "sample_dpm_adaptive" or p.is_extras or p.is_detail_only or p.is_describe:
+            return None
         return (
             p.model, p.vae, tuple(self.loras), p.width, p.height, p.steps, p.sampler, self.schedule, p.cfg_scale,
             p.clip_skip, p.enable_hr, p.hr_scale, p.hr_resize_x, p.hr_resize_y, p.hr_upscaler, p.hr_steps,
@@ -167,6 +169,8 @@ class GenerationPlan:
         (`AND` parts add rows) and the batch."""
         if self.params.is_extras:
             return self.width * self.height / _UNIT_PIXELS * EXTRAS_UNITS
+        if self.params.is_describe:
+            return DESCRIBE_UNITS
         total = sum(detail_cost(self.params, tab) for tab in self.params.detailers)
         for p in self.passes:
             rows = len(p.conditioning.parts) + 1
@@ -189,6 +193,10 @@ def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> Ge
         return _extras_plan(params, traits, sampler)
     if params.is_detail_only:
         return _detail_plan(params, traits, sampler)
+    if params.is_describe:
+        nothing = PassConditioning((), ())
+        tag = SamplingPass("describe", params.width, params.height, 0, 0, 0, None, nothing, 0, sampler, params.schedule)
+        return GenerationPlan(params, traits, sampler, params.schedule, "", "", (), (tag,))
     prompt, loras = read_loras(params.prompt)
     negative, negative_loras = read_loras(params.negative_prompt)
     if len(loras) + len(negative_loras) > MAX_LORA_TAGS:

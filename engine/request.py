@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from engine.detailer import DetailerTab
@@ -26,6 +26,7 @@ from engine.params import (
     ModelDefaults,
     build_params,
     check_option,
+    describe_params,
     extras_params,
     is_model_upscaler_name,
 )
@@ -106,6 +107,7 @@ class NetworkSource(Protocol):
     def resolve_detector(self, name: str) -> str: ...
     def has_detector(self, name: str) -> bool: ...
     def detector_names(self) -> list[str]: ...
+    def resolve_tagger(self, name: str | None) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,15 @@ class UpscaleAsk:
     upscaler: str | None = None
     scale: Any = None
     size: tuple[Any, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DescribeAsk:
+    """`/describe` of the request's image: the tagger (None: the first installed) and a general threshold (None:
+    the tagger's own)."""
+
+    tagger: str | None = None
+    threshold: Any = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,7 @@ class Request:
     init_size: tuple[int, int] | None = None
     hires_off: str = "`hires: False`"  # how this entry point turns hires fix off, for messages
     upscale: UpscaleAsk | None = None  # an Extras upscale of `init_image` (of `init_size`) instead of a drawing
+    describe: DescribeAsk | None = None  # tags for `init_image` (of `init_size`) instead of a drawing
 
 
 @dataclass(frozen=True)
@@ -191,6 +203,12 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
         request = _upscale_again(request.base, request)  # `/show`, a resumed job: the same upscale, checked again
     if request.upscale is not None:
         return _resolve_upscale(request, request.upscale, catalog, limits)
+    if request.describe is None and request.base is not None and request.base.is_describe:  # `/show`, a resumed job
+        base = request.base
+        ask = DescribeAsk(base.tagger, base.tag_threshold or None)
+        request = replace(request, describe=ask, init_image=base.init_image, init_size=(base.width, base.height))
+    if request.describe is not None:
+        return _resolve_describe(request, request.describe, catalog)
     notes: list[str] = []
     prompt, block = request.prompt, request.paste
     if not block and looks_like_infotext(prompt):
@@ -426,6 +444,19 @@ def _resolve_upscale(request: Request, ask: UpscaleAsk, catalog: Catalog, limits
         scale=ask.scale, size=ask.size,
     )  # fmt: skip
     return Resolved(params, tuple(notes))
+
+
+def _resolve_describe(request: Request, ask: DescribeAsk, catalog: Catalog) -> Resolved:
+    """`/describe`: the tagger checked against the folder, the threshold against its range."""
+    if request.init_image is None or request.init_size is None:
+        raise InvalidParamsError("/describe needs an image.")
+    tagger = catalog.networks.resolve_tagger(ask.tagger)
+    model = request.base.model if request.base is not None else catalog.models.default_model(catalog.default_model)
+    params = describe_params(
+        init_image=request.init_image, source_size=request.init_size, tagger=tagger, model=model,
+        threshold=ask.threshold,
+    )  # fmt: skip
+    return Resolved(params)
 
 
 def _pasted_upscaler(name: str, catalog: Catalog, notes: list[str]) -> str:

@@ -282,6 +282,7 @@ class FakeNetworks:
     )
     upscalers_: list[str] = field(default_factory=lambda: ["4x-UltraSharp", "RealESRGAN_x4plus_anime_6B"])
     detectors_: list[str] = field(default_factory=lambda: ["face_yolov8n", "hand_yolov8n"])
+    taggers_: list[str] = field(default_factory=lambda: ["wd-vit-tagger-v3"])
     rescanned: tuple[list[FakeLora], list[FakeEmbedding]] | None = None
     refreshes: int = 0
 
@@ -301,6 +302,22 @@ class FakeNetworks:
             if standard.get(name.strip()) == upscaler:
                 return name.strip()
         raise InvalidParamsError(f"Unknown upscaler {name!r}.")
+
+    def tagger_names(self) -> list[str]:
+        return sorted(self.taggers_)
+
+    def taggers(self) -> list[FakeUpscaler]:
+        return [FakeUpscaler(name, "WD14 tagger, 448 px, 10,861 tags") for name in self.tagger_names()]
+
+    def resolve_tagger(self, name: str | None) -> str:
+        if name is None:
+            if not self.taggers_:
+                raise InvalidParamsError("No tagger is installed here.")
+            return sorted(self.taggers_)[0]
+        for tagger in self.taggers_:
+            if tagger.lower() == name.strip().lower():
+                return tagger
+        raise InvalidParamsError(f"Unknown tagger {name!r}.")
 
     def detector_names(self) -> list[str]:
         return sorted(self.detectors_)

@@ -35,6 +35,7 @@ from engine.jobs import (
 from engine.models.detect import FAMILY_NAMES
 from engine.params import RANDOM_SEED_RANGE, GenerationParams, check_params
 from engine.plan import output_size
+from engine.taggers.tags import Description
 
 Fields = Mapping[str, bytes]
 
@@ -170,7 +171,11 @@ def encode_event(event: JobEvent) -> dict[str, bytes]:
         meta = {
             "seconds": result.seconds,
             "infotext": result.infotext,
-            "images": [{"seed": i.seed, "infotext": i.infotext} for i in result.images],
+            "images": [
+                {"seed": i.seed, "infotext": i.infotext}
+                | ({"description": i.description.to_dict()} if i.description is not None else {})
+                for i in result.images
+            ],
             "notes": list(result.notes),
         }
         fields = {"kind": b"finished", "body": json.dumps(meta).encode()}
@@ -225,7 +230,8 @@ def _result(fields: Fields, body: Mapping[str, object], job: Job) -> JobResult:
             raise WireError(f"image {number} is missing")
         _check_image(png, "PNG", MAX_PNG, size=(width, height))
         seed = _int(meta, "seed", 0, RANDOM_SEED_RANGE - 1)
-        images.append(GeneratedImage(png, seed, _str(meta, "infotext", MAX_TEXT), width, height))
+        description = _description(meta.get("description")) if job.params.is_describe else None
+        images.append(GeneratedImage(png, seed, _str(meta, "infotext", MAX_TEXT), width, height, description))
     notes = body.get("notes", [])
     if (
         not isinstance(notes, list)
@@ -234,6 +240,23 @@ def _result(fields: Fields, body: Mapping[str, object], job: Job) -> JobResult:
     ):
         raise WireError("bad notes")
     return JobResult(tuple(images), _str(body, "infotext", MAX_TEXT), _seconds(body.get("seconds")), tuple(notes))
+
+
+def _description(data: object) -> Description:
+    """A describe job's tags as a worker sent them: a few lists of (text, probability) pairs, capped."""
+    if not isinstance(data, dict):
+        raise WireError("a describe result needs its description")
+    for key in ("ratings", "general", "character", "maybe"):
+        pairs = data.get(key, [])
+        if not isinstance(pairs, list) or len(pairs) > 20_000 or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and len(p[0]) <= 200
+            and isinstance(p[1], int | float) and not isinstance(p[1], bool) and 0 <= p[1] <= 1
+            for p in pairs
+        ):  # fmt: skip
+            raise WireError(f"bad description {key}")
+    if not isinstance(data.get("tagger", ""), str):
+        raise WireError("bad description tagger")
+    return Description.from_dict(data)
 
 
 def _short(note: object) -> bool:
