@@ -76,6 +76,7 @@ def build_engine_side(
     from engine.pipeline import DiffusersEngine
     from engine.queue_policy import CostLimits
     from engine.speed import SpeedOptions
+    from engine.taggers.files import TaggerLibrary
     from engine.upscalers.arch import detect_with_spandrel, spandrel_available
     from engine.upscalers.files import UpscalerLibrary
     from engine.vaes import VaeLibrary

@@ -258,6 +258,27 @@ class FixFacesButton(_JobButton, template=r"easel:fixfaces:" + JOB_ID_PATTERN):
             await withdraw(interaction, str(err))
 
 
+class SuggestionButton(_ImageButton, template=r"easel:suggest:" + JOB_ID_PATTERN + IMAGE_PATTERN):
+    """Midjourney's `/describe` buttons: `/imagine` with suggestion N of the description, as the clicker's job (their
+    settings and limits apply)."""
+
+    action, label, emoji, number_label = "suggest", "Imagine", "🎨", "Imagine"
+
+    async def run(self, interaction: discord.Interaction[EaselBot], bot: EaselBot, record: JobRecord) -> None:
+        suggestions = bot.store.suggestions(record.job_id)
+        if self.index >= len(suggestions):
+            await send_ephemeral(interaction, f"This description has no suggestion {self.index + 1}.")
+            return
+        here = bot.ceilings_here(interaction)
+        request = Request(
+            prompt=suggestions[self.index],
+            stored=bot.stored_layers(interaction),
+            styles=[] if interaction.guild_id is None else bot.store.styles(interaction.guild_id),
+        )
+        resolved = await bot.resolve(request, here.limits)
+        await bot.runner.start_job(interaction, resolved.params, resolved.notes, max_queued=here.queue_cap)
+
+
 class EditButton(_JobButton, template=r"easel:edit:" + JOB_ID_PATTERN):
     """A modal with the job's prompt, negative prompt and parameters; submitting it queues a new job."""
 
@@ -302,7 +323,7 @@ class CancelButton(_JobButton, template=r"easel:cancel:" + JOB_ID_PATTERN):
 
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     RerollButton, VaryButton, UpscaleButton, SubtleButton, EditButton, DeleteButton, CancelButton, OutpaintButton,
-    ImageMenu, RegionButton, RegionFormButton, FixFacesButton,
+    ImageMenu, RegionButton, RegionFormButton, FixFacesButton, SuggestionButton,
 )  # fmt: skip
 
 
@@ -349,6 +370,15 @@ def result_view(job_id: str, images: int = 1, *, upscaled: bool = False) -> disc
             outpaint = OutpaintButton(job_id, 0, name)
             outpaint.item.row = row
             view.add_item(outpaint)
+    return view
+
+
+def describe_view(job_id: str, suggestions: int) -> discord.ui.View:
+    """A `/describe` result's components: Imagine 1-4 (one per suggestion), then Delete."""
+    view = discord.ui.View(timeout=None)
+    for index in range(suggestions):
+        view.add_item(SuggestionButton(job_id, index, numbered=True))
+    view.add_item(DeleteButton(job_id))
     return view
 
 

@@ -24,7 +24,7 @@ from bot import render
 from bot.buttons import DYNAMIC_ITEMS
 from bot.errors import handle_error
 from bot.layers import Ceilings, ceilings
-from bot.nsfw import Outside, Policy, decide, refusal
+from bot.nsfw import Outside, Policy, decide, decide_rating, refusal
 from bot.ports import ModelCatalog, NetworkCatalog
 from bot.resume import resume_open_jobs
 from bot.runner import EDIT_INTERVAL, RETRY_DELAYS, TOKEN_LIFETIME, JobRunner
@@ -54,6 +54,7 @@ EXTENSIONS = (
     "commands.upscale",
     "commands.styles",
     "commands.nsfw",
+    "commands.describe",
 )
 
 
@@ -121,6 +122,7 @@ class EaselBot(commands.Bot):
             token_lifetime=token_lifetime,
             retry_delays=retry_delays,
             content_policy=self.content_policy,
+            rating_policy=self.rating_policy,
         )
         self.resume_task: asyncio.Task[None] | None = None
         self.downloads: aiohttp.ClientSession | None = None  # for attachments; opened in setup_hook
@@ -176,6 +178,12 @@ class EaselBot(commands.Bot):
         if decision == "spoiler":
             return True, "Posted behind a spoiler: the prompt has words this server marks as NSFW."
         return False, None
+
+    def rating_policy(self, guild_id: int | None, channel_id: int | None, rating: str) -> Outside:
+        """What happens here to a `/describe` result the tagger rated `rating` (the server's NSFW policy)."""
+        channel = self.get_channel(channel_id) if channel_id is not None else None
+        age_restricted = isinstance(channel, discord.TextChannel | discord.Thread) and channel.is_nsfw()
+        return decide_rating(rating, self.nsfw_policy(guild_id), age_restricted=age_restricted)
 
     def ceilings(self, guild_id: int | None, channel_id: int | None) -> Ceilings:
         """The limits in force in a channel: the config's, lowered by the server's and the channel's ceilings."""

@@ -33,9 +33,12 @@ class Policy:
     outside: Outside = "refuse"  # outside age-restricted channels, and in DMs
     in_age_restricted: bool = True  # flagged prompts are drawn in age-restricted channels
     words: tuple[str, ...] = field(default=DEFAULT_WORDS)
+    # `/describe`: an image its tagger rates questionable or explicit counts as NSFW (off unless an admin turns it on)
+    rating: bool = False
 
     def stored(self) -> dict[str, Any]:
-        return {"outside": self.outside, "in_age_restricted": self.in_age_restricted, "words": list(self.words)}
+        return {"outside": self.outside, "in_age_restricted": self.in_age_restricted, "words": list(self.words),
+                "rating": self.rating}  # fmt: skip
 
     @classmethod
     def from_stored(cls, data: Mapping[str, Any], default_outside: Outside) -> Policy:
@@ -44,6 +47,7 @@ class Policy:
             outside=outside if outside in OUTSIDE_CHOICES else default_outside,
             in_age_restricted=bool(data.get("in_age_restricted", True)),
             words=tuple(data["words"]) if "words" in data else DEFAULT_WORDS,
+            rating=bool(data.get("rating", False)),
         )
 
 
@@ -84,6 +88,17 @@ def decide(prompt: str, policy: Policy, *, age_restricted: bool) -> tuple[Outsid
     if age_restricted and policy.in_age_restricted:
         return "allow", found
     return policy.outside, found
+
+
+NSFW_RATINGS = ("questionable", "explicit")
+
+
+def decide_rating(rating: str, policy: Policy, *, age_restricted: bool) -> Outside:
+    """What happens to a described image of this rating here: with the server's `rating` option on, a questionable
+    or explicit one is treated as a flagged prompt would be."""
+    if not policy.rating or rating not in NSFW_RATINGS or (age_restricted and policy.in_age_restricted):
+        return "allow"
+    return policy.outside
 
 
 def refusal(found: Sequence[str], *, in_dm: bool, age_restricted_allowed: bool) -> str:

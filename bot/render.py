@@ -46,6 +46,8 @@ def summary(params: GenerationParams) -> str:
     if params.is_extras:
         out_w, out_h = params.extras_size()
         return f"**Upscale** {params.width}×{params.height} → {out_w}×{out_h} with {params.extras_upscaler}"
+    if params.is_describe:
+        return f"**Describe** {params.width}×{params.height} with `{params.tagger}`"
     prompt = _escape(_preview(params.prompt)) or "(empty prompt)"
     batch = f", {params.batch_size} images" if params.batch_size > 1 else ""
     source = f", img2img at {params.denoising_strength:g}" if params.init_image is not None else ""
@@ -167,6 +169,33 @@ def finished(
         if len(content) > MAX_CONTENT:
             content = f"{head}{took} The parameters are in the attached text file.{_footer(job_id)}"
     return Reply(content, tuple(uploads))
+
+
+SUGGESTION_CHARS = 380  # four of them and the rating fit one message
+
+
+def described(
+    job_id: str, result: JobResult, suggestions: Sequence[str], notes: Sequence[str] = (), *, mention: str = "",
+    spoiler: bool = False,
+) -> Reply:  # fmt: skip
+    """A `/describe` result: the image, its rating, and the numbered prompt suggestions its buttons imagine (behind
+    spoilers when the image is)."""
+    image = result.images[0]
+    found = image.description
+    head = f"{mention} " if mention else ""
+    ratings = ", ".join(f"{name} {p:.2f}" for name, p in found.ratings) if found else ""
+    rating = found.rating if found else "unknown"
+    lines = [f"{head}**Described** by `{found.tagger if found else '?'}` · rating **{rating}** ({ratings})"]
+    for number, text in enumerate(suggestions, start=1):
+        shown = _escape(_preview(text, SUGGESTION_CHARS))
+        lines.append(f"**{number}.** {f'||{shown}||' if spoiler else shown}")
+    if suggestions:
+        lines.append("Click a number to imagine it (with your settings).")
+    else:
+        lines.append("The tagger found no tag above its threshold; try a lower `threshold`.")
+    body = "\n".join(lines) + _notes(notes)
+    upload = Upload(f"easel-{job_id}-0-described.png", image.png)
+    return Reply(_fitted(body, job_id), (upload,))
 
 
 def split_images(

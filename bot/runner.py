@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot import render
-from bot.buttons import cancel_view, result_view
+from bot.buttons import cancel_view, describe_view, result_view
 from bot.errors import JOB_ID_KEY
 from bot.store import JobRecord, JobStatus, JobStore
 from engine.errors import StorageFullError
@@ -52,6 +52,8 @@ RETRY_DELAYS = (2.0, 8.0, 30.0)
 
 # (spoiler, a note for the user) for a job about to be queued, or a user-facing EaselError that refuses it.
 ContentPolicy = Callable[["discord.Interaction[EaselBot]", GenerationParams], tuple[bool, str | None]]
+# What happens to a described image of a rating in a guild's channel: "allow", "spoiler" or "refuse".
+RatingPolicy = Callable[[int | None, int | None, str], str]
 
 
 def new_job_id() -> str:
@@ -70,12 +72,14 @@ class JobRunner:
         token_lifetime: timedelta = TOKEN_LIFETIME,
         retry_delays: tuple[float, ...] = RETRY_DELAYS,
         content_policy: ContentPolicy | None = None,
+        rating_policy: RatingPolicy | None = None,
     ) -> None:
         """`content_policy`: what may be drawn where (the bot's NSFW and DM rules): given the interaction and the
         params, it raises a user-facing EaselError to refuse, or says whether the images go behind a spoiler."""
         self.executor = executor
         self.store = store
         self.content_policy = content_policy
+        self.rating_policy = rating_policy
         self.edit_interval = edit_interval
         self.token_lifetime = token_lifetime
         self.retry_delays = retry_delays
@@ -261,6 +265,8 @@ class JobRunner:
                     )
                 elif isinstance(event, Finished):
                     log.info("job %s finished in %.1f s", job.job_id, event.result.seconds)
+                    if job.params.is_describe and not await self._described(reply, job, event.result):
+                        return
                     message_id = await reply.deliver(job, event.result, (*notes, *event.result.notes))
                     self._note(self.store.set_status, job.job_id, JobStatus.FINISHED)
                     if message_id is not None:
@@ -293,6 +299,28 @@ class JobRunner:
         finally:
             self._cancel_requested.discard(job.job_id)
 
+    async def _described(self, reply: _ReplyTarget, job: Job, result: JobResult) -> bool:
+        """Keep a `/describe` result's suggestions for its buttons, and apply the server's rating policy: False when
+        the image may not be shown here (the reply then says so)."""
+        found = result.images[0].description if result.images else None
+        suggestions = found.suggestions() if found is not None else []
+        self._note(self.store.set_suggestions, job.job_id, suggestions)
+        reply.suggestions = suggestions
+        if found is None or self.rating_policy is None:
+            return True
+        action = self.rating_policy(reply.guild_id, reply.channel_id, found.rating)
+        if action == "refuse":
+            self._note(self.store.set_status, job.job_id, JobStatus.FINISHED)
+            text = (
+                f"The tagger rates this image **{found.rating}**; this server shows such images only in "
+                "age-restricted channels."
+            )
+            await reply.edit(render.failed(job.job_id, text), throttled=False, final=True)
+            return False
+        if action == "spoiler":
+            reply.spoiler = True
+        return True
+
 
 class _ReplyTarget:
     """Where a job reports: the interaction's reply while its token lives and the reply exists, a channel message
@@ -320,6 +348,7 @@ class _ReplyTarget:
     ) -> None:
         self.client = client
         self.spoiler = spoiler  # images (and previews) go out behind a spoiler
+        self.suggestions: list[str] = []  # a `/describe` result's prompts, for its buttons
         self.on_reply = on_reply  # called once, with the reply's message id, after its first edit
         self.job_id = job_id
         self.user_id = user_id
@@ -408,8 +437,19 @@ class _ReplyTarget:
         """Send the finished images (split over several messages if needed); returns the main message's id."""
         groups = render.split_images([len(image.png) for image in result.images])
         alive = self.interaction is not None and self.token_alive()
-        first = render.finished(job.job_id, result, notes, mention="" if alive else self.mention, images=groups[0])
-        view = result_view(job.job_id, len(result.images), upscaled=job.params.is_extras)
+
+        def rendered(mention: str) -> render.Reply:
+            if job.params.is_describe:
+                return render.described(job.job_id, result, self.suggestions, notes, mention=mention,
+                                        spoiler=self.spoiler)  # fmt: skip
+            return render.finished(job.job_id, result, notes, mention=mention, images=groups[0])
+
+        first = rendered("" if alive else self.mention)
+        view = (
+            describe_view(job.job_id, len(self.suggestions))
+            if job.params.is_describe
+            else result_view(job.job_id, len(result.images), upscaled=job.params.is_extras)
+        )
         message: discord.Message | None = None
         if alive and self.interaction is not None:
             interaction = self.interaction
@@ -424,7 +464,7 @@ class _ReplyTarget:
                 if not self._reply_lost(err):
                     raise
                 alive = False
-                first = render.finished(job.job_id, result, notes, mention=self.mention, images=groups[0])
+                first = rendered(self.mention)
         if message is None:
             message = await self._channel_send(first.content, uploads=first.uploads, view=view, nonce="d0")
         for number, group in enumerate(groups[1:], start=1):

@@ -69,6 +69,10 @@ CREATE TABLE IF NOT EXISTS synced_commands (
     scope     TEXT PRIMARY KEY,
     signature TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS job_suggestions (
+    job_id      TEXT PRIMARY KEY,
+    suggestions TEXT NOT NULL
+);
 """
 
 
@@ -314,6 +318,18 @@ class JobStore:
         """A server's stored NSFW policy (bot.nsfw.Policy.stored()), empty when it has chosen nothing."""
         row = self._db.execute("SELECT policy FROM guild_nsfw WHERE guild_id = ?", (str(guild_id),)).fetchone()
         return {} if row is None else dict(json.loads(row["policy"]))
+
+    def suggestions(self, job_id: str) -> list[str]:
+        """A `/describe` job's prompt suggestions (what its buttons imagine), empty when none were kept."""
+        row = self._db.execute("SELECT suggestions FROM job_suggestions WHERE job_id = ?", (job_id,)).fetchone()
+        return [] if row is None else [str(s) for s in json.loads(row["suggestions"])]
+
+    def set_suggestions(self, job_id: str, suggestions: Sequence[str]) -> None:
+        self._write(
+            "INSERT INTO job_suggestions (job_id, suggestions) VALUES (?, ?)"
+            " ON CONFLICT(job_id) DO UPDATE SET suggestions = excluded.suggestions",
+            (job_id, json.dumps(list(suggestions))),
+        )
 
     def set_nsfw_policy(self, guild_id: int, policy: Mapping[str, Any]) -> None:
         self._write(

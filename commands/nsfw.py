@@ -38,6 +38,8 @@ def policy_text(policy: Policy) -> str:
             f"- In age-restricted channels, a prompt with a listed word is {inside}.",
             f"- Elsewhere it is {_OUTSIDE_TEXT[policy.outside]}.",
             f"- Listed words ({len(policy.words)}), matched as whole words in the prompt (never the negative): {words}",
+            "- /describe: an image its tagger rates questionable or explicit is "
+            + ("treated as a flagged prompt." if policy.rating else "shown like any other (`/nsfw set rating:`)."),
             "Easel runs no safety-checker model: the list is the whole policy.",
         ]
     )
@@ -67,10 +69,15 @@ class NsfwCog(commands.Cog):
     @app_commands.describe(
         outside="Outside age-restricted channels: refuse, spoiler (post behind a spoiler) or allow",
         age_restricted="In age-restricted channels: draw flagged prompts (true) or treat them as elsewhere",
+        rating="/describe: treat an image the tagger rates questionable or explicit as flagged (default false)",
     )
     @app_commands.choices(outside=[app_commands.Choice(name=choice, value=choice) for choice in OUTSIDE_CHOICES])
     async def set_policy(
-        self, interaction: discord.Interaction[EaselBot], outside: str | None = None, age_restricted: bool | None = None
+        self,
+        interaction: discord.Interaction[EaselBot],
+        outside: str | None = None,
+        age_restricted: bool | None = None,
+        rating: bool | None = None,
     ) -> None:
         guild_id = self._admin_guild(interaction)
         policy = self.bot.nsfw_policy(guild_id)
@@ -78,6 +85,8 @@ class NsfwCog(commands.Cog):
             policy = replace(policy, outside=cast("Outside", outside))
         if age_restricted is not None:
             policy = replace(policy, in_age_restricted=age_restricted)
+        if rating is not None:
+            policy = replace(policy, rating=rating)
         self._save(guild_id, policy)
         log.info("admin %s set the NSFW policy of guild %s", interaction.user.id, guild_id)
         await send_ephemeral(interaction, policy_text(policy))

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from engine.errors import EaselError
 from engine.params import GenerationParams
-from engine.taggers.tags import Description
+from engine.taggers.description import Description
 
 
 @dataclass(frozen=True)

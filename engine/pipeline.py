@@ -64,9 +64,9 @@ from engine.previews import LatentPreview, PreviewFn
 from engine.prompts.extra_networks import LoraCall
 from engine.seeds import BatchRNG, ImageRNG
 from engine.speed import SpeedOptions
+from engine.taggers.description import Description
 from engine.taggers.files import TaggerLibrary
 from engine.taggers.run import TaggerModels
-from engine.taggers.tags import Description
 from engine.upscalers.files import UpscalerLibrary
 from engine.upscalers.models import UpscalerModels, extras_upscale, hires_images
 from engine.vaes import VaeFile, VaeLibrary

@@ -35,7 +35,7 @@ from engine.jobs import (
 from engine.models.detect import FAMILY_NAMES
 from engine.params import RANDOM_SEED_RANGE, GenerationParams, check_params
 from engine.plan import output_size
-from engine.taggers.tags import Description
+from engine.taggers.description import Description
 
 Fields = Mapping[str, bytes]
 

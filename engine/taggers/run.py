@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from engine.taggers.description import Description
 from engine.taggers.files import MODEL_FILE, TaggerFile, TaggerLibrary, load_labels
-from engine.taggers.tags import Description, Labels, describe, prepare
+from engine.taggers.tags import Labels, describe, prepare
 
 log = logging.getLogger(__name__)
 

@@ -42,6 +42,8 @@ async def test_commands_are_synced_to_the_dev_guild(harness: Harness) -> None:
     by_name = {c["name"]: c for c in sync.json}
     assert set(by_name) == {
         "Parameters",
+        "Describe",
+        "describe",
         "about",
         "admin",
         "help",
@@ -80,7 +82,7 @@ async def test_an_admin_syncs_the_commands_on_demand(harness: Harness) -> None:
     handle = await harness.standin.slash("admin sync", LISTED_ADMIN)
     await harness.settle(handle)
     assert len([r for r in harness.standin.requests if r.method == "PUT"]) == 2
-    assert "Synced 13 command(s)" in str(harness.standin.sent(handle)[-1].json)
+    assert "Synced 15 command(s)" in str(harness.standin.sent(handle)[-1].json)
 
 
 async def test_a_member_cannot_sync_the_commands(harness: Harness) -> None:

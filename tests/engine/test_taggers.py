@@ -18,9 +18,10 @@ from engine.loras import LoraLibrary
 from engine.params import Limits
 from engine.pipeline import DiffusersEngine
 from engine.request import Catalog, DescribeAsk, Request, resolve
+from engine.taggers.description import Description
 from engine.taggers.files import TaggerLibrary, load_labels
 from engine.taggers.run import TaggerModels
-from engine.taggers.tags import Description, describe, prepare, prompt_tag
+from engine.taggers.tags import describe, prepare, prompt_tag
 from tests.reference import wd14_tagger as reference
 from tests.taggers_fakes import CHARACTER_NAMES, GENERAL_NAMES, write_tagger
 
