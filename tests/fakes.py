@@ -32,6 +32,7 @@ from engine.models.layers import LayerShapes
 from engine.params import GenerationParams, ModelDefaults
 from engine.plan import ModelTraits
 from engine.prompts.extra_networks import read_loras
+from engine.taggers.description import Description
 
 
 def tiny_png(width: int, height: int, seed: int) -> bytes:
@@ -62,6 +63,16 @@ def fake_infotext(params: GenerationParams, seed: int) -> str:
     return "\n".join(lines)
 
 
+def fake_description(rating: str, tagger: str) -> Description:
+    """A tagger's answer: `rating` most probable, a character and a few general tags."""
+    ratings = tuple(
+        (name, 0.9 if name == rating else 0.03) for name in ("general", "sensitive", "questionable", "explicit")
+    )
+    confident = (("1girl", 0.98), ("solo", 0.95), ("long hair", 0.9), ("smile", 0.7), ("hat \\(object\\)", 0.5))
+    general = (*confident, *((f"tag {i}", 0.49 - i / 100) for i in range(9)))
+    return Description(ratings, general, (("hatsune miku", 0.93),), tagger, (("blush", 0.3),))
+
+
 @dataclass
 class FakeExecutor:
     """Queued -> Started -> Progress x steps -> Finished, instantly unless `hold` is cleared.
@@ -76,6 +87,7 @@ class FakeExecutor:
     fail_prompts: set[str] = field(default_factory=set)
     hold: asyncio.Event | None = None  # when set: jobs wait after Started until it is set (or cancelled)
     eta_seconds: float | None = None  # what the Queued event says about when the job will be done
+    rating: str = "general"  # what a describe job's tagger rates every image
     submitted: list[Job] = field(default_factory=list)
     cancelled: set[str] = field(default_factory=set)
     running: set[str] = field(default_factory=set)
@@ -117,13 +129,15 @@ class FakeExecutor:
             if params.prompt in self.fail_prompts:
                 yield Failed(GenerationFailedError("Out of memory at this size; try 512x512."))
                 return
+            found = fake_description(self.rating, str(params.tagger)) if params.is_describe else None
             images = tuple(
                 GeneratedImage(
                     png=tiny_png(params.width, params.height, seed),
                     seed=seed,
-                    infotext=fake_infotext(params, seed),
+                    infotext=found.prompt() if found is not None else fake_infotext(params, seed),
                     width=params.width,
                     height=params.height,
+                    description=found,
                 )
                 for seed in params.image_seeds()
             )
