@@ -14,7 +14,6 @@ from PIL import Image
 from engine.taggers.description import Description
 
 RATING, GENERAL, CHARACTER = 9, 0, 4  # `selected_tags.csv` categories
-RATINGS = ("general", "sensitive", "questionable", "explicit")
 GENERAL_THRESHOLD = 0.35
 CHARACTER_THRESHOLD = 0.85  # SmilingWolf's space and its ports (neggles' script says 0.75)
 # Tuned general thresholds (tsukky-v0w0v/batch_tagger `models.py`), by the model's folder name.
