@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.timing import timed
 from engine.taggers.files import TaggerLibrary
 from engine.taggers.run import TaggerModels
 from engine.taggers.tags import prepare
@@ -49,17 +50,6 @@ class RandomViT(torch.nn.Module):
         return torch.sigmoid(self.head(self.norm(self.blocks(tokens)).mean(1)))
 
 
-def _median(run: object, repeats: int) -> float:
-    assert callable(run)
-    run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
@@ -83,14 +73,14 @@ def main() -> None:
             for i in range(TAGS):
                 writer.writerow([i, f"tag_{i}", 9 if i < 4 else 0, 1])
         models = TaggerModels(TaggerLibrary([Path(tmp)]), "cpu")
-        easel_s = _median(lambda: models.describe("wd-vit-random", image), args.repeats)
+        easel_s = timed(lambda: models.describe("wd-vit-random", image), args.repeats)
         tensor = torch.from_numpy(prepare(image, SIDE))
 
         def eager() -> None:
             with torch.inference_mode():
                 network(tensor)
 
-        torch_s = _median(eager, args.repeats)
+        torch_s = timed(eager, args.repeats)
     results = {
         "device": "cpu",
         "torch": torch.__version__,

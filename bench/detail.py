@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.timing import in_turns
+from bench.timing import in_turns, timed
 from engine.detailer import DetailerTab
 from engine.detectors import yolo
 from engine.detectors.masks import Detections, box_masks
@@ -60,13 +59,7 @@ def _detector_seconds(repeats: int) -> float:
             predictions, _ = network(torch.from_numpy(tensor))
         return Raw(predictions[0].numpy())
 
-    detect(run, image, 0.3)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        detect(run, image, 0.3)
-        times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    return timed(lambda: detect(run, image, 0.3), repeats)
 
 
 def main() -> None:
