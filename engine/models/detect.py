@@ -79,9 +79,40 @@ def inspect_checkpoint(header: Mapping[str, Any]) -> Checkpoint:
     inpainting = family.endswith("-inpaint")
     family = family.removesuffix("-inpaint")  # an inpainting checkpoint is its family's, with a 9-channel UNet
     refused = None
-    if family not in RUNNABLE:
+    if family == "flux":
+        refused = f"{describe_flux(header)}: {_WHY[family]}"
+    elif family not in RUNNABLE:
         refused = f"{FAMILY_NAMES[family]} checkpoint: {_WHY[family]}"
     return Checkpoint(family, prediction, ztsnr, str(easel_config) if easel_config else None, refused, inpainting)
+
+
+_STORAGE = {"F8_E4M3": "fp8 (e4m3fn)", "F8_E5M2": "fp8 (e5m2)", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}
+
+
+def describe_flux(header: Mapping[str, Any]) -> str:
+    """What a Flux.1 file is, from its tensors as Forge reads them: dev (it has the distilled-guidance embedder
+    `guidance_in`) or schnell, Fill (a 384-wide image input), its block counts (pruned "lite" files have fewer), how
+    its transformer is stored, and whether the VAE and text encoders are in the file or must be installed apart."""
+    keys = set(header) - {"__metadata__"}
+    prefix = "model.diffusion_model." if any(k.startswith("model.diffusion_model.double_blocks.") for k in keys) else ""
+    inner = {k[len(prefix) :] for k in keys if k.startswith(prefix)}
+    variant = "dev" if "guidance_in.in_layer.weight" in inner else "schnell"
+    image_in = header.get(f"{prefix}img_in.weight")
+    if isinstance(image_in, Mapping) and list(image_in.get("shape", []))[1:2] == [384]:
+        variant = "Fill"
+    double = {k.split(".")[1] for k in inner if k.startswith("double_blocks.")}
+    single = {k.split(".")[1] for k in inner if k.startswith("single_blocks.")}
+    weight = header.get(f"{prefix}double_blocks.0.img_attn.qkv.weight")
+    dtype = weight.get("dtype") if isinstance(weight, Mapping) else None
+    storage = _STORAGE.get(str(dtype), str(dtype).lower())
+    has_vae = any(k.startswith(("vae.", "first_stage_model.")) for k in keys)
+    has_text = any(k.startswith(("text_encoders.", "conditioner.", "cond_stage_model.")) for k in keys)
+    contents = (
+        "with its VAE and text encoders"
+        if has_vae and has_text
+        else "transformer only: it needs the ae, clip_l and t5xxl files beside it"
+    )
+    return f"Flux.1 {variant} checkpoint ({len(double)} double + {len(single)} single blocks, {storage}, {contents})"
 
 
 def _family(header: Mapping[str, Any], keys: set[str]) -> str | None:

@@ -48,6 +48,32 @@ def test_families_easel_does_not_run_are_refused_with_the_family_named(
     assert found.refused is not None and found.refused.startswith(named)
 
 
+def _flux(prefix: str, *, doubles: int, singles: int, dtype: str, guidance: bool) -> dict[str, Any]:
+    shapes = {f"{prefix}double_blocks.{i}.img_attn.norm.key_norm.scale": [128] for i in range(doubles)}
+    shapes |= {f"{prefix}double_blocks.{i}.img_attn.qkv.weight": [9216, 3072] for i in range(doubles)}
+    shapes |= {f"{prefix}single_blocks.{i}.linear2.weight": [3072, 15360] for i in range(singles)}
+    shapes[f"{prefix}img_in.weight"] = [3072, 64]
+    if guidance:
+        shapes[f"{prefix}guidance_in.in_layer.weight"] = [3072, 256]
+    found = header(**shapes)
+    found[f"{prefix}double_blocks.0.img_attn.qkv.weight"]["dtype"] = dtype
+    return found
+
+
+def test_a_flux_file_is_named_with_what_it_is_from_its_tensors() -> None:
+    dev = inspect_checkpoint(_flux("model.diffusion_model.", doubles=19, singles=38, dtype="F8_E4M3", guidance=True))
+    assert dev.refused == (
+        "Flux.1 dev checkpoint (19 double + 38 single blocks, fp8 (e4m3fn), transformer only: it needs the ae, "
+        "clip_l and t5xxl files beside it): Easel does not run Flux yet"
+    )
+    lite = _flux("", doubles=8, singles=38, dtype="BF16", guidance=False)
+    lite |= header(**{"vae.decoder.conv_in.weight": [512, 16, 3, 3], "text_encoders.clip_l.x": [1]})
+    assert inspect_checkpoint(lite).refused == (
+        "Flux.1 schnell checkpoint (8 double + 38 single blocks, bf16, with its VAE and text encoders): Easel does "
+        "not run Flux yet"
+    )
+
+
 def test_inpainting_checkpoints_run_as_their_family_with_a_9_channel_unet() -> None:
     sd1 = {"cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": [49408, 768]}
     for shapes, family in (({**SDXL_BASE, UNET: [320, 9, 3, 3]}, "sdxl"), ({**sd1, UNET: [320, 9, 3, 3]}, "sd1")):
