@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from engine.blobs import BlobStore
 from engine.denoise import (
@@ -39,7 +39,7 @@ from engine.denoise import (
 )
 from engine.detailer import MAX_REGIONS, detailer_fields, is_skip, ordinal, region_prompt, tab_prompts
 from engine.detectors.files import DetectorLibrary
-from engine.detectors.masks import region_masks
+from engine.detectors.masks import region_masks, touching
 from engine.detectors.predict import DetectorModels
 from engine.embeddings import Embedding, EmbeddingDB, ti_hashes
 from engine.errors import (
@@ -52,7 +52,16 @@ from engine.errors import (
 )
 from engine.images import read_infotext
 from engine.infotext import ZERO_TERMINAL_SNR, create_infotext, extras_text, quote
-from engine.inpaint import LATENT_NOISE, LATENT_NOTHING, MASKED_CONTENT, Prepared, finish, mask_options, prepare
+from engine.inpaint import (
+    LATENT_NOISE,
+    LATENT_NOTHING,
+    MASKED_CONTENT,
+    Prepared,
+    binary_mask,
+    finish,
+    mask_options,
+    prepare,
+)
 from engine.ksampling import ScheduleOptions
 from engine.loras import LoraFile, LoraLibrary, apply_loras, infotext_hashes, patch_loras
 from engine.models.layers import COMPONENTS, LayerShapes, module_shapes
@@ -617,6 +626,8 @@ class DiffusersEngine:
             raise Cancelled("The job was cancelled.")
         found = self.detectors.detect(tab.model, image, tab.confidence)
         masks = region_masks(found, tab) if len(found) else []
+        if masks and params.mask is not None and not params.inpaint_full_res:  # ADetailer keeps to the job's mask
+            masks = touching(self._user_mask(params, image.size), masks)
         if not masks:
             why = "found nothing" if not len(found) else "found nothing within its mask settings"
             notes.append(f"{which[0].upper()}{which[1:]} {why}{on_image}; that part of the image was left as it was.")
@@ -646,6 +657,15 @@ class DiffusersEngine:
                 raise outcome
             image = outcome[0].image
         return image
+
+    def _user_mask(self, params: GenerationParams, size: tuple[int, int]) -> np.ndarray:
+        """An inpaint job's own mask as ADetailer's `get_image_mask` reads it: binary, inverted for "inpaint not
+        masked", resized to the image (Lanczos)."""
+        with Image.open(io.BytesIO(self.blobs.get(str(params.mask)))) as opened:
+            mask = binary_mask(opened)
+        if params.inpainting_mask_invert:
+            mask = ImageOps.invert(mask)
+        return np.asarray(mask.resize(size, Image.Resampling.LANCZOS))
 
     def _detail_only(self, plan: GenerationPlan, hook: JobHooks) -> list[RawImage] | EaselError:
         """Fix faces: the detailer alone on a finished image; it keeps its parameter text, with the detailer's

@@ -90,6 +90,12 @@ def mask_preprocess(
     return [merged] if merge_invert == "Merge" else [255 - merged]
 
 
+def touching(user_mask: np.ndarray, masks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """ADetailer's `inpaint_mask_filter`, for an inpaint job's "whole picture" mode: only the regions that share a
+    pixel with the job's own mask (both read as 8-bit masks of the image's size)."""
+    return [mask for mask in masks if cv2.countNonZero(cv2.bitwise_and(user_mask, np.ascontiguousarray(mask))) > 0]
+
+
 def region_masks(found: Detections, tab: DetailerTab) -> list[np.ndarray]:
     """The masks one tab inpaints, in order: ADetailer's `pred_preprocessing` (ratio, top k, no sorting by
     default, then the mask geometry)."""

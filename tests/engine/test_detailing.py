@@ -186,3 +186,22 @@ def test_a_pasted_block_runs_the_detailer_and_its_parameter_text_pastes_back_to_
     assert not any("ADetailer" in note for note in again.notes)
     [twice] = engine.generate(again.params.replace(model="builtin:tiny"))
     np.testing.assert_array_equal(_pixels(twice.image), _pixels(image.image))
+
+
+def test_on_an_inpaint_job_only_the_regions_touching_its_mask_are_detailed(
+    engine: DiffusersEngine, stubbed: StubDetectors
+) -> None:
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(4)
+    picture = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    mask = Image.new("L", (64, 64))
+    ImageDraw.Draw(mask).rectangle((0, 0, 24, 24), fill=255)  # the user's mask: the top-left corner
+    init, user_mask = engine.blobs.put(encode_png(picture, "")), engine.blobs.put(encode_png(mask, ""))
+    stubbed.boxes = [(4.0, 4.0, 16.0, 16.0), (44.0, 44.0, 60.0, 60.0)]  # one in the mask, one far from it
+    job = tiny_params(init_image=init, mask=user_mask, denoising_strength=0.75)
+    [inpainted] = engine.generate(job)
+    tab = DetailerTab(model="face", dilate_erode=0, mask_blur=0, denoising_strength=0.9)
+    [detailed] = engine.generate(job.replace(detailers=(tab,)))
+    difference = np.abs(_pixels(detailed.image) - _pixels(inpainted.image)).max(axis=2)
+    assert difference[6:14, 6:14].mean() > 2 and difference[40:64, 40:64].max() == 0
