@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import sys
 import types
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from engine.detectors import yolo
 
 TINY_WIDTHS = (8, 8, 16, 16, 16)
+# What ultralytics keeps of a training run: paths, sets, numpy scalars (read as nothing by the converter).
+TRAIN_ARGS = {"imgsz": 640, "save_dir": PurePosixPath("runs/detect/train"), "classes": {0}}
 
 
 def tiny_yolo(classes: int = 1, *, masks: int = 0, seed: int = 0) -> yolo.YoloV8:
@@ -104,6 +107,7 @@ def write_ultralytics_pt(network: yolo.YoloV8, path: Path) -> Path:
     model.model = torch.nn.Sequential(*network.model)
     model.names = {0: "face"}
     model.yaml = {"nc": 1, "scale": "n"}
+    model.args = cls("ultralytics.utils", "IterableSimpleNamespace", types.SimpleNamespace)(imgsz=640, task="detect")
     model.half()
     for name in list(made):  # the parent packages, for pickle's import of each module
         parts = name.split(".")
@@ -113,7 +117,14 @@ def write_ultralytics_pt(network: yolo.YoloV8, path: Path) -> Path:
     sys.modules.update(made)
     try:
         torch.save(
-            {"model": model, "ema": None, "date": "2024-01-01", "version": "8.0.0", "train_args": {"imgsz": 640}},
+            {
+                "model": model,
+                "ema": None,
+                "date": "2024-01-01",
+                "version": "8.0.0",
+                "train_args": TRAIN_ARGS,
+                "train_metrics": {"metrics/mAP50(B)": np.float64(0.52)},
+            },
             str(path),
         )
     finally:

@@ -42,9 +42,11 @@ _TORCH_LAYERS = {
     "torch.nn.modules.container.ModuleList": torch.nn.ModuleList,
     "torch.nn.modules.linear.Identity": torch.nn.Identity,
 }
-# Training records (metrics as numpy scalars): read as nothing.
+# Training records (metrics as numpy scalars, paths, dates): read as nothing.
 _IGNORED = {"numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar", "numpy.dtype", "numpy.dtypes.Float64DType",
-            "numpy.dtypes.Float32DType", "datetime.datetime"}  # fmt: skip
+            "numpy.dtypes.Float32DType", "datetime.datetime", "pathlib.PosixPath", "pathlib.WindowsPath",
+            "pathlib.PurePosixPath", "pathlib.PureWindowsPath"}  # fmt: skip
+_CONTAINERS = {"builtins.set": set, "builtins.frozenset": frozenset}
 
 
 class ConvertError(ValueError):
@@ -59,13 +61,20 @@ class _Stub:
             self.__dict__.update(state)
 
 
-def _ignored(*_args: Any) -> None:
-    return None
+class _Ignored:
+    """Stands in for a training record (a numpy scalar, a path): takes its arguments and state, keeps nothing."""
+
+    def __init__(self, *_args: Any) -> None:
+        pass
+
+    def __setstate__(self, _state: Any) -> None:
+        pass
 
 
 def _allowed(name: str) -> bool:
     module, _, cls = name.rpartition(".")
-    return (module in _ULTRALYTICS_MODULES and cls in _ULTRALYTICS_CLASSES) or name in _TORCH_LAYERS or name in _IGNORED
+    known = name in _TORCH_LAYERS or name in _IGNORED or name in _CONTAINERS
+    return known or (module in _ULTRALYTICS_MODULES and cls in _ULTRALYTICS_CLASSES)
 
 
 def _safe_globals(names: list[str]) -> list[Any]:
@@ -73,8 +82,10 @@ def _safe_globals(names: list[str]) -> list[Any]:
     for name in names:
         if name in _TORCH_LAYERS:
             found.append(_TORCH_LAYERS[name])
+        elif name in _CONTAINERS:
+            found.append(_CONTAINERS[name])
         elif name in _IGNORED:
-            found.append((_ignored, name))
+            found.append((type(name.rpartition(".")[2], (_Ignored,), {"__module__": "easel.ignored"}), name))
         else:
             found.append((type(name.rpartition(".")[2], (_Stub,), {"__module__": "easel.stub"}), name))
     return found
