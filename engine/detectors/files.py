@@ -69,6 +69,9 @@ def check_onnx(path: Path) -> tuple[str, bool]:
         raise ValueError("not a YOLO detector export (it must take one image, shaped N x 3 x H x W)")
     if len(outputs) not in (1, 2) or len(outputs[0].shape) != 3:
         raise ValueError("not a YOLO detector export (its first output must be predictions, N x (4 + classes) x boxes)")
+    rows, columns = outputs[0].shape[1:]
+    if isinstance(rows, int) and isinstance(columns, int) and rows > columns:
+        raise ValueError("an export with NMS built in (`nms=True`) or another layout: export it again without NMS")
     segmentation = len(outputs) == 2
     return f"ONNX {'segmentation' if segmentation else 'detection'}", segmentation
 

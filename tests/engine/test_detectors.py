@@ -144,3 +144,18 @@ def test_a_malicious_pickle_never_runs_in_the_converter_or_the_listing(tmp_path:
     listed = DetectorLibrary([tmp_path]).entries()
     assert listed[0].refused is not None and not target.exists()
     assert not (tmp_path / "face_yolov8n.safetensors").exists()
+
+
+class _NmsExport(torch.nn.Module):
+    """An export with NMS built in: (1, 300, 6) boxes, scores and classes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3)).reshape(1, 1, 1).expand(1, 300, 6)
+
+
+def test_an_export_with_nms_built_in_is_refused_with_the_reason(tmp_path: Path) -> None:
+    from tests.detectors_fakes import write_onnx
+
+    write_onnx(_NmsExport(), tmp_path / "face_nms.onnx", dynamic=False)
+    [entry] = DetectorLibrary([tmp_path]).entries()
+    assert entry.refused is not None and "NMS built in" in entry.refused
