@@ -24,16 +24,17 @@ MAX_LISTED_MODELS = 10
 MAX_LISTED_WORKERS = 8
 
 COMMANDS_TEXT = """\
-`/imagine prompt:` draw; options for steps, sampler, size, seed, model, LoRA, VAE, style, img2img, hires fix
-`/imagine parameters:` paste a block copied from A1111 or civitai; the other options override it
-Buttons on a result: **Reroll** (new seed), **Vary** (a variation), **Edit**, **Delete**, and per image \
-**Upscale (Subtle)** (×2, same picture) and **(Creative)** (×2, redrawn with new detail)
-`/upscale image:` a larger image without redrawing (an upscaler model, Lanczos or Nearest)
-`/settings set|show|reset` your own defaults; `show` says where each value comes from
-`/info` your queue and recent jobs · `/show job_id:` post a finished job again
+`/imagine prompt:` draw; options for steps, sampler, size, seed, model, LoRA, VAE, style, img2img, hires fix, detailer
+`/imagine parameters:` a block pasted from A1111 or civitai (other options override it)
+Buttons: **Reroll**, **Vary**, **Edit**, **Delete**, **Fix faces**; per image **Upscale (Subtle)** (same \
+picture) and **(Creative)** (new detail)
+`/upscale image:` larger, without redrawing (an upscaler model, Lanczos or Nearest)
+`/describe image:` (or Apps → **Describe**) an image's tags as prompts to imagine
+`/settings set|show|reset` your defaults (`show`: where each value comes from)
+`/info` your queue and jobs · `/show job_id:` post a job again
 `/lora list` LoRAs and embeddings · `/style list` this server's styles (`/imagine style:`)
-Any message with an image → Apps → **Parameters**: its generation parameters, to run again or edit
-`/nsfw show` what is drawn where · `/about` version, models and the source code
+Apps → **Parameters** on any image: its parameters, to run again or edit
+`/nsfw show` what is drawn where · `/about` version, models, source code
 Admins: `/settings server|channel`, `/style add|remove|import`, `/nsfw set|words`,
 `/model list|set|refresh`, `/admin sync`"""
 

@@ -60,3 +60,10 @@ async def test_every_command_and_option_has_a_short_description(harness: Harness
             descriptions += walk(command.get("options", []))
     assert descriptions and all(0 < len(text) <= 100 for text in descriptions)
     assert {"help", "about"} <= set(harness.standin.commands)
+
+
+def test_the_command_list_fits_one_embed_field_whole() -> None:
+    from commands.help import COMMANDS_TEXT, MAX_FIELD
+
+    assert len(COMMANDS_TEXT) <= MAX_FIELD  # Discord would cut the admins' line off
+    assert "/describe" in COMMANDS_TEXT and "Fix faces" in COMMANDS_TEXT
