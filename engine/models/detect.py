@@ -104,7 +104,7 @@ def describe_flux(header: Mapping[str, Any]) -> str:
     single = {k.split(".")[1] for k in inner if k.startswith("single_blocks.")}
     weight = header.get(f"{prefix}double_blocks.0.img_attn.qkv.weight")
     dtype = weight.get("dtype") if isinstance(weight, Mapping) else None
-    storage = _STORAGE.get(str(dtype), str(dtype).lower())
+    storage = f"{_STORAGE.get(str(dtype), str(dtype).lower())}, " if dtype else ""
     has_vae = any(k.startswith(("vae.", "first_stage_model.")) for k in keys)
     has_text = any(k.startswith(("text_encoders.", "conditioner.", "cond_stage_model.")) for k in keys)
     contents = (
@@ -112,7 +112,7 @@ def describe_flux(header: Mapping[str, Any]) -> str:
         if has_vae and has_text
         else "transformer only: it needs the ae, clip_l and t5xxl files beside it"
     )
-    return f"Flux.1 {variant} checkpoint ({len(double)} double + {len(single)} single blocks, {storage}, {contents})"
+    return f"Flux.1 {variant} checkpoint ({len(double)} double + {len(single)} single blocks, {storage}{contents})"
 
 
 def _family(header: Mapping[str, Any], keys: set[str]) -> str | None:

@@ -96,7 +96,7 @@ def test_refused_families_are_listed_with_the_family_and_the_reason(engine: Diff
     save_file({"double_blocks.0.img_attn.norm.key_norm.scale": torch.zeros(4)}, str(models / "flux-dev.safetensors"))
     refused = {e.name: e.refused for e in registry_of(models, engine).refused()}
     assert refused["refiner"] is not None and refused["refiner"].startswith("SDXL refiner checkpoint")
-    assert refused["flux-dev"] is not None and refused["flux-dev"].startswith("Flux.1 checkpoint")
+    assert refused["flux-dev"] is not None and refused["flux-dev"].startswith("Flux.1 schnell checkpoint (1 double")
 
 
 def test_an_sdxl_model_defaults_to_1024_and_an_owner_can_set_its_own(
