@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.timing import timed
+from bench.timing import machine, report, timed
 from engine.taggers.files import TaggerLibrary
 from engine.taggers.run import TaggerModels
 from engine.taggers.tags import prepare
@@ -82,19 +80,14 @@ def main() -> None:
 
         torch_s = timed(eager, args.repeats)
     results = {
-        "device": "cpu",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
+        **machine(),
         "network": f"ViT-B/{PATCH} at {SIDE} px, {TAGS} tags (random weights)",
         "export s": export_s,
         "Easel (onnxruntime) s per image": easel_s,
         "torch eager s per image": torch_s,
         "Easel / torch eager": easel_s / torch_s,
     }
-    for key, value in results.items():
-        print(f"{key:34} {value:.3f}" if isinstance(value, float) else f"{key:34} {value}")
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    report(results, args.out)
 
 
 if __name__ == "__main__":

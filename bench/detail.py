@@ -12,9 +12,7 @@ Engine calls are timed in turns on one thread (see bench/timing.py), medians of 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.timing import in_turns, timed
+from bench.timing import in_turns, machine, report, timed
 from engine.detailer import DetailerTab
 from engine.detectors import yolo
 from engine.detectors.masks import Detections, box_masks
@@ -84,10 +82,7 @@ def main() -> None:
         plain_again_s, four_s = in_turns(lambda: engine.generate(job), lambda: with_regions(4), args.repeats)
     detector_s = _detector_seconds(args.repeats)
     results = {
-        "device": "cpu",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
+        **machine(),
         "model": args.model,
         "size": f"{args.size}x{args.size}",
         "steps": args.steps,
@@ -98,9 +93,7 @@ def main() -> None:
         "detailer pass / job, 4 regions": (four_s - plain_again_s) / plain_again_s,
         "YOLOv8n detection (512x768 image, 640) s": detector_s,
     }
-    for key, value in results.items():
-        print(f"{key:42} {value:.3f}" if isinstance(value, float) else f"{key:42} {value}")
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    report(results, args.out)
 
 
 if __name__ == "__main__":

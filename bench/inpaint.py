@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import platform
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
-from bench.timing import in_turns
+from bench.timing import in_turns, machine, report
 from engine.models.registry import ModelRegistry
 from engine.params import GenerationParams
 from engine.pipeline import DiffusersEngine
@@ -59,10 +56,7 @@ def main() -> None:
         plain_s, whole_s = in_turns(lambda: engine.generate(base), lambda: engine.generate(whole), args.repeats)
         whole_again_s, only_s = in_turns(lambda: engine.generate(whole), lambda: engine.generate(only), args.repeats)
     results = {
-        "device": "cpu",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
+        **machine(),
         "model": args.model,
         "size": f"{size}x{size}",
         "steps": args.steps,
@@ -72,9 +66,7 @@ def main() -> None:
         "only masked s": only_s,
         "only masked / whole picture": only_s / whole_again_s,
     }
-    for key, value in results.items():
-        print(f"{key:30} {value:.3f}" if isinstance(value, float) else f"{key:30} {value}")
-    Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    report(results, args.out)
 
 
 if __name__ == "__main__":

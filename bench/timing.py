@@ -92,3 +92,24 @@ async def executor_run(executor: GpuExecutor, jobs: list[GenerationParams], tag:
         return await run_jobs(executor, jobs, tag)
     finally:
         await executor.close()
+
+
+def machine() -> dict[str, object]:
+    """What every benchmark's figures were measured on, first in its report."""
+    import platform
+
+    import torch
+
+    return {"device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "platform": platform.platform()}  # fmt: skip
+
+
+def report(results: dict[str, object], out: str) -> None:
+    """Print a benchmark's figures, one per line, and write them to `out` as JSON."""
+    import json
+    from pathlib import Path
+
+    width = max(len(key) for key in results) + 2
+    for key, value in results.items():
+        print(f"{key:{width}} {value:.3f}" if isinstance(value, float) else f"{key:{width}} {value}")
+    Path(out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
