@@ -153,6 +153,9 @@ class EncoderStyle:
 SD1_STYLE = EncoderStyle()
 SDXL_CLIP_L = EncoderStyle(penultimate=True, embedding_key="clip_l")
 SDXL_CLIP_G = EncoderStyle(penultimate=True, pad_after_end=0, pooled=True, embedding_key="clip_g", open_clip=True)
+# Flux's CLIP-L gives only its pooled output: the end token's final-layer-normed state, unprojected (Forge's
+# `return_pooled=True, text_projection=False, final_layer_norm=True`).
+FLUX_CLIP_L = EncoderStyle(pooled=True, embedding_key="clip_l")
 
 
 def clean_text(text: str, *, open_clip: bool = False) -> str:
@@ -245,6 +248,9 @@ def _run_encoder(
         out = text_encoder(input_ids=tokens, output_hidden_states=True)
         pool = out.text_embeds if style.pooled else None
         return out.hidden_states[-2], pool
+    if style.pooled:  # Flux's CLIP-L: the pooled vector (clip skip changes only the sequence, which goes unused)
+        out = text_encoder(input_ids=tokens)
+        return out.last_hidden_state, out.pooler_output
     if clip_skip > 1:
         out = text_encoder(input_ids=tokens, output_hidden_states=True)
         # transformers 5 flattened CLIPTextModel (no `.text_model`); 4.x nests it.

@@ -8,14 +8,14 @@ loop of the sampler's family: k-diffusion, or A1111's timestep samplers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from engine.errors import Cancelled
+from engine.errors import Cancelled, InvalidParamsError
 from engine.families.base import TextCond, UNetFn
 from engine.ksampling import ScheduleOptions
 from engine.samplers import SamplerSpec
@@ -74,10 +74,16 @@ class Guidance:
     # An inpainting UNet's extra input (the mask and the masked image's latents, one row per image), joined to x
     # after the sampler's input scaling, as A1111's c_concat.
     image_cond: torch.Tensor | None = None
+    # Only the prompt is run, its prediction taken as it is (Forge's shortcut at CFG 1: see `cond_only`).
+    cond_only: bool = False
 
     def eps(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:
         if self.image_cond is not None:
             x = torch.cat([x, self.image_cond.to(x.device, x.dtype)], dim=1)
+        if self.cond_only:
+            column = [pick(job.conds[0][0], self.step) for job in self.jobs]
+            self.step += 1
+            return self._column(x, torch.as_tensor(t, device=x.device).reshape(-1), column)
         # Column 0 is every job's negative, column k its k-th positive part: what the UNet is called with.
         picked = [
             (pick(job.uncond, self.step), [(pick(schedule, self.step), w) for schedule, w in job.conds])
@@ -147,6 +153,12 @@ class Guidance:
         return self.last_uncond
 
 
+def cond_only(jobs: Sequence[RowConds], cfg_scale: float) -> bool:
+    """Whether guidance at this scale is the prompt's prediction alone: CFG 1 with one positive part of weight 1 per
+    job (u + 1 * (c - u) = c), which Forge computes without running the negative prompt."""
+    return cfg_scale == 1.0 and all(len(job.conds) == 1 and job.conds[0][1] == 1.0 for job in jobs)
+
+
 def _vectors(conds: list[tuple[TextCond, int]]) -> torch.Tensor | None:
     if conds[0][0].vector is None:
         return None
@@ -199,6 +211,10 @@ def run_pass(run: PassRun) -> torch.Tensor:
     """Run one pass with its sampler family's loop; returns the latents."""
     if run.sampler.family == "k-diffusion":
         return _run_ksampler(run)
+    if run.scheduler_config.get("prediction_type") == "flux":
+        raise InvalidParamsError(
+            f"{run.sampler.name} runs on SD's timesteps; a Flux model takes the k-diffusion samplers (Euler, DPM++...)."
+        )
     return _run_a1111_timesteps(run)
 
 
@@ -207,11 +223,16 @@ def _run_ksampler(run: PassRun) -> torch.Tensor:
     denoiser's output of the latest model evaluation (a reference: the samplers compute it anyway), which for a
     second-order step is the corrector's estimate."""
     from engine.ksampling import Denoiser, Model, sample, sampler_sigmas
-    from engine.ksampling.denoiser import LCMDenoiser
+    from engine.ksampling.denoiser import FluxDenoiser, LCMDenoiser
 
     noise = run.noise
-    kind = LCMDenoiser if run.sampler.function == "sample_lcm" else Denoiser
-    denoiser = kind.from_scheduler_config(run.guidance.eps, run.scheduler_config, device=noise.device)
+    flux = run.scheduler_config.get("prediction_type") == "flux"
+    denoiser: Denoiser | FluxDenoiser
+    if flux:
+        denoiser = FluxDenoiser(run.guidance.eps, float(run.scheduler_config["flux_mu"]))
+    else:
+        kind = LCMDenoiser if run.sampler.function == "sample_lcm" else Denoiser
+        denoiser = kind.from_scheduler_config(run.guidance.eps, run.scheduler_config, device=noise.device)
     model: Model = denoiser
     if run.blend is not None:
 
@@ -237,7 +258,8 @@ def _run_ksampler(run: PassRun) -> torch.Tensor:
         # A1111's sample_img2img: run the last `run_steps` of the schedule from the noised init latents.
         full_sigmas = sigmas
         sigmas = sigmas[max(len(sigmas) - 1 - run.run_steps, 0) :]
-        x = run.init_latents + noise * sigmas[0]
+        # A flow model's noised latents interpolate towards the noise (Forge's `noise_scaling` for "const").
+        x = run.init_latents * (1 - sigmas[0]) + noise * sigmas[0] if flux else run.init_latents + noise * sigmas[0]
 
     def callback(i: int, total: int | None) -> None:
         expected = total if total is not None else len(sigmas) - 1

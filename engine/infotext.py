@@ -32,7 +32,8 @@ _RE_VERSION_HEAD = re.compile(r"([^-]+-[^-]+)-.*")
 # The fixed slots of create_infotext, in order. An `extra` entry with one of these keys lands in its slot, as
 # A1111's `**p.extra_generation_params` does for e.g. "Denoising strength".
 _FIXED_SLOTS = (
-    "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Face restoration",
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Distilled CFG Scale", "Image CFG scale", "Seed",
+    "Face restoration",
     "Size", "Model hash", "Model", "FP8 weight", "Cache FP16 weight for LoRA", "VAE hash", "VAE",
     "Variation seed", "Variation seed strength", "Seed resize from", "Denoising strength",
     "Conditional mask weight", "Clip skip", "ENSD", "Token merging ratio", "Token merging ratio hr",
@@ -152,7 +153,7 @@ def unquote(v: str) -> str:
     return decoded if isinstance(decoded, str) else v
 
 
-def _ui_number(value: float) -> str:
+def ui_number(value: float) -> str:
     """A number as the web UI sends it: the browser's JSON turns 7.0 into 7 (`CFG scale: 7`); 7.5 stays."""
     if math.isfinite(value) and float(value).is_integer():
         return str(int(value))
@@ -160,6 +161,9 @@ def _ui_number(value: float) -> str:
 
 
 VERSION = "Easel 0.1.0"
+_AFTER_VERSION = ("Diffusion in Low Bits",)
+_MODULE_KEY = re.compile(r"^Module \d+$")
+_CIVITAI_CFG = re.compile(r"(^|, )CFG scale: ")
 
 
 def parameter_line(
@@ -184,19 +188,22 @@ def parameter_line(
             "Steps": str(params.steps),
             "Sampler": params.sampler,
             "Schedule type": effective_schedule(sampler_spec(params.sampler), params.schedule),
-            "CFG scale": _ui_number(params.cfg_scale),
+            "CFG scale": ui_number(params.cfg_scale),
             "Seed": str(params.image_seeds()[image_index]),
             "Size": f"{params.width}x{params.height}",
             "Model hash": model_hash,
             "Model": model_name,
             "VAE": params.vae,  # A1111 writes the VAE file's name when one from the VAE folder is used
             "Variation seed": str(params.image_subseeds()[image_index]) if variation else None,
-            "Variation seed strength": _ui_number(params.subseed_strength) if variation else None,
+            "Variation seed strength": ui_number(params.subseed_strength) if variation else None,
             "Clip skip": str(params.clip_skip) if params.clip_skip > 1 else None,
         }
     )
-    fields.update(extra or {})
+    # Forge writes its low-bits choice and the separately loaded modules (Flux's ae, clip_l, t5xxl) after `Version`.
+    after = {k: v for k, v in (extra or {}).items() if k in _AFTER_VERSION or _MODULE_KEY.match(k)}
+    fields.update({k: v for k, v in (extra or {}).items() if k not in after})
     fields["Version"] = version
+    fields.update(after)
     return ", ".join(k if k == v else f"{k}: {quote(v)}" for k, v in fields.items() if v is not None)
 
 
@@ -244,6 +251,7 @@ def parse_infotext(text: str) -> dict[str, Any]:
         else:
             prompt += ("" if prompt == "" else "\n") + line
 
+    lastline = civitai_flux_fix(lastline)
     for key, raw in find_params(lastline):
         if not raw:
             continue  # A1111 fails on v[0], prints an error and drops the key
@@ -288,6 +296,20 @@ def parse_infotext(text: str) -> dict[str, Any]:
 
     _backcompat(res)
     return res
+
+
+def civitai_flux_fix(line: str) -> str:
+    """Forge's repair of civitai's Flux parameter lines (`infotext_utils.parse_generation_parameters`), applied as
+    literally as Forge does: only when the line names both `Civitai` and `FLUX`, a meaningless `Clip skip: 0..8, `
+    is removed, `Sampler: Undefined, ` becomes Euler + Simple, and civitai's CFG scale is the distilled one. Unlike
+    Forge, only the key `CFG scale` itself is rewritten: Forge's plain replacement also turns civitai's `Hires CFG
+    scale: 3.5` into `Hires CFG scale: 1, Distilled CFG Scale: 3.5`, which overwrites the first pass's value."""
+    if "Civitai" not in line or "FLUX" not in line:
+        return line
+    for skip in range(9):
+        line = line.replace(f"Clip skip: {skip}, ", "")
+    line = line.replace("Sampler: Undefined, ", "Sampler: Euler, Schedule type: Simple, ")
+    return _CIVITAI_CFG.sub(r"\1CFG scale: 1, Distilled CFG Scale: ", line)
 
 
 def _restore_old_hires_fix_params(res: dict[str, Any]) -> None:
@@ -383,6 +405,7 @@ _OPTIONS = {
     "Sampler": "sampler",
     "Schedule type": "schedule",
     "CFG scale": "cfg_scale",
+    "Distilled CFG Scale": "distilled_cfg_scale",
     "Seed": "seed",
     "Size-1": "width",
     "Size-2": "height",
@@ -438,8 +461,9 @@ _SILENT = {
     "First pass size-1", "First pass size-2", "Refiner switch by sampling steps",
 }  # fmt: skip
 
-# What Easel does anyway, so saying so would be noise.
-_HONOURED = {"Emphasis": "Original"}
+# What Easel does anyway, so saying so would be noise. (Easel keeps a Flux transformer in the file's own storage,
+# Forge's "Automatic"; the LoRAs it applies are computed in the inference dtype, Forge's "(fp16 LoRA)".)
+_HONOURED = {"Emphasis": "Original", "Diffusion in Low Bits": "Automatic (fp16 LoRA)"}
 
 
 def options_from_infotext(
@@ -483,8 +507,8 @@ def options_from_infotext(
         options["detailers"] = tabs
     used.update(key for key in fields if is_detailer_key(key))
     for key, value in fields.items():
-        if key in used or key in _SILENT or _HONOURED.get(key) == value:
-            continue
+        if key in used or key in _SILENT or _HONOURED.get(key) == value or _MODULE_KEY.match(key):
+            continue  # Flux's modules: Easel runs a model with the ae, clip_l and t5xxl files installed
         if key in _DEFAULTS and _DEFAULTS[key] == value:
             continue
         base = key[:-2]

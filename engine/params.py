@@ -84,6 +84,8 @@ class GenerationParams:
     sampler: str = "DPM++ 2M"
     schedule: str = "Automatic"
     cfg_scale: float = 7.0
+    # Flux.1 dev's guidance embedding (Forge's "Distilled CFG Scale"); other models (and schnell) ignore it.
+    distilled_cfg_scale: float = 3.5
     width: int = 512
     height: int = 512
     batch_size: int = 1
@@ -396,6 +398,7 @@ OPTIONS: dict[str, _Option] = {
     "negative_prompt": _Option("Negative prompt", _text),
     "steps": _Option("Steps", _as_int, _between(1, "max_steps")),
     "cfg_scale": _Option("CFG scale", _as_float, _between(0.0, 30.0)),
+    "distilled_cfg_scale": _Option("Distilled CFG Scale", _as_float, _between(0.0, 30.0)),
     "width": _Option("Width", _as_int, _side),
     "height": _Option("Height", _as_int, _side),
     "batch_size": _Option("Batch size", _as_int, _between(1, "max_batch")),
@@ -514,6 +517,7 @@ def build_params(
     negative = check_option("negative_prompt", options.get("negative_prompt"), limits)
     steps = value("steps", d.steps)
     cfg = value("cfg_scale", d.cfg_scale)
+    distilled_cfg = value("distilled_cfg_scale", 3.5)
     width, height = value("width", d.width), value("height", d.height)
     if width * height > limits.max_pixels:
         raise InvalidParamsError(
@@ -576,6 +580,7 @@ def build_params(
         sampler=sampler_spec.name,
         schedule=schedule,
         cfg_scale=cfg,
+        distilled_cfg_scale=distilled_cfg,
         width=width,
         height=height,
         batch_size=batch,

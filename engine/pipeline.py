@@ -31,6 +31,7 @@ from engine.denoise import (
     PassRun,
     RowConds,
     Schedule,
+    cond_only,
     crop_latents,
     decode,
     encode,
@@ -50,8 +51,9 @@ from engine.errors import (
     OutOfMemoryError,
     short_reason,
 )
+from engine.families.flux import FluxFamily
 from engine.images import read_infotext
-from engine.infotext import ZERO_TERMINAL_SNR, create_infotext, extras_text, quote
+from engine.infotext import ZERO_TERMINAL_SNR, create_infotext, extras_text, quote, ui_number
 from engine.inpaint import (
     LATENT_NOISE,
     LATENT_NOTHING,
@@ -337,7 +339,7 @@ class DiffusersEngine:
             )
             if misfit is not None:
                 raise InvalidParamsError(misfit + ".")
-        set_tiling((loaded.pipe.unet, vae), lead.params.tiling)
+        set_tiling((denoiser_module(loaded.pipe), vae), lead.params.tiling)
         if loaded.patched is not None:
             patch_loras(loaded.pipe, loaded.patched, loras)
         else:
@@ -396,11 +398,15 @@ class DiffusersEngine:
         if init_latents is not None and sampling_pass.run_steps == 0:
             return init_latents  # strength 0 changes nothing, as in A1111
         lead = run.lead
+        jobs = [conds for _, conds in rows if conds is not None]
         guidance = Guidance(
-            unet=run.loaded.family.unet_fn(*sampling_pass.conditioned_on),
-            jobs=[conds for _, conds in rows if conds is not None],
+            unet=run.loaded.family.unet_fn(*sampling_pass.conditioned_on, guidance=lead.params.distilled_cfg_scale),
+            jobs=jobs,
             cfg_scale=lead.params.cfg_scale,
             image_cond=self._image_conditioning(run, sampling_pass),
+            # Forge's shortcut at CFG 1 (Flux's default): the negative prompt is not run, the prediction is the
+            # prompt's. Easel's SD models keep A1111's way, which runs both.
+            cond_only=isinstance(run.loaded.family, FluxFamily) and cond_only(jobs, lead.params.cfg_scale),
         )
         rngs = [self._image_rng(run, job.plan, sampling_pass) for job in run.live()]
         rng: ImageRNG | BatchRNG = rngs[0] if len(rngs) == 1 else BatchRNG(rngs)
@@ -435,7 +441,7 @@ class DiffusersEngine:
         """An inpainting UNet's extra input, as A1111 builds it (Conditional mask weight 1): for an img2img pass the
         job's mask (rounded; all ones without one) and its image with the masked part made mid-grey, VAE-encoded;
         for text-to-image and hires passes an all-ones mask and a mid-grey image."""
-        if int(run.loaded.pipe.unet.config.in_channels) != 9:
+        if run.loaded.entry.family == "flux" or int(run.loaded.pipe.unet.config.in_channels) != 9:
             return None
         scale = run.lead.traits.latent_scale
         size = (sampling_pass.height // scale, sampling_pass.width // scale)
@@ -770,7 +776,12 @@ class DiffusersEngine:
             hashes = [(lora.alias or lora.name, self.loras.short_hash(lora)) for lora, _ in run.loras]
             extra["Lora hashes"] = infotext_hashes(list(dict.fromkeys(hashes)))
         extra["TI hashes"] = ti_hashes(job.used.values())
-        if int(run.loaded.pipe.unet.config.in_channels) == 9:  # A1111 writes it for every job of an inpainting model
+        if isinstance(loaded.family, FluxFamily):
+            if loaded.family.distilled:  # Forge writes it for dev models only (schnell ignores it)
+                extra["Distilled CFG Scale"] = ui_number(params.distilled_cfg_scale)
+            extra.update({f"Module {i}": name for i, name in enumerate(loaded.modules, start=1)})
+        # A1111 writes it for every job of an inpainting model
+        if run.loaded.entry.family != "flux" and int(run.loaded.pipe.unet.config.in_channels) == 9:
             extra["Conditional mask weight"] = "1.0"
         if params.init_image is not None and params.initial_noise_multiplier != 1.0:  # set in A1111's sample()
             extra["Noise multiplier"] = f"{params.initial_noise_multiplier:g}"
@@ -785,6 +796,12 @@ class DiffusersEngine:
             )
             for i, image in enumerate(images)
         ]
+
+
+def denoiser_module(pipe: Any) -> Any:
+    """The pipeline's denoising network: an SD model's UNet, a Flux model's transformer."""
+    unet = getattr(pipe, "unet", None)
+    return unet if unet is not None else pipe.transformer
 
 
 def set_tiling(models: Sequence[Any], tiling: bool) -> None:

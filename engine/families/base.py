@@ -33,8 +33,9 @@ class ModelFamily(Protocol):
         batch. `negative` says it is the negative prompt's; `state` keys the cache (the active LoRAs)."""
         ...
 
-    def unet_fn(self, width: int, height: int) -> UNetFn:
-        """The UNet call for a pass that makes `width` x `height` images."""
+    def unet_fn(self, width: int, height: int, *, guidance: float | None = None) -> UNetFn:
+        """The UNet call for a pass that makes `width` x `height` images; `guidance` is a guidance-distilled
+        model's embedded guidance scale (Flux.1 dev's distilled CFG), which other families ignore."""
         ...
 
     def take_used_embeddings(self) -> Sequence[Embedding]:

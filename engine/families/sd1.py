@@ -20,7 +20,7 @@ class SD1Family:
     def encode_schedule(self, texts: list[str], clip_skip: int, state: str, *, negative: bool) -> list[TextCond]:
         return [TextCond(z) for z in self.conditioner.encode_batch(texts, clip_skip, state).crossattn]
 
-    def unet_fn(self, width: int, height: int) -> UNetFn:
+    def unet_fn(self, width: int, height: int, *, guidance: float | None = None) -> UNetFn:
         unet = self.unet
 
         def call(x: torch.Tensor, t: torch.Tensor, crossattn: torch.Tensor, _: torch.Tensor | None) -> torch.Tensor:

@@ -41,7 +41,7 @@ class SDXLFamily:
             return [TextCond(torch.zeros_like(c.crossattn), torch.zeros_like(second.pooled[0])) for c in conds]
         return conds
 
-    def unet_fn(self, width: int, height: int) -> UNetFn:
+    def unet_fn(self, width: int, height: int, *, guidance: float | None = None) -> UNetFn:
         unet = self.unet
         dtype = unet.dtype
         # original (h, w), crop (top, left), target (h, w), rounded through the inference dtype as A1111 builds them.

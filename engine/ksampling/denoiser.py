@@ -212,3 +212,53 @@ class LCMDenoiser(Denoiser):
         c_boundary = scaled_timestep / (scaled_timestep**2 + sigma_data**2) ** 0.5
         out: Tensor = c_boundary * denoised + c_skip * x
         return out
+
+
+def flux_mu(*, schnell: bool) -> float:
+    """Forge's fixed time shift (`PredictionFlux`): schnell's mu is 1.0; dev's is `calculate_shift` at 4096 image
+    tokens (base 256 -> 0.5, max 4096 -> 1.15), whatever the image's size (Forge does not bind it to the size)."""
+    if schnell:
+        return 1.0
+    m = (1.15 - 0.5) / (4096 - 256)
+    b = 0.5 - m * 256
+    return 4096 * m + b
+
+
+def flux_sigmas(mu: float, table: int = 10000) -> Tensor:
+    """Forge's 10,000-entry Flux sigma table: `time_shift(mu, 1, t)` for t = 1/10000 ... 1, as diffusers'
+    `FlowMatchEulerDiscreteScheduler.time_shift` computes it (float32)."""
+    import math
+
+    t = torch.arange(1, table + 1, 1) / table
+    return math.exp(mu) / (math.exp(mu) + (1 / t - 1) ** 1.0)
+
+
+class FluxDenoiser(DiscreteSchedule):
+    """Forge's `PredictionFlux` (rectified flow, "const" prediction): the model sees x as it is and sigma as its
+    timestep, predicts the velocity, and the denoised estimate is `x - v * sigma`. Sigma and timestep are the same
+    number, so the schedules that walk timesteps (Normal, SGM Uniform) walk sigmas linearly, as in Forge."""
+
+    def __init__(self, model_fn: ModelFn, mu: float) -> None:
+        super().__init__(flux_sigmas(mu))
+        self.model_fn = model_fn
+        self.mu = mu
+
+    def get_sigmas(self, n: int | None = None) -> Tensor:
+        """The "Automatic" schedule: Simple, Forge's Flux default (Forge's own "Automatic" with Euler on Flux
+        returns timesteps 9999, 6666, ... as sigmas, a bug not copied)."""
+        from engine.ksampling.schedules import simple_sigmas
+
+        if n is None:
+            return append_zero(self.sigmas.flip(0))
+        return simple_sigmas(n, self)
+
+    def sigma_to_t(self, sigma: Tensor, quantize: bool | None = None) -> Tensor:
+        return sigma
+
+    def t_to_sigma(self, t: Tensor) -> Tensor:
+        return t.float()
+
+    def __call__(self, x: Tensor, sigma: Tensor, **extra: Any) -> Tensor:
+        out = self.model_fn(x, sigma, **extra)
+        result: Tensor = x - out * append_dims(sigma, x.ndim)
+        return result

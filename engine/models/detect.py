@@ -25,7 +25,7 @@ SD3_BLOCK = "joint_blocks.0.context_block.adaLN_modulation.1.bias"
 FLUX_BLOCK = "double_blocks.0.img_attn.norm.key_norm.scale"
 
 # The families Easel runs; every other one is listed as refused, named.
-RUNNABLE = ("sd1", "sdxl")
+RUNNABLE = ("sd1", "sdxl", "flux")
 FAMILY_NAMES = {
     "sd1": "SD 1.x",
     "sd1-inpaint": "SD 1.x inpainting",
@@ -40,7 +40,7 @@ _WHY = {
     "sdxl-refiner": "a refiner only finishes another SDXL model's image, and Easel does not run refiners yet",
     "sd2": "Easel does not run SD 2.x yet",
     "sd3": "Easel does not run SD 3 yet",
-    "flux": "Easel does not run Flux yet",
+    "flux": "Easel does not run Flux.1 Fill (inpainting) files yet",
 }
 
 
@@ -54,6 +54,7 @@ class Checkpoint:
     easel_config: str | None = None  # the built-in config an Easel export names
     refused: str | None = None
     inpainting: bool = False  # a 9-channel UNet: the mask and the masked image's latents join its input
+    detail: str = ""  # what the model list says of it beyond its family (Flux: variant, blocks, storage, modules)
 
     @property
     def family_name(self) -> str:
@@ -78,12 +79,15 @@ def inspect_checkpoint(header: Mapping[str, Any]) -> Checkpoint:
         return Checkpoint("unknown", refused="not a Stable Diffusion checkpoint this version recognises")
     inpainting = family.endswith("-inpaint")
     family = family.removesuffix("-inpaint")  # an inpainting checkpoint is its family's, with a 9-channel UNet
-    refused = None
+    refused, detail = None, ""
     if family == "flux":
-        refused = f"{describe_flux(header)}: {_WHY[family]}"
+        detail = describe_flux(header)
+        if detail.startswith("Flux.1 Fill"):
+            refused = f"{detail}: {_WHY[family]}"
     elif family not in RUNNABLE:
         refused = f"{FAMILY_NAMES[family]} checkpoint: {_WHY[family]}"
-    return Checkpoint(family, prediction, ztsnr, str(easel_config) if easel_config else None, refused, inpainting)
+    config = str(easel_config) if easel_config else None
+    return Checkpoint(family, prediction, ztsnr, config, refused, inpainting, detail)
 
 
 _STORAGE = {"F8_E4M3": "fp8 (e4m3fn)", "F8_E5M2": "fp8 (e5m2)", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}
@@ -110,9 +114,9 @@ def describe_flux(header: Mapping[str, Any]) -> str:
     contents = (
         "with its VAE and text encoders"
         if has_vae and has_text
-        else "transformer only: it needs the ae, clip_l and t5xxl files beside it"
+        else "transformer only: it runs with the installed ae, clip_l and t5xxl files"
     )
-    return f"Flux.1 {variant} checkpoint ({len(double)} double + {len(single)} single blocks, {storage}{contents})"
+    return f"Flux.1 {variant} ({len(double)} double + {len(single)} single blocks, {storage}{contents})"
 
 
 def _family(header: Mapping[str, Any], keys: set[str]) -> str | None:

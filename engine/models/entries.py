@@ -66,6 +66,7 @@ class ModelEntry:
     easel_config: str | None = None  # the built-in config an Easel export names
     settings: dict[str, Any] = field(default_factory=dict)  # the owner's per-model settings (sidecar)
     inpainting: bool = False  # a 9-channel inpainting UNet (SD 1.x or SDXL inpainting)
+    detail: str = ""  # what the model list says beyond the family (a Flux file's variant, blocks and storage)
 
     @property
     def usable(self) -> bool:
@@ -73,6 +74,8 @@ class ModelEntry:
 
     @property
     def family_name(self) -> str:
+        if self.detail:
+            return self.detail
         name = FAMILY_NAMES.get(self.family, self.family)
         return f"{name} inpainting" if self.inpainting else name
 
@@ -136,6 +139,7 @@ def single_file_entry(
         context_width=context,
         easel_config=checkpoint.easel_config,
         inpainting=checkpoint.inpainting,
+        detail=checkpoint.detail,
     )
     return with_settings(entry, sidecar)
 

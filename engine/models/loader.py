@@ -15,15 +15,18 @@ from typing import Any
 
 import torch
 
-from engine.conditioning import SDXL_CLIP_G, SDXL_CLIP_L, Conditioner
+from engine.conditioning import FLUX_CLIP_L, SDXL_CLIP_G, SDXL_CLIP_L, Conditioner
 from engine.embeddings import EmbeddingDB
 from engine.errors import EaselError, InvalidParamsError, ModelUnavailableError, short_reason
 from engine.families import ModelFamily, SD1Family, SDXLFamily
+from engine.families.flux import FluxFamily, T5Conditioner
+from engine.flux.modules import FluxModules
+from engine.ksampling.denoiser import flux_mu
 from engine.loras import PatchedLoras
 from engine.models import builtin
 from engine.models.detect import FAMILY_NAMES
 from engine.models.entries import ModelEntry
-from engine.models.registry import BUILTIN_TINY, BUILTIN_TINY_XL, ModelRegistry
+from engine.models.registry import BUILTIN_TINY, BUILTIN_TINY_FLUX, BUILTIN_TINY_XL, ModelRegistry
 from engine.models.single_file import load_single_file, read_header
 from engine.speed import SpeedOptions, apply_speed
 from engine.vaes import VaeFile
@@ -43,6 +46,7 @@ class LoadedModel:
     adapters: set[str] = field(default_factory=set)
     vaes: dict[str, Any] = field(default_factory=dict)  # VAE-folder VAEs loaded for this model, by file name
     patched: PatchedLoras | None = None  # with a compiled UNet, LoRAs are merged in place instead of adapters
+    modules: tuple[str, ...] = ()  # Flux: the separately installed files it runs with (ae, clip_l, t5xxl), by stem
 
     @property
     def sdxl(self) -> bool:
@@ -62,7 +66,7 @@ def resolve_device(device: str) -> str:
 def pipe_bytes(pipe: Any) -> int:
     """The memory a pipeline's weights take."""
     total = 0
-    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+    for name in ("unet", "transformer", "vae", "text_encoder", "text_encoder_2"):
         module = getattr(pipe, name, None)
         if module is not None:
             total += sum(p.numel() * p.element_size() for p in module.parameters())
@@ -107,6 +111,7 @@ class ModelLoader:
         memory_budget: int | None = None,
         embeddings: EmbeddingDB | None = None,
         speed: SpeedOptions | None = None,
+        flux_modules: FluxModules | None = None,
     ) -> None:
         self.registry = registry
         self.device = resolve_device(device)
@@ -115,6 +120,7 @@ class ModelLoader:
         self.max_loaded = max(1, max_loaded)
         self.memory_budget = memory_budget
         self.embeddings = embeddings
+        self.flux_modules = flux_modules or FluxModules([])
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -130,15 +136,19 @@ class ModelLoader:
         entry = self.registry.resolve(name)
         self._make_room(self.estimate_bytes(entry))
         started = time.perf_counter()
+        modules: tuple[str, ...] = ()
         try:
-            pipe = self._load_pipe(entry)
+            if entry.family == "flux":
+                pipe, modules = self._load_flux(entry)
+            else:
+                pipe = self._load_pipe(entry)
         except EaselError:
             raise
         except Exception as err:  # diffusers raises many types for broken or missing files
             log.warning("loading model %s failed: %s", entry.name, err)
             raise ModelUnavailableError(load_failure(entry.name, entry.family, err)) from err
         pipe.set_progress_bar_config(disable=True)
-        unet = apply_speed(pipe, self.speed, entry.latent_scale)
+        unet = pipe.transformer if entry.family == "flux" else apply_speed(pipe, self.speed, entry.latent_scale)
         conditioner, family = self._family(entry, pipe, unet)
         loaded = LoadedModel(
             entry=entry,
@@ -148,7 +158,8 @@ class ModelLoader:
             load_seconds=time.perf_counter() - started,
             conditioner=conditioner,
             family=family,
-            patched=PatchedLoras() if self.speed.compile != "off" else None,
+            patched=PatchedLoras() if self.speed.compile != "off" and entry.family != "flux" else None,
+            modules=modules,
         )
         log.info("loaded model %s in %.2f s on %s", entry.name, loaded.load_seconds, self.device)
         with self._lock:
@@ -193,6 +204,9 @@ class ModelLoader:
                 torch.cuda.empty_cache()
 
     def _family(self, entry: ModelEntry, pipe: Any, unet: Any) -> tuple[Conditioner, ModelFamily]:
+        if entry.family == "flux":
+            clip = Conditioner(pipe.tokenizer, pipe.text_encoder, self.device, style=FLUX_CLIP_L)
+            return clip, FluxFamily(unet, clip, T5Conditioner(pipe.tokenizer_2, pipe.text_encoder_2, self.device))
         if entry.family == "sdxl":
             width = int(pipe.text_encoder.get_input_embeddings().embedding_dim) + int(
                 pipe.text_encoder_2.get_input_embeddings().embedding_dim
@@ -213,6 +227,8 @@ class ModelLoader:
     def _scheduler_config(entry: ModelEntry, pipe: Any) -> dict[str, Any]:
         """The model's noise schedule, with the prediction type and zero-terminal-SNR flag the file (or its owner)
         says: a single file loads with a skeleton config that cannot know them."""
+        if entry.family == "flux":  # Forge's fixed shift: dev's mu 1.15, schnell's 1.0
+            return {"prediction_type": "flux", "flux_mu": flux_mu(schnell=not pipe.transformer.config.guidance_embeds)}
         config = dict(pipe.scheduler.config)
         if entry.kind != "hub":
             config["prediction_type"] = entry.prediction
@@ -255,6 +271,31 @@ class ModelLoader:
                 ) from err
             raise
         return pipe.to(self.device)
+
+    def _load_flux(self, entry: ModelEntry) -> tuple[Any, tuple[str, ...]]:
+        """A Flux.1 transformer file with its modules: those in the file itself (a full checkpoint), else the
+        installed ones (builtin:tiny-flux: its own)."""
+        from engine.flux.load import flux_parts, flux_pipeline
+        from engine.flux.modules import KINDS, Module, module_prefix
+        from engine.flux.tiny import build_tiny_flux
+
+        assert entry.path is not None
+        path, library = entry.path, self.flux_modules
+        if entry.name == BUILTIN_TINY_FLUX:
+            folder = build_tiny_flux(self.registry.cache_dir)
+            path, library = folder / path.name, FluxModules([folder])
+        keys = list(read_header(path))
+        chosen: dict[str, Module] = {}
+        separate = []
+        for kind in KINDS:
+            prefix = module_prefix(kind, keys)
+            if prefix:
+                chosen[kind] = Module(kind, path, prefix)
+            else:
+                chosen[kind] = library.pick(kind)
+                separate.append(chosen[kind].name)
+        parts = flux_parts(path, chosen, dtype=self.dtype, device=self.device, cache_dir=self.registry.cache_dir)
+        return flux_pipeline(parts), tuple(separate)
 
     def _config_folder_for(self, entry: ModelEntry) -> Path:
         return self.registry.single_file_configs(entry)

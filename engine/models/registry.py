@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.errors import ModelUnavailableError
+from engine.flux.tiny import TINY_FLUX_FILE, TINY_FLUX_VERSION
 from engine.infotext import ModelHint
 from engine.models import builtin
 from engine.models.configs import inpainting_configs, sd15_config_folder, sdxl_config_folder
@@ -28,10 +29,16 @@ log = logging.getLogger(__name__)
 
 BUILTIN_TINY = "builtin:tiny"
 BUILTIN_TINY_XL = "builtin:tiny-xl"
+BUILTIN_TINY_FLUX = "builtin:tiny-flux"
 BUILTIN_SHAPES = "builtin:shapes"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # What each family draws best at when neither the request nor the owner says (A1111's defaults; SDXL's native size).
-FAMILY_DEFAULTS = {"sd1": ModelDefaults(), "sdxl": ModelDefaults(width=1024, height=1024)}
+# Flux.1: Forge's (896x1152, CFG 1 with the distilled CFG at its default, Euler + Simple).
+FAMILY_DEFAULTS = {
+    "sd1": ModelDefaults(),
+    "sdxl": ModelDefaults(width=1024, height=1024),
+    "flux": ModelDefaults(width=896, height=1152, cfg_scale=1.0, sampler="Euler", schedule="Simple"),
+}
 
 
 class AdvertisedModel(Protocol):
@@ -74,6 +81,8 @@ class ModelRegistry:
         entries[BUILTIN_TINY_XL] = ModelEntry(
             BUILTIN_TINY_XL, "builtin", tiny_xl, family="sdxl", context_width=80, easel_config=BUILTIN_TINY_XL
         )
+        tiny_flux = self.cache_dir / "builtin" / TINY_FLUX_VERSION / TINY_FLUX_FILE
+        entries[BUILTIN_TINY_FLUX] = ModelEntry(BUILTIN_TINY_FLUX, "builtin", tiny_flux, family="flux")
         if self.models_dir.is_dir():
             for path in sorted(self.models_dir.iterdir(), key=lambda p: p.name.lower()):
                 entry = scan_path(path, allow_ckpt=self.allow_ckpt)
@@ -209,7 +218,7 @@ class ModelRegistry:
         """The model's layer shapes from its configs (no weights read; cached), or None where they cannot be known
         before loading (a hub model, a broken folder)."""
         entry = self._entries.get(name)
-        if entry is None or not entry.usable or entry.kind == "hub":
+        if entry is None or not entry.usable or entry.kind == "hub" or entry.family == "flux":
             return None
         try:
             folder: Path | None
@@ -238,6 +247,8 @@ class ModelRegistry:
             return ModelDefaults(width=64, height=64, steps=8, cfg_scale=7.0, sampler="Euler")
         if name == BUILTIN_SHAPES:
             return ModelDefaults(width=64, height=64, steps=20, cfg_scale=5.0, sampler="DPM++ 2M")
+        if name == BUILTIN_TINY_FLUX:
+            return ModelDefaults(width=64, height=64, steps=8, cfg_scale=1.0, sampler="Euler", schedule="Simple")
         entry = self._entries.get(name)
         if entry is None:
             return ModelDefaults()

@@ -37,7 +37,8 @@ def test_v_prediction_and_zero_terminal_snr_come_from_the_marker_keys() -> None:
         ({"conditioner.embedders.0.model.ln_final.weight": [1280]}, "sdxl-refiner", "SDXL refiner"),
         ({"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight": [3072, 1024]}, "sd2", "SD 2.x"),
         ({"model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias": [9216]}, "sd3", "SD 3"),
-        ({"double_blocks.0.img_attn.norm.key_norm.scale": [128]}, "flux", "Flux.1"),
+        ({"double_blocks.0.img_attn.norm.key_norm.scale": [128], "img_in.weight": [3072, 384]}, "flux",
+         "Flux.1 Fill"),
     ],
 )  # fmt: skip
 def test_families_easel_does_not_run_are_refused_with_the_family_named(
@@ -60,17 +61,18 @@ def _flux(prefix: str, *, doubles: int, singles: int, dtype: str, guidance: bool
     return found
 
 
-def test_a_flux_file_is_named_with_what_it_is_from_its_tensors() -> None:
+def test_a_flux_file_runs_and_is_listed_with_what_it_is_from_its_tensors() -> None:
     dev = inspect_checkpoint(_flux("model.diffusion_model.", doubles=19, singles=38, dtype="F8_E4M3", guidance=True))
-    assert dev.refused == (
-        "Flux.1 dev checkpoint (19 double + 38 single blocks, fp8 (e4m3fn), transformer only: it needs the ae, "
-        "clip_l and t5xxl files beside it): Easel does not run Flux yet"
+    assert (dev.family, dev.refused) == ("flux", None)
+    assert dev.detail == (
+        "Flux.1 dev (19 double + 38 single blocks, fp8 (e4m3fn), transformer only: it runs with the installed ae, "
+        "clip_l and t5xxl files)"
     )
     lite = _flux("", doubles=8, singles=38, dtype="BF16", guidance=False)
     lite |= header(**{"vae.decoder.conv_in.weight": [512, 16, 3, 3], "text_encoders.clip_l.x": [1]})
-    assert inspect_checkpoint(lite).refused == (
-        "Flux.1 schnell checkpoint (8 double + 38 single blocks, bf16, with its VAE and text encoders): Easel does "
-        "not run Flux yet"
+    found = inspect_checkpoint(lite)
+    assert (found.refused, found.detail) == (
+        None, "Flux.1 schnell (8 double + 38 single blocks, bf16, with its VAE and text encoders)"
     )
 
 
