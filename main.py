@@ -71,6 +71,7 @@ def build_engine_side(
     from engine.detectors.files import DetectorLibrary
     from engine.embeddings import EmbeddingDB
     from engine.executor import PREVIEW_INTERVAL, GpuExecutor, worker_devices
+    from engine.flux.modules import FluxModules
     from engine.loras import LoraLibrary
     from engine.params import Limits
     from engine.pipeline import DiffusersEngine
@@ -96,6 +97,7 @@ def build_engine_side(
     upscalers = UpscalerLibrary(settings.upscaler_folders, detect_with_spandrel if spandrel_available() else None)
     detectors = DetectorLibrary(settings.detector_folders)
     taggers = TaggerLibrary(settings.tagger_folders)
+    flux_modules = FluxModules(settings.flux_module_folders)
     if remote:
         pool = build_pool(settings, registry, blobs)
         return EngineSide(limits, registry, blobs, loras, embeddings, vaes, pool, upscalers, detectors, taggers)
@@ -123,6 +125,7 @@ def build_engine_side(
             upscalers=upscalers,
             detectors=detectors,
             taggers=taggers,
+            flux_modules=flux_modules,
         )
         for device in worker_devices(settings.devices)
     ]

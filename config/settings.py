@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     device: str = "auto"  # or a comma-separated list, one worker each: cuda:0,cuda:1
     embeddings_dir: Path | None = None  # default: <models_dir>/embeddings
     vae_dir: Path | None = None  # default: <models_dir>/VAE
+    # Flux's text encoders (clip_l, t5xxl: Forge's "VAE / Text Encoder" modules; the ae goes in the VAE folder);
+    # default: <models_dir>/text_encoder.
+    text_encoder_dir: Path | None = None
     # Upscaler models (.safetensors, .pth); default: A1111's <models_dir>/ESRGAN, RealESRGAN, DAT, SwinIR and HAT
     # folders and ComfyUI's upscale_models, all read.
     upscaler_dir: Path | None = None
@@ -205,6 +208,12 @@ class Settings(BaseSettings):
     @property
     def vae_folder(self) -> Path:
         return self.vae_dir if self.vae_dir is not None else self.models_dir / "VAE"
+
+    @property
+    def flux_module_folders(self) -> list[Path]:
+        """Where a Flux transformer's ae, clip_l and t5xxl are looked for: the VAE and text encoder folders."""
+        text = self.text_encoder_dir if self.text_encoder_dir is not None else self.models_dir / "text_encoder"
+        return [self.vae_folder, text]
 
     @property
     def upscaler_folders(self) -> list[Path]:

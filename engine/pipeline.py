@@ -52,6 +52,7 @@ from engine.errors import (
     short_reason,
 )
 from engine.families.flux import FluxFamily
+from engine.flux.modules import FluxModules
 from engine.images import read_infotext
 from engine.infotext import ZERO_TERMINAL_SNR, create_infotext, extras_text, quote, ui_number
 from engine.inpaint import (
@@ -206,6 +207,7 @@ class DiffusersEngine:
         upscalers: UpscalerLibrary | None = None,
         detectors: DetectorLibrary | None = None,
         taggers: TaggerLibrary | None = None,
+        flux_modules: FluxModules | None = None,
     ) -> None:
         self.registry = registry
         self.loras = loras or LoraLibrary.with_builtins([], registry.hashes)
@@ -220,6 +222,7 @@ class DiffusersEngine:
             memory_budget=memory_budget,
             embeddings=embeddings or EmbeddingDB([]),
             speed=speed,
+            flux_modules=flux_modules,
         )
         self.device = self.loader.device
         self.upscalers = UpscalerModels(upscalers or UpscalerLibrary([]), self.device)

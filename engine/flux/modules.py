@@ -97,7 +97,9 @@ class FluxModules:
 
     def pick(self, kind: str, wanted: str | None = None) -> Module:
         """The module of `kind` to use: the one named `wanted` (a pasted `Module N`), else the one whose name says
-        its kind (`ae`, `clip_l`, `t5xxl_fp16` before `t5xxl_fp8_e4m3fn`), else the first."""
+        its kind (`ae`, `clip_l`, `t5xxl_fp16` before `t5xxl_fp8_e4m3fn`), else the first. The folders are read
+        again first (headers only), so a file installed since is found without a refresh."""
+        self.refresh()
         candidates = self.installed(kind)
         if wanted is not None:
             for module in candidates:

@@ -1,0 +1,207 @@
+"""Flux.1 on builtin:tiny-flux (Flux.1 dev's architecture, tiny and random, installed as a civitai download is: a
+transformer-only BFL file plus ae / clip_l / t5xxl files): Easel's loop against diffusers' FluxPipeline, the single
+file against the separate modules, fp8 storage, schnell, CFG and the distilled CFG, img2img, hires fix, variation
+seeds, the parameter text, and the refusals."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from engine.errors import EaselError, ModelUnavailableError
+from engine.families.flux import FluxFamily, pack, unpack
+from engine.flux.modules import FluxModules
+from engine.flux.tiny import MODULE_FILES, TINY_FLUX_FILE, build_tiny_flux
+from engine.infotext import options_from_infotext, parse_infotext
+from engine.ksampling import get_sigmas
+from engine.ksampling.denoiser import FluxDenoiser, flux_mu
+from engine.models.registry import BUILTIN_TINY_FLUX, ModelRegistry
+from engine.params import GenerationParams, Limits, build_params
+from engine.pipeline import DiffusersEngine
+from engine.seeds import ImageRNG
+
+FLUX = BUILTIN_TINY_FLUX
+
+
+def flux_params(**changes: object) -> GenerationParams:
+    base = GenerationParams(prompt="a lighthouse at dusk", model=FLUX, seed=42, steps=6, sampler="Euler",
+                            schedule="Simple", cfg_scale=1.0, width=64, height=64)  # fmt: skip
+    return base.replace(**changes)
+
+
+def pixels(engine: DiffusersEngine, **changes: object) -> np.ndarray:
+    return np.asarray(engine.generate(flux_params(**changes))[0].image).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(engine: DiffusersEngine) -> Path:
+    return build_tiny_flux(engine.registry.cache_dir)
+
+
+def engine_for(models: Path, cache: Path, modules: list[Path]) -> DiffusersEngine:
+    return DiffusersEngine(ModelRegistry(models, cache), "cpu", flux_modules=FluxModules(modules))
+
+
+@pytest.fixture
+def installed(tmp_path: Path, tiny_folder: Path) -> dict[str, Path]:
+    """An owner's folders: the transformer in models/, the ae in VAE/, clip_l and t5xxl in text_encoder/."""
+    folders = {name: tmp_path / name for name in ("models", "VAE", "text_encoder")}
+    for folder in folders.values():
+        folder.mkdir()
+    shutil.copy(tiny_folder / TINY_FLUX_FILE, folders["models"] / "flux1-tiny.safetensors")
+    shutil.copy(tiny_folder / MODULE_FILES["ae"], folders["VAE"] / "ae.safetensors")
+    shutil.copy(tiny_folder / MODULE_FILES["clip_l"], folders["text_encoder"] / "clip_l.safetensors")
+    shutil.copy(tiny_folder / MODULE_FILES["t5xxl"], folders["text_encoder"] / "t5xxl_fp16.safetensors")
+    return folders
+
+
+def test_easel_draws_what_diffusers_flux_pipeline_draws_with_forges_sigmas(engine: DiffusersEngine) -> None:
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+    ours = engine.generate(flux_params())[0].image
+    loaded = engine.load(FLUX)
+    family = loaded.family
+    assert isinstance(family, FluxFamily)
+    (cond,) = family.encode_schedule([flux_params().prompt], 1, "", negative=False)
+    noise = ImageRNG((16, 8, 8), [42], source="GPU").first()  # the 16-channel latent, seeded as Forge seeds it
+    sigmas = get_sigmas("Simple", 6, FluxDenoiser(lambda x, t: x, flux_mu(schnell=False)))
+    pipe = loaded.pipe
+    reference = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False), vae=pipe.vae,
+        text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_encoder_2=pipe.text_encoder_2,
+        tokenizer_2=pipe.tokenizer_2, transformer=pipe.transformer,
+    )  # fmt: skip
+    out = reference(
+        prompt_embeds=cond.crossattn, pooled_prompt_embeds=cond.vector, latents=pack(noise)[0],
+        sigmas=sigmas[:-1].tolist(), num_inference_steps=6, guidance_scale=3.5, height=64, width=64,
+        output_type="pil",
+    ).images[0]  # fmt: skip
+    diff = np.abs(np.asarray(ours).astype(np.int16) - np.asarray(out).astype(np.int16))
+    assert diff.max() <= 1
+
+
+def test_the_parameter_text_is_forges_and_pastes_back_to_the_same_job(engine: DiffusersEngine) -> None:
+    result = engine.generate(flux_params(distilled_cfg_scale=4.5))[0]
+    line = result.infotext.split("\n")[-1]
+    assert "CFG scale: 1, Distilled CFG Scale: 4.5, Seed: 42" in line
+    assert line.endswith("Module 1: ae, Module 2: clip_l, Module 3: t5xxl_fp16")
+    options, notes = options_from_infotext(parse_infotext(result.infotext))
+    assert notes == []
+    again = build_params(options, model=FLUX, limits=Limits())
+    assert again == flux_params(distilled_cfg_scale=4.5)
+
+
+def test_distilled_cfg_changes_a_dev_image_and_cfg_1_skips_the_negative(engine: DiffusersEngine) -> None:
+    base = pixels(engine)
+    assert np.abs(pixels(engine, distilled_cfg_scale=1.5) - base).max() > 0
+    assert np.array_equal(pixels(engine, negative_prompt="fog"), base)  # CFG 1: Forge never runs the negative
+    real = pixels(engine, cfg_scale=3.0)
+    assert np.abs(real - base).max() > 0
+    assert np.abs(pixels(engine, cfg_scale=3.0, negative_prompt="fog") - real).max() > 0
+
+
+def test_img2img_hires_and_variation_seeds_run_on_16_channel_latents(engine: DiffusersEngine) -> None:
+    import io
+
+    base = engine.generate(flux_params())[0].image
+    buffer = io.BytesIO()
+    base.save(buffer, format="PNG")
+    blob = engine.blobs.put(buffer.getvalue())
+    moved = pixels(engine, init_image=blob, denoising_strength=0.5)
+    assert moved.shape == (64, 64, 3)
+    hires = engine.generate(flux_params(enable_hr=True, hr_scale=1.5, denoising_strength=0.5, hr_steps=3))[0]
+    assert hires.image.size == (96, 96) and "Hires upscale: 1.5" in hires.infotext
+    varied = pixels(engine, subseed=7, subseed_strength=0.3)
+    assert np.abs(varied - pixels(engine)).max() > 0
+    two = np.asarray(engine.generate(flux_params(batch_size=2))[1].image).astype(np.int16)
+    assert np.abs(two - pixels(engine, seed=43)).max() <= 2  # image 2 of a batch is seed + 1 (batched rounding)
+
+
+def test_an_odd_latent_size_is_padded_as_forge_pads_it(engine: DiffusersEngine) -> None:
+    image = engine.generate(flux_params(width=72, height=56))[0].image
+    assert image.size == (72, 56)
+
+
+def test_the_installed_modules_and_a_full_checkpoint_draw_what_the_builtin_draws(
+    engine: DiffusersEngine, installed: dict[str, Path], tiny_folder: Path, tmp_path: Path
+) -> None:
+    expected = pixels(engine)
+    owner = engine_for(installed["models"], engine.registry.cache_dir, [installed["VAE"], installed["text_encoder"]])
+    entry = owner.registry.resolve("flux1-tiny")
+    assert entry.usable and entry.family_name.startswith("Flux.1 dev (1 double + 2 single blocks, fp32")
+    assert np.array_equal(pixels(owner, model="flux1-tiny"), expected)
+
+    full: dict[str, Any] = load_file(str(tiny_folder / TINY_FLUX_FILE))
+    full |= {"vae." + k: v for k, v in load_file(str(tiny_folder / MODULE_FILES["ae"])).items()}
+    full |= {"text_encoders.clip_l.transformer." + k: v
+             for k, v in load_file(str(tiny_folder / MODULE_FILES["clip_l"])).items()}  # fmt: skip
+    full |= {"text_encoders.t5xxl.transformer." + k: v
+             for k, v in load_file(str(tiny_folder / MODULE_FILES["t5xxl"])).items()}  # fmt: skip
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    save_file(full, str(alone / "flux1-full.safetensors"), metadata={"easel.num_attention_heads": "4"})
+    single = engine_for(alone, engine.registry.cache_dir, [])
+    assert "with its VAE and text encoders" in single.registry.resolve("flux1-full").family_name
+    result = single.generate(flux_params(model="flux1-full"))[0]
+    assert np.array_equal(np.asarray(result.image).astype(np.int16), expected)
+    assert "Module 1" not in result.infotext  # nothing was loaded apart
+
+
+def test_a_missing_or_mismatched_module_is_refused_with_the_reason(
+    engine: DiffusersEngine, installed: dict[str, Path], tmp_path: Path
+) -> None:
+    (installed["text_encoder"] / "t5xxl_fp16.safetensors").rename(tmp_path / "t5xxl_fp16.safetensors")
+    owner = engine_for(installed["models"], engine.registry.cache_dir, [installed["VAE"], installed["text_encoder"]])
+    with pytest.raises(ModelUnavailableError, match="T5-XXL text encoder file.*t5xxl_fp16.safetensors"):
+        owner.generate(flux_params(model="flux1-tiny"))
+    wider = {k: torch.cat([v, v], dim=-1) if k == "shared.weight" else v
+             for k, v in load_file(str(tmp_path / "t5xxl_fp16.safetensors")).items()}  # fmt: skip
+    with pytest.raises(EaselError):  # a T5 whose width is not the transformer's: its tensors do not fit
+        save_file(wider, str(installed["text_encoder"] / "t5xxl_fp16.safetensors"))
+        owner.generate(flux_params(model="flux1-tiny"))
+
+
+def test_fp8_weights_stay_fp8_and_draw_close_to_full_precision(
+    engine: DiffusersEngine, installed: dict[str, Path]
+) -> None:
+    path = installed["models"] / "flux1-tiny.safetensors"
+    state = load_file(str(path))
+    save_file({k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v for k, v in state.items()}, str(path))
+    owner = engine_for(installed["models"], engine.registry.cache_dir, [installed["VAE"], installed["text_encoder"]])
+    assert "fp8 (e4m3fn)" in owner.registry.resolve("flux1-tiny").family_name
+    image = pixels(owner, model="flux1-tiny")
+    transformer = owner.load("flux1-tiny").pipe.transformer
+    assert transformer.transformer_blocks[0].attn.to_q.weight.dtype == torch.float8_e4m3fn
+    assert np.abs(image - pixels(engine)).mean() < 8  # fp8 rounding of random weights, same picture
+    assert np.array_equal(pixels(owner, model="flux1-tiny"), image)
+
+
+def test_schnell_has_no_distilled_cfg_and_forges_shift(engine: DiffusersEngine, installed: dict[str, Path]) -> None:
+    path = installed["models"] / "flux1-tiny.safetensors"
+    state = {k: v for k, v in load_file(str(path)).items() if ".guidance_in." not in k}
+    save_file(state, str(path))
+    owner = engine_for(installed["models"], engine.registry.cache_dir, [installed["VAE"], installed["text_encoder"]])
+    assert owner.registry.resolve("flux1-tiny").family_name.startswith("Flux.1 schnell")
+    result = owner.generate(flux_params(model="flux1-tiny", steps=4))[0]
+    assert "Distilled CFG Scale" not in result.infotext
+    assert owner.load("flux1-tiny").scheduler_config["flux_mu"] == 1.0
+    assert np.array_equal(
+        np.asarray(result.image), np.asarray(owner.generate(flux_params(model="flux1-tiny", steps=4,
+                                                                        distilled_cfg_scale=9.0))[0].image)
+    )  # fmt: skip
+
+
+def test_sd_timestep_samplers_are_refused_on_flux(engine: DiffusersEngine) -> None:
+    with pytest.raises(EaselError, match="k-diffusion samplers"):
+        engine.generate(flux_params(sampler="DDIM"))
+
+
+def test_unpack_inverts_pack_at_the_models_size() -> None:
+    x = torch.randn(1, 16, 8, 8)
+    assert torch.equal(unpack(pack(x)[0], 8, 8), x)
