@@ -66,7 +66,7 @@ def test_schnell_is_shifted_as_forge_shifts_it() -> None:
 def test_normal_walks_sigma_linearly_as_forges_timestep_is_sigma() -> None:
     model = FluxDenoiser(lambda x, t: x, flux_mu(schnell=False))
     sigmas = get_sigmas("Normal", 4, model)
-    expected = torch.linspace(model.sigma_max, model.sigma_min, 4).tolist() + [0.0]
+    expected = [*torch.linspace(model.sigma_max, model.sigma_min, 4).tolist(), 0.0]
     assert sigmas.tolist() == pytest.approx(expected)
 
 
@@ -95,7 +95,7 @@ def test_latents_pack_into_two_by_two_tokens_and_back() -> None:
 
 def test_odd_latents_are_padded_circularly_and_cropped_back() -> None:
     x = torch.randn(1, 16, 5, 7)
-    tokens, ids = pack(x)
+    tokens, _ = pack(x)
     assert tokens.shape == (1, 12, 64)
     assert torch.equal(unpack(tokens, 5, 7), x)
     padded = torch.nn.functional.pad(x, (0, 1, 0, 1), mode="circular")
@@ -167,7 +167,7 @@ def _diffusers_converter(width: int) -> Any:
     source = inspect.getsource(utils.convert_flux_transformer_checkpoint_to_diffusers)
     assert "inner_dim = 3072" in source
     namespace: dict[str, Any] = dict(vars(utils))
-    exec(source.replace("inner_dim = 3072", f"inner_dim = {width}"), namespace)  # noqa: S102
+    exec(source.replace("inner_dim = 3072", f"inner_dim = {width}"), namespace)
     return namespace["convert_flux_transformer_checkpoint_to_diffusers"]
 
 
@@ -252,9 +252,8 @@ def test_forges_keys_are_written_in_forges_order_and_read_back() -> None:
         "896x1152, Model hash: abc, Model: flux1-dev, Version: f2.0.1, Module 1: ae, Module 2: clip_l, Module 3: "
         "t5xxl_fp16"
     )
-    options, notes = options_from_infotext(
-        parse_infotext("a fox\n" + line + ", Diffusion in Low Bits: Automatic (fp16 LoRA)")
-    )
+    pasted = "a fox\n" + line + ", Diffusion in Low Bits: Automatic (fp16 LoRA)"
+    options, notes = options_from_infotext(parse_infotext(pasted))
     assert (options["distilled_cfg_scale"], options["cfg_scale"], notes) == ("4.5", "1", [])
 
 

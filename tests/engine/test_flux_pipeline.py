@@ -158,7 +158,7 @@ def test_a_missing_or_mismatched_module_is_refused_with_the_reason(
 ) -> None:
     (installed["text_encoder"] / "t5xxl_fp16.safetensors").rename(tmp_path / "t5xxl_fp16.safetensors")
     owner = engine_for(installed["models"], engine.registry.cache_dir, [installed["VAE"], installed["text_encoder"]])
-    with pytest.raises(ModelUnavailableError, match="T5-XXL text encoder file.*t5xxl_fp16.safetensors"):
+    with pytest.raises(ModelUnavailableError, match=r"T5-XXL text encoder file.*t5xxl_fp16\.safetensors"):
         owner.generate(flux_params(model="flux1-tiny"))
     wider = {k: torch.cat([v, v], dim=-1) if k == "shared.weight" else v
              for k, v in load_file(str(tmp_path / "t5xxl_fp16.safetensors")).items()}  # fmt: skip
