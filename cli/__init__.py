@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     img.add_argument("--sampler", default=None, help='A1111 name, e.g. "DPM++ 2M", "Euler a", "DPM++ 2M Karras"')
     img.add_argument("--schedule", default=None, help="schedule type: Automatic, Karras, Exponential, ...")
     img.add_argument("--cfg", "--cfg-scale", dest="cfg_scale", default=None)
+    img.add_argument("--distilled-cfg", "--guidance", dest="distilled_cfg_scale", default=None,
+                     help="a Flux.1 dev model's distilled CFG scale (Forge's; default 3.5)")  # fmt: skip
     img.add_argument("--seed", default=None, help="-1 or empty for random")
     img.add_argument("--width", default=None)
     img.add_argument("--height", default=None)

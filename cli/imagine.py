@@ -25,10 +25,11 @@ from engine.request import Catalog, Request, resolve
 
 # The flags that are options under the same name.
 _OPTION_FLAGS = (
-    "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "seed", "width", "height", "batch_size",
-    "subseed", "subseed_strength", "clip_skip", "rng", "ensd", "denoising_strength", "hr_scale", "hr_steps",
-    "hr_upscaler", "hr_sampler", "hr_schedule", "vae", "mask_blur", "inpainting_mask_invert", "inpainting_fill",
-    "inpaint_full_res", "inpaint_full_res_padding", "initial_noise_multiplier", "tiling", "detailers",
+    "negative_prompt", "steps", "sampler", "schedule", "cfg_scale", "distilled_cfg_scale", "seed", "width", "height",
+    "batch_size", "subseed", "subseed_strength", "clip_skip", "rng", "ensd", "denoising_strength", "hr_scale",
+    "hr_steps", "hr_upscaler", "hr_sampler", "hr_schedule", "vae", "mask_blur", "inpainting_mask_invert",
+    "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding", "initial_noise_multiplier", "tiling",
+    "detailers",
 )  # fmt: skip
 MAX_INIT_BYTES = 20 * 1024 * 1024
 

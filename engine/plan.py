@@ -27,6 +27,9 @@ TextSchedule = tuple[tuple[int, str], ...]
 # One unit of cost: one model call at 512x512 with classifier-free guidance (a cond and an uncond row).
 _UNIT_PIXELS = 512 * 512
 _UNIT_ROWS = 2
+# A Flux.1 transformer call per row and 512x512 of image, in SD 1.5 UNet rows (its FLOPs: 74.4 TFLOP per call at
+# 1024x1024, a quarter of that per 512x512, against the SD 1.5 UNet's 0.80 at 512x512; flux.md, performance.md).
+FLUX_ROW_WEIGHT = 74.4 / 4 / 0.80
 # DPM adaptive picks its own step sizes: the model calls it makes do not follow the step count. This many is
 # typical of it on SD schedules at A1111's tolerances (it is only an estimate for the queue's ETA).
 DPM_ADAPTIVE_CALLS = 60
@@ -161,7 +164,7 @@ class GenerationPlan:
             self.passes[-1].sampler.name, self.passes[-1].schedule,
             p.denoising_strength, p.init_image is not None, len(self.passes[0].conditioning.parts), self.traits,
             p.mask is not None, p.mask_blur, p.inpainting_mask_invert, p.inpainting_fill, p.inpaint_full_res,
-            p.inpaint_full_res_padding, p.initial_noise_multiplier, p.tiling,
+            p.inpaint_full_res_padding, p.initial_noise_multiplier, p.tiling, p.distilled_cfg_scale,
         )  # fmt: skip
 
     def cost(self) -> float:
@@ -172,9 +175,14 @@ class GenerationPlan:
         if self.params.is_describe:
             return DESCRIBE_UNITS
         total = sum(detail_cost(self.params, tab) for tab in self.params.detailers)
+        flux = self.traits.family == "flux"
         for p in self.passes:
-            rows = len(p.conditioning.parts) + 1
-            total += p.unet_calls * (p.width * p.height / _UNIT_PIXELS) * rows / _UNIT_ROWS
+            parts = p.conditioning.parts
+            # Flux at CFG 1 runs the prompt alone (Forge's shortcut); everything else also runs the negative.
+            alone = flux and self.params.cfg_scale == 1.0 and len(parts) == 1 and parts[0].weight == 1.0
+            rows = len(parts) + (0 if alone else 1)
+            weight = FLUX_ROW_WEIGHT if flux else 1.0
+            total += p.unet_calls * (p.width * p.height / _UNIT_PIXELS) * rows * weight / _UNIT_ROWS
         return max(total, 1e-3) * self.params.batch_size
 
     @property

@@ -13,8 +13,9 @@ from engine.errors import InvalidParamsError
 MAX_RATIO = 4.0  # --ar between 1:4 and 4:1: beyond that one side falls under the smallest size a model draws well
 _FLAG = re.compile(r"(?:^|(?<=\s))--([A-Za-z][\w-]*)")
 _RATIO = re.compile(r"^(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)$")
-_KNOWN = "`--ar W:H`, `--no a, b`, `--seed N`, `--steps N`, `--cfg X`, `--tile`"
-_VALUE_OPTIONS = {"seed": "seed", "steps": "steps", "cfg": "cfg_scale"}
+_KNOWN = "`--ar W:H`, `--no a, b`, `--seed N`, `--steps N`, `--cfg X`, `--guidance X`, `--tile`"
+# `--guidance` is a Flux.1 dev model's distilled CFG scale (Forge's "Distilled CFG Scale", ComfyUI's FluxGuidance).
+_VALUE_OPTIONS = {"seed": "seed", "steps": "steps", "cfg": "cfg_scale", "guidance": "distilled_cfg_scale"}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import tests.reference.forge_flux as _ref
+from engine.errors import EaselError, InvalidParamsError
 from engine.families.flux import T5Conditioner, pack, t5_chunks, unpack
 from engine.flux.keys import to_bfl, to_diffusers, transformer_config
 from engine.flux.load import t5_tokenizer
@@ -20,7 +21,7 @@ from engine.flux.tiny import tiny_parts
 from engine.infotext import civitai_flux_fix, options_from_infotext, parameter_line, parse_infotext
 from engine.ksampling import get_sigmas
 from engine.ksampling.denoiser import FluxDenoiser, flux_mu
-from engine.params import GenerationParams
+from engine.params import GenerationParams, Limits, ModelDefaults
 from engine.prompts.attention import parse_prompt_attention
 
 ref: Any = _ref
@@ -266,3 +267,67 @@ def test_the_shipped_t5_tokenizer_is_googles_with_its_special_ids(tokenizer: Any
     assert (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (0, 1, 2)
     assert len(tokenizer) == 32100
     assert Path(inspect.getfile(t5_tokenizer)).parent.parent.joinpath("data", "t5_tokenizer").is_dir()
+
+
+# Requests: what a Flux model cannot do is refused before queueing; its defaults; its cost
+
+
+def _flux_catalog() -> Any:
+    from engine.request import Catalog
+    from tests.fakes import FakeEntry, FakeNetworks, FakeRegistry
+
+    registry = FakeRegistry(entries_=[FakeEntry("flux1-dev", "single-file", family="flux")])
+    registry.defaults = ModelDefaults(width=896, height=1152, cfg_scale=1.0, sampler="Euler", schedule="Simple")
+    return Catalog(registry, FakeNetworks())
+
+
+@pytest.mark.parametrize(
+    ("prompt", "refusal"),
+    [
+        ("a fox --steps 4", None),
+        ("a fox <lora:detail:0.8>", "LoRA"),
+    ],
+)
+def test_a_flux_request_takes_forges_defaults_and_the_guidance_flag(prompt: str, refusal: str | None) -> None:
+    from engine.request import Request, resolve
+
+    if refusal is not None:
+        with pytest.raises(EaselError, match=refusal):
+            resolve(Request(prompt=prompt), _flux_catalog(), Limits(max_pixels=1024 * 1152))
+        return
+    params = resolve(Request(prompt=prompt + " --guidance 2.5"), _flux_catalog(), Limits(max_pixels=1024 * 1152)).params
+    assert (params.width, params.height, params.cfg_scale, params.distilled_cfg_scale) == (896, 1152, 1.0, 2.5)
+    assert (params.sampler, params.schedule, params.steps) == ("Euler", "Simple", 4)
+
+
+@pytest.mark.parametrize(
+    ("options", "refusal"),
+    [
+        ({"sampler": "DDIM"}, "Sampler DDIM does not run on Flux"),
+        ({"sampler": "UniPC"}, "Sampler UniPC does not run on Flux"),
+        ({"sampler": "LCM"}, "Sampler LCM does not run on Flux"),
+        ({"schedule": "Align Your Steps"}, "made for SD models"),
+        ({"tiling": True}, "Tiling"),
+    ],
+)
+def test_what_flux_cannot_run_is_refused_before_queueing(options: dict[str, Any], refusal: str) -> None:
+    from engine.request import Request, resolve
+
+    with pytest.raises(InvalidParamsError, match=refusal):
+        resolve(Request(prompt="a fox", options=options), _flux_catalog(), Limits(max_pixels=1024 * 1152))
+
+
+def test_a_flux_job_costs_its_flops_and_cfg_1_runs_one_row() -> None:
+    from engine.plan import FLUX_ROW_WEIGHT, ModelTraits, make_plan
+
+    params = GenerationParams(prompt="a fox", model="m", seed=1, steps=28, width=1024, height=1024, cfg_scale=1.0,
+                              sampler="Euler", schedule="Simple")  # fmt: skip
+    flux = make_plan(params, ModelTraits(family="flux")).cost()
+    sdxl = make_plan(params.replace(steps=30, cfg_scale=7.0), ModelTraits(family="sdxl")).cost()
+    assert flux == pytest.approx(28 * 4 * FLUX_ROW_WEIGHT / 2)
+    # FLOPs: 28 x 74.4 TFLOP against an SDXL image's 30 x 13.5 (about 5x); the SDXL cost here counts SD 1.5 rows.
+    assert pytest.approx(5.1, abs=0.1) == 28 * 74.4 / (30 * 13.5)
+    assert flux / sdxl > 5
+    assert make_plan(params.replace(cfg_scale=3.0), ModelTraits(family="flux")).cost() == pytest.approx(2 * flux)
+    batched = make_plan(params.replace(distilled_cfg_scale=2.0), ModelTraits(family="flux"))
+    assert batched.batch_key() != make_plan(params, ModelTraits(family="flux")).batch_key()
