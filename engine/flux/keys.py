@@ -103,7 +103,8 @@ def to_diffusers(state: Mapping[str, Any]) -> dict[str, Any]:
         for diffusers, bfl in _SINGLE_NORMS.items():
             out[d + diffusers] = take(b + bfl)
         fused = take(b + "linear1.weight")
-        width = int(fused.shape[1])  # linear1: width -> q, k, v (each the width) and the MLP's input
+        # linear1: width -> q, k, v (each the width) and the MLP's input (a GGUF block's values counted, not bytes)
+        width = int(getattr(fused, "quant_shape", fused.shape)[1])
         sizes = [width, width, width, int(fused.shape[0]) - 3 * width]
         for name, part in zip(_SINGLE_FUSED, torch.split(fused, sizes, dim=0), strict=True):
             out[d + name + ".weight"] = part

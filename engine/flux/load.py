@@ -46,6 +46,24 @@ def storage_dtype(state: Mapping[str, Any]) -> torch.dtype:
     return max(counts, key=lambda d: counts[d])
 
 
+def read_gguf(path: Path) -> dict[str, Any]:
+    """A GGUF transformer's tensors: quantized ones as diffusers' `GGUFParameter`s (still quantized), the rest as
+    tensors."""
+    from diffusers.models.model_loading_utils import load_gguf_checkpoint
+
+    state: dict[str, Any] = load_gguf_checkpoint(str(path))
+    return state
+
+
+def logical_shape(tensor: Any) -> list[int]:
+    """A tensor's shape as the model sees it: a GGUF-quantized one's rows of blocks counted in values."""
+    return [int(n) for n in getattr(tensor, "quant_shape", tensor.shape)]
+
+
+def is_quantized(tensor: Any) -> bool:
+    return getattr(tensor, "quant_type", None) is not None
+
+
 def transformer_from_state(state: Mapping[str, Any], dtype: torch.dtype, device: str) -> Any:
     """A `FluxTransformer2DModel` from a BFL-layout state dict (prefix or not). Stored in fp8, its linear layers stay
     fp8 and are cast to `dtype` layer by layer as they run (diffusers' layerwise casting); otherwise it is `dtype`."""
@@ -54,22 +72,36 @@ def transformer_from_state(state: Mapping[str, Any], dtype: torch.dtype, device:
 
     prefix = strip_prefix(state)
     bfl = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    config = transformer_config({k: list(v.shape) for k, v in bfl.items()})
-    stored = storage_dtype(bfl)
+    config = transformer_config({k: logical_shape(v) for k, v in bfl.items()})
+    quantized = any(is_quantized(v) for v in bfl.values())
+    stored = storage_dtype({k: v for k, v in bfl.items() if not is_quantized(v)})
     with torch.device("meta"):
         model = FluxTransformer2DModel.from_config(config)
     mapped = to_diffusers(bfl)
+    if quantized:  # GGUF: linear layers that dequantize their blocks as they run (diffusers' GGUFLinear)
+        from diffusers.quantizers.gguf.utils import _replace_with_gguf_linear
+
+        _replace_with_gguf_linear(model, dtype, mapped)
     linear = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     converted = {}
     for key, tensor in mapped.items():
-        keep = stored in FP8 and tensor.dtype in FP8 and key.rsplit(".", 1)[0] in linear
+        keep = is_quantized(tensor) or (stored in FP8 and tensor.dtype in FP8 and key.rsplit(".", 1)[0] in linear)
         converted[key] = tensor if keep else tensor.to(dtype)
-    model.load_state_dict(converted, strict=True, assign=True)
+    blocks = {k: v for k, v in converted.items() if is_quantized(v)}
+    missing, unexpected = model.load_state_dict(
+        {k: v for k, v in converted.items() if k not in blocks}, strict=False, assign=True
+    )
+    for key, tensor in blocks.items():  # quantized rows of blocks: their byte shape is not the layer's
+        owner, name = key.rsplit(".", 1)
+        model.get_submodule(owner)._parameters[name] = tensor
+    missing = [k for k in missing if k not in blocks]
+    if missing or unexpected:
+        raise KeyError(f"the file does not fit Flux.1's layers: {', '.join([*missing, *unexpected][:4])}")
     model = model.to(device).eval()
-    if stored in FP8:
+    if stored in FP8 and not quantized:
         apply_layerwise_casting(model, storage_dtype=stored, compute_dtype=dtype, skip_modules_pattern=None,
                                 skip_modules_classes=None)  # fmt: skip
-    model.easel_storage = stored
+    model.easel_storage = "gguf" if quantized else stored
     model.easel_compute = dtype
     return model
 
@@ -244,7 +276,10 @@ def flux_parts(
 ) -> dict[str, Any]:
     """A Flux.1 model's parts from its transformer file and its modules (`engine.flux.modules.Module`s, which may be
     the same file with a prefix): each refused with the file's name and the reason when it does not load."""
-    state, _ = read_tensors(path, exclude=("vae.", "first_stage_model.", "text_encoders.", "cond_stage_model."))
+    if path.suffix.lower() == ".gguf":
+        state = read_gguf(path)
+    else:
+        state, _ = read_tensors(path, exclude=("vae.", "first_stage_model.", "text_encoders.", "cond_stage_model."))
     try:
         transformer = transformer_from_state(state, dtype, device)
     except (KeyError, ValueError, RuntimeError) as err:

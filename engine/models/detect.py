@@ -108,7 +108,8 @@ def describe_flux(header: Mapping[str, Any]) -> str:
     single = {k.split(".")[1] for k in inner if k.startswith("single_blocks.")}
     weight = header.get(f"{prefix}double_blocks.0.img_attn.qkv.weight")
     dtype = weight.get("dtype") if isinstance(weight, Mapping) else None
-    storage = f"{_STORAGE.get(str(dtype), str(dtype).lower())}, " if dtype else ""
+    known = _STORAGE.get(str(dtype))
+    storage = f"{known if known else 'GGUF ' + str(dtype)}, " if dtype else ""
     has_vae = any(k.startswith(("vae.", "first_stage_model.")) for k in keys)
     has_text = any(k.startswith(("text_encoders.", "conditioner.", "cond_stage_model.")) for k in keys)
     contents = (

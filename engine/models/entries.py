@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.flux.gguf_files import read_gguf_header
 from engine.models.detect import FAMILY_NAMES, Checkpoint, inspect_checkpoint
 from engine.models.single_file import read_header
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+CHECKPOINT_SUFFIXES = (".safetensors", ".gguf", ".ckpt", ".pt", ".pth", ".bin")
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 PICKLE_REFUSAL = "pickle checkpoint (.ckpt/.pt can run code when loaded); convert it to .safetensors"
 SIDECAR_SUFFIX = ".easel.json"
@@ -118,7 +119,7 @@ def scan_path(path: Path, *, allow_ckpt: bool) -> ModelEntry | None:
         refused = None if (allow_ckpt and suffix == ".ckpt") else PICKLE_REFUSAL
         return ModelEntry(name, "single-file", path, refused=refused)
     try:
-        header = read_header(path)
+        header = read_gguf_header(path) if suffix == ".gguf" else read_header(path)
     except (OSError, ValueError) as err:
         return ModelEntry(name, "single-file", path, refused=str(err), family="unknown")
     return single_file_entry(name, path, inspect_checkpoint(header), header, path.with_name(name + SIDECAR_SUFFIX))

@@ -20,6 +20,7 @@ from engine.embeddings import EmbeddingDB
 from engine.errors import EaselError, InvalidParamsError, ModelUnavailableError, short_reason
 from engine.families import ModelFamily, SD1Family, SDXLFamily
 from engine.families.flux import FluxFamily, T5Conditioner
+from engine.flux.gguf_files import read_gguf_header
 from engine.flux.modules import FluxModules
 from engine.ksampling.denoiser import flux_mu
 from engine.loras import PatchedLoras
@@ -284,7 +285,7 @@ class ModelLoader:
         if entry.name == BUILTIN_TINY_FLUX:
             folder = build_tiny_flux(self.registry.cache_dir)
             path, library = folder / path.name, FluxModules([folder])
-        keys = list(read_header(path))
+        keys = list(read_gguf_header(path) if path.suffix.lower() == ".gguf" else read_header(path))
         chosen: dict[str, Module] = {}
         separate = []
         for kind in KINDS:

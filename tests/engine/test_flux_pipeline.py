@@ -205,3 +205,25 @@ def test_sd_timestep_samplers_are_refused_on_flux(engine: DiffusersEngine) -> No
 def test_unpack_inverts_pack_at_the_models_size() -> None:
     x = torch.randn(1, 16, 8, 8)
     assert torch.equal(unpack(pack(x)[0], 8, 8), x)
+
+
+@pytest.mark.parametrize(("quant", "tolerance"), [("Q8_0", 4), ("Q4_0", 40)])
+def test_a_gguf_transformer_loads_quantized_and_draws_the_same_picture(
+    engine: DiffusersEngine, installed: dict[str, Path], quant: str, tolerance: float
+) -> None:
+    from diffusers.quantizers.gguf.utils import GGUFLinear
+
+    from engine.flux.gguf_files import write_gguf
+    from engine.flux.keys import BFL_PREFIX
+
+    path = installed["models"] / "flux1-tiny.safetensors"
+    bfl = {k.removeprefix(BFL_PREFIX): v for k, v in load_file(str(path)).items()}
+    path.unlink()
+    write_gguf(bfl, installed["models"] / f"flux1-tiny-{quant}.gguf", quant)
+    owner = engine_for(installed["models"], engine.registry.cache_dir, [installed["VAE"], installed["text_encoder"]])
+    name = f"flux1-tiny-{quant}"
+    assert f"GGUF {quant}" in owner.registry.resolve(name).family_name
+    image = pixels(owner, model=name)
+    layer = owner.load(name).pipe.transformer.transformer_blocks[0].attn.to_q
+    assert isinstance(layer, GGUFLinear) and layer.weight.dtype == torch.uint8  # still quantized in memory
+    assert np.abs(image - pixels(engine)).mean() < tolerance
