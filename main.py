@@ -109,6 +109,8 @@ def build_engine_side(
         compile=settings.compile,
         compile_sizes=settings.compile_size_list,
         compile_mode=settings.compile_mode,
+        flux_offload=settings.flux_memory == "offload",
+        flux_t5_cpu=settings.flux_t5_cpu,
     )
     # One engine per device; all of them share the LoRAs, embeddings, VAEs and blobs, so a rescan reaches every worker.
     engines = [

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     fuse_qkv: bool = False
     compile: str = "off"  # off, unet, unet+vae (torch.compile for the sizes below, warmed up at start-up)
     compile_mode: str = "default"  # default, cudagraphs (CUDA graphs per bucketed shape), max-autotune
+    # Flux.1 on the GPU: "resident" (every part stays on the GPU: 24 GB+ with fp8 or GGUF Q8) or "offload" (each part
+    # moves to the GPU while it runs: 16 GB, or 12 GB with a GGUF Q4 file). `flux_t5_cpu` keeps T5-XXL on the CPU.
+    flux_memory: str = "resident"
+    flux_t5_cpu: bool = False
     compile_sizes: str = "512x512,768x768,1024x1024,832x1216,1216x832,896x1152,1152x896"
     log_level: str = "INFO"
     allow_dms: bool = True  # draw in DMs (with the config's limits); false: only on servers
@@ -159,6 +163,13 @@ class Settings(BaseSettings):
     def _check_compile_mode(cls, value: str) -> str:
         if value.lower() not in {"default", "cudagraphs", "max-autotune"}:
             raise ValueError("expected default, cudagraphs or max-autotune")
+        return value.lower()
+
+    @field_validator("flux_memory")
+    @classmethod
+    def _check_flux_memory(cls, value: str) -> str:
+        if value.lower() not in {"resident", "offload"}:
+            raise ValueError("expected resident or offload")
         return value.lower()
 
     @field_validator("compile_sizes")

@@ -35,11 +35,20 @@ class SpeedOptions:
     compile: str = "off"  # off, unet, or unet+vae
     compile_sizes: tuple[tuple[int, int], ...] = DEFAULT_COMPILE_SIZES  # (width, height) in pixels
     compile_mode: str = "default"  # a key of COMPILE_MODES
+    flux_offload: bool = False  # Flux's parts move to the GPU only while they run (diffusers' model offload)
+    flux_t5_cpu: bool = False  # Flux's T5-XXL runs on the CPU
 
     def torch_dtype(self, device: str) -> torch.dtype:
         if self.dtype == "auto":
             return torch.float16 if device.startswith("cuda") else torch.float32
         return DTYPES[self.dtype]
+
+    def flux_dtype(self, device: str) -> torch.dtype:
+        """Flux computes in bf16 on a GPU, as Forge does (T5-XXL and the transformer overflow fp16), unless fp32 was
+        asked for; the CPU computes in fp32 unless a dtype was set."""
+        if device.startswith("cuda") and self.dtype in ("auto", "fp16"):
+            return torch.bfloat16
+        return self.torch_dtype(device)
 
 
 class BucketedModule(torch.nn.Module):

@@ -272,7 +272,13 @@ def refuse(what: str, path: Path, err: BaseException) -> ModelUnavailableError:
 
 
 def flux_parts(
-    path: Path, modules: Mapping[str, Any], *, dtype: torch.dtype, device: str, cache_dir: Path
+    path: Path,
+    modules: Mapping[str, Any],
+    *,
+    dtype: torch.dtype,
+    device: str,
+    cache_dir: Path,
+    t5_device: str | None = None,
 ) -> dict[str, Any]:
     """A Flux.1 model's parts from its transformer file and its modules (`engine.flux.modules.Module`s, which may be
     the same file with a prefix): each refused with the file's name and the reason when it does not load."""
@@ -306,7 +312,7 @@ def flux_parts(
     t5 = modules["t5xxl"]
     t5_state, _ = read_tensors(t5.path, t5.prefix)
     try:
-        parts["text_encoder_2"] = t5_from_state(t5_state, dtype, device)
+        parts["text_encoder_2"] = t5_from_state(t5_state, dtype, t5_device or device)
     except (KeyError, ValueError, RuntimeError) as err:
         raise refuse("T5-XXL text encoder", t5.path, err) from err
     _fits("CLIP-L text encoder", clip.path, parts["text_encoder"].config.hidden_size,

@@ -3,6 +3,7 @@ count and a memory budget, and the VAEs of the VAE folder for each loaded model.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import re
@@ -169,6 +170,8 @@ class ModelLoader:
 
     def estimate_bytes(self, entry: ModelEntry) -> int:
         """What a model will take once loaded: its file's weights at the inference dtype (0 where unknown)."""
+        if entry.family == "flux" and entry.path is not None and entry.path.exists():
+            return self._flux_bytes(entry.path)
         if entry.kind != "single-file" or entry.path is None or not entry.path.exists():
             return 0
         try:
@@ -183,6 +186,20 @@ class ModelLoader:
                     numel *= int(dim)
                 count += numel
         return count * torch.finfo(self.dtype).bits // 8
+
+    def _flux_bytes(self, path: Path) -> int:
+        """A Flux model's weights as stored (fp8 and GGUF stay so; Easel keeps bf16 files bf16 on a GPU): its
+        file, plus the module files it will load apart."""
+        from engine.flux.modules import KINDS
+
+        total = path.stat().st_size
+        keys = set(read_gguf_header(path) if path.suffix.lower() == ".gguf" else read_header(path))
+        if any(k.startswith(("vae.", "first_stage_model.", "text_encoders.")) for k in keys):
+            return total  # a full checkpoint: its modules are in the file
+        for kind in KINDS:
+            with contextlib.suppress(EaselError, OSError):  # a missing module is refused when the model loads
+                total += self.flux_modules.pick(kind).path.stat().st_size
+        return total
 
     def _make_room(self, needed: int) -> None:
         """Free the least recently used models until one more fits the count and the budget."""
@@ -207,7 +224,8 @@ class ModelLoader:
     def _family(self, entry: ModelEntry, pipe: Any, unet: Any) -> tuple[Conditioner, ModelFamily]:
         if entry.family == "flux":
             clip = Conditioner(pipe.tokenizer, pipe.text_encoder, self.device, style=FLUX_CLIP_L)
-            return clip, FluxFamily(unet, clip, T5Conditioner(pipe.tokenizer_2, pipe.text_encoder_2, self.device))
+            t5_device = "cpu" if self.speed.flux_t5_cpu else self.device
+            return clip, FluxFamily(unet, clip, T5Conditioner(pipe.tokenizer_2, pipe.text_encoder_2, t5_device))
         if entry.family == "sdxl":
             width = int(pipe.text_encoder.get_input_embeddings().embedding_dim) + int(
                 pipe.text_encoder_2.get_input_embeddings().embedding_dim
@@ -295,8 +313,19 @@ class ModelLoader:
             else:
                 chosen[kind] = library.pick(kind)
                 separate.append(chosen[kind].name)
-        parts = flux_parts(path, chosen, dtype=self.dtype, device=self.device, cache_dir=self.registry.cache_dir)
-        return flux_pipeline(parts), tuple(separate)
+        offload = self.speed.flux_offload and self.device.startswith("cuda")
+        parts = flux_parts(
+            path, chosen, dtype=self.speed.flux_dtype(self.device), device="cpu" if offload else self.device,
+            cache_dir=self.registry.cache_dir, t5_device="cpu" if self.speed.flux_t5_cpu else None,
+        )  # fmt: skip
+        pipe = flux_pipeline(parts)
+        if offload:  # each part is moved to the GPU by a hook when it runs, the one before it back to the CPU
+            t5 = pipe.text_encoder_2
+            if self.speed.flux_t5_cpu:
+                pipe.text_encoder_2 = None
+            pipe.enable_model_cpu_offload(device=self.device)
+            pipe.text_encoder_2 = t5
+        return pipe, tuple(separate)
 
     def _config_folder_for(self, entry: ModelEntry) -> Path:
         return self.registry.single_file_configs(entry)

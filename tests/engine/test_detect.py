@@ -72,7 +72,8 @@ def test_a_flux_file_runs_and_is_listed_with_what_it_is_from_its_tensors() -> No
     lite |= header(**{"vae.decoder.conv_in.weight": [512, 16, 3, 3], "text_encoders.clip_l.x": [1]})
     found = inspect_checkpoint(lite)
     assert (found.refused, found.detail) == (
-        None, "Flux.1 schnell (8 double + 38 single blocks, bf16, with its VAE and text encoders)"
+        None,
+        "Flux.1 schnell (8 double + 38 single blocks, bf16, with its VAE and text encoders)",
     )
 
 

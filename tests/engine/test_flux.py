@@ -331,3 +331,17 @@ def test_a_flux_job_costs_its_flops_and_cfg_1_runs_one_row() -> None:
     assert make_plan(params.replace(cfg_scale=3.0), ModelTraits(family="flux")).cost() == pytest.approx(2 * flux)
     batched = make_plan(params.replace(distilled_cfg_scale=2.0), ModelTraits(family="flux"))
     assert batched.batch_key() != make_plan(params, ModelTraits(family="flux")).batch_key()
+
+
+def test_flux_computes_in_bf16_on_a_gpu_and_the_memory_policy_is_checked() -> None:
+    from pydantic import ValidationError
+
+    from config.settings import Settings
+    from engine.speed import SpeedOptions
+
+    assert SpeedOptions().flux_dtype("cuda") == torch.bfloat16  # T5-XXL and Flux overflow fp16 (Forge uses bf16)
+    assert SpeedOptions(dtype="fp32").flux_dtype("cuda") == torch.float32
+    assert SpeedOptions().flux_dtype("cpu") == torch.float32
+    assert Settings(flux_memory="Offload", flux_t5_cpu=True).flux_memory == "offload"
+    with pytest.raises(ValidationError, match="resident or offload"):
+        Settings(flux_memory="sequential")

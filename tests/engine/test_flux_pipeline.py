@@ -227,3 +227,20 @@ def test_a_gguf_transformer_loads_quantized_and_draws_the_same_picture(
     layer = owner.load(name).pipe.transformer.transformer_blocks[0].attn.to_q
     assert isinstance(layer, GGUFLinear) and layer.weight.dtype == torch.uint8  # still quantized in memory
     assert np.abs(image - pixels(engine)).mean() < tolerance
+
+
+def test_an_sd_model_and_a_flux_model_share_the_memory_budget_least_recently_used_first(
+    engine: DiffusersEngine, installed: dict[str, Path]
+) -> None:
+    from engine.models.loader import ModelLoader
+
+    registry = ModelRegistry(installed["models"], engine.registry.cache_dir)
+    modules = FluxModules([installed["VAE"], installed["text_encoder"]])
+    sizes = sum(p.stat().st_size for folder in installed.values() for p in folder.iterdir())
+    loader = ModelLoader(registry, "cpu", max_loaded=4, memory_budget=sizes + 1, flux_modules=modules)
+    assert loader.estimate_bytes(registry.resolve("flux1-tiny")) == sizes  # the file and the modules it loads
+    loader.load("builtin:tiny")
+    loader.load("flux1-tiny")
+    assert loader.loaded_names() == ["flux1-tiny"]  # the SD model was freed to make room
+    loader.load("builtin:tiny")
+    assert "builtin:tiny" in loader.loaded_names()
