@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import InvalidParamsError
+from engine.flux.lora import is_flux_lora
+from engine.flux.lora import to_peft as flux_lora_state
 from engine.models.detect import FAMILY_NAMES
 from engine.models.hashing import HashCache
 from engine.models.layers import LayerShapes, canonical
@@ -90,6 +92,8 @@ def lora_traits(header: dict[str, Any]) -> tuple[str | None, int | None]:
             width = int(shape[1])
             break
     base = str(metadata.get("ss_base_model_version", "") or metadata.get("modelspec.architecture", "")).lower()
+    if base.startswith("flux") or is_flux_lora(keys):
+        return "flux", None
     if base.startswith(("sdxl", "stable-diffusion-xl")):
         return "sdxl", width
     if base.startswith(("sd_v1", "stable-diffusion-v1")):
@@ -142,7 +146,7 @@ def lora_layers(header: dict[str, Any], family: str | None) -> dict[str, tuple[t
     else:
         from diffusers import StableDiffusionPipeline as Pipeline
     try:
-        converted = Pipeline.lora_state_dict(state)[0]
+        converted = flux_lora_state(state) if family == "flux" else Pipeline.lora_state_dict(state)[0]
     except Exception as err:  # the conversion raises many types for what it does not understand
         raise LoraFileError(f"diffusers cannot read its layers ({type(err).__name__}: {str(err)[:120]})") from err
     layers: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
@@ -275,14 +279,21 @@ def apply_loras(pipe: Any, loaded: set[str], loras: list[tuple[LoraFile, LoraCal
         if name not in loaded:
             log.info("loading LoRA %s", lora.name)
             with _quiet_transformers():
-                pipe.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=name)
+                if lora.family == "flux":  # Easel's own conversion: diffusers' kohya one assumes Flux.1's width
+                    from safetensors.torch import load_file
+
+                    state = flux_lora_state(load_file(str(lora.path)))
+                    pipe.load_lora_weights(state, adapter_name=name)
+                else:
+                    pipe.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=name)
             loaded.add(name)
         names.append(name)
     # Weights only for the components a LoRA really patches (diffusers warns on every job otherwise).
     components = pipe.get_list_adapters()
     for (_, call), name in zip(loras, names, strict=True):
         te = call.te_multiplier
-        multipliers = {"text_encoder": te, "text_encoder_2": te, "unet": call.unet_multiplier}
+        multipliers = {"text_encoder": te, "text_encoder_2": te, "unet": call.unet_multiplier,
+                       "transformer": call.unet_multiplier}  # fmt: skip
         weights.append({part: w for part, w in multipliers.items() if name in components.get(part, [])})
     pipe.enable_lora()
     pipe.set_adapters(names, adapter_weights=weights)

@@ -31,7 +31,7 @@ from engine.params import (
     is_model_upscaler_name,
 )
 from engine.paste import pasted_model, read_pasted
-from engine.prompts.extra_networks import read_loras, remove_lora
+from engine.prompts.extra_networks import remove_lora
 from engine.prompts.flags import parse_ratio, read_flags, size_for_aspect
 from engine.samplers import resolve_sampler, schedule_label, schedule_names
 from engine.styles import Style, apply_styles, extract_styles, resolve_styles
@@ -312,7 +312,7 @@ def resolve(request: Request, catalog: Catalog, limits: Limits, *, rng: random.R
 
 def check_flux(params: GenerationParams) -> None:
     """What a Flux.1 model cannot do, refused before the job queues: SD's timestep samplers and LCM (Flux runs the
-    k-diffusion samplers on Forge's flow schedule), Align Your Steps (SD's sigma tables), LoRAs, VAEs from the VAE
+    k-diffusion samplers on Forge's flow schedule), Align Your Steps (SD's sigma tables), VAEs from the VAE
     folder (a Flux model's VAE is its ae) and tiling (its transformer has no convolutions to wrap)."""
     for name in filter(None, (params.sampler, params.hr_sampler if params.enable_hr else None)):
         spec = resolve_sampler(name)[0]
@@ -324,8 +324,6 @@ def check_flux(params: GenerationParams) -> None:
     for schedule in filter(None, (params.schedule, params.hr_schedule if params.enable_hr else None)):
         if schedule_label(schedule).startswith("Align Your Steps"):
             raise InvalidParamsError(f"Schedule {schedule} is made for SD models; Flux uses Simple (its default).")
-    if read_loras(params.prompt)[1] or read_loras(params.negative_prompt)[1]:
-        raise InvalidParamsError("Easel does not apply LoRAs to Flux models yet; remove the <lora:...> tags.")
     if params.vae is not None:
         raise InvalidParamsError("A Flux model decodes with its own ae; VAEs from the VAE folder are for SD models.")
     if params.tiling:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
 LayerShapes = Mapping[str, tuple[int, ...]]
-COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
+COMPONENTS = ("unet", "transformer", "text_encoder", "text_encoder_2")
 
 
 def module_shapes(component: str, module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
@@ -25,7 +25,9 @@ def module_shapes(component: str, module: torch.nn.Module) -> dict[str, tuple[in
     shapes = {}
     for name, param in module.named_parameters():
         if name.endswith(".weight") and ".lora_" not in name:  # a LoRA's own adapter weights are not layers
-            shapes[canonical(f"{component}.{name[: -len('.weight')].replace('.base_layer', '')}")] = tuple(param.shape)
+            # A GGUF-quantized weight's shape counts its blocks' bytes; the layer's is its `quant_shape`.
+            shape = tuple(getattr(param, "quant_shape", param.shape))
+            shapes[canonical(f"{component}.{name[: -len('.weight')].replace('.base_layer', '')}")] = shape
     return shapes
 
 

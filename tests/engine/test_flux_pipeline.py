@@ -244,3 +244,115 @@ def test_an_sd_model_and_a_flux_model_share_the_memory_budget_least_recently_use
     assert loader.loaded_names() == ["flux1-tiny"]  # the SD model was freed to make room
     loader.load("builtin:tiny")
     assert "builtin:tiny" in loader.loaded_names()
+
+
+# LoRAs: kohya, XLabs and diffusers/ai-toolkit files; several per prompt; on fp8 and GGUF weights too
+
+
+def _kohya_reference(state: dict[str, Any]) -> dict[str, Any]:
+    """diffusers' own kohya Flux converter with Flux.1's hard-coded widths set to the tiny model's: the reference."""
+    import inspect
+
+    import diffusers.loaders.lora_conversion_utils as utils
+
+    source = inspect.getsource(utils._convert_kohya_flux_lora_to_diffusers)
+    assert "dims=[3072, 3072, 3072, 12288]" in source
+    namespace: dict[str, Any] = dict(vars(utils))
+    exec(source.replace("3072", "64").replace("12288", "256"), namespace)
+    converted: dict[str, Any] = namespace["_convert_kohya_flux_lora_to_diffusers"](dict(state))
+    return converted
+
+
+def _kohya_lora(rank: int = 4, seed: int = 5) -> dict[str, torch.Tensor]:
+    """A kohya Flux LoRA for the tiny model: fused q/k/v, a single block's linear1, a renamed MLP layer, with alphas."""
+    generator = torch.Generator().manual_seed(seed)
+    layers = {  # kohya module -> (in, out)
+        "lora_unet_double_blocks_0_img_attn_qkv": (64, 192),
+        "lora_unet_double_blocks_0_txt_attn_qkv": (64, 192),
+        "lora_unet_single_blocks_1_linear1": (64, 448),
+        "lora_unet_double_blocks_0_img_mlp_0": (64, 256),
+        "lora_unet_single_blocks_0_linear2": (320, 64),
+    }
+    state: dict[str, torch.Tensor] = {}
+    for name, (fan_in, fan_out) in layers.items():
+        state[name + ".lora_down.weight"] = torch.randn(rank, fan_in, generator=generator) * 0.3
+        state[name + ".lora_up.weight"] = torch.randn(fan_out, rank, generator=generator) * 0.3
+        state[name + ".alpha"] = torch.tensor(2.0)
+    return state
+
+
+@pytest.fixture
+def lora_engine(engine: DiffusersEngine, installed: dict[str, Path], tmp_path: Path) -> DiffusersEngine:
+    from engine.loras import LoraLibrary
+
+    folder = tmp_path / "Lora"
+    folder.mkdir()
+    kohya = _kohya_lora()
+    save_file(kohya, str(folder / "flux-kohya.safetensors"), metadata={"ss_base_model_version": "flux1"})
+    reference = {k: v.clone().contiguous() for k, v in _kohya_reference(kohya).items()}
+    save_file(reference, str(folder / "flux-diffusers.safetensors"))
+    xlabs = {
+        "double_blocks.0.processor.qkv_lora1.down.weight": torch.randn(4, 64) * 0.3,
+        "double_blocks.0.processor.qkv_lora1.up.weight": torch.randn(192, 4) * 0.3,
+        "double_blocks.0.processor.proj_lora1.down.weight": torch.randn(4, 64) * 0.3,
+        "double_blocks.0.processor.proj_lora1.up.weight": torch.randn(64, 4) * 0.3,
+    }
+    save_file(xlabs, str(folder / "flux-xlabs.safetensors"))
+    registry = ModelRegistry(installed["models"], engine.registry.cache_dir)
+    loras = LoraLibrary.with_builtins([folder], registry.hashes)
+    return DiffusersEngine(registry, "cpu", loras=loras,
+                           flux_modules=FluxModules([installed["VAE"], installed["text_encoder"]]))  # fmt: skip
+
+
+def test_a_kohya_flux_lora_draws_what_its_diffusers_conversion_draws(lora_engine: DiffusersEngine) -> None:
+    base = pixels(lora_engine, model="flux1-tiny")
+    kohya = lora_engine.generate(flux_params(model="flux1-tiny", prompt="a lighthouse <lora:flux-kohya:0.8>"))[0]
+    ours = np.asarray(kohya.image).astype(np.int16)
+    reference = pixels(lora_engine, model="flux1-tiny", prompt="a lighthouse <lora:flux-diffusers:0.8>")
+    assert np.abs(ours - base).max() > 10  # the LoRA changes the picture
+    assert np.abs(ours - reference).max() <= 1
+    assert 'Lora hashes: "flux-kohya: ' in kohya.infotext
+
+
+def test_several_flux_loras_apply_together_and_a_weight_of_0_is_the_base_model(lora_engine: DiffusersEngine) -> None:
+    base = pixels(lora_engine, model="flux1-tiny", prompt="a lighthouse")
+    both = pixels(lora_engine, model="flux1-tiny", prompt="a lighthouse <lora:flux-kohya:0.8> <lora:flux-xlabs:1>")
+    one = pixels(lora_engine, model="flux1-tiny", prompt="a lighthouse <lora:flux-kohya:0.8>")
+    assert np.abs(both - one).max() > 0
+    assert np.array_equal(pixels(lora_engine, model="flux1-tiny", prompt="a lighthouse <lora:flux-xlabs:0>"), base)
+    assert np.array_equal(pixels(lora_engine, model="flux1-tiny", prompt="a lighthouse"), base)  # switched off
+
+
+def test_an_sd_lora_is_refused_on_a_flux_model_and_a_flux_lora_on_an_sd_model(lora_engine: DiffusersEngine) -> None:
+    from engine.errors import InvalidParamsError
+
+    sd_lora = next(name for name in lora_engine.loras.names() if not name.startswith("flux"))
+    with pytest.raises(InvalidParamsError, match=rf"LoRA '{sd_lora}' (was made for SD|patches a layer this model)"):
+        lora_engine.generate(flux_params(model="flux1-tiny", prompt=f"a <lora:{sd_lora}:1>"))
+    with pytest.raises(InvalidParamsError, match=r"was made for Flux\.1"):
+        lora_engine.generate(flux_params(model="builtin:tiny", prompt="a <lora:flux-kohya:1>", cfg_scale=7.0))
+
+
+def test_a_flux_lora_applies_on_fp8_weights(lora_engine: DiffusersEngine, installed: dict[str, Path]) -> None:
+    path = installed["models"] / "flux1-tiny.safetensors"
+    state = load_file(str(path))
+    save_file({k: v.to(torch.float8_e4m3fn) if v.ndim == 2 else v for k, v in state.items()}, str(path))
+    lora_engine.registry.refresh()
+    base = pixels(lora_engine, model="flux1-tiny")
+    with_lora = pixels(lora_engine, model="flux1-tiny", prompt="a lighthouse <lora:flux-kohya:0.8>")
+    assert np.abs(with_lora - base).max() > 10
+
+
+def test_a_flux_lora_applies_on_gguf_weights(lora_engine: DiffusersEngine, installed: dict[str, Path]) -> None:
+    from engine.flux.gguf_files import write_gguf
+    from engine.flux.keys import BFL_PREFIX
+
+    path = installed["models"] / "flux1-tiny.safetensors"
+    write_gguf({k.removeprefix(BFL_PREFIX): v for k, v in load_file(str(path)).items()},
+               installed["models"] / "flux1-q8.gguf")  # fmt: skip
+    lora_engine.registry.refresh()
+    base = pixels(lora_engine, model="flux1-q8")
+    with_lora = pixels(lora_engine, model="flux1-q8", prompt="a lighthouse <lora:flux-kohya:0.8>")
+    full = pixels(lora_engine, model="flux1-tiny", prompt="a lighthouse <lora:flux-kohya:0.8>")
+    assert np.abs(with_lora - base).max() > 10
+    assert np.abs(with_lora - full).mean() < 4  # the same LoRA on the quantized weights
