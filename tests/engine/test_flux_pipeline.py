@@ -115,6 +115,16 @@ def test_img2img_hires_and_variation_seeds_run_on_16_channel_latents(engine: Dif
     blob = engine.blobs.put(buffer.getvalue())
     moved = pixels(engine, init_image=blob, denoising_strength=0.5)
     assert moved.shape == (64, 64, 3)
+    from PIL import Image
+
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))  # repaint the left half only
+    buffer = io.BytesIO()
+    mask.save(buffer, format="PNG")
+    inpainted = pixels(engine, init_image=blob, mask=engine.blobs.put(buffer.getvalue()), denoising_strength=0.9)
+    original = np.asarray(base).astype(np.int16)
+    assert np.abs(inpainted[:, 48:] - original[:, 48:]).max() <= 1  # kept, past the mask blur (A1111's overlay)
+    assert np.abs(inpainted[:, :24] - original[:, :24]).max() > 10
     hires = engine.generate(flux_params(enable_hr=True, hr_scale=1.5, denoising_strength=0.5, hr_steps=3))[0]
     assert hires.image.size == (96, 96) and "Hires upscale: 1.5" in hires.infotext
     varied = pixels(engine, subseed=7, subseed_strength=0.3)
