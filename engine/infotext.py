@@ -428,6 +428,8 @@ _HIRES_OPTIONS = {
     "Hires resize-2": "hr_resize_y",
     "Hires steps": "hr_steps",
     "Hires upscaler": "hr_upscaler",
+    "Hires CFG Scale": "hr_cfg_scale",  # Forge's
+    "Hires Distilled CFG Scale": "hr_distilled_cfg_scale",
 }
 
 # An img2img block's inpainting fields, in A1111's words (build_params reads the words).
@@ -495,6 +497,9 @@ def options_from_infotext(
         options["enable_hr"] = True
         options.update({option: fields[key] for key, option in _HIRES_OPTIONS.items() if key in fields})
         used.update(_HIRES_OPTIONS)
+        for key, main in (("Hires CFG Scale", "CFG scale"), ("Hires Distilled CFG Scale", "Distilled CFG Scale")):
+            if key in fields and _same_number(fields[key], fields.get(main, "3.5" if main.startswith("D") else None)):
+                del options[_HIRES_OPTIONS[key]]  # Forge writes them always; equal to the first pass's: the same
         hires_choice = _hires_sampler_choice(fields, notes)
         if hires_choice is not None:
             options.update(hires_choice)
@@ -517,6 +522,13 @@ def options_from_infotext(
         elif not (key.endswith("-2") and f"{base}-1" in fields):
             notes.append(_note(key, value))
     return options, notes
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    try:
+        return b is not None and float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _hires_sampler_choice(fields: Mapping[str, Any], notes: list[str]) -> dict[str, str] | None:

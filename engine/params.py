@@ -104,6 +104,9 @@ class GenerationParams:
     hr_steps: int = 0
     hr_sampler: str | None = None  # the hires pass's own sampler; None: the same sampler ("Use same sampler")
     hr_schedule: str | None = None  # its own schedule type; None: the job's schedule ("Use same scheduler")
+    # Forge's hires CFG and distilled CFG (`Hires CFG Scale`, `Hires Distilled CFG Scale`); None: the first pass's.
+    hr_cfg_scale: float | None = None
+    hr_distilled_cfg_scale: float | None = None
     seed_resize_from_w: int = 0
     seed_resize_from_h: int = 0
     rng: str = "GPU"  # A1111 RNG source: GPU (the device's torch.randn), CPU, or NV (NVIDIA's numbers anywhere)
@@ -418,6 +421,8 @@ OPTIONS: dict[str, _Option] = {
     "hr_steps": _Option("Hires steps", _as_int, _between(0, "max_steps"), zero_is_unset=True, hires_only=True),
     "hr_sampler": _Option("Hires sampler", _as_is),
     "hr_schedule": _Option("Hires schedule type", _as_is),
+    "hr_cfg_scale": _Option("Hires CFG Scale", _as_float, _between(0.0, 30.0), hires_only=True),
+    "hr_distilled_cfg_scale": _Option("Hires Distilled CFG Scale", _as_float, _between(0.0, 30.0), hires_only=True),
     "seed_resize_from_w": _Option("Seed resize width", _as_int, _seed_resize, zero_is_unset=True),
     "seed_resize_from_h": _Option("Seed resize height", _as_int, _seed_resize, zero_is_unset=True),
     "rng": _Option("RNG", _rng, zero_is_unset=True),
@@ -551,8 +556,10 @@ def build_params(
     hr_sampler, hr_schedule = _hires_sampler(
         given.get("hr_sampler"), given.get("hr_schedule"), sampler_spec.name, schedule
     )
+    hr_cfg = value("hr_cfg_scale", None) if "hr_cfg_scale" in given else None
+    hr_distilled = value("hr_distilled_cfg_scale", None) if "hr_distilled_cfg_scale" in given else None
     if not enable_hr:
-        hr_sampler = hr_schedule = None
+        hr_sampler = hr_schedule = hr_cfg = hr_distilled = None
     if enable_hr:
         final_w, final_h = hires_size(width, height, hr_scale, hr_x, hr_y)
         if final_w * final_h > limits.max_hires_pixels or max(final_w, final_h) > limits.max_hires_side:
@@ -597,6 +604,8 @@ def build_params(
         hr_steps=hr_steps,
         hr_sampler=hr_sampler,
         hr_schedule=hr_schedule,
+        hr_cfg_scale=hr_cfg,
+        hr_distilled_cfg_scale=hr_distilled,
         seed_resize_from_w=resize_w,
         seed_resize_from_h=resize_h,
         rng=rng_source,

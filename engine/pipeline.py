@@ -71,7 +71,16 @@ from engine.models.layers import COMPONENTS, LayerShapes, module_shapes
 from engine.models.loader import LoadedModel, ModelLoader
 from engine.models.registry import ModelRegistry
 from engine.params import GenerationParams
-from engine.plan import GenerationPlan, PassConditioning, SamplingPass, TextSchedule, detail_params, output_size
+from engine.plan import (
+    GenerationPlan,
+    PassConditioning,
+    SamplingPass,
+    TextSchedule,
+    detail_params,
+    output_size,
+    pass_cfg,
+    pass_distilled_cfg,
+)
 from engine.previews import LatentPreview, PreviewFn
 from engine.prompts.extra_networks import LoraCall
 from engine.seeds import BatchRNG, ImageRNG
@@ -402,14 +411,16 @@ class DiffusersEngine:
             return init_latents  # strength 0 changes nothing, as in A1111
         lead = run.lead
         jobs = [conds for _, conds in rows if conds is not None]
+        cfg = pass_cfg(lead.params, sampling_pass.kind)
+        distilled = pass_distilled_cfg(lead.params, sampling_pass.kind)
         guidance = Guidance(
-            unet=run.loaded.family.unet_fn(*sampling_pass.conditioned_on, guidance=lead.params.distilled_cfg_scale),
+            unet=run.loaded.family.unet_fn(*sampling_pass.conditioned_on, guidance=distilled),
             jobs=jobs,
-            cfg_scale=lead.params.cfg_scale,
+            cfg_scale=cfg,
             image_cond=self._image_conditioning(run, sampling_pass),
             # Forge's shortcut at CFG 1 (Flux's default): the negative prompt is not run, the prediction is the
             # prompt's. Easel's SD models keep A1111's way, which runs both.
-            cond_only=isinstance(run.loaded.family, FluxFamily) and cond_only(jobs, lead.params.cfg_scale),
+            cond_only=isinstance(run.loaded.family, FluxFamily) and cond_only(jobs, cfg),
         )
         rngs = [self._image_rng(run, job.plan, sampling_pass) for job in run.live()]
         rng: ImageRNG | BatchRNG = rngs[0] if len(rngs) == 1 else BatchRNG(rngs)
@@ -782,6 +793,8 @@ class DiffusersEngine:
         if isinstance(loaded.family, FluxFamily):
             if loaded.family.distilled:  # Forge writes it for dev models only (schnell ignores it)
                 extra["Distilled CFG Scale"] = ui_number(params.distilled_cfg_scale)
+                if params.enable_hr:
+                    extra["Hires Distilled CFG Scale"] = ui_number(pass_distilled_cfg(params, "hires"))
             extra.update({f"Module {i}": name for i, name in enumerate(loaded.modules, start=1)})
         # A1111 writes it for every job of an inpainting model
         if run.loaded.entry.family != "flux" and int(run.loaded.pipe.unet.config.in_channels) == 9:

@@ -164,7 +164,8 @@ class GenerationPlan:
             self.passes[-1].sampler.name, self.passes[-1].schedule,
             p.denoising_strength, p.init_image is not None, len(self.passes[0].conditioning.parts), self.traits,
             p.mask is not None, p.mask_blur, p.inpainting_mask_invert, p.inpainting_fill, p.inpaint_full_res,
-            p.inpaint_full_res_padding, p.initial_noise_multiplier, p.tiling, p.distilled_cfg_scale,
+            p.inpaint_full_res_padding, p.initial_noise_multiplier, p.tiling, p.distilled_cfg_scale, p.hr_cfg_scale,
+            p.hr_distilled_cfg_scale,
         )  # fmt: skip
 
     def cost(self) -> float:
@@ -179,7 +180,7 @@ class GenerationPlan:
         for p in self.passes:
             parts = p.conditioning.parts
             # Flux at CFG 1 runs the prompt alone (Forge's shortcut); everything else also runs the negative.
-            alone = flux and self.params.cfg_scale == 1.0 and len(parts) == 1 and parts[0].weight == 1.0
+            alone = flux and pass_cfg(self.params, p.kind) == 1.0 and len(parts) == 1 and parts[0].weight == 1.0
             rows = len(parts) + (0 if alone else 1)
             weight = FLUX_ROW_WEIGHT if flux else 1.0
             total += p.unet_calls * (p.width * p.height / _UNIT_PIXELS) * rows * weight / _UNIT_ROWS
@@ -190,6 +191,18 @@ class GenerationPlan:
         """The parts a job's progress bar is made of: its sampling passes, then one per detailer tab."""
         sampled = 0 if self.params.is_detail_only else len(self.passes)
         return sampled + len(self.params.detailers)
+
+
+def pass_cfg(params: GenerationParams, kind: PassKind) -> float:
+    """The CFG scale a pass runs at: Forge's `Hires CFG Scale` for the hires pass where set, else the job's."""
+    return params.hr_cfg_scale if kind == "hires" and params.hr_cfg_scale is not None else params.cfg_scale
+
+
+def pass_distilled_cfg(params: GenerationParams, kind: PassKind) -> float:
+    """The distilled CFG a Flux dev pass runs at: `Hires Distilled CFG Scale` for the hires pass where set."""
+    if kind == "hires" and params.hr_distilled_cfg_scale is not None:
+        return params.hr_distilled_cfg_scale
+    return params.distilled_cfg_scale
 
 
 def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> GenerationPlan:
@@ -244,7 +257,7 @@ def make_plan(params: GenerationParams, traits: ModelTraits | None = None) -> Ge
         negative_prompt=negative,
         loras=loras + negative_loras,
         passes=tuple(passes),
-        infotext_fields=tuple(_infotext_fields(params, sampler).items()),
+        infotext_fields=tuple(_infotext_fields(params, sampler, flux=traits.family == "flux").items()),
     )
 
 
@@ -264,7 +277,7 @@ def _detail_plan(params: GenerationParams, traits: ModelTraits, sampler: Sampler
     nothing = PassConditioning((), ())
     detail = SamplingPass("detail", width, height, 0, 0, 0, None, nothing, 0, sampler, params.schedule)
     prompt, loras = read_loras(params.prompt)
-    fields = _infotext_fields(params, sampler)
+    fields = _infotext_fields(params, sampler, flux=traits.family == "flux")
     return GenerationPlan(params, traits, sampler, effective_schedule(sampler, params.schedule), prompt,
                           params.negative_prompt, loras, (detail,), tuple(fields.items()))  # fmt: skip
 
@@ -424,7 +437,7 @@ def _num(value: float | None) -> str | None:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def _infotext_fields(params: GenerationParams, sampler: SamplerSpec) -> dict[str, str | None]:
+def _infotext_fields(params: GenerationParams, sampler: SamplerSpec, *, flux: bool = False) -> dict[str, str | None]:
     """The parameter-text fields this job adds beyond the fixed ones, in A1111's order (hashes come later)."""
     fields: dict[str, str | None] = {}
     if params.init_image is not None or params.enable_hr:
@@ -459,6 +472,12 @@ def _infotext_fields(params: GenerationParams, sampler: SamplerSpec) -> dict[str
             fields["Hires upscale"] = _num(params.hr_scale)
         fields["Hires steps"] = str(params.hr_steps) if params.hr_steps else None
         fields["Hires upscaler"] = params.hr_upscaler
+        # Forge's hires CFG: written for every Flux hires job, as Forge does; for SD only where it was set apart.
+        hr_cfg = params.hr_cfg_scale if params.hr_cfg_scale is not None else params.cfg_scale
+        if flux or hr_cfg != params.cfg_scale:
+            fields["Hires CFG Scale"] = _num(hr_cfg)
+        if flux:  # its value is the pipeline's to write: only a guidance-distilled (dev) model uses it
+            fields["Hires Distilled CFG Scale"] = None
     if params.seed_resize_from_w > 0 and params.seed_resize_from_h > 0:
         fields["Seed resize from"] = f"{params.seed_resize_from_w}x{params.seed_resize_from_h}"
     if params.ensd and sampler.uses_ensd:

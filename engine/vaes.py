@@ -47,7 +47,9 @@ def vae_traits(name: str, header: dict[str, Any], sidecar: dict[str, Any]) -> tu
     entry = header.get(_prefix(header) + "decoder.conv_in.weight")
     channels = entry.get("shape", [0, 0])[1] if isinstance(entry, dict) else 0
     if channels != 4:
-        return None, f"a {channels}-channel VAE (SD 3 or Flux): Easel's models take 4-channel VAEs"
+        if channels == 16:  # Flux's ae: not a choice for SD models, but found here by the Flux models that need it
+            return None, "a 16-channel VAE: Flux models use it as their ae module; SD models take 4-channel VAEs"
+        return None, f"a {channels}-channel VAE: SD models take 4-channel VAEs"
     if isinstance(sidecar.get("family"), str) and sidecar["family"] in ("sd1", "sdxl"):
         return sidecar["family"], None
     metadata = header.get("__metadata__") or {}

@@ -21,7 +21,7 @@ from engine.flux.tiny import tiny_parts
 from engine.infotext import civitai_flux_fix, options_from_infotext, parameter_line, parse_infotext
 from engine.ksampling import get_sigmas
 from engine.ksampling.denoiser import FluxDenoiser, flux_mu
-from engine.params import GenerationParams, Limits, ModelDefaults
+from engine.params import GenerationParams, Limits, ModelDefaults, build_params
 from engine.prompts.attention import parse_prompt_attention
 
 ref: Any = _ref
@@ -345,3 +345,21 @@ def test_flux_computes_in_bf16_on_a_gpu_and_the_memory_policy_is_checked() -> No
     assert Settings(flux_memory="Offload", flux_t5_cpu=True).flux_memory == "offload"
     with pytest.raises(ValidationError, match="resident or offload"):
         Settings(flux_memory="sequential")
+
+
+def test_a_forge_hires_block_reads_its_hires_cfg_and_distilled_cfg() -> None:
+    block = (
+        "a fox\nSteps: 20, Sampler: Euler, Schedule type: Simple, CFG scale: 1, Distilled CFG Scale: 3.5, Seed: 1, "
+        "Size: 896x1152, Model: flux1-dev, Denoising strength: 0.4, Hires upscale: 1.5, Hires steps: 10, "
+        "Hires upscaler: Latent, Hires CFG Scale: 2, Hires Distilled CFG Scale: 4, Version: f2.0.1v1.10.1"
+    )
+    options, notes = options_from_infotext(parse_infotext(block))
+    params = build_params(options, model="flux1-dev", limits=Limits(max_hires_pixels=1344 * 1728))
+    assert (params.hr_cfg_scale, params.hr_distilled_cfg_scale, notes) == (2.0, 4.0, [])
+    from engine.plan import ModelTraits, make_plan
+
+    plan = make_plan(params, ModelTraits(family="flux"))
+    fields = dict(plan.infotext_fields)
+    assert (fields["Hires CFG Scale"], "Hires Distilled CFG Scale" in fields) == ("2", True)
+    plain = make_plan(params.replace(hr_cfg_scale=None), ModelTraits(family="sd1"))
+    assert "Hires CFG Scale" not in dict(plain.infotext_fields)  # A1111's text for SD, unless set apart

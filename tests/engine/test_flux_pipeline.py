@@ -126,7 +126,16 @@ def test_img2img_hires_and_variation_seeds_run_on_16_channel_latents(engine: Dif
     assert np.abs(inpainted[:, 48:] - original[:, 48:]).max() <= 1  # kept, past the mask blur (A1111's overlay)
     assert np.abs(inpainted[:, :24] - original[:, :24]).max() > 10
     hires = engine.generate(flux_params(enable_hr=True, hr_scale=1.5, denoising_strength=0.5, hr_steps=3))[0]
-    assert hires.image.size == (96, 96) and "Hires upscale: 1.5" in hires.infotext
+    assert hires.image.size == (96, 96)
+    assert "Hires upscale: 1.5, Hires steps: 3, Hires upscaler: Latent, Hires CFG Scale: 1, Hires Distilled CFG " \
+           "Scale: 3.5" in hires.infotext  # fmt: skip
+    hires_pixels = np.asarray(hires.image).astype(np.int16)
+    own = flux_params(enable_hr=True, hr_scale=1.5, denoising_strength=0.5, hr_steps=3, hr_distilled_cfg_scale=6.0)
+    other = engine.generate(own)[0]
+    assert "Hires Distilled CFG Scale: 6" in other.infotext
+    assert np.abs(np.asarray(other.image).astype(np.int16) - hires_pixels).max() > 0  # the hires pass's own
+    options, notes = options_from_infotext(parse_infotext(other.infotext))
+    assert notes == [] and build_params(options, model=FLUX, limits=Limits()) == own
     varied = pixels(engine, subseed=7, subseed_strength=0.3)
     assert np.abs(varied - pixels(engine)).max() > 0
     two = np.asarray(engine.generate(flux_params(batch_size=2))[1].image).astype(np.int16)
@@ -366,3 +375,9 @@ def test_a_flux_lora_applies_on_gguf_weights(lora_engine: DiffusersEngine, insta
     full = pixels(lora_engine, model="flux1-tiny", prompt="a lighthouse <lora:flux-kohya:0.8>")
     assert np.abs(with_lora - base).max() > 10
     assert np.abs(with_lora - full).mean() < 4  # the same LoRA on the quantized weights
+
+
+def test_previews_of_16_channel_latents_are_drawn(engine: DiffusersEngine) -> None:
+    shown: list[Any] = []
+    engine.generate(flux_params(), on_preview=lambda step, total, source: shown.append(source.render()))
+    assert len(shown) == 6 and shown[-1].size == (64, 64)

@@ -93,10 +93,11 @@ def test_a_copied_single_file_is_found_as_sdxl_by_its_keys(
 
 def test_refused_families_are_listed_with_the_family_and_the_reason(engine: DiffusersEngine, models: Path) -> None:
     save_file({"conditioner.embedders.0.model.ln_final.weight": torch.zeros(4)}, str(models / "refiner.safetensors"))
-    save_file({"double_blocks.0.img_attn.norm.key_norm.scale": torch.zeros(4)}, str(models / "flux-dev.safetensors"))
+    fill = {"double_blocks.0.img_attn.norm.key_norm.scale": torch.zeros(4), "img_in.weight": torch.zeros(8, 384)}
+    save_file(fill, str(models / "flux-fill.safetensors"))
     refused = {e.name: e.refused for e in registry_of(models, engine).refused()}
     assert refused["refiner"] is not None and refused["refiner"].startswith("SDXL refiner checkpoint")
-    assert refused["flux-dev"] is not None and refused["flux-dev"].startswith("Flux.1 schnell checkpoint (1 double")
+    assert refused["flux-fill"] is not None and refused["flux-fill"].startswith("Flux.1 Fill (1 double")
 
 
 def test_an_sdxl_model_defaults_to_1024_and_an_owner_can_set_its_own(
@@ -174,9 +175,9 @@ def test_the_size_conditioning_is_the_passs_size(engine: DiffusersEngine, monkey
     sizes: list[tuple[int, int]] = []
     real = family.unet_fn
 
-    def spy(width: int, height: int) -> Any:
+    def spy(width: int, height: int, **kwargs: Any) -> Any:
         sizes.append((width, height))
-        return real(width, height)
+        return real(width, height, **kwargs)
 
     monkeypatch.setattr(family, "unet_fn", spy)
     engine.generate(xl_params(width=64, height=96, enable_hr=True, hr_scale=2.0, denoising_strength=0.5))
