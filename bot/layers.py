@@ -27,6 +27,7 @@ DEFAULT_LABELS = {
     "height": "Height",
     "aspect": "Aspect ratio",
     "cfg_scale": "CFG scale",
+    "distilled_cfg_scale": "Distilled CFG scale",
     "negative_prompt": "Negative prompt",
     "clip_skip": "Clip skip",
     "batch_size": "Batch size",

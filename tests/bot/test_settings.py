@@ -171,3 +171,14 @@ async def test_the_server_default_model_is_shared_with_model_set(harness: Harnes
     assert harness.store is not None and harness.store.guild_default_model(GUILD_ID) == "builtin:tiny"
     shown = await settings(harness, "show", ALICE)
     assert_ephemeral(harness.standin, shown, "- Model: `builtin:tiny` (from this server)")
+
+
+async def test_a_distilled_cfg_default_and_the_guidance_flag_reach_the_job(
+    harness: Harness, executor: FakeExecutor
+) -> None:
+    handle = await settings(harness, "set", distilled_cfg_scale=2.5)
+    assert_ephemeral(harness.standin, handle, "- Distilled CFG scale: `2.5`")
+    await imagine(harness, ALICE, prompt="a red fox")
+    await imagine(harness, ALICE, prompt="a red fox --guidance 4")
+    first, second = (job.params for job in executor.submitted)
+    assert (first.distilled_cfg_scale, second.distilled_cfg_scale) == (2.5, 4.0)
