@@ -70,6 +70,7 @@ class ModelDefaults:
     schedule: str = "Automatic"
     clip_skip: int = 1
     vae: str | None = None  # a VAE from the VAE folder; None: the checkpoint's own
+    distilled_cfg_scale: float = 3.5  # Flux dev's (Forge's default); Flux Fill's is 30 (Black Forest Labs')
 
 
 @dataclass(frozen=True)
@@ -522,7 +523,7 @@ def build_params(
     negative = check_option("negative_prompt", options.get("negative_prompt"), limits)
     steps = value("steps", d.steps)
     cfg = value("cfg_scale", d.cfg_scale)
-    distilled_cfg = value("distilled_cfg_scale", 3.5)
+    distilled_cfg = value("distilled_cfg_scale", d.distilled_cfg_scale)
     width, height = value("width", d.width), value("height", d.height)
     if width * height > limits.max_pixels:
         raise InvalidParamsError(

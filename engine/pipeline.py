@@ -454,8 +454,11 @@ class DiffusersEngine:
     def _image_conditioning(self, run: _Run, sampling_pass: SamplingPass) -> torch.Tensor | None:
         """An inpainting UNet's extra input, as A1111 builds it (Conditional mask weight 1): for an img2img pass the
         job's mask (rounded; all ones without one) and its image with the masked part made mid-grey, VAE-encoded;
-        for text-to-image and hires passes an all-ones mask and a mid-grey image."""
-        if run.loaded.entry.family == "flux" or int(run.loaded.pipe.unet.config.in_channels) != 9:
+        for text-to-image and hires passes an all-ones mask and a mid-grey image. A Flux.1 Fill transformer takes the
+        masked image's latents and the mask as 64 channels (each 8x8 block of pixels), as diffusers' FluxFillPipeline
+        builds them; packed with the latents into its 384-wide input."""
+        fill = run.loaded.entry.family == "flux" and int(run.loaded.pipe.transformer.config.in_channels) == 384
+        if not fill and (run.loaded.entry.family == "flux" or int(run.loaded.pipe.unet.config.in_channels) != 9):
             return None
         scale = run.lead.traits.latent_scale
         size = (sampling_pass.height // scale, sampling_pass.width // scale)
@@ -471,6 +474,10 @@ class DiffusersEngine:
             source = image.permute(2, 0, 1)[None] * 2 - 1
             masked = (source * (1 - mask) + 1) / 2  # lerp(source, source * (1 - mask), 1), back in [0, 1]
             latents = encode(run.vae, masked.to(self.device))
+            if fill:
+                blocks = fill_mask(mask).to(latents.device, latents.dtype)
+                rows.append(torch.cat([latents, blocks], dim=1).repeat(job.plan.params.batch_size, 1, 1, 1))
+                continue
             small = F.interpolate(mask, size=size).to(latents.device, latents.dtype)
             rows.append(torch.cat([small, latents], dim=1).repeat(job.plan.params.batch_size, 1, 1, 1))
         return torch.cat(rows)
@@ -812,6 +819,14 @@ class DiffusersEngine:
             )
             for i, image in enumerate(images)
         ]
+
+
+def fill_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A (1, 1, H, W) mask as Flux.1 Fill reads it: 64 channels at the latent's size, channel 8 * dy + dx holding
+    pixel (8y + dy, 8x + dx) (diffusers' `FluxFillPipeline.prepare_mask_latents`)."""
+    _, _, height, width = mask.shape
+    blocks = mask[:, 0].reshape(1, height // 8, 8, width // 8, 8).permute(0, 2, 4, 1, 3)
+    return blocks.reshape(1, 64, height // 8, width // 8)
 
 
 def denoiser_module(pipe: Any) -> Any:

@@ -298,10 +298,10 @@ def flux_parts(
         parts["vae"] = vae_from_state(ae_state, dtype, device)
     except (KeyError, ValueError, RuntimeError) as err:
         raise refuse("Flux VAE", ae.path, err) from err
-    if int(parts["vae"].config.latent_channels) * 4 != int(transformer.config.in_channels):
+    if int(parts["vae"].config.latent_channels) * 4 != int(transformer.config.out_channels):
         raise ModelUnavailableError(
             f"The VAE {ae.path.name} makes {parts['vae'].config.latent_channels}-channel latents; the transformer "
-            f"{path.name} takes {int(transformer.config.in_channels) // 4}."
+            f"{path.name} draws {int(transformer.config.out_channels) // 4}."
         )
     clip = modules["clip_l"]
     clip_state, metadata = read_tensors(clip.path, clip.prefix)

@@ -40,7 +40,6 @@ _WHY = {
     "sdxl-refiner": "a refiner only finishes another SDXL model's image, and Easel does not run refiners yet",
     "sd2": "Easel does not run SD 2.x yet",
     "sd3": "Easel does not run SD 3 yet",
-    "flux": "Easel does not run Flux.1 Fill (inpainting) files yet",
 }
 
 
@@ -82,8 +81,7 @@ def inspect_checkpoint(header: Mapping[str, Any]) -> Checkpoint:
     refused, detail = None, ""
     if family == "flux":
         detail = describe_flux(header)
-        if detail.startswith("Flux.1 Fill"):
-            refused = f"{detail}: {_WHY[family]}"
+        inpainting = detail.startswith("Flux.1 Fill")  # its image input also takes the masked image and the mask
     elif family not in RUNNABLE:
         refused = f"{FAMILY_NAMES[family]} checkpoint: {_WHY[family]}"
     config = str(easel_config) if easel_config else None

@@ -40,6 +40,7 @@ _SETTING_TYPES: dict[str, tuple[type, ...]] = {
     "height": (int,),
     "steps": (int,),
     "cfg_scale": (int, float),
+    "distilled_cfg_scale": (int, float),
     "sampler": (str,),
     "schedule": (str,),
     "clip_skip": (int,),

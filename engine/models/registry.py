@@ -253,6 +253,8 @@ class ModelRegistry:
         if entry is None:
             return ModelDefaults()
         base = FAMILY_DEFAULTS.get(entry.family, ModelDefaults())
+        if entry.family == "flux" and entry.inpainting:  # Flux.1 Fill: Black Forest Labs' guidance (diffusers' 30)
+            base = dataclasses.replace(base, width=1024, height=1024, distilled_cfg_scale=30.0)
         owned = {k: v for k, v in entry.settings.items() if k in ModelDefaults.__dataclass_fields__}
         return dataclasses.replace(base, **owned)
 

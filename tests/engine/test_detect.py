@@ -37,8 +37,6 @@ def test_v_prediction_and_zero_terminal_snr_come_from_the_marker_keys() -> None:
         ({"conditioner.embedders.0.model.ln_final.weight": [1280]}, "sdxl-refiner", "SDXL refiner"),
         ({"cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight": [3072, 1024]}, "sd2", "SD 2.x"),
         ({"model.diffusion_model.joint_blocks.0.context_block.adaLN_modulation.1.bias": [9216]}, "sd3", "SD 3"),
-        ({"double_blocks.0.img_attn.norm.key_norm.scale": [128], "img_in.weight": [3072, 384]}, "flux",
-         "Flux.1 Fill"),
     ],
 )  # fmt: skip
 def test_families_easel_does_not_run_are_refused_with_the_family_named(
@@ -59,6 +57,13 @@ def _flux(prefix: str, *, doubles: int, singles: int, dtype: str, guidance: bool
     found = header(**shapes)
     found[f"{prefix}double_blocks.0.img_attn.qkv.weight"]["dtype"] = dtype
     return found
+
+
+def test_a_flux_fill_file_runs_as_an_inpainting_model() -> None:
+    fill = inspect_checkpoint(header(**{"double_blocks.0.img_attn.norm.key_norm.scale": [128],
+                                        "img_in.weight": [3072, 384]}))  # fmt: skip
+    assert (fill.family, fill.inpainting, fill.refused) == ("flux", True, None)
+    assert fill.detail.startswith("Flux.1 Fill (1 double")
 
 
 def test_a_flux_file_runs_and_is_listed_with_what_it_is_from_its_tensors() -> None:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from engine.errors import EaselError, ModelUnavailableError
 from engine.families.flux import FluxFamily, pack, unpack
+from engine.flux.keys import BFL_PREFIX as BFL
 from engine.flux.modules import FluxModules
 from engine.flux.tiny import MODULE_FILES, TINY_FLUX_FILE, build_tiny_flux
 from engine.infotext import options_from_infotext, parse_infotext
@@ -381,3 +382,56 @@ def test_previews_of_16_channel_latents_are_drawn(engine: DiffusersEngine) -> No
     shown: list[Any] = []
     engine.generate(flux_params(), on_preview=lambda step, total, source: shown.append(source.render()))
     assert len(shown) == 6 and shown[-1].size == (64, 64)
+
+
+# Flux.1 Fill: the inpainting transformer (its input also takes the masked image and the mask)
+
+
+def test_the_fill_conditioning_is_laid_out_as_diffusers_flux_fill_pipeline_lays_it_out() -> None:
+    from diffusers import FluxFillPipeline
+
+    from engine.pipeline import fill_mask
+
+    generator = torch.Generator().manual_seed(3)
+    latents = torch.randn(1, 16, 6, 8, generator=generator)
+    masked = torch.randn(1, 16, 6, 8, generator=generator)
+    mask = (torch.rand(1, 1, 48, 64, generator=generator) > 0.5).float()
+    ours = pack(torch.cat([latents, masked, fill_mask(mask)], dim=1))[0]
+    packed = FluxFillPipeline._pack_latents(masked, 1, 16, 6, 8)
+    blocks = mask[:, 0].view(1, 6, 8, 8, 8).permute(0, 2, 4, 1, 3).reshape(1, 64, 6, 8)
+    theirs = torch.cat([FluxFillPipeline._pack_latents(latents, 1, 16, 6, 8), packed,
+                        FluxFillPipeline._pack_latents(blocks, 1, 64, 6, 8)], dim=2)  # fmt: skip
+    assert torch.equal(ours, theirs)
+
+
+def test_a_fill_model_inpaints_and_defaults_to_guidance_30(
+    engine: DiffusersEngine, installed: dict[str, Path], tiny_folder: Path
+) -> None:
+    import io
+
+    from diffusers import FluxTransformer2DModel
+    from PIL import Image
+
+    from engine.flux.keys import to_bfl
+    from engine.flux.tiny import TINY_TRANSFORMER
+
+    torch.manual_seed(30)
+    fill = FluxTransformer2DModel(**{**TINY_TRANSFORMER, "in_channels": 384, "out_channels": 64})
+    save_file({BFL + k: v.contiguous() for k, v in to_bfl(fill.state_dict()).items()},
+              str(installed["models"] / "flux1-fill-tiny.safetensors"))  # fmt: skip
+    owner = engine_for(installed["models"], engine.registry.cache_dir, [installed["VAE"], installed["text_encoder"]])
+    entry = owner.registry.resolve("flux1-fill-tiny")
+    assert entry.inpainting and entry.family_name.startswith("Flux.1 Fill")
+    assert owner.registry.defaults_for("flux1-fill-tiny").distilled_cfg_scale == 30.0
+    base = owner.generate(flux_params(model="flux1-fill-tiny"))[0].image  # text to image: all of it to draw
+    buffer = io.BytesIO()
+    base.save(buffer, format="PNG")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (0, 0, 32, 64))
+    masked = io.BytesIO()
+    mask.save(masked, format="PNG")
+    params = flux_params(model="flux1-fill-tiny", init_image=owner.blobs.put(buffer.getvalue()),
+                         mask=owner.blobs.put(masked.getvalue()), denoising_strength=1.0)  # fmt: skip
+    out = np.asarray(owner.generate(params)[0].image).astype(np.int16)
+    original = np.asarray(base).astype(np.int16)
+    assert np.abs(out[:, 48:] - original[:, 48:]).max() <= 1 and np.abs(out[:, :24] - original[:, :24]).max() > 10

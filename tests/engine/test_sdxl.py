@@ -93,11 +93,11 @@ def test_a_copied_single_file_is_found_as_sdxl_by_its_keys(
 
 def test_refused_families_are_listed_with_the_family_and_the_reason(engine: DiffusersEngine, models: Path) -> None:
     save_file({"conditioner.embedders.0.model.ln_final.weight": torch.zeros(4)}, str(models / "refiner.safetensors"))
-    fill = {"double_blocks.0.img_attn.norm.key_norm.scale": torch.zeros(4), "img_in.weight": torch.zeros(8, 384)}
-    save_file(fill, str(models / "flux-fill.safetensors"))
+    sd3 = {"joint_blocks.0.context_block.adaLN_modulation.1.bias": torch.zeros(4)}
+    save_file(sd3, str(models / "sd35.safetensors"))
     refused = {e.name: e.refused for e in registry_of(models, engine).refused()}
     assert refused["refiner"] is not None and refused["refiner"].startswith("SDXL refiner checkpoint")
-    assert refused["flux-fill"] is not None and refused["flux-fill"].startswith("Flux.1 Fill (1 double")
+    assert refused["sd35"] is not None and refused["sd35"].startswith("SD 3/3.5 checkpoint: Easel does not run SD 3")
 
 
 def test_an_sdxl_model_defaults_to_1024_and_an_owner_can_set_its_own(
