@@ -33,6 +33,7 @@ PIPELINE_FAMILIES = {
     "StableDiffusionXLInpaintPipeline": "sdxl-inpaint",
     "StableDiffusion3Pipeline": "sd3",
     "FluxPipeline": "flux",
+    "FluxFillPipeline": "flux-inpaint",
 }
 _CONTEXT_KEY = re.compile(r"^model\.diffusion_model\..*attn2\.to_k\.weight$")
 _SETTING_TYPES: dict[str, tuple[type, ...]] = {
@@ -172,7 +173,7 @@ def _scan_folder(path: Path) -> ModelEntry:
         return ModelEntry(
             path.name, "diffusers", path, refused=f"{pipeline_class} models are not supported", family="unknown"
         )
-    refused = None if family in ("sd1", "sdxl") else f"{FAMILY_NAMES[family]} models are not supported yet"
+    refused = None if family in ("sd1", "sdxl", "flux") else f"{FAMILY_NAMES[family]} models are not supported yet"
     if family == "sdxl" and not (path / "text_encoder" / "config.json").is_file():
         family, refused = "sdxl-refiner", "an SDXL refiner only finishes another model's image; Easel runs none yet"
     scheduler = _json(path / "scheduler" / "scheduler_config.json")

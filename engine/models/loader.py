@@ -170,7 +170,7 @@ class ModelLoader:
 
     def estimate_bytes(self, entry: ModelEntry) -> int:
         """What a model will take once loaded: its file's weights at the inference dtype (0 where unknown)."""
-        if entry.family == "flux" and entry.path is not None and entry.path.exists():
+        if entry.family == "flux" and entry.path is not None and entry.path.is_file():
             return self._flux_bytes(entry.path)
         if entry.kind != "single-file" or entry.path is None or not entry.path.exists():
             return 0
@@ -299,6 +299,8 @@ class ModelLoader:
         from engine.flux.tiny import build_tiny_flux
 
         assert entry.path is not None
+        if entry.kind == "diffusers":  # a diffusers folder (FluxPipeline.save_pretrained): its parts as they are
+            return self._load_flux_folder(entry.path), ()
         path, library = entry.path, self.flux_modules
         if entry.name == BUILTIN_TINY_FLUX:
             folder = build_tiny_flux(self.registry.cache_dir)
@@ -326,6 +328,15 @@ class ModelLoader:
             pipe.enable_model_cpu_offload(device=self.device)
             pipe.text_encoder_2 = t5
         return pipe, tuple(separate)
+
+    def _load_flux_folder(self, folder: Path) -> Any:
+        from diffusers import DiffusionPipeline
+
+        dtype = self.speed.flux_dtype(self.device)
+        pipe = DiffusionPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True)
+        pipe.transformer.easel_compute = dtype
+        pipe.transformer.easel_storage = dtype
+        return pipe.to(self.device)
 
     def _config_folder_for(self, entry: ModelEntry) -> Path:
         return self.registry.single_file_configs(entry)

@@ -435,3 +435,12 @@ def test_a_fill_model_inpaints_and_defaults_to_guidance_30(
     out = np.asarray(owner.generate(params)[0].image).astype(np.int16)
     original = np.asarray(base).astype(np.int16)
     assert np.abs(out[:, 48:] - original[:, 48:]).max() <= 1 and np.abs(out[:, :24] - original[:, :24]).max() > 10
+
+
+def test_a_diffusers_folder_draws_what_the_single_file_draws(engine: DiffusersEngine, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    engine.load(FLUX).pipe.save_pretrained(models / "flux-folder")
+    folder = engine_for(models, engine.registry.cache_dir, [])
+    assert folder.registry.resolve("flux-folder").family == "flux"
+    assert np.array_equal(pixels(folder, model="flux-folder"), pixels(engine))
