@@ -179,16 +179,18 @@ def test_img2img_runs_with_each_sampler_family(engine: DiffusersEngine, sampler:
     assert out.image.size == (64, 64) and "Denoising strength: 0.5" in out.infotext
 
 
-def test_a_flux_diffusers_folder_is_refused_with_the_family_named(
+def test_an_sd3_diffusers_folder_is_refused_and_a_flux_one_is_listed_with_the_family_named(
     tmp_path: Path, engine_dirs: tuple[Path, Path]
 ) -> None:
-    (tmp_path / "flux").mkdir()
-    (tmp_path / "flux" / "model_index.json").write_text('{"_class_name": "FluxPipeline"}')
+    for name, pipeline in (("sd3", "StableDiffusion3Pipeline"), ("flux", "FluxPipeline")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model_index.json").write_text(f'{{"_class_name": "{pipeline}"}}')
     registry = ModelRegistry(tmp_path, engine_dirs[1])
-    [entry] = [e for e in registry.entries() if e.name == "flux"]
-    assert entry.refused is not None and "Flux.1" in entry.refused
+    entries = {e.name: e for e in registry.entries()}
+    assert entries["sd3"].refused is not None and "SD 3" in entries["sd3"].refused
+    assert (entries["flux"].refused, entries["flux"].family_name) == (None, "Flux.1")
     with pytest.raises(ModelUnavailableError, match="refused"):
-        registry.resolve("flux")
+        registry.resolve("sd3")
 
 
 def test_hires_to_a_size_of_another_aspect_is_cropped_to_that_size(engine: DiffusersEngine) -> None:
