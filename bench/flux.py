@@ -91,9 +91,8 @@ def load_in_process(folder: Path, name: str) -> dict[str, float]:
 
 
 def diffusers_call(engine: DiffusersEngine, params: GenerationParams) -> Any:
-    """A plain diffusers FluxPipeline call on the loaded parts with the job's sigmas, embeddings and noise."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
-
+    """A plain diffusers FluxPipeline call on the loaded parts (the loaded model is one, with a scheduler that does
+    not shift) with the job's sigmas, embeddings and noise."""
     from engine.families.flux import FluxFamily, pack
     from engine.ksampling import get_sigmas
     from engine.ksampling.denoiser import FluxDenoiser, flux_mu
@@ -107,13 +106,7 @@ def diffusers_call(engine: DiffusersEngine, params: GenerationParams) -> Any:
     side = params.width // 8
     latents = pack(ImageRNG((16, side, side), [params.seed], source="GPU").first())[0]
     sigmas = get_sigmas("Simple", params.steps, FluxDenoiser(lambda x, t: x, flux_mu(schnell=False)))
-    pipe = loaded.pipe
-    plain = FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=False), vae=pipe.vae,
-        text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer, text_encoder_2=pipe.text_encoder_2,
-        tokenizer_2=pipe.tokenizer_2, transformer=pipe.transformer,
-    )  # fmt: skip
-    plain.set_progress_bar_config(disable=True)
+    plain = loaded.pipe
 
     def call() -> None:
         plain(prompt_embeds=cond.crossattn, pooled_prompt_embeds=cond.vector, latents=latents,

@@ -9,6 +9,7 @@ the MLP's part, the rest.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 BFL_PREFIX = "model.diffusion_model."
@@ -56,60 +57,99 @@ def strip_prefix(keys: Iterable[str]) -> str:
 
 def block_count(keys: Iterable[str], kind: str) -> int:
     """How many `double_blocks` / `single_blocks` a file has (the highest index + 1)."""
-    indices = {int(k.split(".")[1]) for k in keys if k.startswith(kind + ".")}
+    indices = {int(k.split(".")[1]) for k in keys if k.startswith(kind + ".")}  # also diffusers' block names
     return max(indices) + 1 if indices else 0
 
 
-def _swap_halves(tensor: Any) -> Any:
+@dataclass(frozen=True)
+class Link:
+    """One BFL layer and the diffusers layers it is: module names (each tensor with `.weight` and, where it has one,
+    `.bias`), or with `exact` whole tensor names. Several diffusers layers are the BFL one's rows in order (a fused
+    q/k/v, a single block's q/k/v/MLP); `swap` says the two halves of the rows trade places (the final
+    modulation: BFL's shift/scale is diffusers' scale/shift, a swap that is its own inverse)."""
+
+    bfl: str
+    diffusers: tuple[str, ...]
+    exact: bool = False
+    swap: bool = False
+
+    @property
+    def suffixes(self) -> tuple[str, ...]:
+        return ("",) if self.exact else (".weight", ".bias")
+
+
+def global_links() -> list[Link]:
+    return [Link(bfl, (diffusers,)) for diffusers, bfl in _GLOBAL.items()] + [
+        Link(_NORM_OUT[1], (_NORM_OUT[0],), swap=True)
+    ]
+
+
+def block_links(kind: str, index: int) -> list[Link]:
+    """The links of `double_blocks.<index>` or `single_blocks.<index>`."""
+    if kind == "double_blocks":
+        d, b = f"transformer_blocks.{index}.", f"double_blocks.{index}."
+        renamed, norms = _DOUBLE, _DOUBLE_NORMS
+        fused = [Link(b + bfl, tuple(d + name for name in names)) for bfl, names in _DOUBLE_FUSED.items()]
+    else:
+        d, b = f"single_transformer_blocks.{index}.", f"single_blocks.{index}."
+        renamed, norms = _SINGLE, _SINGLE_NORMS
+        fused = [Link(b + "linear1", tuple(d + name for name in _SINGLE_FUSED))]
+    return [
+        *(Link(b + bfl, (d + diffusers,)) for diffusers, bfl in renamed.items()),
+        *(Link(b + bfl, (d + diffusers,), exact=True) for diffusers, bfl in norms.items()),
+        *fused,
+    ]
+
+
+def links(double: int, single: int) -> list[Link]:
+    """Every link of a transformer with these block counts."""
+    out = global_links()
+    for i in range(double):
+        out += block_links("double_blocks", i)
+    for i in range(single):
+        out += block_links("single_blocks", i)
+    return out
+
+
+def find_link(bfl: str) -> Link | None:
+    """The link of a BFL layer name (`double_blocks.0.img_attn.qkv`), or None for what no Flux layer is called."""
+    parts = bfl.split(".")
+    if parts[0] in ("double_blocks", "single_blocks") and len(parts) > 2 and parts[1].isdigit():
+        candidates = block_links(parts[0], int(parts[1]))
+    else:
+        candidates = global_links()
+    return next((link for link in candidates if link.bfl == bfl and not link.exact), None)
+
+
+def unfuse(link: Link, tensor: Any, width: int) -> list[Any]:
+    """A BFL tensor (or a LoRA's up weight for it) as its diffusers layers' rows: halves swapped where the link
+    says so; a fused q/k/v cut in three equal parts, a single block's `linear1` into three of `width` (its input's)
+    and the MLP's rest."""
     import torch
 
-    first, second = tensor.chunk(2, dim=0)
-    return torch.cat([second, first], dim=0)
+    if link.swap:
+        first, second = tensor.chunk(2, dim=0)
+        tensor = torch.cat([second, first], dim=0)
+    count = len(link.diffusers)
+    if count == 1:
+        return [tensor]
+    rows = int(tensor.shape[0])
+    sizes = [rows // 3] * 3 if count == 3 else [width, width, width, rows - 3 * width]
+    return list(torch.split(tensor, sizes, dim=0))
 
 
 def to_diffusers(state: Mapping[str, Any]) -> dict[str, Any]:
     """A BFL-layout transformer state dict (no prefix) as diffusers names it. Unknown tensors raise KeyError."""
-    import torch
-
     source = dict(state)
     out: dict[str, Any] = {}
-
-    def take(bfl: str) -> Any:
-        return source.pop(bfl)
-
-    def rename(diffusers: str, bfl: str) -> None:
-        for suffix in (".weight", ".bias"):
-            if bfl + suffix in source:
-                out[diffusers + suffix] = take(bfl + suffix)
-
-    for diffusers, bfl in _GLOBAL.items():
-        rename(diffusers, bfl)
-    for suffix in (".weight", ".bias"):
-        out[_NORM_OUT[0] + suffix] = _swap_halves(take(_NORM_OUT[1] + suffix))
-    for i in range(block_count(source, "double_blocks")):
-        d, b = f"transformer_blocks.{i}.", f"double_blocks.{i}."
-        for diffusers, bfl in _DOUBLE.items():
-            rename(d + diffusers, b + bfl)
-        for diffusers, bfl in _DOUBLE_NORMS.items():
-            out[d + diffusers] = take(b + bfl)
-        for bfl, names in _DOUBLE_FUSED.items():
-            for suffix in (".weight", ".bias"):
-                for name, part in zip(names, torch.chunk(take(b + bfl + suffix), 3, dim=0), strict=True):
-                    out[d + name + suffix] = part
-    for i in range(block_count(source, "single_blocks")):
-        d, b = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
-        for diffusers, bfl in _SINGLE.items():
-            rename(d + diffusers, b + bfl)
-        for diffusers, bfl in _SINGLE_NORMS.items():
-            out[d + diffusers] = take(b + bfl)
-        fused = take(b + "linear1.weight")
-        # linear1: width -> q, k, v (each the width) and the MLP's input (a GGUF block's values counted, not bytes)
-        width = int(getattr(fused, "quant_shape", fused.shape)[1])
-        sizes = [width, width, width, int(fused.shape[0]) - 3 * width]
-        for name, part in zip(_SINGLE_FUSED, torch.split(fused, sizes, dim=0), strict=True):
-            out[d + name + ".weight"] = part
-        for name, part in zip(_SINGLE_FUSED, torch.split(take(b + "linear1.bias"), sizes, dim=0), strict=True):
-            out[d + name + ".bias"] = part
+    for link in links(block_count(source, "double_blocks"), block_count(source, "single_blocks")):
+        weight = source.get(link.bfl + ".weight")
+        # A fused layer's width is its input's (a GGUF-quantized weight's counted in values, not bytes).
+        width = int(getattr(weight, "quant_shape", getattr(weight, "shape", (0, 0)))[-1]) if weight is not None else 0
+        for suffix in link.suffixes:
+            if link.bfl + suffix in source:
+                parts = unfuse(link, source.pop(link.bfl + suffix), width)
+                out.update(zip([name + suffix for name in link.diffusers], parts, strict=True))
     if source:
         raise KeyError(f"tensors that are not Flux.1's: {', '.join(sorted(source)[:4])}")
     return out
@@ -121,35 +161,13 @@ def to_bfl(state: Mapping[str, Any]) -> dict[str, Any]:
 
     source = dict(state)
     out: dict[str, Any] = {}
-
-    def rename(diffusers: str, bfl: str) -> None:
-        for suffix in (".weight", ".bias"):
-            if diffusers + suffix in source:
-                out[bfl + suffix] = source.pop(diffusers + suffix)
-
-    for diffusers, bfl in _GLOBAL.items():
-        rename(diffusers, bfl)
-    for suffix in (".weight", ".bias"):
-        out[_NORM_OUT[1] + suffix] = _swap_halves(source.pop(_NORM_OUT[0] + suffix))
-    doubles = {int(k.split(".")[1]) for k in source if k.startswith("transformer_blocks.")}
-    for i in sorted(doubles):
-        d, b = f"transformer_blocks.{i}.", f"double_blocks.{i}."
-        for diffusers, bfl in _DOUBLE.items():
-            rename(d + diffusers, b + bfl)
-        for diffusers, bfl in _DOUBLE_NORMS.items():
-            out[b + bfl] = source.pop(d + diffusers)
-        for bfl, names in _DOUBLE_FUSED.items():
-            for suffix in (".weight", ".bias"):
-                out[b + bfl + suffix] = torch.cat([source.pop(d + name + suffix) for name in names], dim=0)
-    singles = {int(k.split(".")[1]) for k in source if k.startswith("single_transformer_blocks.")}
-    for i in sorted(singles):
-        d, b = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
-        for diffusers, bfl in _SINGLE.items():
-            rename(d + diffusers, b + bfl)
-        for diffusers, bfl in _SINGLE_NORMS.items():
-            out[b + bfl] = source.pop(d + diffusers)
-        for suffix in (".weight", ".bias"):
-            out[b + "linear1" + suffix] = torch.cat([source.pop(d + name + suffix) for name in _SINGLE_FUSED], dim=0)
+    double, single = block_count(source, "transformer_blocks"), block_count(source, "single_transformer_blocks")
+    for link in links(double, single):
+        for suffix in link.suffixes:
+            names = [name + suffix for name in link.diffusers]
+            if names[0] in source:
+                tensor = torch.cat([source.pop(name) for name in names], dim=0)
+                out[link.bfl + suffix] = unfuse(link, tensor, 0)[0] if link.swap else tensor
     if source:
         raise KeyError(f"tensors that are not Flux.1's: {', '.join(sorted(source)[:4])}")
     return out

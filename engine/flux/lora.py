@@ -15,15 +15,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from engine.flux.keys import _DOUBLE, _DOUBLE_FUSED, _GLOBAL, _NORM_OUT, _SINGLE, _SINGLE_FUSED
+from engine.flux.keys import Link, block_links, find_link, global_links, unfuse
 
 FLUX_LORA_MARKERS = ("double_blocks", "single_blocks", "transformer.transformer_blocks.",
                      "transformer.single_transformer_blocks.")  # fmt: skip
-
-# BFL module (with `_` for `.`, as kohya writes it) -> its dotted name, for every module a LoRA can patch.
-_BFL_MODULES = [*_GLOBAL.values(), _NORM_OUT[1]]
-_DOUBLE_MODULES = [*_DOUBLE.values(), *_DOUBLE_FUSED]
-_SINGLE_MODULES = [*_SINGLE.values(), "linear1"]
 _KOHYA_BLOCK = re.compile(r"^(double_blocks|single_blocks)_(\d+)_(.+)$")
 _KOHYA_TE = re.compile(r"^lora_te1_text_model_encoder_layers_(\d+)_(self_attn_(?:q|k|v|out)_proj|mlp_fc[12])$")
 _DOWN_UP = ((".lora_down.weight", ".lora_up.weight"), (".lora_A.weight", ".lora_B.weight"))
@@ -33,43 +28,14 @@ def is_flux_lora(keys: list[str]) -> bool:
     return any(marker in key for key in keys for marker in FLUX_LORA_MARKERS)
 
 
-def _bfl_module(kohya: str) -> str | None:
-    """`double_blocks_0_img_attn_qkv` -> `double_blocks.0.img_attn.qkv` (None for what no Flux layer is called)."""
-    found = _KOHYA_BLOCK.match(kohya)
-    if found is not None:
-        kind, index, rest = found.groups()
-        names = _DOUBLE_MODULES if kind == "double_blocks" else _SINGLE_MODULES
-        for name in names:
-            if name.replace(".", "_") == rest:
-                return f"{kind}.{index}.{name}"
-        return None
-    return next((name for name in _BFL_MODULES if name.replace(".", "_") == kohya), None)
-
-
-def _split(module: str, up: Any, down: Any) -> list[tuple[str, Any]]:
-    """A BFL module's LoRA up weight as the diffusers modules it becomes: (diffusers module, its rows of `up`)."""
-    import torch
-
-    if module == _NORM_OUT[1]:
-        first, second = up.chunk(2, dim=0)
-        return [(_NORM_OUT[0], torch.cat([second, first], dim=0))]
-    global_names = {bfl: diffusers for diffusers, bfl in _GLOBAL.items()}
-    if module in global_names:
-        return [(global_names[module], up)]
-    kind, index, rest = module.split(".", 2)
-    if kind == "double_blocks":
-        prefix = f"transformer_blocks.{index}."
-        if rest in _DOUBLE_FUSED:
-            return [(prefix + name, part) for name, part in zip(_DOUBLE_FUSED[rest], up.chunk(3, dim=0), strict=True)]
-        renamed = {bfl: diffusers for diffusers, bfl in _DOUBLE.items()}
-        return [(prefix + renamed[rest], up)]
-    prefix = f"single_transformer_blocks.{index}."
-    if rest == "linear1":
-        width = int(down.shape[1])  # the layer's input: q, k and v are each this wide, the rest is the MLP's
-        sizes = [width, width, width, int(up.shape[0]) - 3 * width]
-        return [(prefix + name, part) for name, part in zip(_SINGLE_FUSED, up.split(sizes, dim=0), strict=True)]
-    renamed = {bfl: diffusers for diffusers, bfl in _SINGLE.items()}
-    return [(prefix + renamed[rest], up)]
+def _link(name: str) -> Link | None:
+    """The Flux layer a LoRA names, BFL-dotted (`double_blocks.0.img_attn.qkv`) or as kohya writes it
+    (`double_blocks_0_img_attn_qkv`: its `_`s are matched against the block's layers)."""
+    if "." in name:
+        return find_link(name)
+    found = _KOHYA_BLOCK.match(name)
+    candidates = block_links(found[1], int(found[2])) if found is not None else global_links()
+    return next((link for link in candidates if not link.exact and link.bfl.replace(".", "_") == name), None)
 
 
 def to_peft(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,10 +69,11 @@ def to_peft(state: Mapping[str, Any]) -> dict[str, Any]:
                 break
             for prefix in ("diffusion_model.", "model.diffusion_model.", "transformer."):
                 name = name.removeprefix(prefix)
-            bfl = name if "." in name else _bfl_module(name)
-            if bfl is None:
+            link = _link(name)
+            if link is None:
                 raise KeyError(f"{base} patches no Flux.1 layer")
-            for diffusers, part in _split(bfl, up, down):
+            # The up weight's rows split like the layer's; each part keeps the whole down weight.
+            for diffusers, part in zip(link.diffusers, unfuse(link, up, int(down.shape[1])), strict=True):
                 out[f"transformer.{diffusers}.lora_A.weight"] = scaled
                 out[f"transformer.{diffusers}.lora_B.weight"] = part
             break
